@@ -1,0 +1,3 @@
+module github.com/alpinist/alpinist
+
+go 1.26

@@ -1,0 +1,214 @@
+// Package minirootfs gives tests Alpine's real minirootfs (real apk-tools
+// 2.14, Alpine's keys, a real installed database) so that the real apk can
+// judge what alpinist writes.
+//
+// The tarball is found through ALPINIST_MINIROOTFS (a .tar.gz or an
+// extracted directory), else in ../shared/fixtures/alpine/ above the module
+// root. Tests skip, saying why, when it is missing or when they cannot
+// chroot (not root, not an x86_64 host).
+package minirootfs
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+)
+
+const fixture = "alpine-minirootfs-3.20.3-x86_64.tar.gz"
+
+// Tarball returns the path of the minirootfs tarball, or skips the test.
+func Tarball(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("ALPINIST_MINIROOTFS"); p != "" {
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			return p
+		}
+	}
+	root, err := moduleRoot()
+	if err == nil {
+		p := filepath.Join(root, "..", "shared", "fixtures", "alpine", fixture)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	t.Skipf("Alpine minirootfs not found: set ALPINIST_MINIROOTFS or provide ../shared/fixtures/alpine/%s", fixture)
+	return ""
+}
+
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found")
+		}
+		dir = parent
+	}
+}
+
+var (
+	extractOnce sync.Once
+	extracted   string
+	extractErr  error
+)
+
+// Dir returns a directory holding the extracted minirootfs, shared by all
+// tests of the process and kept in the user cache between runs. Tests must
+// not modify it; use Copy for a private one.
+func Dir(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("ALPINIST_MINIROOTFS"); p != "" {
+		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+			return p
+		}
+	}
+	tarball := Tarball(t)
+	extractOnce.Do(func() { extracted, extractErr = extract(tarball) })
+	if extractErr != nil {
+		t.Fatalf("minirootfs: %v", extractErr)
+	}
+	return extracted
+}
+
+func extract(tarball string) (string, error) {
+	f, err := os.Open(tarball)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	dest := filepath.Join(cache, "alpinist-test", "minirootfs-"+hex.EncodeToString(h.Sum(nil))[:16])
+	if _, err := os.Stat(filepath.Join(dest, "sbin", "apk")); err == nil {
+		return dest, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dest), "extract-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return "", err
+	}
+	if err := untar(f, tmp); err != nil {
+		return "", fmt.Errorf("%s: %w", tarball, err)
+	}
+	if err := os.Rename(tmp, dest); err != nil {
+		if _, serr := os.Stat(filepath.Join(dest, "sbin", "apk")); serr == nil {
+			return dest, nil // another process won the race
+		}
+		return "", err
+	}
+	return dest, nil
+}
+
+func untar(r io.Reader, dir string) error {
+	zr, err := gzip.NewReader(r)
+	if err != nil {
+		return err
+	}
+	tr := tar.NewReader(zr)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		name := filepath.Clean(hdr.Name)
+		if strings.HasPrefix(name, "..") || filepath.IsAbs(name) {
+			return fmt.Errorf("unsafe path %q", hdr.Name)
+		}
+		p := filepath.Join(dir, name)
+		mode := os.FileMode(hdr.Mode).Perm()
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				return err
+			}
+			if err := os.Chmod(p, mode); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			out, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(out, tr)
+			if cerr := out.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+		case tar.TypeSymlink:
+			if err := os.Symlink(hdr.Linkname, p); err != nil {
+				return err
+			}
+		case tar.TypeLink:
+			if err := os.Link(filepath.Join(dir, filepath.Clean(hdr.Linkname)), p); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// CanChroot skips the test unless the real apk can run here: root, x86_64.
+func CanChroot(t testing.TB) {
+	t.Helper()
+	if runtime.GOARCH != "amd64" || runtime.GOOS != "linux" {
+		t.Skipf("the minirootfs's apk is x86_64 Linux; host is %s/%s", runtime.GOOS, runtime.GOARCH)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("running the real apk-tools needs chroot, which needs root")
+	}
+}
+
+// Copy makes a private writable copy of the minirootfs under a test temp dir
+// (for tests that install into it or bind files into it).
+func Copy(t testing.TB) string {
+	t.Helper()
+	src := Dir(t)
+	dst := filepath.Join(t.TempDir(), "rootfs")
+	if out, err := exec.Command("cp", "-a", src, dst).CombinedOutput(); err != nil {
+		t.Fatalf("copy minirootfs: %v: %s", err, out)
+	}
+	return dst
+}
+
+// Apk runs the real apk-tools inside root (a directory from Dir or Copy) via
+// chroot and returns its combined output. Paths in args are as seen inside
+// root. CanChroot must have been called.
+func Apk(root string, args ...string) (string, error) {
+	cmd := exec.Command("chroot", append([]string{root, "/sbin/apk"}, args...)...)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C"}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
