@@ -1,0 +1,60 @@
+#!/bin/sh
+# Make sure what the build and the tests need is installed.
+#
+# Go modules are downloaded through the module proxy. Debian packages are
+# installed with apt-get when missing and running as root; otherwise this
+# prints the exact command to run and fails.
+#
+# Usage: scripts/deps.sh [build|test]
+set -eu
+
+what=${1:-test}
+
+if ! command -v go >/dev/null 2>&1; then
+	if [ -x /usr/local/go/bin/go ]; then
+		PATH=/usr/local/go/bin:$PATH
+	else
+		echo "deps: Go 1.26 or newer is needed: https://go.dev/dl/ (Debian's golang-go is too old)" >&2
+		exit 1
+	fi
+fi
+
+go mod download
+
+[ "$what" = build ] && exit 0
+
+# command -> Debian package providing it
+need=""
+check() {
+	command -v "$1" >/dev/null 2>&1 || need="$need $2"
+}
+check apt-get apt
+check dpkg-deb dpkg
+
+# The synthetic test repository takes aarch64 binaries from Debian's arm64
+# packages, so apt must know the arm64 architecture.
+need_arm64=""
+if command -v dpkg >/dev/null 2>&1 && ! dpkg --print-foreign-architectures | grep -qx arm64 \
+	&& [ "$(dpkg --print-architecture)" != arm64 ]; then
+	need_arm64=yes
+fi
+
+if [ -z "$need" ] && [ -z "$need_arm64" ]; then
+	exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "deps: missing system packages; run as root:" >&2
+	[ -n "$need_arm64" ] && echo "  dpkg --add-architecture arm64 && apt-get update" >&2
+	[ -n "$need" ] && echo "  apt-get install -y$need" >&2
+	exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+if [ -n "$need_arm64" ]; then
+	echo "deps: adding the arm64 architecture to apt (for the aarch64 test repository)"
+	dpkg --add-architecture arm64
+fi
+apt-get update -qq
+[ -n "$need" ] && apt-get install -y -qq $need
+exit 0
