@@ -151,6 +151,7 @@ func buildKernel(ctx context.Context, b *builder) ([]*Pkg, error) {
 	if set.Builtin == nil {
 		return nil, fmt.Errorf("debian %s: lib/modules/%s/modules.builtin: not in the package", deb, kver)
 	}
+	SetOrder(set.Modules, order)
 	mods, err := set.Closure(append(slices.Clone(KernelModules), OptionalKernelModules...), func(n string) bool {
 		return slices.Contains(OptionalKernelModules, n)
 	})

@@ -18,6 +18,38 @@ type ModInfo struct {
 	SoftPre  []string // softdep pre: names (module names or aliases)
 	SoftPost []string
 	Aliases  []string
+	// Order is the module's line number in modules.order (0 when it is
+	// not listed); ModulesDep breaks ties with it as depmod does.
+	Order int
+}
+
+// SetOrder numbers mods by their position in modules.order.
+func SetOrder(mods map[string]*ModInfo, order []byte) {
+	byPath := map[string]*ModInfo{}
+	for _, m := range mods {
+		byPath[m.Path] = m
+	}
+	for i, l := range strings.Split(string(order), "\n") {
+		if m := byPath[strings.TrimSpace(l)]; m != nil {
+			m.Order = i + 1
+		}
+	}
+}
+
+// loadOrder compares modules by modules.order position (unlisted ones
+// last), then by path.
+func loadOrder(a, b *ModInfo) int {
+	oa, ob := a.Order, b.Order
+	if oa == 0 {
+		oa = 1 << 30
+	}
+	if ob == 0 {
+		ob = 1 << 30
+	}
+	if oa != ob {
+		return oa - ob
+	}
+	return strings.Compare(a.Path, b.Path)
 }
 
 // ModName normalises a module name or file name: dashes become
@@ -202,7 +234,7 @@ func ModulesDep(mods []*ModInfo, rename func(string) string) ([]byte, error) {
 			if da == nil || db == nil {
 				return strings.Compare(a, b)
 			}
-			return strings.Compare(da.Path, db.Path)
+			return loadOrder(da, db)
 		})
 		for _, d := range deps {
 			dm := by[d]
@@ -218,13 +250,15 @@ func ModulesDep(mods []*ModInfo, rename func(string) string) ([]byte, error) {
 		order = append(order, m)
 		return nil
 	}
-	sorted := slices.Clone(mods)
-	slices.SortFunc(sorted, func(a, b *ModInfo) int { return strings.Compare(a.Path, b.Path) })
-	for _, m := range sorted {
+	byOrder := slices.Clone(mods)
+	slices.SortFunc(byOrder, loadOrder)
+	for _, m := range byOrder {
 		if err := visit(m); err != nil {
 			return nil, err
 		}
 	}
+	sorted := slices.Clone(mods)
+	slices.SortFunc(sorted, func(a, b *ModInfo) int { return strings.Compare(a.Path, b.Path) })
 	var buf bytes.Buffer
 	for _, m := range sorted {
 		all := map[string]bool{}

@@ -7,8 +7,10 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 )
 
 // EntryType is the kind of a Tree entry.
@@ -48,8 +50,9 @@ type Entry struct {
 	// slash: "bin/busybox".
 	Path string
 	Type EntryType
-	// Mode holds the permission bits including setuid, setgid and sticky
-	// (07777); the type is in Type.
+	// Mode holds the Unix permission bits as a tar header or stat has
+	// them, setuid (04000), setgid (02000) and sticky (01000) included;
+	// the type is in Type. (These are not Go's fs.ModeSetuid etc.)
 	Mode     fs.FileMode
 	UID, GID int
 	// Target is a symlink's text or, for a hardlink, the tree path of the
@@ -89,8 +92,8 @@ func (t *Tree) add(e *Entry) error {
 		return err
 	}
 	e.Path = p
-	if e.Mode&^(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) != 0 {
-		return fmt.Errorf("tree: %s: mode %v has type bits", p, e.Mode)
+	if e.Mode&^0o7777 != 0 {
+		return fmt.Errorf("tree: %s: mode %o is not Unix permission bits (07777)", p, uint32(e.Mode))
 	}
 	if old, ok := t.entries[p]; ok {
 		// An explicit directory may redefine an implicit parent.
@@ -262,4 +265,95 @@ func (t *Tree) InstalledSize() int64 {
 		}
 	}
 	return n
+}
+
+// WriteTo writes the tree under dir on the host: directories, files,
+// symlinks and hard links with their permission bits; ownership and
+// xattrs too when running as root (they need privileges). Mtimes are
+// set to BuildTime. It is used to inspect and run what a package holds.
+func (t *Tree) WriteTo(dir string) error {
+	root := os.Geteuid() == 0
+	entries := t.Entries()
+	for _, e := range entries {
+		p := filepath.Join(dir, filepath.FromSlash(e.Path))
+		var err error
+		switch e.Type {
+		case TypeDir:
+			err = os.MkdirAll(p, 0o755)
+		case TypeFile:
+			err = writeEntry(p, e)
+		case TypeSymlink:
+			err = os.Symlink(e.Target, p)
+		case TypeHardlink:
+			err = os.Link(filepath.Join(dir, filepath.FromSlash(e.Target)), p)
+		}
+		if err != nil {
+			return fmt.Errorf("tree: %s: %w", e.Path, err)
+		}
+		if e.Type == TypeSymlink || e.Type == TypeHardlink {
+			continue
+		}
+		if root {
+			if err := os.Lchown(p, e.UID, e.GID); err != nil {
+				return fmt.Errorf("tree: %s: %w", e.Path, err)
+			}
+			for _, x := range e.Xattrs {
+				if err := setxattr(p, x.Name, x.Value); err != nil {
+					return fmt.Errorf("tree: %s: xattr %s: %w", e.Path, x.Name, err)
+				}
+			}
+		}
+		if err := os.Chmod(p, toOSMode(e.Mode)); err != nil {
+			return fmt.Errorf("tree: %s: %w", e.Path, err)
+		}
+	}
+	// Directory mtimes last, after their contents were written.
+	mt := time.Unix(BuildTime, 0)
+	for i := len(entries) - 1; i >= 0; i-- {
+		e := entries[i]
+		if e.Type == TypeSymlink {
+			continue
+		}
+		p := filepath.Join(dir, filepath.FromSlash(e.Path))
+		if err := os.Chtimes(p, mt, mt); err != nil {
+			return fmt.Errorf("tree: %s: %w", e.Path, err)
+		}
+	}
+	return nil
+}
+
+func writeEntry(p string, e *Entry) error {
+	r, err := e.Open()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	n, err := io.Copy(f, r)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && n != e.Size {
+		err = fmt.Errorf("content is %d bytes, entry says %d", n, e.Size)
+	}
+	return err
+}
+
+// toOSMode converts Unix permission bits (07777) to an fs.FileMode with
+// Go's setuid/setgid/sticky flags.
+func toOSMode(m fs.FileMode) fs.FileMode {
+	out := m & fs.ModePerm
+	if m&0o4000 != 0 {
+		out |= fs.ModeSetuid
+	}
+	if m&0o2000 != 0 {
+		out |= fs.ModeSetgid
+	}
+	if m&0o1000 != 0 {
+		out |= fs.ModeSticky
+	}
+	return out
 }
