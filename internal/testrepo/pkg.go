@@ -151,3 +151,22 @@ func checkPkgs(pkgs []*Pkg) error {
 	}
 	return nil
 }
+
+// depString formats a dependency as apk writes it: [!]NAME[OPVERSION].
+func depString(d apk.Dependency) string {
+	s := d.Name
+	if d.Conflict {
+		s = "!" + s
+	}
+	if d.Op == version.Any || d.Version == "" {
+		return s
+	}
+	ops := map[version.Op]string{
+		version.Equal: "=", version.Less: "<", version.Greater: ">",
+		version.Less | version.Equal: "<=", version.Greater | version.Equal: ">=",
+		version.Equal | version.Fuzzy: "~", version.Fuzzy: "~",
+	}
+	return s + ops[d.Op] + d.Version
+}
+
+func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -32,6 +32,21 @@ const (
 	SharedFile = "/usr/share/alpinist-test/shared.conf"
 )
 
+// TestPackages lists the generated test packages by name (each exists for
+// every architecture; alpinist-test-versioned in two versions).
+var TestPackages = []string{
+	"alpinist-test-scripts", "alpinist-test-trigger", "alpinist-test-hook",
+	"alpinist-test-lib", "alpinist-test-hello", "alpinist-test-consumer",
+	"alpinist-test-if-a", "alpinist-test-if-b", "alpinist-test-if-both",
+	"alpinist-test-owner", "alpinist-test-replacer",
+	"alpinist-test-conflict-a", "alpinist-test-conflict-b",
+	"alpinist-test-hardlinks", "alpinist-test-xattr", "alpinist-test-emptydirs",
+	"alpinist-test-large", "alpinist-test-failing",
+	"alpinist-test-virt-a", "alpinist-test-virt-b",
+	"alpinist-test-prio-a", "alpinist-test-prio-b",
+	"alpinist-test-versioned", "alpinist-test-noarch",
+}
+
 // LargeContent returns the deterministic pseudo-random content of
 // LargeFile: a ChaCha8 stream (a sequence fixed across Go versions)
 // seeded with SHA-256("alpinist-test-large"), generated as it is read.
