@@ -128,6 +128,7 @@ func (s *Solver) Solve(world []apk.Dependency) ([]Install, error) {
 	}
 	sortWorld(w)
 	st := newState(s, ov)
+	defer st.release()
 	st.solve(w, s.opts.ForceBrokenWorld)
 	if st.errors > 0 {
 		return nil, st.report(w)

@@ -273,7 +273,7 @@ func (st *state) report(world []worldDep) *Error {
 		st:      st,
 		marked:  make([]bool, len(st.s.pkgs)),
 		pkgInt:  make([]uint32, len(st.s.pkgs)),
-		nameInt: make([]uint32, len(st.names)),
+		nameInt: make([]uint32, st.ov.numNames()),
 		pkgGen:  make([]int, len(st.s.pkgs)),
 	}
 	for i := range world {

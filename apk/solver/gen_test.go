@@ -1,6 +1,7 @@
 package solver
 
 import (
+	"encoding/base64"
 	"fmt"
 	"math/rand"
 
@@ -136,8 +137,8 @@ func genRandomCase(rng *rand.Rand) genCase {
 					p.HasProviderPriority = true
 				}
 				if rng.Intn(6) == 0 {
-					for i, ni := 0, 1+rng.Intn(2); i < ni; i++ {
-						p.InstallIf = append(p.InstallIf, randDep(false, ni))
+					for i, nc := 0, 1+rng.Intn(2); i < nc; i++ {
+						p.InstallIf = append(p.InstallIf, randDep(harsh && i > 0, ni))
 					}
 				}
 				if rng.Intn(10) == 0 {
@@ -198,6 +199,12 @@ func genRandomCase(rng *rand.Rand) genCase {
 		}
 		if pct(7, 3) {
 			s = "!" + s
+		}
+		if rng.Intn(40) == 0 {
+			// a package by checksum, as apk add FILE.apk requests it
+			r := c.repos[0]
+			p := r.Packages[rng.Intn(len(r.Packages))]
+			s = p.Name + "><Q1" + base64.StdEncoding.EncodeToString(p.Checksum)
 		}
 		c.world = append(c.world, s)
 	}

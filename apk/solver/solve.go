@@ -117,11 +117,10 @@ func (l *nameList) popHead() int32 {
 // state is apk's struct apk_solver_state plus the per-solve parts of names
 // and packages, which apk keeps inside them.
 type state struct {
-	s     *Solver
-	ov    *overlay
-	names []*name // all names, the overlay's after the Solver's
-	ns    []nameState
-	ps    []pkgState
+	s  *Solver
+	ov *overlay
+	ns []nameState // by name id: the Solver's names, then the overlay's
+	ps []pkgState
 
 	dirty      nameList
 	unresolved nameList
@@ -133,19 +132,48 @@ type state struct {
 	changes []*pkg
 }
 
+// buffers are the per-solve arrays, reused through Solver.pool: solving
+// against a large index would otherwise allocate megabytes each time.
+type buffers struct {
+	ns []nameState
+	ps []pkgState
+}
+
 func newState(s *Solver, ov *overlay) *state {
 	st := &state{s: s, ov: ov}
-	st.names = s.names
-	if len(ov.names) > 0 {
-		st.names = append(append([]*name(nil), s.names...), ov.names...)
+	b, _ := s.pool.Get().(*buffers)
+	if b == nil {
+		b = &buffers{}
 	}
-	st.reset()
+	nn := ov.numNames()
+	if cap(b.ns) < nn {
+		b.ns = make([]nameState, nn)
+	}
+	if cap(b.ps) < len(s.pkgs) {
+		b.ps = make([]pkgState, len(s.pkgs))
+	}
+	st.ns, st.ps = b.ns[:nn], b.ps[:len(s.pkgs)]
 	return st
 }
 
+// release returns the state's arrays for reuse; st is unusable after.
+func (st *state) release() {
+	st.s.pool.Put(&buffers{st.ns, st.ps})
+	st.ns, st.ps = nil, nil
+}
+
+// name returns the name with the given id.
+func (st *state) name(id int32) *name {
+	if int(id) < len(st.s.names) {
+		return st.s.names[id]
+	}
+	return st.ov.names[int(id)-len(st.s.names)]
+}
+
+// reset clears the per-solve state (apk's free_name and free_package).
 func (st *state) reset() {
-	st.ns = make([]nameState, len(st.names))
-	st.ps = make([]pkgState, len(st.s.pkgs))
+	clear(st.ns)
+	clear(st.ps)
 	st.dirty = nameList{get: func(id int32) *link { return &st.ns[id].dirty }}
 	st.unresolved = nameList{get: func(id int32) *link { return &st.ns[id].unresolved }}
 	st.dirty.init()
@@ -780,11 +808,11 @@ func (st *state) solve(world []worldDep, force bool) {
 
 		for {
 			for !st.dirty.empty() {
-				st.reconsiderName(st.names[st.dirty.popHead()])
+				st.reconsiderName(st.name(st.dirty.popHead()))
 			}
 			var pick *name
 			for id := st.unresolved.head.next; id != -1; id = st.ns[id].unresolved.next {
-				n0 := st.names[id]
+				n0 := st.name(id)
 				ns0 := &st.ns[id]
 				if ns0.reverseDepsDone && ns0.requirers > 0 && !ns0.hasOptions {
 					pick = n0

@@ -43,6 +43,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/alpinist/alpinist/apk"
 	"github.com/alpinist/alpinist/apk/version"
@@ -87,15 +88,13 @@ type Install struct {
 // Solver holds the indexes of a set of repositories, ready to solve worlds
 // against them. It is safe for concurrent use.
 type Solver struct {
-	repos    []Repository
 	opts     Options
 	names    []*name // in creation order; name.id indexes it
 	byName   map[string]*name
 	pkgs     []*pkg // unique packages in load order; pkg.id indexes it
 	tags     []tagInfo
-	tagIndex map[string]int
-	// defaultRepos are the repositories of the default (untagged) tag.
-	defaultRepos uint32
+	tagIndex map[string]int // tag without "@" to its id
+	pool     sync.Pool      // *buffers
 }
 
 // tagInfo is apk's struct apk_repository_tag.
@@ -162,7 +161,6 @@ func New(repos []Repository, opts Options) (*Solver, error) {
 		return nil, fmt.Errorf("solver: %d repositories, apk supports at most %d", len(repos), maxRepos)
 	}
 	s := &Solver{
-		repos:    repos,
 		opts:     opts,
 		byName:   make(map[string]*name),
 		tagIndex: make(map[string]int),
@@ -206,7 +204,6 @@ func New(repos []Repository, opts Options) (*Solver, error) {
 			}
 		}
 	}
-	s.defaultRepos = s.tags[0].allowed
 	if !opts.testMode {
 		s.computeRdepends()
 	}
@@ -287,9 +284,14 @@ func (s *Solver) deps(ds []apk.Dependency) ([]dep, error) {
 	return out, nil
 }
 
-// dep resolves a dependency's name and tag. A zero Op with no version is
-// taken as version.Any.
+// dep resolves a dependency's name and tag, creating them.
 func (s *Solver) dep(d apk.Dependency) (dep, error) {
+	return resolveDep(d, s.getName, s.tagID)
+}
+
+// resolveDep checks a dependency and resolves its name and tag with the
+// given functions. A zero Op with no version is taken as version.Any.
+func resolveDep(d apk.Dependency, getName func(string) *name, tagID func(string) (int, error)) (dep, error) {
 	if d.Name == "" {
 		return dep{}, errors.New("dependency without a name")
 	}
@@ -305,13 +307,13 @@ func (s *Solver) dep(d apk.Dependency) (dep, error) {
 		r.version = ""
 	}
 	if d.Tag != "" {
-		id, err := s.tagID(d.Tag)
+		id, err := tagID(d.Tag)
 		if err != nil {
 			return dep{}, err
 		}
 		r.tag = id
 	}
-	r.name = s.getName(d.Name)
+	r.name = getName(d.Name)
 	return r, nil
 }
 
@@ -461,52 +463,36 @@ func (o *overlay) tag(id int) tagInfo {
 func (o *overlay) numTags() int { return len(o.s.tags) + len(o.tags) }
 
 func (o *overlay) dep(d apk.Dependency) (dep, error) {
-	if d.Name == "" {
-		return dep{}, errors.New("dependency without a name")
+	return resolveDep(d, o.getName, o.tagID)
+}
+
+func (o *overlay) getName(n string) *name {
+	if nm := o.s.byName[n]; nm != nil {
+		return nm
 	}
-	op := d.Op
-	if op == 0 && d.Version == "" {
-		op = version.Any
-	}
-	if op != version.Any && d.Version == "" {
-		return dep{}, errors.New("operator without a version")
-	}
-	r := dep{op: op, version: d.Version, conflict: d.Conflict, src: d}
-	if op == version.Any {
-		r.version = ""
-	}
-	if d.Tag != "" {
-		t := strings.TrimPrefix(d.Tag, "@")
-		id, ok := o.s.tagIndex[t]
-		if !ok {
-			id = -1
-			for i, ti := range o.tags {
-				if ti.tag == "@"+t {
-					id = len(o.s.tags) + i
-				}
-			}
-			if id < 0 {
-				if o.numTags() >= maxTags {
-					return dep{}, fmt.Errorf("too many repository tags (apk supports %d): @%s", maxTags-1, t)
-				}
-				id = o.numTags()
-				o.tags = append(o.tags, tagInfo{tag: "@" + t})
-			}
-		}
-		r.tag = id
-	}
-	if n := o.s.byName[d.Name]; n != nil {
-		r.name = n
-	} else {
-		for _, n := range o.names {
-			if n.name == d.Name {
-				r.name = n
-			}
-		}
-		if r.name == nil {
-			r.name = &name{id: o.numNames(), name: d.Name}
-			o.names = append(o.names, r.name)
+	for _, nm := range o.names {
+		if nm.name == n {
+			return nm
 		}
 	}
-	return r, nil
+	nm := &name{id: o.numNames(), name: n}
+	o.names = append(o.names, nm)
+	return nm
+}
+
+func (o *overlay) tagID(tag string) (int, error) {
+	tag = "@" + strings.TrimPrefix(tag, "@")
+	if id, ok := o.s.tagIndex[tag[1:]]; ok {
+		return id, nil
+	}
+	for i, t := range o.tags {
+		if t.tag == tag {
+			return len(o.s.tags) + i, nil
+		}
+	}
+	if o.numTags() >= maxTags {
+		return 0, fmt.Errorf("too many repository tags (apk supports %d): %s", maxTags-1, tag)
+	}
+	o.tags = append(o.tags, tagInfo{tag: tag})
+	return o.numTags() - 1, nil
 }
