@@ -119,14 +119,15 @@ func (p *Package) SetField(key byte, value string) (bool, error) {
 		var n int64
 		n, err = parseUint(value)
 		p.ReplacesPriority = int(n)
+	// Repeated dependency lines add to the list, as in apk.
 	case 'D':
-		p.Depends, err = ParseDependencies(value)
+		err = appendDeps(&p.Depends, value)
 	case 'p':
-		p.Provides, err = ParseDependencies(value)
+		err = appendDeps(&p.Provides, value)
 	case 'i':
-		p.InstallIf, err = ParseDependencies(value)
+		err = appendDeps(&p.InstallIf, value)
 	case 'r':
-		p.Replaces, err = ParseDependencies(value)
+		err = appendDeps(&p.Replaces, value)
 	default:
 		return false, nil
 	}
@@ -134,6 +135,12 @@ func (p *Package) SetField(key byte, value string) (bool, error) {
 		return true, fmt.Errorf("%c: %w", key, err)
 	}
 	return true, nil
+}
+
+func appendDeps(list *[]Dependency, value string) error {
+	deps, err := ParseDependencies(value)
+	*list = append(*list, deps...)
+	return err
 }
 
 func parseUint(s string) (int64, error) {
@@ -146,7 +153,8 @@ func parseUint(s string) (int64, error) {
 
 // ParseIndex reads APKINDEX text (the APKINDEX file inside
 // APKINDEX.tar.gz). Fields apk ignores are ignored; every package must
-// have a name, a version and a checksum. Errors say "APKINDEX:LINE".
+// have a name and a version. (A package without a checksum parses, as in
+// apk; fetching it fails, since it cannot be verified.) Errors say "APKINDEX:LINE".
 func ParseIndex(r io.Reader) ([]*Package, error) {
 	return ParseIndexNamed(r, "APKINDEX")
 }
@@ -179,8 +187,6 @@ func (p *Package) checkIndexed() error {
 		return errors.New("package without a name (P:)")
 	case p.Version == "":
 		return fmt.Errorf("package %s without a version (V:)", p.Name)
-	case p.Checksum == nil:
-		return fmt.Errorf("package %s without a checksum (C:)", p)
 	}
 	return nil
 }

@@ -85,7 +85,7 @@ func TestApkToolsRepos(t *testing.T) {
 
 func TestIndexErrors(t *testing.T) {
 	for in, want := range map[string]string{
-		"P:a\nV:1\n": "APKINDEX:1: package a-1 without a checksum",
+		"P:a\n": "APKINDEX:1: package a without a version",
 		"C:Q1C4uoV7SdMdDhYg4OCVmI71D8HIA=\nV:1\n":           "without a name",
 		"P:a\nV:1\nC:Q1C4uoV7SdMdDhYg4OCVmI71D8HIA=\nS:x\n": "APKINDEX:4: S: \"x\" is not a non-negative number",
 		"P:a\nbogus\n":   "APKINDEX:2: expected \"X:value\"",
