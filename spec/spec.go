@@ -1,0 +1,315 @@
+// Package spec reads alpinist's build specification, a YAML file naming what
+// to build: the system's name, its architectures, the repositories and keys
+// packages come from, and the packages to install.
+//
+// Decoding is strict: an unknown field, a value of the wrong type or a bad
+// package expression is an error naming the file and line. Relative paths
+// (local repositories, keys) are resolved against the spec file's directory.
+package spec
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/alpinist/alpinist/apk"
+)
+
+// Spec is a parsed and validated build specification.
+type Spec struct {
+	// Path is the file the spec was read from ("" when read from a reader).
+	Path string
+	// Name names the outputs (NAME-ARCH.tar, ...).
+	Name string
+	// Arch lists the Alpine architectures to build, in the spec's order.
+	Arch []string
+	// Repositories are searched in order; a tagged one (written "@tag URL")
+	// only serves dependencies pinned with name@tag.
+	Repositories []Repository
+	// Keys are absolute paths of directories or .rsa.pub files trusted to
+	// sign packages and indexes.
+	Keys []string
+	// Packages is the world: what to install, as apk dependency expressions.
+	Packages []apk.Dependency
+}
+
+// Repository is one package repository.
+type Repository struct {
+	// URL is an http(s):// or file:// URL or an absolute directory path
+	// (relative paths in the spec are made absolute).
+	URL string
+	// Tag is the pin tag, empty for an untagged repository.
+	Tag string
+}
+
+// String gives the repository as /etc/apk/repositories writes it.
+func (r Repository) String() string {
+	if r.Tag != "" {
+		return "@" + r.Tag + " " + r.URL
+	}
+	return r.URL
+}
+
+// Arches are the Alpine architecture names alpinist knows.
+var Arches = []string{"x86_64", "aarch64", "armv7", "armhf", "x86", "ppc64le", "s390x", "riscv64", "loongarch64"}
+
+// HostArch gives the Alpine name of the host's architecture.
+func HostArch() string {
+	switch runtime.GOARCH {
+	case "amd64":
+		return "x86_64"
+	case "arm64":
+		return "aarch64"
+	case "386":
+		return "x86"
+	case "arm":
+		return "armv7"
+	case "loong64":
+		return "loongarch64"
+	}
+	return runtime.GOARCH
+}
+
+// Load reads and validates the spec at path.
+func Load(path string) (*Spec, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("spec: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("spec: %w", err)
+	}
+	return parse(data, path, filepath.Dir(abs))
+}
+
+// Parse reads a spec from r; name is used in error messages and relative
+// paths resolve against dir.
+func Parse(r io.Reader, name, dir string) (*Spec, error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxSpecSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("spec: %s: %w", name, err)
+	}
+	return parse(data, name, dir)
+}
+
+const maxSpecSize = 4 << 20
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`)
+
+// Error is a spec error at a line of a file.
+type Error struct {
+	File string
+	Line int // 0 when unknown
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("spec: %s:%d: %s", e.File, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("spec: %s: %s", e.File, e.Msg)
+}
+
+type parser struct {
+	file string
+	dir  string
+	errs []error
+}
+
+func (p *parser) errorf(n *yaml.Node, format string, args ...any) {
+	line := 0
+	if n != nil {
+		line = n.Line
+	}
+	p.errs = append(p.errs, &Error{File: p.file, Line: line, Msg: fmt.Sprintf(format, args...)})
+}
+
+func parse(data []byte, file, dir string) (*Spec, error) {
+	if len(data) > maxSpecSize {
+		return nil, &Error{File: file, Msg: fmt.Sprintf("larger than %d bytes", maxSpecSize)}
+	}
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, &Error{File: file, Msg: "empty spec"}
+		}
+		return nil, &Error{File: file, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, &Error{File: file, Line: extra.Line, Msg: "more than one YAML document"}
+	}
+	p := &parser{file: file, dir: dir}
+	s := &Spec{Path: file}
+	root := &doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = root.Content[0]
+	}
+	if root.Kind != yaml.MappingNode {
+		return nil, &Error{File: file, Line: root.Line, Msg: "the spec must be a mapping of fields (name:, arch:, packages:, ...)"}
+	}
+	seen := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		if prev, dup := seen[k.Value]; dup {
+			p.errorf(k, "field %q given twice (first at line %d)", k.Value, prev.Line)
+			continue
+		}
+		seen[k.Value] = k
+		switch k.Value {
+		case "name":
+			s.Name = p.scalar(v, "name")
+			if s.Name != "" && !nameRE.MatchString(s.Name) {
+				p.errorf(v, "name %q: use letters, digits, '.', '_', '+' and '-' (it names output files)", s.Name)
+			}
+		case "arch":
+			p.arches(v, s)
+		case "repositories":
+			p.repositories(v, s)
+		case "keys":
+			for _, n := range p.list(v, "keys") {
+				k := p.scalar(n, "keys")
+				if k == "" {
+					continue
+				}
+				k = p.path(k)
+				if _, err := os.Stat(k); err != nil {
+					p.errorf(n, "keys: %v", err)
+					continue
+				}
+				s.Keys = append(s.Keys, k)
+			}
+		case "packages":
+			for _, n := range p.list(v, "packages") {
+				text := p.scalar(n, "packages")
+				if text == "" {
+					continue
+				}
+				d, err := apk.ParseDependency(text)
+				if err != nil {
+					p.errorf(n, "packages: %v", err)
+					continue
+				}
+				s.Packages = append(s.Packages, d)
+			}
+		default:
+			p.errorf(k, "unknown field %q (known: %s)", k.Value, strings.Join(knownFields, ", "))
+		}
+	}
+	if s.Name == "" && seen["name"] == nil {
+		p.errorf(root, "missing field \"name\"")
+	}
+	if len(s.Arch) == 0 && seen["arch"] == nil {
+		s.Arch = []string{HostArch()}
+	}
+	if len(s.Repositories) == 0 && seen["repositories"] == nil {
+		p.errorf(root, "missing field \"repositories\": at least one repository is needed")
+	}
+	if len(s.Packages) == 0 && seen["packages"] == nil {
+		p.errorf(root, "missing field \"packages\"")
+	}
+	if len(p.errs) > 0 {
+		return nil, errors.Join(p.errs...)
+	}
+	return s, nil
+}
+
+var knownFields = []string{"name", "arch", "repositories", "keys", "packages"}
+
+func (p *parser) scalar(n *yaml.Node, field string) string {
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+		p.errorf(n, "%s: expected a string", field)
+		return ""
+	}
+	v := strings.TrimSpace(n.Value)
+	if v == "" {
+		p.errorf(n, "%s: empty value", field)
+	}
+	return v
+}
+
+// list accepts a sequence, or a single scalar as a one-element list.
+func (p *parser) list(n *yaml.Node, field string) []*yaml.Node {
+	switch n.Kind {
+	case yaml.SequenceNode:
+		return n.Content
+	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			return nil
+		}
+		return []*yaml.Node{n}
+	}
+	p.errorf(n, "%s: expected a list", field)
+	return nil
+}
+
+func (p *parser) arches(v *yaml.Node, s *Spec) {
+	for _, n := range p.list(v, "arch") {
+		a := p.scalar(n, "arch")
+		if a == "" {
+			continue
+		}
+		if !slices.Contains(Arches, a) {
+			p.errorf(n, "arch %q is not an Alpine architecture (known: %s)", a, strings.Join(Arches, ", "))
+			continue
+		}
+		if slices.Contains(s.Arch, a) {
+			p.errorf(n, "arch %q listed twice", a)
+			continue
+		}
+		s.Arch = append(s.Arch, a)
+	}
+}
+
+func (p *parser) repositories(v *yaml.Node, s *Spec) {
+	for _, n := range p.list(v, "repositories") {
+		text := p.scalar(n, "repositories")
+		if text == "" {
+			continue
+		}
+		r := Repository{URL: text}
+		if strings.HasPrefix(text, "@") {
+			tag, url, ok := strings.Cut(text[1:], " ")
+			url = strings.TrimSpace(url)
+			if !ok || tag == "" || url == "" {
+				p.errorf(n, "repositories: %q: a pinned repository is written \"@TAG URL\"", text)
+				continue
+			}
+			r = Repository{URL: url, Tag: tag}
+		}
+		switch {
+		case strings.HasPrefix(r.URL, "http://"), strings.HasPrefix(r.URL, "https://"):
+		case strings.HasPrefix(r.URL, "file://"):
+			r.URL = p.path(strings.TrimPrefix(r.URL, "file://"))
+		case strings.Contains(r.URL, "://"):
+			p.errorf(n, "repositories: %q: unsupported scheme (use http://, https://, file:// or a directory)", r.URL)
+			continue
+		default:
+			r.URL = p.path(r.URL)
+		}
+		s.Repositories = append(s.Repositories, r)
+	}
+}
+
+func (p *parser) path(s string) string {
+	if strings.HasPrefix(s, "~/") {
+		if home, err := os.UserHomeDir(); err == nil {
+			s = filepath.Join(home, s[2:])
+		}
+	}
+	if !filepath.IsAbs(s) {
+		s = filepath.Join(p.dir, s)
+	}
+	return filepath.Clean(s)
+}

@@ -1,0 +1,112 @@
+package spec
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParseValid(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "keys"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	src := `name: web
+arch: [x86_64, aarch64]
+repositories:
+  - repo/main
+  - "@edge https://dl-cdn.alpinelinux.org/alpine/edge/main"
+  - file:///srv/alpine
+keys: [keys/]
+packages:
+  - busybox<1.36
+  - so:libz.so.1
+  - cmd:ssh
+  - foo@edge
+`
+	s, err := Parse(strings.NewReader(src), "web.yaml", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Name != "web" || strings.Join(s.Arch, ",") != "x86_64,aarch64" {
+		t.Errorf("name/arch = %q %v", s.Name, s.Arch)
+	}
+	want := []Repository{
+		{URL: filepath.Join(dir, "repo/main")},
+		{URL: "https://dl-cdn.alpinelinux.org/alpine/edge/main", Tag: "edge"},
+		{URL: "/srv/alpine"},
+	}
+	if len(s.Repositories) != len(want) {
+		t.Fatalf("repositories = %v", s.Repositories)
+	}
+	for i := range want {
+		if s.Repositories[i] != want[i] {
+			t.Errorf("repositories[%d] = %+v, want %+v", i, s.Repositories[i], want[i])
+		}
+	}
+	if len(s.Keys) != 1 || s.Keys[0] != filepath.Join(dir, "keys") {
+		t.Errorf("keys = %v", s.Keys)
+	}
+	var got []string
+	for _, d := range s.Packages {
+		got = append(got, d.String())
+	}
+	if strings.Join(got, " ") != "busybox<1.36 so:libz.so.1 cmd:ssh foo@edge" {
+		t.Errorf("packages = %v", got)
+	}
+}
+
+func TestDefaultArch(t *testing.T) {
+	s, err := Parse(strings.NewReader("name: a\nrepositories: [/r]\npackages: [busybox]\n"), "a.yaml", "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Arch) != 1 || s.Arch[0] != HostArch() {
+		t.Errorf("arch = %v, want [%s]", s.Arch, HostArch())
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, src, want string
+	}{
+		{"unknown field", "name: a\nrepositories: [/r]\npackages: [x]\nservice: {}\n", `a.yaml:4: unknown field "service"`},
+		{"bad arch", "name: a\narch: [x86_64, amd64]\nrepositories: [/r]\npackages: [x]\n", `a.yaml:2: arch "amd64" is not an Alpine architecture`},
+		{"dup arch", "name: a\narch: [x86_64, x86_64]\nrepositories: [/r]\npackages: [x]\n", `a.yaml:2: arch "x86_64" listed twice`},
+		{"bad package", "name: a\nrepositories: [/r]\npackages:\n  - busybox\n  - \"foo>=\"\n", `a.yaml:5: packages:`},
+		{"missing name", "repositories: [/r]\npackages: [x]\n", `a.yaml:1: missing field "name"`},
+		{"missing repos", "name: a\npackages: [x]\n", `missing field "repositories"`},
+		{"bad name", "name: a/b\nrepositories: [/r]\npackages: [x]\n", `a.yaml:1: name "a/b"`},
+		{"bad scheme", "name: a\nrepositories: [ftp://x]\npackages: [x]\n", `a.yaml:2: repositories: "ftp://x": unsupported scheme`},
+		{"bad pin", "name: a\nrepositories: [\"@edge\"]\npackages: [x]\n", `a.yaml:2: repositories: "@edge": a pinned repository`},
+		{"missing key", "name: a\nrepositories: [/r]\nkeys: [nokeys/]\npackages: [x]\n", `a.yaml:3: keys:`},
+		{"not a mapping", "- a\n- b\n", `a.yaml:1: the spec must be a mapping`},
+		{"syntax", "name: [a\n", `a.yaml: line`},
+		{"duplicate", "name: a\nname: b\nrepositories: [/r]\npackages: [x]\n", `a.yaml:2:`},
+		{"empty", "", `a.yaml: empty spec`},
+		{"wrong type", "name: {a: b}\nrepositories: [/r]\npackages: [x]\n", `a.yaml:1: name: expected a string`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse(strings.NewReader(tc.src), "a.yaml", t.TempDir())
+			if err == nil {
+				t.Fatalf("no error, want %q", tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add("name: a\narch: [x86_64]\nrepositories: [/r, \"@t http://x\"]\npackages: [busybox, so:libc.so=1, \"!foo\"]\n")
+	f.Add("name: [a\n")
+	f.Add("- a\n")
+	f.Fuzz(func(t *testing.T, src string) {
+		s, err := Parse(strings.NewReader(src), "f.yaml", "/nonexistent")
+		if err == nil && (s.Name == "" || len(s.Arch) == 0) {
+			t.Fatalf("accepted spec without name or arch: %q", src)
+		}
+	})
+}
