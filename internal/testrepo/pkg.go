@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/alpinist/alpinist/apk"
 	"github.com/alpinist/alpinist/apk/version"
@@ -59,52 +58,18 @@ func newPkg(name, ver, arch, desc, license string) *Pkg {
 	}
 }
 
-// dep parses dependency expressions; they are constants of this package,
-// so a bad one is a programming error.
+// deps parses dependency expressions; they are constants of this
+// package, so a bad one is a programming error.
 func deps(exprs ...string) []apk.Dependency {
 	var out []apk.Dependency
 	for _, e := range exprs {
-		d, err := parseDep(e)
+		d, err := apk.ParseDependency(e)
 		if err != nil {
 			panic(err)
 		}
 		out = append(out, d)
 	}
 	return out
-}
-
-// parseDep reads [!]NAME[OPVERSION] with OP one of = < > <= >= ~.
-func parseDep(s string) (apk.Dependency, error) {
-	d := apk.Dependency{Op: version.Any}
-	if strings.HasPrefix(s, "!") {
-		d.Conflict = true
-		s = s[1:]
-	}
-	i := strings.IndexAny(s, "=<>~")
-	if i < 0 {
-		d.Name = s
-	} else {
-		d.Name = s[:i]
-		opText := s[i:]
-		j := strings.IndexFunc(opText, func(r rune) bool { return !strings.ContainsRune("=<>~", r) })
-		if j <= 0 {
-			return d, fmt.Errorf("testrepo: dependency %q: no version", s)
-		}
-		ops := map[string]version.Op{
-			"=": version.Equal, "<": version.Less, ">": version.Greater,
-			"<=": version.Less | version.Equal, ">=": version.Greater | version.Equal,
-			"~": version.Equal | version.Fuzzy,
-		}
-		op, ok := ops[opText[:j]]
-		if !ok {
-			return d, fmt.Errorf("testrepo: dependency %q: bad operator %q", s, opText[:j])
-		}
-		d.Op, d.Version = op, opText[j:]
-	}
-	if d.Name == "" {
-		return d, fmt.Errorf("testrepo: dependency %q: no name", s)
-	}
-	return d, nil
 }
 
 // must panics on a tree error: trees built from constants cannot fail
@@ -133,7 +98,7 @@ var packageBuilders = []struct {
 func checkPkgs(pkgs []*Pkg) error {
 	seen := map[string]bool{}
 	for _, p := range pkgs {
-		if !ValidAPKVersion(p.Meta.Version) {
+		if !version.Valid(p.Meta.Version) {
 			return fmt.Errorf("testrepo: %s: invalid apk version %q", p.Meta.Name, p.Meta.Version)
 		}
 		if seen[p.Meta.String()] {
@@ -150,23 +115,6 @@ func checkPkgs(pkgs []*Pkg) error {
 		}
 	}
 	return nil
-}
-
-// depString formats a dependency as apk writes it: [!]NAME[OPVERSION].
-func depString(d apk.Dependency) string {
-	s := d.Name
-	if d.Conflict {
-		s = "!" + s
-	}
-	if d.Op == version.Any || d.Version == "" {
-		return s
-	}
-	ops := map[version.Op]string{
-		version.Equal: "=", version.Less: "<", version.Greater: ">",
-		version.Less | version.Equal: "<=", version.Greater | version.Equal: ">=",
-		version.Equal | version.Fuzzy: "~", version.Fuzzy: "~",
-	}
-	return s + ops[d.Op] + d.Version
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/alpinist/alpinist/apk/version"
 )
 
 func TestAPKVersion(t *testing.T) {
@@ -43,43 +45,13 @@ func TestAPKVersion(t *testing.T) {
 		if got != tc.want {
 			t.Errorf("APKVersion(%q) = %q, want %q", tc.deb, got, tc.want)
 		}
-		if !ValidAPKVersion(got) {
+		if !version.Valid(got) {
 			t.Errorf("APKVersion(%q) = %q, which is not a valid apk version", tc.deb, got)
 		}
 	}
 	for _, bad := range []string{"", "abc-1", "1:~rc1-2"} {
 		if v, err := APKVersion(bad); err == nil {
 			t.Errorf("APKVersion(%q) = %q, want an error", bad, v)
-		}
-	}
-}
-
-func TestValidAPKVersion(t *testing.T) {
-	for _, v := range []string{"1", "1.0", "1.35.0-r0", "6.04_git20190206-r0", "1.2a_rc1_p2-r10", "3.6.5-r0"} {
-		if !ValidAPKVersion(v) {
-			t.Errorf("%q should be valid", v)
-		}
-	}
-	for _, v := range []string{"", "a1", "1.0-1", "1.0_foo", "1..0", "1.0-r", "1.0~x"} {
-		if ValidAPKVersion(v) {
-			t.Errorf("%q should be invalid", v)
-		}
-	}
-}
-
-func TestParseDep(t *testing.T) {
-	for _, s := range []string{"busybox", "!alpinist-test-conflict-b", "grub=2.06-r0", "so:libz.so.1>=1.2", "/bin/sh", "a<2", "a~1.2"} {
-		d, err := parseDep(s)
-		if err != nil {
-			t.Fatalf("parseDep(%q): %v", s, err)
-		}
-		if got := depString(d); got != s {
-			t.Errorf("parseDep(%q) round-trips to %q", s, got)
-		}
-	}
-	for _, s := range []string{"", "!", "a=", "=1", "a=>1"} {
-		if _, err := parseDep(s); err == nil {
-			t.Errorf("parseDep(%q) succeeded", s)
 		}
 	}
 }
@@ -560,10 +532,10 @@ func TestGeneratedPackages(t *testing.T) {
 	if by["alpinist-test-noarch"].Meta.Arch != "noarch" {
 		t.Error("alpinist-test-noarch is not noarch")
 	}
-	if got := depString(by["alpinist-test-replacer"].Meta.Replaces[0]); got != "alpinist-test-owner" {
+	if got := by["alpinist-test-replacer"].Meta.Replaces[0].String(); got != "alpinist-test-owner" {
 		t.Errorf("replacer replaces %s", got)
 	}
-	if got := depString(by["alpinist-test-conflict-a"].Meta.Depends[0]); got != "!alpinist-test-conflict-b" {
+	if got := by["alpinist-test-conflict-a"].Meta.Depends[0].String(); got != "!alpinist-test-conflict-b" {
 		t.Errorf("conflict-a depends %s", got)
 	}
 	if len(by["alpinist-test-if-both"].Meta.InstallIf) != 2 {

@@ -42,9 +42,3 @@ func APKVersion(deb string) (string, error) {
 	}
 	return base + "-r0", nil
 }
-
-var apkVersionRE = regexp.MustCompile(`^[0-9]+(\.[0-9]+)*[a-z]?(_(alpha|beta|pre|rc|cvs|svn|git|hg|p)[0-9]*)*(-r[0-9]+)?$`)
-
-// ValidAPKVersion reports whether v follows apk-tools' version grammar:
-// NUMBERS[letter]{_suffix[N]}[-rN].
-func ValidAPKVersion(v string) bool { return apkVersionRE.MatchString(v) }
