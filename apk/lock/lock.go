@@ -7,14 +7,14 @@ package lock
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/alpinist/alpinist/apk"
 )
 
 // FormatVersion is the lock file format this package writes.
@@ -46,37 +46,7 @@ type Package struct {
 
 // ChecksumBytes decodes the Q1/Q2 checksum.
 func (p Package) ChecksumBytes() ([]byte, error) {
-	return DecodeChecksum(p.Checksum)
-}
-
-// EncodeChecksum gives the APKINDEX form of a checksum: Q1 + base64 for
-// SHA-1, Q2 + base64 for SHA-256.
-func EncodeChecksum(sum []byte) string {
-	switch len(sum) {
-	case 20:
-		return "Q1" + base64.StdEncoding.EncodeToString(sum)
-	case 32:
-		return "Q2" + base64.StdEncoding.EncodeToString(sum)
-	}
-	return ""
-}
-
-// DecodeChecksum parses a Q1/Q2 checksum.
-func DecodeChecksum(s string) ([]byte, error) {
-	want := 0
-	switch {
-	case strings.HasPrefix(s, "Q1"):
-		want = 20
-	case strings.HasPrefix(s, "Q2"):
-		want = 32
-	default:
-		return nil, fmt.Errorf("checksum %q: want Q1… (SHA-1) or Q2… (SHA-256)", s)
-	}
-	b, err := base64.StdEncoding.DecodeString(s[2:])
-	if err != nil || len(b) != want {
-		return nil, fmt.Errorf("checksum %q: malformed", s)
-	}
-	return b, nil
+	return apk.DecodeChecksum(p.Checksum)
 }
 
 // Find returns the resolution for arch.
@@ -261,6 +231,3 @@ func absRepo(r, dir string) string {
 	}
 	return joinTag(tag, filepath.Clean(p))
 }
-
-// ErrNoArch is returned by callers when a lock lacks a requested arch.
-var ErrNoArch = errors.New("lock has no entry for this arch")
