@@ -1,6 +1,7 @@
 package solver
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
@@ -84,25 +85,46 @@ func (st *state) csetCheckInstallByIif(n *name) {
 	st.csetGenNameChange(n)
 }
 
-// checksumMatches is apk_dep_match_checksum: the dependency version is the
-// checksum as apk prints it ("Q1" + base64 of a SHA-1, "Q2" + base64 of a
-// SHA-256, or hexadecimal).
+// checksumMatches is apk_dep_match_checksum: the dependency's version is
+// a checksum as apk-tools 2.14 reads one (apk_blob_pull_csum): "Q1" and
+// base64 or "X1" and hex for SHA-1, 32 hex digits for MD5; anything else
+// is no checksum, which matches only a package without one.
 func checksumMatches(want string, have []byte) bool {
-	var sum []byte
-	var err error
-	switch {
-	case len(want) >= 2 && want[0] == 'Q' && (want[1] == '1' || want[1] == '2'):
-		sum, err = base64.StdEncoding.DecodeString(want[2:])
-		if err == nil && want[1] == '1' && len(sum) != 20 || err == nil && want[1] == '2' && len(sum) != 32 {
-			return false
+	return bytes.Equal(depChecksum(want), have)
+}
+
+func depChecksum(s string) []byte {
+	if len(s) < 2 {
+		return nil
+	}
+	if isHex(s[0]) {
+		if len(s) < 32 {
+			return nil
 		}
-	default:
-		sum, err = hex.DecodeString(want)
+		b, err := hex.DecodeString(s[:32])
+		if err != nil {
+			return nil
+		}
+		return b
 	}
-	if err != nil || len(sum) == 0 {
-		return false
+	if s[1] != '1' {
+		return nil
 	}
-	return string(sum) == string(have)
+	switch s[0] {
+	case 'X':
+		if b, err := hex.DecodeString(s[2:min(len(s), 42)]); err == nil && len(b) == 20 {
+			return b
+		}
+	case 'Q':
+		if b, err := base64.StdEncoding.DecodeString(s[2:min(len(s), 30)]); err == nil && len(b) == 20 {
+			return b
+		}
+	}
+	return nil
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
 
 // Solve resolves world as `apk add` would on an empty root and returns the

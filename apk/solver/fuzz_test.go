@@ -85,7 +85,7 @@ func parseWorld(t testing.TB, ws []string) []apk.Dependency {
 	t.Helper()
 	var out []apk.Dependency
 	for _, w := range ws {
-		d, err := apk.ParseDependency(w)
+		d, err := parseWorldDep(w)
 		if err != nil {
 			t.Fatalf("world %q: %v", w, err)
 		}
@@ -97,7 +97,7 @@ func parseWorld(t testing.TB, ws []string) []apk.Dependency {
 func checkCase(c genCase) error {
 	var world []apk.Dependency
 	for _, w := range c.world {
-		d, err := apk.ParseDependency(w)
+		d, err := parseWorldDep(w)
 		if err != nil {
 			return fmt.Errorf("world %q: %w", w, err)
 		}

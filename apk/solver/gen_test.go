@@ -2,8 +2,10 @@ package solver
 
 import (
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"math/rand"
+	"strings"
 
 	"github.com/alpinist/alpinist/apk"
 	"github.com/alpinist/alpinist/apk/version"
@@ -204,7 +206,14 @@ func genRandomCase(rng *rand.Rand) genCase {
 			// a package by checksum, as apk add FILE.apk requests it
 			r := c.repos[0]
 			p := r.Packages[rng.Intn(len(r.Packages))]
-			s = p.Name + "><Q1" + base64.StdEncoding.EncodeToString(p.Checksum)
+			switch rng.Intn(4) {
+			case 0:
+				s = p.Name + "><X1" + hex.EncodeToString(p.Checksum)
+			case 1:
+				s = p.Name + "><" + hex.EncodeToString(p.Checksum) // read as MD5
+			default:
+				s = p.Name + "><Q1" + base64.StdEncoding.EncodeToString(p.Checksum)
+			}
 		}
 		c.world = append(c.world, s)
 	}
@@ -238,4 +247,15 @@ func opFromString(s string) version.Op {
 		return version.Equal | version.Fuzzy
 	}
 	panic("bad op " + s)
+}
+
+// parseWorldDep parses an `apk add` argument. apk.ParseDependency takes
+// only Q1/Q2 checksums (NAME><Q1...); apk-tools also reads X1 (hex SHA-1)
+// and 32 hex digits (MD5), which the generator uses too.
+func parseWorldDep(w string) (apk.Dependency, error) {
+	d, err := apk.ParseDependency(w)
+	if n, sum, ok := strings.Cut(w, "><"); err != nil && ok && !strings.ContainsAny(n, "<>=~!@") {
+		return apk.Dependency{Name: n, Op: version.Checksum, Version: sum}, nil
+	}
+	return d, err
 }

@@ -97,7 +97,7 @@ func solveCase(t testing.TB, c genCase) string {
 	}
 	var world []apk.Dependency
 	for _, w := range c.world {
-		d, err := apk.ParseDependency(w)
+		d, err := parseWorldDep(w)
 		if err != nil {
 			t.Fatalf("world %q: %v", w, err)
 		}
