@@ -16,13 +16,14 @@
 //   - depends (D:): version constraints (=, <, >, <=, >=, ~, ><checksum) and
 //     conflicts (!name) restrict the providers of a name.
 //   - provides (p:): a versioned provide (name=1.0) makes the package a
-//     provider of that name version and conflicts with other packages
-//     providing the same name; an unversioned (virtual) provide only
-//     satisfies unversioned dependencies, can coexist with other virtual
-//     providers, and is never picked automatically unless the package has a
-//     provider priority (k:) or its own name is required: several candidates
-//     make apk report "NAME (virtual): provided by: ...".
-//   - provider_priority (k:) breaks ties between providers after versions.
+//     provider of that name at that version and excludes every other
+//     package providing the name; an unversioned (virtual) provide only
+//     satisfies unversioned dependencies and can coexist with other virtual
+//     providers. A virtual provider is picked only if it has a provider
+//     priority (k:) or its own name is required too; otherwise apk refuses,
+//     even for a single candidate, with "NAME (virtual): ... provided by:".
+//   - provider_priority (k:) decides between providers whose versions do
+//     not.
 //   - install_if (i:): the package is installed when every condition is met
 //     by the packages already chosen.
 //   - replaces (r:) is ignored: apk only consults it when two packages
@@ -30,12 +31,18 @@
 //   - installed size (I:) 0 marks a package as virtual for pinning: such a
 //     package is eligible even from a tagged repository.
 //
-// Repositories are searched in order; for the same package (same checksum)
-// the first repository wins, for equal versions of different packages the
-// one from the earlier repository. Packages of a tagged repository (an
-// "@tag URL" line in /etc/apk/repositories) are eligible only for world
-// dependencies that name the tag (name@tag) and for the dependencies of the
-// packages chosen for them.
+// Among the eligible providers of a name apk prefers, in order: packages
+// still allowed by the constraints seen so far, packages allowed by the
+// pinning and preferred by it, the highest version of the requested name,
+// then of the package's own name, the highest provider priority, and last
+// the earliest repository. The same package (same checksum) in several
+// repositories is one package. Packages of a tagged repository (an "@tag
+// URL" line in /etc/apk/repositories) are eligible only for world
+// dependencies that name the tag (name@tag), for the dependencies of the
+// packages chosen for them, and for install_if packages they trigger.
+//
+// The world is taken as `apk add` builds it: a later dependency on a name
+// replaces an earlier one.
 package solver
 
 import (
