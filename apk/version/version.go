@@ -193,9 +193,11 @@ func compare(a, b string, fuzzy bool) Op {
 	return Equal
 }
 
-// Match reports whether version have satisfies the constraint op want:
-// the comparison result must be in op. A Fuzzy op compares fuzzily. The
-// Checksum op is not a version comparison; Match returns false for it.
+// Match reports whether version have satisfies the constraint "op want",
+// as apk_dep_is_provided does: Any matches everything; otherwise the result
+// of comparing have with want (fuzzily when op has Fuzzy) must be in op.
+// The Checksum op ("><", NAME><Q1...) compares package checksums, not
+// versions: Match returns false for it and callers must compare checksums.
 func Match(have string, op Op, want string) bool {
 	if op == Checksum {
 		return false
@@ -206,8 +208,11 @@ func Match(have string, op Op, want string) bool {
 	return compare(have, want, op&Fuzzy != 0)&op != 0
 }
 
-// String gives the operator as apk writes it: "<", "<=", "=", ">=", ">",
-// "~", "><"; also "<~" and ">~", which apk parses but prints as "?".
+// String gives the operator as apk-tools writes it (apk_version_op_string):
+// "<", "<=", "=", ">=", ">", "~" (for Fuzzy and Equal|Fuzzy) and "><"
+// (Checksum). Every other set, including Any and the "<~" and ">~" that
+// ParseOp accepts, is "?", exactly as apk-tools 2.14 prints it; so a
+// dependency written with those does not read back (apk has the same flaw).
 func (o Op) String() string {
 	switch o {
 	case Less:
@@ -224,18 +229,16 @@ func (o Op) String() string {
 		return ">"
 	case Checksum:
 		return "><"
-	case Less | Equal | Fuzzy:
-		return "<~"
-	case Greater | Equal | Fuzzy:
-		return ">~"
-	case Any:
-		return ""
 	}
 	return "?"
 }
 
-// ParseOp parses an operator made of the characters < > = ~ as apk does:
-// each character adds to the set ('~' adds Fuzzy and Equal).
+// ParseOp parses a relational operator the way apk-tools reads one in a
+// dependency (apk_blob_pull_dep): a non-empty run of the characters < > = ~,
+// each adding to the set ('<' Less, '>' Greater, '=' Equal, '~' Fuzzy and
+// Equal), so "<~" and ">~" are the fuzzy bounds and "><" is Checksum. The
+// operators of `apk version -l` (apk_version_result_mask: "<", "<=", "=",
+// ">=", ">") give the same sets. Any other character is an error.
 func ParseOp(s string) (Op, error) {
 	if s == "" {
 		return 0, fmt.Errorf("empty operator")

@@ -86,14 +86,44 @@ func TestMatch(t *testing.T) {
 }
 
 func TestParseOp(t *testing.T) {
-	for s, want := range map[string]Op{"<": Less, "<=": Less | Equal, "=": Equal, ">=": Greater | Equal, ">": Greater, "~": Equal | Fuzzy, "><": Checksum, "=~": Equal | Fuzzy} {
+	for s, want := range map[string]Op{
+		"<": Less, "<=": Less | Equal, "=": Equal, ">=": Greater | Equal, ">": Greater,
+		"~": Equal | Fuzzy, "=~": Equal | Fuzzy, "<~": Less | Equal | Fuzzy, ">~": Greater | Equal | Fuzzy,
+		"><": Checksum, "<>": Checksum, "<>=": Any &^ Fuzzy, "==": Equal,
+	} {
 		got, err := ParseOp(s)
 		if err != nil || got != want {
 			t.Errorf("ParseOp(%q) = %v, %v; want %v", s, got, err, want)
 		}
 	}
-	if _, err := ParseOp("!"); err == nil {
-		t.Error("ParseOp(!) succeeded")
+	for _, bad := range []string{"", "!", "=!", " <", "<=1"} {
+		if op, err := ParseOp(bad); err == nil {
+			t.Errorf("ParseOp(%q) = %v, want an error", bad, op)
+		}
+	}
+}
+
+// TestOpString checks every set against apk_version_op_string, and that
+// the operators apk prints parse back to the same set.
+func TestOpString(t *testing.T) {
+	want := map[Op]string{
+		Less: "<", Less | Equal: "<=", Equal | Fuzzy: "~", Fuzzy: "~", Equal: "=",
+		Greater | Equal: ">=", Greater: ">", Checksum: "><",
+	}
+	for o := Op(0); o <= Any; o++ {
+		w, ok := want[o]
+		if !ok {
+			w = "?"
+		}
+		if got := o.String(); got != w {
+			t.Errorf("Op(%d).String() = %q, want %q", o, got, w)
+		}
+		if w == "?" || o == Fuzzy {
+			continue
+		}
+		if back, err := ParseOp(w); err != nil || back != o {
+			t.Errorf("ParseOp(%q) = %v, %v; want %d", w, back, err, o)
+		}
 	}
 }
 
@@ -118,6 +148,9 @@ func genVersion(r *rand.Rand) string {
 	}
 	if r.IntN(4) == 0 {
 		b.WriteByte(byte('a' + r.IntN(3)))
+		if r.IntN(3) == 0 { // a letter may be followed by digits: 1.2a3
+			fmt.Fprint(&b, r.IntN(5))
+		}
 	}
 	suffixes := []string{"alpha", "beta", "pre", "rc", "cvs", "svn", "git", "hg", "p"}
 	for n := r.IntN(3); n > 0; n-- {
@@ -128,6 +161,9 @@ func genVersion(r *rand.Rand) string {
 	}
 	if r.IntN(2) == 0 {
 		fmt.Fprintf(&b, "-r%d", r.IntN(12))
+	}
+	if r.IntN(40) == 0 { // 17 digits are a number, 18 are invalid
+		b.WriteString("." + strings.Repeat("9", 17+r.IntN(2)))
 	}
 	if r.IntN(25) == 0 { // an invalid tail
 		b.WriteString([]string{"-", "_x", "bc", "-r", ".", "-r1a"}[r.IntN(6)])
