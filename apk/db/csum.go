@@ -2,55 +2,36 @@ package db
 
 import (
 	"crypto/sha1"
-	"encoding/base64"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"sort"
-	"strings"
+
+	"github.com/alpinist/alpinist/apk"
 )
 
 // encodeChecksum writes a checksum as apk-tools 2.14 does
-// (apk_blob_push_csum): 20 bytes (SHA-1) as "Q1" and base64, 16 bytes
-// (MD5) as lower-case hex. apk 2.14 has no other checksum types.
+// (apk_blob_push_csum, apk.EncodeChecksum): 20 bytes (SHA-1) as "Q1" and
+// base64, 16 bytes (MD5) as lower-case hex. apk 2.14 has no other
+// checksum types.
 func encodeChecksum(sum []byte) (string, error) {
-	switch len(sum) {
-	case sha1.Size:
-		return "Q1" + base64.StdEncoding.EncodeToString(sum), nil
-	case 16:
-		return hex.EncodeToString(sum), nil
+	if len(sum) != sha1.Size && len(sum) != 16 {
+		return "", fmt.Errorf("checksum of %d bytes: apk 2.14 stores only SHA-1 (20) or MD5 (16)", len(sum))
 	}
-	return "", fmt.Errorf("checksum of %d bytes: apk 2.14 stores only SHA-1 (20) or MD5 (16)", len(sum))
+	return apk.EncodeChecksum(sum), nil
 }
 
-// decodeChecksum reads a whole field as a checksum the way
-// apk_blob_pull_csum does: "Q1" and base64 or "X1" and hex for SHA-1, 32
-// hex digits for MD5. Unlike apk it rejects trailing bytes.
+// decodeChecksum reads a whole field as a checksum apk 2.14 reads
+// (apk.DecodeChecksum without apk 3's SHA-256): "Q1" and base64 or "X1" and
+// hex for SHA-1, 32 hex digits for MD5.
 func decodeChecksum(s string) ([]byte, error) {
-	var (
-		b   []byte
-		err error
-	)
-	switch {
-	case len(s) == 32 && isHex(s[0]):
-		b, err = hex.DecodeString(s)
-	case len(s) == 30 && strings.HasPrefix(s, "Q1"):
-		b, err = base64.StdEncoding.Strict().DecodeString(s[2:])
-	case len(s) == 42 && strings.HasPrefix(s, "X1"):
-		b, err = hex.DecodeString(s[2:])
-	default:
-		err = errBadChecksum
+	b, err := apk.DecodeChecksum(s)
+	if err != nil {
+		return nil, err
 	}
-	if err != nil || (len(b) != 16 && len(b) != 20) {
-		return nil, fmt.Errorf("checksum %q: want Q1 and base64 or X1 and hex (SHA-1), or 32 hex digits (MD5)", short(s))
+	if len(b) != sha1.Size && len(b) != 16 {
+		return nil, fmt.Errorf("checksum %q: apk 2.14 reads only SHA-1 (Q1, X1) or MD5 checksums", short(s))
 	}
 	return b, nil
-}
-
-var errBadChecksum = fmt.Errorf("bad checksum")
-
-func isHex(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
 
 func short(s string) string {

@@ -163,14 +163,14 @@ func digits(s string) bool {
 }
 
 // InstalledReader reads lib/apk/db/installed one package at a time.
-// Errors name the line: "installed:LINE: …".
+// Errors name the line: "apk: installed: line N: …".
 type InstalledReader struct {
-	s *apk.StanzaScanner
+	sr *apk.StanzaReader
 }
 
 // NewInstalledReader reads the installed database from r.
 func NewInstalledReader(r io.Reader) *InstalledReader {
-	return &InstalledReader{s: apk.NewStanzaScanner(r, "installed")}
+	return &InstalledReader{sr: apk.NewStanzaReader(r, "installed")}
 }
 
 // Next returns the next package, or io.EOF after the last one.
@@ -184,13 +184,13 @@ func NewInstalledReader(r io.Reader) *InstalledReader {
 // prefix of it), a package without P:, V: or a SHA-1 C:, and file names
 // with a slash or directory names with a leading or trailing slash.
 func (r *InstalledReader) Next() (*Installed, error) {
-	if !r.s.Scan() {
-		if err := r.s.Err(); err != nil {
+	if !r.sr.NextStanza() {
+		if err := r.sr.Err(); err != nil {
 			return nil, err
 		}
 		return nil, io.EOF
 	}
-	return parseStanza(r.s.Fields())
+	return r.parseStanza()
 }
 
 // ReadInstalled reads a whole installed database.
@@ -209,22 +209,36 @@ func ReadInstalled(r io.Reader) ([]*Installed, error) {
 	}
 }
 
-func parseStanza(fields []apk.Field) (*Installed, error) {
+func (r *InstalledReader) parseStanza() (*Installed, error) {
 	in := &Installed{}
 	di, fi := -1, -1
 	var dirSeen, fileSeen map[string]bool
-	for _, f := range fields {
+	first := r.sr.Field().Line
+	for r.sr.Next() {
+		f := r.sr.Field()
 		fail := func(format string, args ...any) error {
-			return fmt.Errorf("installed:%d: %c: %s", f.Line, f.Key, fmt.Sprintf(format, args...))
+			return r.sr.Errorf(f.Line, "%c: %s", f.Key, fmt.Sprintf(format, args...))
 		}
 		known, err := in.Package.SetField(f.Key, f.Value)
 		if err != nil {
-			return nil, fmt.Errorf("installed:%d: %w", f.Line, err)
+			return nil, r.sr.Errorf(f.Line, "%w", err)
 		}
 		if known {
 			continue
 		}
 		switch f.Key {
+		case 'r':
+			deps, err := apk.ParseDependencies(f.Value)
+			if err != nil {
+				return nil, fail("%v", err)
+			}
+			in.Package.Replaces = append(in.Package.Replaces, deps...)
+		case 'q':
+			n, err := strconv.ParseUint(f.Value, 10, 31)
+			if err != nil {
+				return nil, fail("%q is not a non-negative decimal number", short(f.Value))
+			}
+			in.Package.ReplacesPriority = int(n)
 		case 'F':
 			if in.Package.Name == "" {
 				return nil, fail("directory before the package name (P:)")
@@ -297,18 +311,20 @@ func parseStanza(fields []apk.Field) (*Installed, error) {
 				}
 			}
 		default:
-			return nil, fmt.Errorf("installed:%d: unknown field %q (apk 2.14 refuses it too)", f.Line, f.Key)
+			return nil, r.sr.Errorf(f.Line, "unknown field %q (apk 2.14 refuses it too)", f.Key)
 		}
 	}
-	line := fields[0].Line
+	if err := r.sr.Err(); err != nil {
+		return nil, err
+	}
 	p := &in.Package
 	switch {
 	case p.Name == "":
-		return nil, fmt.Errorf("installed:%d: package without a name (P:)", line)
+		return nil, r.sr.Errorf(first, "package without a name (P:)")
 	case p.Version == "":
-		return nil, fmt.Errorf("installed:%d: package %s without a version (V:)", line, p.Name)
+		return nil, r.sr.Errorf(first, "package %s without a version (V:)", p.Name)
 	case len(p.Checksum) != sha1.Size:
-		return nil, fmt.Errorf("installed:%d: package %s: want a SHA-1 checksum (C:Q1…), the only kind apk 2.14 reads", line, p)
+		return nil, r.sr.Errorf(first, "package %s: want a SHA-1 checksum (C:Q1…), the only kind apk 2.14 reads", p)
 	}
 	return in, nil
 }
@@ -351,6 +367,12 @@ func WriteInstalledEntry(w io.Writer, in *Installed) error {
 	var b strings.Builder
 	if err := apk.WriteIndexHeader(&b, &in.Package); err != nil {
 		return err
+	}
+	if len(in.Package.Replaces) > 0 {
+		b.WriteString("r:" + apk.FormatDependencies(in.Package.Replaces) + "\n")
+	}
+	if in.Package.ReplacesPriority != 0 {
+		b.WriteString("q:" + strconv.Itoa(in.Package.ReplacesPriority) + "\n")
 	}
 	if in.RepositoryTag != "" {
 		b.WriteString("s:" + in.RepositoryTag + "\n")
