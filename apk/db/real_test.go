@@ -11,19 +11,43 @@ import (
 	"github.com/alpinist/alpinist/internal/minirootfs"
 )
 
-func readReal(t *testing.T, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(minirootfs.Dir(t), "lib", "apk", "db", name))
-	if err != nil {
-		t.Fatal(err)
+// realDB returns a reader of the real database files: the minirootfs's
+// when fromFixture, else the copies in testdata (the same files, kept for
+// machines without the fixture and as fuzz seeds).
+func realDB(t *testing.T, fromFixture bool) func(name string) []byte {
+	dir, names := "testdata", map[string]string{
+		"installed":   "installed-alpine-3.20.3",
+		"scripts.tar": "scripts-alpine-3.20.3.tar",
+		"triggers":    "triggers-alpine-3.20.3",
 	}
-	return b
+	if fromFixture {
+		dir = filepath.Join(minirootfs.Dir(t), "lib", "apk", "db")
+		names = nil
+	}
+	return func(name string) []byte {
+		t.Helper()
+		if n, ok := names[name]; ok {
+			name = n
+		}
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+}
+
+func forRealDB(t *testing.T, test func(t *testing.T, readReal func(string) []byte)) {
+	t.Run("testdata", func(t *testing.T) { test(t, realDB(t, false)) })
+	t.Run("minirootfs", func(t *testing.T) { test(t, realDB(t, true)) })
 }
 
 // The minirootfs's database, written by the real apk 2.14, reads and
 // writes back byte for byte.
-func TestRealInstalledRoundTrip(t *testing.T) {
-	data := readReal(t, "installed")
+func TestRealInstalledRoundTrip(t *testing.T) { forRealDB(t, testRealInstalledRoundTrip) }
+
+func testRealInstalledRoundTrip(t *testing.T, readReal func(string) []byte) {
+	data := readReal("installed")
 	pkgs, err := ReadInstalled(bytes.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
@@ -77,8 +101,10 @@ func TestRealInstalledRoundTrip(t *testing.T) {
 	}
 }
 
-func TestRealScriptsRoundTrip(t *testing.T) {
-	data := readReal(t, "scripts.tar")
+func TestRealScriptsRoundTrip(t *testing.T) { forRealDB(t, testRealScriptsRoundTrip) }
+
+func testRealScriptsRoundTrip(t *testing.T, readReal func(string) []byte) {
+	data := readReal("scripts.tar")
 	scripts, err := ReadScripts(bytes.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +123,7 @@ func TestRealScriptsRoundTrip(t *testing.T) {
 
 	// Attached to the installed packages and listed again in installation
 	// order (busybox before alpine-baselayout), they give the same archive.
-	pkgs, err := ReadInstalled(bytes.NewReader(readReal(t, "installed")))
+	pkgs, err := ReadInstalled(bytes.NewReader(readReal("installed")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,8 +147,10 @@ func TestRealScriptsRoundTrip(t *testing.T) {
 	}
 }
 
-func TestRealTriggersRoundTrip(t *testing.T) {
-	data := readReal(t, "triggers")
+func TestRealTriggersRoundTrip(t *testing.T) { forRealDB(t, testRealTriggersRoundTrip) }
+
+func testRealTriggersRoundTrip(t *testing.T, readReal func(string) []byte) {
+	data := readReal("triggers")
 	triggers, err := ReadTriggers(bytes.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
@@ -138,7 +166,7 @@ func TestRealTriggersRoundTrip(t *testing.T) {
 		t.Errorf("written triggers differ:\n%s", firstDiff(buf.Bytes(), data))
 	}
 
-	pkgs, err := ReadInstalled(bytes.NewReader(readReal(t, "installed")))
+	pkgs, err := ReadInstalled(bytes.NewReader(readReal("installed")))
 	if err != nil {
 		t.Fatal(err)
 	}
