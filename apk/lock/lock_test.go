@@ -66,9 +66,9 @@ func TestWriteRead(t *testing.T) {
 func TestParseErrors(t *testing.T) {
 	for in, want := range map[string]string{
 		`{"version": 2, "arches": []}`: "format version 2",
-		`{"version": 1, "arches": [{"arch": "x86_64", "repositories": ["r"], "packages": [{"name": "a", "version": "1", "checksum": "bad", "repository": "r"}]}]}`: "a-1: checksum",
+		`{"version": 1, "arches": [{"arch": "x86_64", "repositories": ["r"], "packages": [{"name": "a", "version": "1", "checksum": "bad", "repository": "r"}]}]}`:                            "a-1: checksum",
 		`{"version": 1, "arches": [{"arch": "x86_64", "repositories": ["r"], "packages": [{"name": "a", "version": "1", "checksum": "Q1C4uoV7SdMdDhYg4OCVmI71D8HIA=", "repository": "s"}]}]}`: `repository "s" is not in`,
-		`{"version": 1, "extra": 1}`: "unknown field",
+		`{"version": 1, "extra": 1}`:                       "unknown field",
 		`{"version": 1, "arches": [{"repositories": []}]}`: "no arch",
 	} {
 		_, err := Parse(strings.NewReader(in), "x.lock")

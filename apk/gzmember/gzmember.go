@@ -1,0 +1,156 @@
+// Package gzmember reads a concatenation of gzip members one member at a
+// time, handing the exact compressed bytes of each member to hashes.
+//
+// An APK v2 package is three gzip members (signature, control, data) and
+// a signed APKINDEX.tar.gz two (signature, index); signatures and
+// checksums cover the compressed bytes of single members, so a reader
+// has to know where each member starts and ends. compress/gzip reads
+// exactly up to a member's end when its source is an io.ByteReader and
+// multistream mode is off; this package relies on that.
+package gzmember
+
+import (
+	"bufio"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Reader splits its input into gzip members.
+type Reader struct {
+	src  *countingReader
+	z    *gzip.Reader
+	cur  *member
+	done bool
+}
+
+// NewReader reads members from r.
+func NewReader(r io.Reader) *Reader {
+	return &Reader{src: &countingReader{br: bufio.NewReaderSize(r, 64<<10)}}
+}
+
+// Offset is the number of compressed bytes consumed so far.
+func (r *Reader) Offset() int64 { return r.src.n }
+
+// Next starts the next member; its compressed bytes, header and trailer
+// included, are written to the hashes as they are consumed. The returned
+// reader yields the member's decompressed bytes and returns io.EOF at the
+// member's end, after its CRC and length are checked. Next returns
+// io.EOF when the input ends cleanly between members. A member must be
+// read to its end before Next is called again.
+func (r *Reader) Next(hashes ...io.Writer) (io.Reader, error) {
+	return r.start(false, hashes)
+}
+
+// Rest reads all remaining members as one stream (as apk reads the data
+// part, which may be split in several members), hashing their bytes.
+func (r *Reader) Rest(hashes ...io.Writer) (io.Reader, error) {
+	return r.start(true, hashes)
+}
+
+func (r *Reader) start(multi bool, hashes []io.Writer) (io.Reader, error) {
+	if r.done {
+		return nil, io.EOF
+	}
+	if r.cur != nil && !r.cur.eof {
+		return nil, errors.New("gzip: previous member not read to its end")
+	}
+	r.src.flush()
+	r.src.w = nil
+	if _, err := r.src.br.Peek(1); err != nil {
+		if err == io.EOF {
+			r.done = true
+			return nil, io.EOF
+		}
+		return nil, err
+	}
+	r.src.w = io.MultiWriter(hashes...)
+	off := r.src.n
+	var err error
+	if r.z == nil {
+		r.z, err = gzip.NewReader(r.src)
+	} else {
+		err = r.z.Reset(r.src)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("gzip member at byte %d: %w", off, noEOF(err))
+	}
+	r.z.Multistream(multi)
+	if multi {
+		r.done = true
+	}
+	r.cur = &member{r: r, off: off}
+	return r.cur, nil
+}
+
+// noEOF turns a bare EOF inside a member into ErrUnexpectedEOF.
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+type member struct {
+	r   *Reader
+	off int64
+	eof bool
+}
+
+func (m *member) Read(p []byte) (int, error) {
+	if m.eof {
+		return 0, io.EOF
+	}
+	n, err := m.r.z.Read(p)
+	if err == io.EOF {
+		m.eof = true
+		m.r.src.flush()
+		return n, io.EOF
+	}
+	if err != nil {
+		return n, fmt.Errorf("gzip member at byte %d: %w", m.off, noEOF(err))
+	}
+	return n, nil
+}
+
+// countingReader is the io.ByteReader gzip reads from; it counts what is
+// consumed and copies it to w, batching single bytes.
+type countingReader struct {
+	br  *bufio.Reader
+	w   io.Writer
+	buf []byte
+	n   int64
+}
+
+func (c *countingReader) ReadByte() (byte, error) {
+	b, err := c.br.ReadByte()
+	if err != nil {
+		return b, err
+	}
+	c.n++
+	if c.w != nil {
+		c.buf = append(c.buf, b)
+		if len(c.buf) >= 32<<10 {
+			c.flush()
+		}
+	}
+	return b, nil
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	c.flush()
+	n, err := c.br.Read(p)
+	c.n += int64(n)
+	if c.w != nil && n > 0 {
+		c.w.Write(p[:n]) // hashes never fail
+	}
+	return n, err
+}
+
+func (c *countingReader) flush() {
+	if len(c.buf) > 0 && c.w != nil {
+		c.w.Write(c.buf)
+	}
+	c.buf = c.buf[:0]
+}
