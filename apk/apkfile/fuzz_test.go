@@ -1,0 +1,56 @@
+package apkfile
+
+import (
+	"archive/tar"
+	"bytes"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/alpinist/alpinist/apk/sign"
+)
+
+func FuzzParsePKGINFO(f *testing.F) {
+	m := sampleMeta()
+	m.DataHash = strings.Repeat("ab", 32)
+	info, _ := FormatPKGINFO(m)
+	f.Add(info)
+	f.Add([]byte("pkgname = x\npkgver = 1\n"))
+	f.Add([]byte("# c\n\npkgname = x\npkgver = 1\ndepend = a>1 b<2 !c\nprovider_priority = 9\ndatahash = 00\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := ParsePKGINFO(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		// What parses formats and parses back to the same text.
+		p.Arch = "x86_64"
+		out, err := FormatPKGINFO(p)
+		if err != nil {
+			return
+		}
+		q, err := ParsePKGINFO(bytes.NewReader(out))
+		if err != nil {
+			t.Fatalf("formatted .PKGINFO does not parse: %v\n%s", err, out)
+		}
+		out2, _ := FormatPKGINFO(q)
+		if !bytes.Equal(out, out2) {
+			t.Fatalf("not stable:\n%s\n%s", out, out2)
+		}
+	})
+}
+
+func FuzzRead(f *testing.F) {
+	ka, _ := testKeys(f)
+	data, _ := build(f, ka, sign.RSA)
+	f.Add(data)
+	kr := ring(f, ka)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		Read(bytes.NewReader(data), ReadOptions{Keys: kr, AllowUntrusted: true, MaxDataSize: 1 << 20,
+			Entry: func(h *tar.Header, r io.Reader) error {
+				if _, err := CleanPath(h.Name); err != nil {
+					t.Fatalf("unclean name %q passed", h.Name)
+				}
+				return nil
+			}})
+	})
+}
