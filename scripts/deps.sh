@@ -39,13 +39,22 @@ if command -v dpkg >/dev/null 2>&1 && ! dpkg --print-foreign-architectures | gre
 	need_arm64=yes
 fi
 
-if [ -z "$need" ] && [ -z "$need_arm64" ]; then
+# apt's package lists must be there for apt-get download (fresh machines
+# and containers often have none).
+need_update=""
+if [ -n "$need_arm64" ] || ! apt-cache show busybox-static >/dev/null 2>&1 \
+	|| { [ "$(dpkg --print-architecture)" != arm64 ] && ! apt-cache show busybox-static:arm64 >/dev/null 2>&1; }; then
+	need_update=yes
+fi
+
+if [ -z "$need" ] && [ -z "$need_arm64" ] && [ -z "$need_update" ]; then
 	exit 0
 fi
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "deps: missing system packages; run as root:" >&2
-	[ -n "$need_arm64" ] && echo "  dpkg --add-architecture arm64 && apt-get update" >&2
+	[ -n "$need_arm64" ] && echo "  dpkg --add-architecture arm64" >&2
+	echo "  apt-get update" >&2
 	[ -n "$need" ] && echo "  apt-get install -y$need" >&2
 	exit 1
 fi

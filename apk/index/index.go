@@ -33,6 +33,11 @@ type WriteOptions struct {
 	// Mtime is the time of the tar entries (and the signature's); use
 	// SOURCE_DATE_EPOCH or the newest package's build time.
 	Mtime time.Time
+	// RewriteArch, when set, replaces every package's arch in the index
+	// (apk index --rewrite-arch, as abuild uses it): apk fetches a package
+	// from REPO/ARCH/, so noarch packages in an arch's directory must be
+	// listed with that arch.
+	RewriteArch string
 }
 
 // Sort orders packages as `apk index` lists them: by name, then version
@@ -57,6 +62,11 @@ func Write(w io.Writer, desc string, pkgs []*apk.Package, opts WriteOptions) err
 	}
 	var text bytes.Buffer
 	for _, p := range pkgs {
+		if opts.RewriteArch != "" && p.Arch != opts.RewriteArch {
+			c := *p
+			c.Arch = opts.RewriteArch
+			p = &c
+		}
 		if err := apk.WriteIndexEntry(&text, p); err != nil {
 			return fmt.Errorf("index: %s: %w", p, err)
 		}
