@@ -1,0 +1,104 @@
+package apkfile
+
+import (
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+)
+
+// FromDir lists the tree under dir as package entries, as abuild packs a
+// package directory under fakeroot: every entry owned by root (0:0),
+// permission bits (setuid, setgid and sticky included) from the files,
+// symlinks as they are, files with several links as one regular file and
+// hard links to it, device nodes and FIFOs kept. Sockets are an error.
+// Extended attributes are not read. Content is opened when the package
+// is written, not now.
+func FromDir(dir string) ([]Entry, error) {
+	var out []Entry
+	type inode struct{ dev, ino uint64 }
+	inodes := map[string]inode{} // path -> inode, for files with several links
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		if rel == "." {
+			return nil
+		}
+		rel = filepath.ToSlash(rel)
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		e := Entry{Path: rel, Mode: int64(fi.Mode().Perm())}
+		m := fi.Mode()
+		if m&fs.ModeSetuid != 0 {
+			e.Mode |= 0o4000
+		}
+		if m&fs.ModeSetgid != 0 {
+			e.Mode |= 0o2000
+		}
+		if m&fs.ModeSticky != 0 {
+			e.Mode |= 0o1000
+		}
+		st, _ := fi.Sys().(*syscall.Stat_t)
+		switch {
+		case m.IsRegular():
+			if st != nil && st.Nlink > 1 {
+				inodes[rel] = inode{uint64(st.Dev), uint64(st.Ino)}
+			}
+			e.Type, e.Size = TypeReg, fi.Size()
+			e.Open = func() (io.ReadCloser, error) { return os.Open(p) }
+		case m.IsDir():
+			e.Type = TypeDir
+		case m&fs.ModeSymlink != 0:
+			t, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			e.Type, e.Linkname, e.Mode = TypeSymlink, t, 0o777
+		case m&fs.ModeNamedPipe != 0:
+			e.Type = TypeFifo
+		case m&fs.ModeDevice != 0 && st != nil:
+			e.Type = TypeBlock
+			if m&fs.ModeCharDevice != 0 {
+				e.Type = TypeChar
+			}
+			e.Devmajor, e.Devminor = int64(major(uint64(st.Rdev))), int64(minor(uint64(st.Rdev)))
+		default:
+			return fmt.Errorf("%s: unsupported file type %v", p, m.Type())
+		}
+		out = append(out, e)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("apkfile: %w", err)
+	}
+	// The first path of each link group in the written (sorted) order is
+	// the regular file; the others link to it.
+	slices.SortFunc(out, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
+	first := map[inode]string{}
+	for i := range out {
+		key, ok := inodes[out[i].Path]
+		if !ok {
+			continue
+		}
+		if orig, seen := first[key]; seen {
+			out[i] = Entry{Path: out[i].Path, Type: TypeLink, Linkname: orig}
+			continue
+		}
+		first[key] = out[i].Path
+	}
+	return out, nil
+}
+
+func major(dev uint64) uint64 { return (dev>>8)&0xfff | (dev>>32)&^0xfff }
+func minor(dev uint64) uint64 { return dev&0xff | (dev>>12)&^0xff }

@@ -1,0 +1,92 @@
+// Command alpinist builds Alpine Linux systems without Docker and without
+// root: it resolves and verifies Alpine packages, installs them inside a
+// QEMU build VM of the target architecture, and writes root filesystems,
+// OCI images and bootable disks.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// env is what a command may touch: its streams and its logger. Tests run
+// the whole CLI in-process through run.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	verbose        bool
+	log            *slog.Logger
+}
+
+// exitError carries a specific exit status.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// run executes the CLI with args and returns the exit status.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
+	root := newRootCmd(e)
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintln(stderr, "alpinist:", err)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return 1
+}
+
+func newRootCmd(e *env) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "alpinist",
+		Short: "Build Alpine Linux systems without Docker and without root",
+		Long: `alpinist builds Alpine Linux systems from a YAML spec: it resolves Alpine
+packages with real apk semantics, verifies their signatures, installs them
+inside a QEMU build VM of the target architecture (so install scripts and
+triggers run natively), and writes root filesystem tarballs, OCI images and
+bootable disk images, byte for byte reproducibly.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRun: func(cmd *cobra.Command, args []string) {
+			level := slog.LevelInfo
+			if e.verbose {
+				level = slog.LevelDebug
+			}
+			e.log = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+		},
+	}
+	root.PersistentFlags().BoolVarP(&e.verbose, "verbose", "v", false, "show debug messages")
+	root.AddCommand(
+		newVersionCmd(e),
+		newResolveCmd(e),
+		newRepoCmd(e),
+		newPkgCmd(e),
+	)
+	return root
+}

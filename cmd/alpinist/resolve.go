@@ -1,0 +1,171 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/alpinist/alpinist/apk"
+	"github.com/alpinist/alpinist/apk/lock"
+	"github.com/alpinist/alpinist/apk/repo"
+	"github.com/alpinist/alpinist/apk/solver"
+	"github.com/alpinist/alpinist/spec"
+)
+
+type resolveFlags struct {
+	arch     []string
+	lockOut  string
+	lockedIn string
+	jsonOut  bool
+	cacheDir string
+}
+
+func newResolveCmd(e *env) *cobra.Command {
+	var f resolveFlags
+	cmd := &cobra.Command{
+		Use:   "resolve SPEC",
+		Short: "Resolve a spec's packages and print them in install order",
+		Long: `resolve reads the repositories' signed indexes (never the package files),
+solves the spec's package list with apk-tools' semantics, and prints one line
+per package in install order:
+
+    NAME VERSION REPOSITORY
+
+for each architecture of the spec (or those given with --arch). With --lock
+it also writes the lock file; with --locked it checks a lock file against
+the spec and the repositories and prints the locked packages instead of
+solving again. Unsatisfiable package lists are explained the way apk does.`,
+		Example: `  alpinist resolve testdata/specs/demo.yaml --arch x86_64
+  alpinist resolve web.yaml --lock web.lock
+  alpinist resolve web.yaml --locked web.lock --json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runResolve(cmd, e, args[0], f)
+		},
+	}
+	cmd.Flags().StringSliceVar(&f.arch, "arch", nil, "architectures to resolve (default: the spec's)")
+	cmd.Flags().StringVar(&f.lockOut, "lock", "", "write the lock file to `FILE`")
+	cmd.Flags().StringVar(&f.lockedIn, "locked", "", "use the packages of lock `FILE` instead of solving")
+	cmd.Flags().BoolVar(&f.jsonOut, "json", false, "print JSON instead of lines")
+	cmd.Flags().StringVar(&f.cacheDir, "cache", "", "package cache `DIR` (default $ALPINIST_CACHE or ~/.cache/alpinist)")
+	return cmd
+}
+
+// resolved is one arch's result.
+type resolved struct {
+	Arch     string            `json:"arch"`
+	Packages []resolvedPackage `json:"packages"`
+}
+
+type resolvedPackage struct {
+	Name       string `json:"name"`
+	Version    string `json:"version"`
+	Repository string `json:"repository"`
+	Checksum   string `json:"checksum"`
+	Size       int64  `json:"size"`
+}
+
+func runResolve(cmd *cobra.Command, e *env, specPath string, f resolveFlags) error {
+	s, err := spec.Load(specPath)
+	if err != nil {
+		return err
+	}
+	arches := s.Arch
+	if len(f.arch) > 0 {
+		for _, a := range f.arch {
+			if !slices.Contains(s.Arch, a) {
+				return fmt.Errorf("--arch %s: the spec %s builds %s", a, specPath, strings.Join(s.Arch, ", "))
+			}
+		}
+		arches = f.arch
+	}
+	keys, err := loadKeyring(s.Keys)
+	if err != nil {
+		return err
+	}
+	client := &repo.Client{Keys: keys, Log: e.log}
+	if f.cacheDir != "" {
+		if client.Cache, err = repo.OpenCache(f.cacheDir); err != nil {
+			return err
+		}
+	}
+	var locked *lock.File
+	if f.lockedIn != "" {
+		if locked, err = lock.Read(f.lockedIn); err != nil {
+			return err
+		}
+	}
+	out := &lock.File{Name: s.Name}
+	var results []resolved
+	for _, arch := range arches {
+		repos := specRepos(s)
+		idx, err := client.Indexes(cmd.Context(), repos, arch)
+		if err != nil {
+			return err
+		}
+		var entry lock.Arch
+		if locked != nil {
+			la, ok := locked.Find(arch)
+			if !ok {
+				return fmt.Errorf("%s: no entry for %s; run resolve --lock again", f.lockedIn, arch)
+			}
+			if err := repo.CheckLock(la, s.Packages, idx, client.Cache); err != nil {
+				return fmt.Errorf("%s: %s: %w", f.lockedIn, arch, err)
+			}
+			entry = *la
+		} else {
+			installs, err := solve(idx, s.Packages)
+			if err != nil {
+				return fmt.Errorf("%s: %s: %w", specPath, arch, err)
+			}
+			entry = repo.LockArch(arch, s.Packages, idx, installs)
+		}
+		out.Set(entry)
+		r := resolved{Arch: arch}
+		for _, p := range entry.Packages {
+			r.Packages = append(r.Packages, resolvedPackage{Name: p.Name, Version: p.Version, Repository: p.Repository, Checksum: p.Checksum, Size: p.Size})
+		}
+		results = append(results, r)
+	}
+	if f.lockOut != "" {
+		if err := lock.Write(f.lockOut, out); err != nil {
+			return err
+		}
+		e.log.Info("wrote lock file", "path", f.lockOut)
+	}
+	if f.jsonOut {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(results)
+	}
+	for _, r := range results {
+		if len(results) > 1 {
+			fmt.Fprintf(e.stdout, "# %s\n", r.Arch)
+		}
+		for _, p := range r.Packages {
+			if _, err := fmt.Fprintf(e.stdout, "%s %s %s\n", p.Name, p.Version, p.Repository); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func specRepos(s *spec.Spec) []repo.Repository {
+	out := make([]repo.Repository, len(s.Repositories))
+	for i, r := range s.Repositories {
+		out[i] = repo.Repository{URL: r.URL, Tag: r.Tag}
+	}
+	return out
+}
+
+func solve(idx []*repo.Index, world []apk.Dependency) ([]solver.Install, error) {
+	repos := make([]solver.Repository, len(idx))
+	for i, x := range idx {
+		repos[i] = solver.Repository{Name: x.Repository.URL, Tag: x.Repository.Tag, Packages: x.Packages}
+	}
+	return solver.Solve(repos, world)
+}
