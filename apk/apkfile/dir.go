@@ -92,7 +92,7 @@ func FromDir(dir string) ([]Entry, error) {
 			continue
 		}
 		if orig, seen := first[key]; seen {
-			out[i] = Entry{Path: out[i].Path, Type: TypeLink, Linkname: orig}
+			out[i].Type, out[i].Linkname, out[i].Size, out[i].Open = TypeLink, orig, 0, nil
 			continue
 		}
 		first[key] = out[i].Path

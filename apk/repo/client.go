@@ -51,6 +51,14 @@ func (c *Client) log() *slog.Logger {
 	return c.Log
 }
 
+// transport is a copy of Transport logging to Log, so that concurrent
+// fetches share no mutable state.
+func (c *Client) transport() *Transport {
+	t := c.Transport
+	t.Log = c.Log
+	return &t
+}
+
 // Indexes fetches and verifies the index of each repository for arch,
 // concurrently, and returns them in the repositories' order.
 func (c *Client) Indexes(ctx context.Context, repos []Repository, arch string) ([]*Index, error) {
@@ -74,8 +82,7 @@ func (c *Client) Indexes(ctx context.Context, repos []Repository, arch string) (
 // Index fetches and verifies one repository's index for arch.
 func (c *Client) Index(ctx context.Context, r Repository, arch string) (*Index, error) {
 	loc := r.IndexURL(arch)
-	c.Transport.Log = c.Log
-	body, err := c.Transport.Open(ctx, loc)
+	body, err := c.transport().Open(ctx, loc)
 	if err != nil {
 		var nf *NotFoundError
 		if errors.As(err, &nf) {
@@ -158,7 +165,6 @@ func (c *Client) fetchOne(ctx context.Context, it Item) (string, error) {
 		return "", fmt.Errorf("%s: the index gives no checksum (C:), so the package cannot be verified", p)
 	}
 	loc := it.Repository.PackageURL(it.Arch, p.Filename())
-	c.Transport.Log = c.Log
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		path, retry, err := c.download(ctx, loc, p)
@@ -178,7 +184,7 @@ func (c *Client) fetchOne(ctx context.Context, it Item) (string, error) {
 // failure (as opposed to a verification failure).
 func (c *Client) download(ctx context.Context, loc string, p *apk.Package) (path string, retry bool, err error) {
 	path, err = c.Cache.Put(p.Checksum, func(tmp *os.File) error {
-		body, err := c.Transport.Open(ctx, loc)
+		body, err := c.transport().Open(ctx, loc)
 		if err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}

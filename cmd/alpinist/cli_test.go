@@ -1,0 +1,254 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/alpinist/alpinist/internal/minirootfs"
+)
+
+// cli runs alpinist in-process and returns its exit status and output.
+func cli(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, strings.NewReader(""), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func mustCLI(t *testing.T, args ...string) string {
+	t.Helper()
+	code, out, errs := cli(t, args...)
+	if code != 0 {
+		t.Fatalf("alpinist %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
+	}
+	return out
+}
+
+func writeFile(t *testing.T, p, data string, mode os.FileMode) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(data), mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// cliRepo makes a key with repo keygen and a repository of two packages
+// with pkg build and repo index; it returns the work directory.
+func cliRepo(t *testing.T) string {
+	t.Helper()
+	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
+	w := t.TempDir()
+	mustCLI(t, "repo", "keygen", "--out", filepath.Join(w, "keys"), "--name", "cli-test", "--bits", "2048")
+	if code, _, errs := cli(t, "repo", "keygen", "--out", filepath.Join(w, "keys"), "--name", "cli-test", "--bits", "2048"); code == 0 || !strings.Contains(errs, "not overwriting") {
+		t.Errorf("second keygen: %d %s", code, errs)
+	}
+	os.MkdirAll(filepath.Join(w, "pub"), 0o755)
+	os.Rename(filepath.Join(w, "keys", "cli-test.rsa.pub"), filepath.Join(w, "pub", "cli-test.rsa.pub"))
+
+	root := filepath.Join(w, "hello-root")
+	writeFile(t, filepath.Join(root, "usr/bin/cli-hello"), "#!/bin/sh\necho hello from the cli\n", 0o755)
+	writeFile(t, filepath.Join(root, "usr/share/cli-hello/data"), "data\n", 0o644)
+	os.Symlink("cli-hello", filepath.Join(root, "usr/bin/cli-hi"))
+	os.Link(filepath.Join(root, "usr/bin/cli-hello"), filepath.Join(root, "usr/bin/cli-hello2"))
+	writeFile(t, filepath.Join(w, "scripts", "post-install"), "#!/bin/sh\necho post > /cli-post-install.out\n", 0o755)
+	lib := filepath.Join(w, "lib-root")
+	writeFile(t, filepath.Join(lib, "usr/lib/libclitest.so.1"), "lib\n", 0o755)
+
+	repo := filepath.Join(w, "repo", "x86_64")
+	key := filepath.Join(w, "keys", "cli-test.rsa")
+	mustCLI(t, "pkg", "build", lib, "--name", "cli-lib", "--version", "1.0-r0", "--arch", "x86_64", "--key", key, "-o", repo,
+		"--provides", "so:libclitest.so.1=1", "--license", "MIT", "--description", "cli test library")
+	mustCLI(t, "pkg", "build", root, "--name", "cli-hello", "--version", "2.0-r1", "--arch", "x86_64", "--key", key, "-o", repo,
+		"--depends", "so:libclitest.so.1", "--provides", "cmd:cli-hello=2.0-r1", "--scripts", filepath.Join(w, "scripts"), "--sig-type", "RSA256")
+	out := mustCLI(t, "repo", "index", repo, "--key", key, "--description", "cli repo", "--keys", filepath.Join(w, "pub"))
+	if !strings.Contains(out, "2 packages") {
+		t.Errorf("repo index printed %q", out)
+	}
+	return w
+}
+
+func TestPkgBuildInspectIndex(t *testing.T) {
+	w := cliRepo(t)
+	pkg := filepath.Join(w, "repo", "x86_64", "cli-hello-2.0-r1.apk")
+	out := mustCLI(t, "pkg", "inspect", pkg, "--keys", filepath.Join(w, "pub"), "--list")
+	for _, want := range []string{"P:cli-hello\n", "V:2.0-r1\n", "A:x86_64\n", "D:so:libclitest.so.1\n", "p:cmd:cli-hello=2.0-r1\n",
+		"script: post-install", "signature: RSA256 by cli-test.rsa.pub: OK", "l  777 0:0 usr/bin/cli-hi -> cli-hello",
+		"h  755 0:0 usr/bin/cli-hello2 => usr/bin/cli-hello", "t:1700000000\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("inspect output lacks %q:\n%s", want, out)
+		}
+	}
+
+	// The same input gives the same bytes.
+	first, _ := os.ReadFile(pkg)
+	mustCLI(t, "pkg", "build", filepath.Join(w, "hello-root"), "--name", "cli-hello", "--version", "2.0-r1", "--arch", "x86_64",
+		"--key", filepath.Join(w, "keys", "cli-test.rsa"), "-o", filepath.Join(w, "again"),
+		"--depends", "so:libclitest.so.1", "--provides", "cmd:cli-hello=2.0-r1", "--scripts", filepath.Join(w, "scripts"), "--sig-type", "RSA256")
+	second, _ := os.ReadFile(filepath.Join(w, "again", "cli-hello-2.0-r1.apk"))
+	if !bytes.Equal(first, second) {
+		t.Error("pkg build is not deterministic")
+	}
+
+	// Failures: a flipped byte anywhere past the signature's gzip header,
+	// an untrusted key, a missing key directory.
+	for _, off := range []int{20, len(first) / 3, len(first) / 2, len(first) - 10} {
+		bad := filepath.Join(w, "bad.apk")
+		data := bytes.Clone(first)
+		data[off] ^= 0x10
+		os.WriteFile(bad, data, 0o644)
+		if code, _, errs := cli(t, "pkg", "inspect", bad, "--keys", filepath.Join(w, "pub")); code == 0 || !strings.Contains(errs, "bad.apk") {
+			t.Errorf("tampered at %d: exit %d %s", off, code, errs)
+		}
+	}
+	other := filepath.Join(w, "other")
+	mustCLI(t, "repo", "keygen", "--out", other, "--name", "other", "--bits", "2048")
+	os.Remove(filepath.Join(other, "other.rsa"))
+	code, _, errs := cli(t, "pkg", "inspect", pkg, "--keys", other)
+	if code == 0 || !strings.Contains(errs, "UNTRUSTED") || !strings.Contains(errs, "cli-hello-2.0-r1") || !strings.Contains(errs, "cli-test.rsa.pub") {
+		t.Errorf("wrong key: exit %d %s", code, errs)
+	}
+	if code, _, errs := cli(t, "pkg", "inspect", pkg, "--keys", filepath.Join(w, "nope")); code == 0 || !strings.Contains(errs, "does not exist") {
+		t.Errorf("missing keys dir: exit %d %s", code, errs)
+	}
+	// Bad build input.
+	if code, _, errs := cli(t, "pkg", "build", filepath.Join(w, "hello-root"), "--name", "x", "--version", "one", "--arch", "x86_64", "--key", filepath.Join(w, "keys", "cli-test.rsa"), "-o", w); code == 0 || !strings.Contains(errs, "not a valid apk version") {
+		t.Errorf("bad version: %d %s", code, errs)
+	}
+	if code, _, errs := cli(t, "pkg", "build", filepath.Join(w, "hello-root"), "--name", "x"); code == 0 || !strings.Contains(errs, "missing --version, --arch, --key, -o") {
+		t.Errorf("missing flags: %d %s", code, errs)
+	}
+}
+
+// TestRealApkInstallsCLIRepo has the real apk-tools install a repository
+// made by pkg build and repo index, trusting only our key.
+func TestRealApkInstallsCLIRepo(t *testing.T) {
+	minirootfs.CanChroot(t)
+	w := cliRepo(t)
+	root := minirootfs.Copy(t)
+	if err := os.CopyFS(filepath.Join(root, "repo"), os.DirFS(filepath.Join(w, "repo"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(filepath.Join(root, "testkeys"), os.DirFS(filepath.Join(w, "pub"))); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(root, "etc/apk/repositories"), nil, 0o644)
+	out, err := minirootfs.Apk(root, "--no-network", "--keys-dir", "/testkeys", "-X", "/repo", "add", "cmd:cli-hello")
+	t.Log(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"UNTRUSTED", "WARNING", "ERROR"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("apk printed %s", bad)
+		}
+	}
+	if data, err := os.ReadFile(filepath.Join(root, "cli-post-install.out")); err != nil || string(data) != "post\n" {
+		t.Errorf("post-install: %q %v", data, err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "usr/lib/libclitest.so.1")); err != nil {
+		t.Error(err)
+	}
+	if out, err := minirootfs.Apk(root, "audit", "--system"); err != nil || strings.Contains(out, "cli-") {
+		t.Errorf("apk audit: %v\n%s", err, out)
+	}
+}
+
+// generatedRepo returns testdata/repo, made by make testrepo. Outside CI
+// a missing repository skips the test; in CI (CI=true) it fails.
+func generatedRepo(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join("..", "..", "testdata", "repo", "main", "x86_64", "APKINDEX.tar.gz")
+	if _, err := os.Stat(p); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("the generated test repository is missing (make test runs make testrepo): %v", err)
+		}
+		t.Skipf("run make testrepo first: %v", err)
+	}
+	return filepath.Join("..", "..", "testdata")
+}
+
+func TestResolveDemo(t *testing.T) {
+	td := generatedRepo(t)
+	spec := filepath.Join(td, "specs", "demo.yaml")
+	out := mustCLI(t, "resolve", spec)
+	for _, arch := range []string{"x86_64", "aarch64"} {
+		if !strings.Contains(out, "# "+arch+"\n") {
+			t.Errorf("no %s section:\n%s", arch, out)
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) < 20 {
+		t.Fatalf("resolve printed %d lines:\n%s", len(lines), out)
+	}
+	// busybox comes before what needs /bin/sh (install order).
+	one := mustCLI(t, "resolve", spec, "--arch", "aarch64")
+	names := map[string]int{}
+	for i, l := range strings.Split(strings.TrimSpace(one), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 3 {
+			t.Fatalf("line %q is not NAME VERSION REPOSITORY", l)
+		}
+		names[f[0]] = i
+	}
+	for _, n := range []string{"busybox", "alpine-baselayout", "linux-virt", "grub-efi", "alpinist-test-scripts", "alpinist-test-consumer", "alpinist-test-lib"} {
+		if _, ok := names[n]; !ok {
+			t.Errorf("aarch64: %s not resolved", n)
+		}
+	}
+	if names["busybox"] > names["alpine-baselayout"] || names["alpinist-test-lib"] > names["alpinist-test-consumer"] {
+		t.Errorf("install order wrong:\n%s", one)
+	}
+
+	// Lock round trip.
+	lockFile := filepath.Join(t.TempDir(), "demo.lock")
+	mustCLI(t, "resolve", spec, "--arch", "x86_64", "--lock", lockFile)
+	locked := mustCLI(t, "resolve", spec, "--arch", "x86_64", "--locked", lockFile)
+	if locked != mustCLI(t, "resolve", spec, "--arch", "x86_64") {
+		t.Error("--locked output differs from a fresh solve")
+	}
+	js := mustCLI(t, "resolve", spec, "--arch", "x86_64", "--json")
+	if !strings.Contains(js, `"checksum": "Q1`) {
+		t.Errorf("json lacks checksums:\n%s", js)
+	}
+}
+
+func TestResolveErrors(t *testing.T) {
+	td := generatedRepo(t)
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		writeFile(t, p, body, 0o644)
+		return p
+	}
+	repoDir, _ := filepath.Abs(filepath.Join(td, "repo"))
+	common := "name: t\narch: [x86_64]\nrepositories: [" + repoDir + "/main]\nkeys: [" + repoDir + "/keys/]\n"
+	cases := []struct{ name, body, want string }{
+		{"conflict.yaml", common + "packages: [alpinist-test-conflict-a, alpinist-test-conflict-b]\n", "breaks: alpinist-test-conflict-a"},
+		{"missing.yaml", common + "packages: [no-such-package]\n", "no-such-package (no such package)"},
+		{"ambiguous.yaml", common + "packages: [alpinist-test-virtual]\n", "alpinist-test-virtual"},
+		{"nokeys.yaml", "name: t\narch: [x86_64]\nrepositories: [" + repoDir + "/main]\nkeys: [" + dir + "]\npackages: [busybox]\n", "no public key"},
+	}
+	for _, c := range cases {
+		code, _, errs := cli(t, "resolve", write(c.name, c.body))
+		if code == 0 || !strings.Contains(errs, c.want) {
+			t.Errorf("%s: exit %d, stderr:\n%s\nwant %q", c.name, code, errs, c.want)
+		}
+	}
+	// A key that did not sign the index.
+	other := filepath.Join(dir, "other")
+	mustCLI(t, "repo", "keygen", "--out", other, "--name", "other", "--bits", "2048")
+	os.Remove(filepath.Join(other, "other.rsa"))
+	code, _, errs := cli(t, "resolve", write("wrongkey.yaml", "name: t\narch: [x86_64]\nrepositories: ["+repoDir+"/main]\nkeys: ["+other+"]\npackages: [busybox]\n"))
+	if code == 0 || !strings.Contains(errs, "UNTRUSTED") || !strings.Contains(errs, "APKINDEX.tar.gz") {
+		t.Errorf("wrong key: exit %d %s", code, errs)
+	}
+}
