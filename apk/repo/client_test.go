@@ -219,3 +219,27 @@ func TestClientHTTPBrokenTransfer(t *testing.T) {
 		t.Errorf("cached after a failure: %v", n)
 	}
 }
+
+// TestClientSharedCache runs several fetches of the same packages into one
+// cache at once, as concurrent builds would: all succeed, one file each.
+func TestClientSharedCache(t *testing.T) {
+	dir, k, pkgs := localRepo(t, "v1 ")
+	cache, _ := OpenCache(t.TempDir())
+	r := Repository{URL: dir}
+	errs := make(chan error, 6)
+	for range 6 {
+		go func() {
+			c := &Client{Keys: keyring(k), Cache: cache}
+			_, err := c.Fetch(context.Background(), items(r, pkgs))
+			errs <- err
+		}()
+	}
+	for range 6 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if n := cached(t, cache); len(n) != 2 {
+		t.Errorf("cache holds %v", n)
+	}
+}

@@ -74,3 +74,35 @@ func (x *Index) find(name, version string, sum []byte) *apk.Package {
 	}
 	return nil
 }
+
+// LockItems turns a lock entry into download items. A package no longer
+// in its repository's index is still served when the cache holds it
+// (the item then carries only what the lock records).
+func LockItems(a *lock.Arch, idx []*Index, cache *Cache) ([]Item, error) {
+	byRepo := map[string]*Index{}
+	for _, x := range idx {
+		byRepo[x.Repository.String()] = x
+	}
+	var items []Item
+	for _, p := range a.Packages {
+		sum, err := p.ChecksumBytes()
+		if err != nil {
+			return nil, fmt.Errorf("%s-%s: %w", p.Name, p.Version, err)
+		}
+		x := byRepo[p.Repository]
+		if x != nil {
+			if ip := x.find(p.Name, p.Version, sum); ip != nil {
+				items = append(items, Item{Repository: x.Repository, Arch: a.Arch, Package: ip})
+				continue
+			}
+		}
+		if cache != nil {
+			if _, ok := cache.Lookup(sum); ok {
+				items = append(items, Item{Arch: a.Arch, Package: &apk.Package{Name: p.Name, Version: p.Version, Checksum: sum, Size: p.Size}})
+				continue
+			}
+		}
+		return nil, fmt.Errorf("%s-%s (%s) is neither in %s nor in the cache", p.Name, p.Version, p.Checksum, p.Repository)
+	}
+	return items, nil
+}

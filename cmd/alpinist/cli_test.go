@@ -252,3 +252,74 @@ func TestResolveErrors(t *testing.T) {
 		t.Errorf("wrong key: exit %d %s", code, errs)
 	}
 }
+
+func TestFetch(t *testing.T) {
+	td := generatedRepo(t)
+	spec := filepath.Join(td, "specs", "demo.yaml")
+	cache := t.TempDir()
+	out := t.TempDir()
+	res := mustCLI(t, "fetch", spec, "--arch", "x86_64", "--cache", cache, "-o", out)
+	if !strings.Contains(res, "x86_64: 12 packages verified") && !strings.Contains(res, "packages verified") {
+		t.Errorf("fetch printed %q", res)
+	}
+	apks, _ := filepath.Glob(filepath.Join(out, "x86_64", "*.apk"))
+	cached, _ := filepath.Glob(filepath.Join(cache, "packages", "*.apk"))
+	if len(apks) < 10 || len(cached) != len(apks) {
+		t.Errorf("%d copied, %d cached", len(apks), len(cached))
+	}
+	// Every fetched file verifies with pkg inspect.
+	mustCLI(t, "pkg", "inspect", apks[0], "--keys", filepath.Join(td, "repo", "keys"))
+
+	// --locked fetches exactly the lock, and fails clearly when a locked
+	// package has gone from the repository and the cache.
+	lockFile := filepath.Join(t.TempDir(), "demo.lock")
+	mustCLI(t, "resolve", spec, "--arch", "x86_64", "--lock", lockFile)
+	mustCLI(t, "fetch", spec, "--arch", "x86_64", "--cache", cache, "--locked", lockFile)
+	data, _ := os.ReadFile(lockFile)
+	i := strings.Index(string(data), `"Q1`) + 3
+	c := byte('A')
+	if data[i] == 'A' {
+		c = 'B'
+	}
+	bad := string(data[:i]) + string(c) + string(data[i+1:])
+	badLock := filepath.Join(filepath.Dir(lockFile), "bad.lock")
+	os.WriteFile(badLock, []byte(bad), 0o644)
+	if code, _, errs := cli(t, "fetch", spec, "--arch", "x86_64", "--cache", t.TempDir(), "--locked", badLock); code == 0 || !strings.Contains(errs, "neither in") {
+		t.Errorf("stale lock: exit %d %s", code, errs)
+	}
+}
+
+// TestFetchTampered copies the generated repository, corrupts one package
+// and checks that fetch fails naming it and caches nothing for it.
+func TestFetchTampered(t *testing.T) {
+	td := generatedRepo(t)
+	w := t.TempDir()
+	if err := os.CopyFS(filepath.Join(w, "repo"), os.DirFS(filepath.Join(td, "repo", "main"))); err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := filepath.Abs(filepath.Join(td, "repo", "keys"))
+	victim, _ := filepath.Glob(filepath.Join(w, "repo", "x86_64", "alpinist-test-lib-*.apk"))
+	if len(victim) != 1 {
+		t.Fatalf("victim %v", victim)
+	}
+	data, _ := os.ReadFile(victim[0])
+	data[len(data)/2] ^= 0x01
+	os.WriteFile(victim[0], data, 0o644)
+	spec := filepath.Join(w, "t.yaml")
+	writeFile(t, spec, "name: t\narch: [x86_64]\nrepositories: [repo]\nkeys: ["+keys+"]\npackages: [busybox, alpinist-test-consumer]\n", 0o644)
+	cache := t.TempDir()
+	code, _, errs := cli(t, "fetch", spec, "--cache", cache)
+	if code == 0 || !strings.Contains(errs, "alpinist-test-lib-1.0.0-r0") {
+		t.Errorf("exit %d, stderr %s", code, errs)
+	}
+	cached, _ := filepath.Glob(filepath.Join(cache, "packages", "*"))
+	tmps, _ := filepath.Glob(filepath.Join(cache, "tmp", "*"))
+	if len(tmps) != 0 {
+		t.Errorf("cache after failure: %v %v", cached, tmps)
+	}
+	for _, c := range cached {
+		if code, _, errs := cli(t, "pkg", "inspect", c, "--keys", keys); code != 0 {
+			t.Errorf("cached file does not verify: %s", errs)
+		}
+	}
+}

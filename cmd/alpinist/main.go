@@ -87,6 +87,7 @@ bootable disk images, byte for byte reproducibly.`,
 		newResolveCmd(e),
 		newRepoCmd(e),
 		newPkgCmd(e),
+		newFetchCmd(e),
 	)
 	return root
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -73,14 +74,9 @@ func runResolve(cmd *cobra.Command, e *env, specPath string, f resolveFlags) err
 	if err != nil {
 		return err
 	}
-	arches := s.Arch
-	if len(f.arch) > 0 {
-		for _, a := range f.arch {
-			if !slices.Contains(s.Arch, a) {
-				return fmt.Errorf("--arch %s: the spec %s builds %s", a, specPath, strings.Join(s.Arch, ", "))
-			}
-		}
-		arches = f.arch
+	arches, err := specArches(s, specPath, f.arch)
+	if err != nil {
+		return err
 	}
 	keys, err := loadKeyring(s.Keys)
 	if err != nil {
@@ -101,27 +97,9 @@ func runResolve(cmd *cobra.Command, e *env, specPath string, f resolveFlags) err
 	out := &lock.File{Name: s.Name}
 	var results []resolved
 	for _, arch := range arches {
-		repos := specRepos(s)
-		idx, err := client.Indexes(cmd.Context(), repos, arch)
+		_, entry, err := resolveArch(cmd.Context(), client, s, specPath, arch, locked, f.lockedIn)
 		if err != nil {
 			return err
-		}
-		var entry lock.Arch
-		if locked != nil {
-			la, ok := locked.Find(arch)
-			if !ok {
-				return fmt.Errorf("%s: no entry for %s; run resolve --lock again", f.lockedIn, arch)
-			}
-			if err := repo.CheckLock(la, s.Packages, idx, client.Cache); err != nil {
-				return fmt.Errorf("%s: %s: %w", f.lockedIn, arch, err)
-			}
-			entry = *la
-		} else {
-			installs, err := solve(idx, s.Packages)
-			if err != nil {
-				return fmt.Errorf("%s: %s: %w", specPath, arch, err)
-			}
-			entry = repo.LockArch(arch, s.Packages, idx, installs)
 		}
 		out.Set(entry)
 		r := resolved{Arch: arch}
@@ -152,6 +130,43 @@ func runResolve(cmd *cobra.Command, e *env, specPath string, f resolveFlags) err
 		}
 	}
 	return nil
+}
+
+// resolveArch reads the spec's indexes for arch and either solves the
+// spec's packages or, with a lock, checks and returns the locked entry.
+func resolveArch(ctx context.Context, client *repo.Client, s *spec.Spec, specPath, arch string, locked *lock.File, lockPath string) ([]*repo.Index, lock.Arch, error) {
+	idx, err := client.Indexes(ctx, specRepos(s), arch)
+	if err != nil {
+		return nil, lock.Arch{}, err
+	}
+	if locked != nil {
+		la, ok := locked.Find(arch)
+		if !ok {
+			return nil, lock.Arch{}, fmt.Errorf("%s: no entry for %s; run resolve --lock again", lockPath, arch)
+		}
+		if err := repo.CheckLock(la, s.Packages, idx, client.Cache); err != nil {
+			return nil, lock.Arch{}, fmt.Errorf("%s: %s: %w", lockPath, arch, err)
+		}
+		return idx, *la, nil
+	}
+	installs, err := solve(idx, s.Packages)
+	if err != nil {
+		return nil, lock.Arch{}, fmt.Errorf("%s: %s: %w", specPath, arch, err)
+	}
+	return idx, repo.LockArch(arch, s.Packages, idx, installs), nil
+}
+
+// specArches checks --arch values against the spec.
+func specArches(s *spec.Spec, specPath string, want []string) ([]string, error) {
+	if len(want) == 0 {
+		return s.Arch, nil
+	}
+	for _, a := range want {
+		if !slices.Contains(s.Arch, a) {
+			return nil, fmt.Errorf("--arch %s: the spec %s builds %s", a, specPath, strings.Join(s.Arch, ", "))
+		}
+	}
+	return want, nil
 }
 
 func specRepos(s *spec.Spec) []repo.Repository {

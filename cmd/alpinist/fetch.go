@@ -1,0 +1,140 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/alpinist/alpinist/apk/lock"
+	"github.com/alpinist/alpinist/apk/repo"
+	"github.com/alpinist/alpinist/spec"
+)
+
+type fetchFlags struct {
+	arch               []string
+	lockedIn, cacheDir string
+	out                string
+	parallel           int
+}
+
+func newFetchCmd(e *env) *cobra.Command {
+	var f fetchFlags
+	cmd := &cobra.Command{
+		Use:   "fetch SPEC",
+		Short: "Download and verify a spec's packages into the cache",
+		Long: `fetch resolves the spec (or takes the packages of --locked FILE), downloads
+the packages not cached yet in parallel, and verifies each one completely:
+the signature against the spec's keys, the control checksum against the
+index's C:, the data hash and every file's checksum. Only verified packages
+enter the cache, which is keyed by checksum and safe to share between
+concurrent builds. With -o DIR the packages are also copied to DIR/ARCH/.
+
+A progress bar is drawn when stderr is a terminal.`,
+		Example: `  alpinist fetch testdata/specs/demo.yaml
+  alpinist fetch web.yaml --locked web.lock -o ./packages`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runFetch(cmd, e, args[0], f)
+		},
+	}
+	cmd.Flags().StringSliceVar(&f.arch, "arch", nil, "architectures to fetch (default: the spec's)")
+	cmd.Flags().StringVar(&f.lockedIn, "locked", "", "fetch exactly the packages of lock `FILE`")
+	cmd.Flags().StringVar(&f.cacheDir, "cache", "", "package cache `DIR` (default $ALPINIST_CACHE or ~/.cache/alpinist)")
+	cmd.Flags().StringVarP(&f.out, "output", "o", "", "also copy the packages to `DIR`/ARCH/")
+	cmd.Flags().IntVar(&f.parallel, "parallel", 4, "concurrent downloads")
+	return cmd
+}
+
+func runFetch(cmd *cobra.Command, e *env, specPath string, f fetchFlags) error {
+	s, err := spec.Load(specPath)
+	if err != nil {
+		return err
+	}
+	arches, err := specArches(s, specPath, f.arch)
+	if err != nil {
+		return err
+	}
+	keys, err := loadKeyring(s.Keys)
+	if err != nil {
+		return err
+	}
+	dir := f.cacheDir
+	if dir == "" {
+		if dir, err = repo.DefaultCacheDir(); err != nil {
+			return err
+		}
+	}
+	cache, err := repo.OpenCache(dir)
+	if err != nil {
+		return err
+	}
+	client := &repo.Client{Keys: keys, Log: e.log, Cache: cache, Parallel: f.parallel}
+	var locked *lock.File
+	if f.lockedIn != "" {
+		if locked, err = lock.Read(f.lockedIn); err != nil {
+			return err
+		}
+	}
+	for _, arch := range arches {
+		idx, entry, err := resolveArch(cmd.Context(), client, s, specPath, arch, locked, f.lockedIn)
+		if err != nil {
+			return err
+		}
+		items, err := repo.LockItems(&entry, idx, cache)
+		if err != nil {
+			return err
+		}
+		var total int64
+		for _, it := range items {
+			if _, ok := cache.Lookup(it.Package.Checksum); !ok {
+				total += it.Package.Size
+			}
+		}
+		bar := newByteBar(e.stderr, arch, total)
+		client.OnBytes = bar.add
+		paths, err := client.Fetch(cmd.Context(), items)
+		bar.done()
+		if err != nil {
+			return fmt.Errorf("%s: %w", arch, err)
+		}
+		if f.out != "" {
+			for i, it := range items {
+				if err := copyFile(paths[i], filepath.Join(f.out, arch, it.Package.Filename())); err != nil {
+					return err
+				}
+			}
+		}
+		fmt.Fprintf(e.stdout, "%s: %d packages verified, %d bytes downloaded, cache %s\n", arch, len(items), bar.n.Load(), cache.Dir)
+	}
+	return nil
+}
+
+// copyFile copies src to dst through a temporary file and a rename.
+func copyFile(src, dst string) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(tmp, in)
+	err = errors.Join(err, tmp.Chmod(0o644), tmp.Close())
+	if err == nil {
+		err = os.Rename(tmp.Name(), dst)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("copy %s: %w", dst, err)
+	}
+	return nil
+}
