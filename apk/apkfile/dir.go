@@ -102,3 +102,55 @@ func FromDir(dir string) ([]Entry, error) {
 
 func major(dev uint64) uint64 { return (dev>>8)&0xfff | (dev>>32)&^0xfff }
 func minor(dev uint64) uint64 { return dev&0xff | (dev>>12)&^0xff }
+
+// FromFS lists the tree of fsys as package entries, owned by root:
+// regular files, directories and (when fsys implements fs.ReadLinkFS)
+// symlinks, with their permission bits. It is for trees built in memory
+// or embedded; FromDir also keeps hard links and device nodes.
+func FromFS(fsys fs.FS) ([]Entry, error) {
+	var out []Entry
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p == "." {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		m := fi.Mode()
+		e := Entry{Path: p, Mode: int64(m.Perm())}
+		if m&fs.ModeSetuid != 0 {
+			e.Mode |= 0o4000
+		}
+		if m&fs.ModeSetgid != 0 {
+			e.Mode |= 0o2000
+		}
+		if m&fs.ModeSticky != 0 {
+			e.Mode |= 0o1000
+		}
+		switch {
+		case m.IsRegular():
+			e.Type, e.Size = TypeReg, fi.Size()
+			e.Open = func() (io.ReadCloser, error) { return fsys.Open(p) }
+		case m.IsDir():
+			e.Type = TypeDir
+		case m&fs.ModeSymlink != 0:
+			t, err := fs.ReadLink(fsys, p)
+			if err != nil {
+				return err
+			}
+			e.Type, e.Linkname, e.Mode = TypeSymlink, t, 0o777
+		default:
+			return fmt.Errorf("%s: unsupported file type %v", p, m.Type())
+		}
+		out = append(out, e)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("apkfile: %w", err)
+	}
+	return out, nil
+}
