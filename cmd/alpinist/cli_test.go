@@ -160,6 +160,16 @@ func TestRealApkInstallsCLIRepo(t *testing.T) {
 	if out, err := minirootfs.Apk(root, "audit", "--system"); err != nil || strings.Contains(out, "cli-") {
 		t.Errorf("apk audit: %v\n%s", err, out)
 	}
+	// And into an empty root with --initdb (cli-lib has no scripts, which
+	// would need a /bin/sh there).
+	os.MkdirAll(filepath.Join(root, "target"), 0o755)
+	out, err = minirootfs.Apk(root, "--root", "/target", "--initdb", "--no-network", "--keys-dir", "/testkeys", "-X", "/repo", "--arch", "x86_64", "add", "cli-lib")
+	if err != nil || strings.Contains(out, "UNTRUSTED") || strings.Contains(out, "WARNING") {
+		t.Errorf("apk --root --initdb add: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(root, "target/usr/lib/libclitest.so.1")); err != nil {
+		t.Error(err)
+	}
 }
 
 // generatedRepo returns testdata/repo, made by make testrepo. Outside CI
