@@ -38,17 +38,8 @@ func FromDir(dir string) ([]Entry, error) {
 		if err != nil {
 			return err
 		}
-		e := Entry{Path: rel, Mode: int64(fi.Mode().Perm())}
 		m := fi.Mode()
-		if m&fs.ModeSetuid != 0 {
-			e.Mode |= 0o4000
-		}
-		if m&fs.ModeSetgid != 0 {
-			e.Mode |= 0o2000
-		}
-		if m&fs.ModeSticky != 0 {
-			e.Mode |= 0o1000
-		}
+		e := Entry{Path: rel, Mode: unixPerm(m)}
 		st, _ := fi.Sys().(*syscall.Stat_t)
 		switch {
 		case m.IsRegular():
@@ -121,16 +112,7 @@ func FromFS(fsys fs.FS) ([]Entry, error) {
 			return err
 		}
 		m := fi.Mode()
-		e := Entry{Path: p, Mode: int64(m.Perm())}
-		if m&fs.ModeSetuid != 0 {
-			e.Mode |= 0o4000
-		}
-		if m&fs.ModeSetgid != 0 {
-			e.Mode |= 0o2000
-		}
-		if m&fs.ModeSticky != 0 {
-			e.Mode |= 0o1000
-		}
+		e := Entry{Path: p, Mode: unixPerm(m)}
 		switch {
 		case m.IsRegular():
 			e.Type, e.Size = TypeReg, fi.Size()
@@ -153,4 +135,20 @@ func FromFS(fsys fs.FS) ([]Entry, error) {
 		return nil, fmt.Errorf("apkfile: %w", err)
 	}
 	return out, nil
+}
+
+// unixPerm is a Go file mode's permission bits as a tar header has them,
+// setuid 04000, setgid 02000 and sticky 01000 included.
+func unixPerm(m fs.FileMode) int64 {
+	p := int64(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		p |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		p |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		p |= 0o1000
+	}
+	return p
 }

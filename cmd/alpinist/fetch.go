@@ -9,9 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/alpinist/alpinist/apk/lock"
 	"github.com/alpinist/alpinist/apk/repo"
-	"github.com/alpinist/alpinist/spec"
 )
 
 type fetchFlags struct {
@@ -50,35 +48,12 @@ A progress bar is drawn when stderr is a terminal.`,
 }
 
 func runFetch(cmd *cobra.Command, e *env, specPath string, f fetchFlags) error {
-	s, err := spec.Load(specPath)
+	sc, err := openSpec(e, specPath, f.arch, f.lockedIn, f.cacheDir, true)
 	if err != nil {
 		return err
 	}
-	arches, err := specArches(s, specPath, f.arch)
-	if err != nil {
-		return err
-	}
-	keys, err := loadKeyring(s.Keys)
-	if err != nil {
-		return err
-	}
-	dir := f.cacheDir
-	if dir == "" {
-		if dir, err = repo.DefaultCacheDir(); err != nil {
-			return err
-		}
-	}
-	cache, err := repo.OpenCache(dir)
-	if err != nil {
-		return err
-	}
-	client := &repo.Client{Keys: keys, Log: e.log, Cache: cache, Parallel: f.parallel}
-	var locked *lock.File
-	if f.lockedIn != "" {
-		if locked, err = lock.Read(f.lockedIn); err != nil {
-			return err
-		}
-	}
+	s, arches, client, locked, cache := sc.spec, sc.arches, sc.client, sc.locked, sc.client.Cache
+	client.Parallel = f.parallel
 	for _, arch := range arches {
 		idx, entry, err := resolveArch(cmd.Context(), client, s, specPath, arch, locked, f.lockedIn)
 		if err != nil {

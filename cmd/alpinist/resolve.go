@@ -70,30 +70,11 @@ type resolvedPackage struct {
 }
 
 func runResolve(cmd *cobra.Command, e *env, specPath string, f resolveFlags) error {
-	s, err := spec.Load(specPath)
+	sc, err := openSpec(e, specPath, f.arch, f.lockedIn, f.cacheDir, false)
 	if err != nil {
 		return err
 	}
-	arches, err := specArches(s, specPath, f.arch)
-	if err != nil {
-		return err
-	}
-	keys, err := loadKeyring(s.Keys)
-	if err != nil {
-		return err
-	}
-	client := &repo.Client{Keys: keys, Log: e.log}
-	if f.cacheDir != "" {
-		if client.Cache, err = repo.OpenCache(f.cacheDir); err != nil {
-			return err
-		}
-	}
-	var locked *lock.File
-	if f.lockedIn != "" {
-		if locked, err = lock.Read(f.lockedIn); err != nil {
-			return err
-		}
-	}
+	s, arches, client, locked := sc.spec, sc.arches, sc.client, sc.locked
 	out := &lock.File{Name: s.Name}
 	var results []resolved
 	for _, arch := range arches {
@@ -130,6 +111,50 @@ func runResolve(cmd *cobra.Command, e *env, specPath string, f resolveFlags) err
 		}
 	}
 	return nil
+}
+
+// specSession is what resolve and fetch share: the spec, the arches to
+// work on, a client trusting the spec's keys, and the lock when given.
+type specSession struct {
+	spec   *spec.Spec
+	arches []string
+	client *repo.Client
+	locked *lock.File
+}
+
+// openSpec loads a spec and prepares a client. needCache opens the cache
+// (its default location when cacheDir is empty); otherwise only an
+// explicit cacheDir is opened.
+func openSpec(e *env, specPath string, arch []string, lockPath, cacheDir string, needCache bool) (*specSession, error) {
+	s, err := spec.Load(specPath)
+	if err != nil {
+		return nil, err
+	}
+	sc := &specSession{spec: s}
+	if sc.arches, err = specArches(s, specPath, arch); err != nil {
+		return nil, err
+	}
+	keys, err := loadKeyring(s.Keys)
+	if err != nil {
+		return nil, err
+	}
+	sc.client = &repo.Client{Keys: keys, Log: e.log}
+	if cacheDir == "" && needCache {
+		if cacheDir, err = repo.DefaultCacheDir(); err != nil {
+			return nil, err
+		}
+	}
+	if cacheDir != "" {
+		if sc.client.Cache, err = repo.OpenCache(cacheDir); err != nil {
+			return nil, err
+		}
+	}
+	if lockPath != "" {
+		if sc.locked, err = lock.Read(lockPath); err != nil {
+			return nil, err
+		}
+	}
+	return sc, nil
 }
 
 // resolveArch reads the spec's indexes for arch and either solves the
