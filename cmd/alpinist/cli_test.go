@@ -333,3 +333,73 @@ func TestFetchTampered(t *testing.T) {
 		}
 	}
 }
+
+// TestSpecsResolveLikeRealApk resolves every spec in testdata/specs for
+// each of its arches, and for x86_64 compares the install order with what
+// Alpine's real apk-tools chooses (add --simulate on an empty root).
+func TestSpecsResolveLikeRealApk(t *testing.T) {
+	td := generatedRepo(t)
+	specs, _ := filepath.Glob(filepath.Join(td, "specs", "*.yaml"))
+	if len(specs) < 3 {
+		t.Fatalf("specs: %v", specs)
+	}
+	for _, spec := range specs {
+		mustCLI(t, "resolve", spec)
+	}
+	minirootfs.CanChroot(t)
+	root := minirootfs.Copy(t)
+	repo, _ := filepath.Abs(filepath.Join(td, "repo"))
+	if err := os.CopyFS(filepath.Join(root, "repo"), os.DirFS(filepath.Join(repo, "main"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(filepath.Join(root, "testkeys"), os.DirFS(filepath.Join(repo, "keys"))); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(root, "etc/apk/repositories"), nil, 0o644)
+	os.MkdirAll(filepath.Join(root, "target"), 0o755)
+	// An empty database for --simulate to start from.
+	if out, err := minirootfs.Apk(root, "--root", "/target", "--initdb", "--no-network", "add"); err != nil {
+		t.Fatalf("apk --initdb: %v\n%s", err, out)
+	}
+	for _, spec := range specs {
+		t.Run(filepath.Base(spec), func(t *testing.T) {
+			ours := mustCLI(t, "resolve", spec, "--arch", "x86_64")
+			var world []string
+			var want []string
+			for _, l := range strings.Split(strings.TrimSpace(ours), "\n") {
+				f := strings.Fields(l)
+				want = append(want, f[0]+" "+f[1])
+			}
+			data, _ := os.ReadFile(spec)
+			in := false
+			for _, l := range strings.Split(string(data), "\n") {
+				if strings.HasPrefix(l, "packages:") {
+					in = true
+					continue
+				}
+				if in && strings.HasPrefix(l, "  - ") {
+					world = append(world, strings.TrimSpace(strings.TrimPrefix(l, "  - ")))
+				}
+			}
+			out, err := minirootfs.Apk(root, append([]string{"--root", "/target", "--simulate", "--no-network",
+				"--keys-dir", "/testkeys", "-X", "/repo", "--arch", "x86_64", "add"}, world...)...)
+			if err != nil {
+				t.Fatalf("apk: %v\n%s", err, out)
+			}
+			var got []string
+			for _, l := range strings.Split(out, "\n") {
+				// "(3/12) Installing busybox (1.35.0-r0)"
+				if _, rest, ok := strings.Cut(l, ") Installing "); ok {
+					name, ver, _ := strings.Cut(rest, " (")
+					got = append(got, name+" "+strings.TrimSuffix(ver, ")"))
+				}
+			}
+			if len(got) < 5 {
+				t.Fatalf("apk --simulate installed %d packages:\n%s", len(got), out)
+			}
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("real apk installs\n%s\nwe resolve\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+		})
+	}
+}
