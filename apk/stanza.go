@@ -259,9 +259,11 @@ func ParseIndex(r io.Reader) ([]*Package, error) {
 }
 
 // ReadIndex reads APKINDEX text and calls fn with each package in order,
-// stopping at fn's first error. Fields are read by Package.SetField; other
-// letters are ignored, as apk-tools does in a repository index (including
-// r: and q:, which apk only keeps for installed packages). Every package
+// stopping at fn's first error. Fields are read by Package.SetField, plus
+// r: (replaces) and q: (replaces_priority), which WriteIndexEntry writes
+// for packages that have them and apk-tools skips in an index (it keeps
+// them only for installed packages); other letters are ignored, as apk
+// does. Every package
 // must have P: and V: (apk rejects the whole index otherwise); one without
 // C: parses, but cannot be verified or written. Errors say
 // "apk: NAME: line N: ...".
@@ -272,7 +274,11 @@ func ReadIndex(r io.Reader, name string, fn func(*Package) error) error {
 		first := sr.Field().Line
 		for sr.Next() {
 			f := sr.Field()
-			if _, err := p.SetField(f.Key, f.Value); err != nil {
+			known, err := p.SetField(f.Key, f.Value)
+			if err == nil && !known {
+				err = p.setReplaces(f.Key, f.Value)
+			}
+			if err != nil {
 				return sr.Errorf(f.Line, "%w", err)
 			}
 		}
@@ -289,6 +295,23 @@ func ReadIndex(r io.Reader, name string, fn func(*Package) error) error {
 	return sr.Err()
 }
 
+// setReplaces reads r: and q: lines.
+func (p *Package) setReplaces(key byte, value string) error {
+	switch key {
+	case 'r':
+		if err := appendDeps(&p.Replaces, value); err != nil {
+			return fmt.Errorf("r: %w", err)
+		}
+	case 'q':
+		n, err := parseUint(value)
+		if err != nil || n > 1<<31-1 {
+			return fmt.Errorf("q: %q is not a replaces priority", truncate(value))
+		}
+		p.ReplacesPriority = int(n)
+	}
+	return nil
+}
+
 func (p *Package) checkNamed() error {
 	switch {
 	case p.Name == "":
@@ -300,12 +323,25 @@ func (p *Package) checkNamed() error {
 }
 
 // WriteIndexEntry writes p as apk-tools' apk_pkg_write_index_entry does
-// (`apk index`): the lines of WriteIndexHeader and a blank line. Parsing an
-// index apk wrote and writing its packages back gives the same bytes.
+// (`apk index`): the lines of WriteIndexHeader, r: and q: when p replaces
+// packages, and a blank line. Parsing an index apk wrote and writing its
+// packages back gives the same bytes.
 func WriteIndexEntry(w io.Writer, p *Package) error {
 	b, err := p.appendIndexHeader(nil)
 	if err != nil {
 		return err
+	}
+	// r: and q: follow the header for packages that replace others, so the
+	// index carries all of .PKGINFO; apk index never writes them and apk
+	// skips them when reading an index, so they change nothing for apk.
+	if len(p.Replaces) > 0 {
+		b = append(b, "r:"+FormatDependencies(p.Replaces)+"\n"...)
+	}
+	if p.ReplacesPriority > 0 {
+		b = append(b, "q:"+strconv.Itoa(p.ReplacesPriority)+"\n"...)
+	}
+	if err := checkLines(b); err != nil {
+		return fmt.Errorf("apk: writing index entry: package %s: %w", p, err)
 	}
 	_, err = w.Write(append(b, '\n'))
 	return err

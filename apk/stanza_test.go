@@ -96,7 +96,7 @@ func TestIndexLenient(t *testing.T) {
 	if len(pkgs) != 3 {
 		t.Fatalf("%d packages, want 3 (one-byte lines separate stanzas)", len(pkgs))
 	}
-	if d := FormatDependencies(pkgs[0].Depends); d != "x y z" || pkgs[0].Replaces != nil || pkgs[0].ReplacesPriority != 0 {
+	if d := FormatDependencies(pkgs[0].Depends); d != "x y z" || FormatDependencies(pkgs[0].Replaces) != "b" || pkgs[0].ReplacesPriority != 10 {
 		t.Errorf("a parsed as %+v", pkgs[0])
 	}
 	if pkgs[2].Version != "3\r" || pkgs[2].Description != "no newline at the end" {

@@ -66,7 +66,7 @@ func testPackages(t testing.TB, dir string, k *sign.Key) []*apk.Package {
 				{Path: "usr/share/greet-spool", Type: apkfile.TypeDir, Mode: 0o1777},
 			}},
 		{apk.Package{Name: "greet-extra", Version: "2.1-r4", Arch: "x86_64", Description: "hook", License: "MIT", BuildTime: bt,
-			InstallIf: deps("greet")}, nil,
+			InstallIf: deps("greet"), Replaces: deps("greet-old"), ReplacesPriority: 3}, nil,
 			[]apkfile.Entry{{Path: "usr", Type: apkfile.TypeDir, Mode: 0o755}, {Path: "usr/share", Type: apkfile.TypeDir, Mode: 0o755},
 				{Path: "usr/share/greet.d", Type: apkfile.TypeDir, Mode: 0o755}, file("usr/share/greet.d/extra", 0o644, "extra\n")}},
 	}
@@ -98,6 +98,9 @@ func TestRoundTrip(t *testing.T) {
 		}
 		if desc != "test repo" || len(got) != 3 {
 			t.Fatalf("desc %q, %d packages", desc, len(got))
+		}
+		if got[1].Name != "greet-extra" || apk.FormatDependencies(got[1].Replaces) != "greet-old" || got[1].ReplacesPriority != 3 {
+			t.Errorf("replaces not carried: %+v", got[1])
 		}
 		for i := range got {
 			var w1, w2 bytes.Buffer
