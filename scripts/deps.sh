@@ -30,6 +30,10 @@ check() {
 }
 check apt-get apt
 check dpkg-deb dpkg
+# The build VM runs under QEMU (TCG when KVM does not work).
+check qemu-system-x86_64 qemu-system-x86
+check qemu-system-aarch64 qemu-system-arm
+check qemu-img qemu-utils
 
 # The synthetic test repository takes aarch64 binaries from Debian's arm64
 # packages, so apt must know the arm64 architecture.
