@@ -1,0 +1,209 @@
+// Package qemu launches the build VM: per-architecture machine profiles,
+// the KVM probe, and (in qmp) the control connection.
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// probeExit is the isa-debug-exit status of the probe firmware: it writes
+// 0x2a to port 0xf4, which QEMU turns into exit status (0x2a<<1)|1.
+const probeExit = 0x2a<<1 | 1
+
+// probeFirmware is a 64 KiB x86 BIOS image whose reset vector (the last
+// 16 bytes, run at 0xFFFFFFF0 in real mode) does
+//
+//	mov al, 0x2a ; out 0xf4, al ; hlt ; jmp $-1
+//
+// so a vCPU that really runs guest code makes QEMU exit with probeExit
+// at once. Everything else is hlt.
+func probeFirmware() []byte {
+	fw := bytes.Repeat([]byte{0xf4}, 64<<10)
+	copy(fw[len(fw)-16:], []byte{0xb0, 0x2a, 0xe6, 0xf4, 0xf4, 0xeb, 0xfd})
+	return fw
+}
+
+// KVMProbe is the result of checking whether KVM really works.
+type KVMProbe struct {
+	Usable  bool      `json:"usable"`
+	Reason  string    `json:"reason"` // why not, or "guest code ran under KVM"
+	Key     string    `json:"key"`    // host identity the answer is valid for
+	Checked time.Time `json:"checked"`
+	Elapsed string    `json:"elapsed"`
+}
+
+// ProbeTimeout bounds the probe VM: a working KVM runs the probe firmware
+// in a few milliseconds after QEMU starts; a broken one aborts or hangs.
+const ProbeTimeout = 3 * time.Second
+
+// ProbeKVM checks whether qemuBin (an x86_64 system emulator) can run
+// guest code with accel (normally "kvm"; tests use "tcg" to prove the
+// probe itself) by booting the probe firmware with a timeout. Missing
+// /dev/kvm, no permission, QEMU aborting ("failed to set MSR"), a hang:
+// each gives Usable false and a reason.
+func ProbeKVM(ctx context.Context, qemuBin, accel string, timeout time.Duration) KVMProbe {
+	start := time.Now()
+	res := func(ok bool, format string, args ...any) KVMProbe {
+		return KVMProbe{Usable: ok, Reason: fmt.Sprintf(format, args...), Checked: start.UTC(), Elapsed: time.Since(start).Round(time.Millisecond).String()}
+	}
+	if accel == "kvm" {
+		if runtime.GOOS != "linux" {
+			return res(false, "KVM needs Linux")
+		}
+		f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+		if err != nil {
+			return res(false, "/dev/kvm: %v", unwrapPath(err))
+		}
+		f.Close()
+	}
+	dir, err := os.MkdirTemp("", "alpinist-kvm-probe-")
+	if err != nil {
+		return res(false, "%v", err)
+	}
+	defer os.RemoveAll(dir)
+	fw := filepath.Join(dir, "probe.bin")
+	if err := os.WriteFile(fw, probeFirmware(), 0o644); err != nil {
+		return res(false, "%v", err)
+	}
+	cpu := "max"
+	if accel == "kvm" {
+		cpu = "host"
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, qemuBin, "-accel", accel, "-cpu", cpu, "-M", "pc", "-m", "16",
+		"-nodefaults", "-display", "none", "-no-reboot", "-bios", fw,
+		"-device", "isa-debug-exit,iobase=0xf4,iosize=0x04")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err = cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case ctx.Err() == context.DeadlineExceeded:
+		return res(false, "the probe VM hung (no guest code ran within %v)", timeout)
+	case errors.As(err, &ee) && ee.ExitCode() == probeExit:
+		return res(true, "guest code ran under %s", accel)
+	case err == nil:
+		return res(false, "QEMU exited without running the probe")
+	default:
+		msg := strings.TrimSpace(out.String())
+		if i := strings.IndexByte(msg, '\n'); i >= 0 {
+			msg = msg[:i]
+		}
+		if msg == "" {
+			msg = err.Error()
+		}
+		return res(false, "QEMU failed: %s", msg)
+	}
+}
+
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// KVMCacheTTL is how long a probe's answer is reused.
+const KVMCacheTTL = 24 * time.Hour
+
+// hostKey identifies what the KVM answer depends on: the kernel, the
+// QEMU binary and /dev/kvm's identity.
+func hostKey(qemuBin string) string {
+	h := sha256.New()
+	var u syscall.Utsname
+	if syscall.Uname(&u) == nil {
+		for _, f := range [][65]int8{u.Nodename, u.Release, u.Version, u.Machine} {
+			for _, c := range f {
+				if c == 0 {
+					break
+				}
+				h.Write([]byte{byte(c)})
+			}
+			h.Write([]byte{0})
+		}
+	}
+	if p, err := exec.LookPath(qemuBin); err == nil {
+		if st, err := os.Stat(p); err == nil {
+			fmt.Fprintf(h, "%s %d %d\n", p, st.Size(), st.ModTime().UnixNano())
+		}
+	}
+	if st, err := os.Stat("/dev/kvm"); err == nil {
+		fmt.Fprintf(h, "kvm %v %v\n", st.Mode(), st.ModTime().UnixNano())
+	}
+	return hex.EncodeToString(h.Sum(nil))[:24]
+}
+
+// DetectKVM answers whether the build VM may use KVM on this host for an
+// x86_64 guest: from the cache file in cacheDir when the host is the same
+// and the answer younger than KVMCacheTTL, else by probing (and caching).
+// A fallback is logged once, on one line, saying why.
+func DetectKVM(ctx context.Context, qemuBin, cacheDir string, log *slog.Logger) KVMProbe {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if runtime.GOARCH != "amd64" {
+		return KVMProbe{Reason: "KVM is only probed on x86_64 hosts so far"}
+	}
+	key := hostKey(qemuBin)
+	file := ""
+	if cacheDir != "" {
+		file = filepath.Join(cacheDir, "kvm-probe.json")
+		if data, err := os.ReadFile(file); err == nil {
+			var p KVMProbe
+			if json.Unmarshal(data, &p) == nil && p.Key == key && time.Since(p.Checked) < KVMCacheTTL {
+				if !p.Usable {
+					log.Info("KVM does not work here; using TCG emulation (cached probe)", "reason", p.Reason)
+				}
+				return p
+			}
+		}
+	}
+	p := ProbeKVM(ctx, qemuBin, "kvm", ProbeTimeout)
+	p.Key = key
+	if !p.Usable {
+		log.Info("KVM does not work here; using TCG emulation", "reason", p.Reason)
+	}
+	if file != "" && ctx.Err() == nil {
+		if data, err := json.MarshalIndent(p, "", "  "); err == nil {
+			writeAtomic(file, append(data, '\n'))
+		}
+	}
+	return p
+}
+
+func writeAtomic(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	err = errors.Join(err, f.Close())
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}
