@@ -1,20 +1,14 @@
 package qemu
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
-	"errors"
-	"io"
+	"github.com/alpinist/alpinist/internal/testrepo"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/alpinist/alpinist/apk/apkfile"
-	"github.com/alpinist/alpinist/apk/sign"
 )
 
 func TestArgs(t *testing.T) {
@@ -51,47 +45,6 @@ func TestArgs(t *testing.T) {
 	}
 }
 
-// extractKernel takes boot/vmlinuz-virt out of the generated repository's
-// linux-virt package for arch.
-func extractKernel(t *testing.T, arch string) string {
-	t.Helper()
-	repo := filepath.Join("..", "testdata", "repo")
-	pkgs, _ := filepath.Glob(filepath.Join(repo, "main", arch, "linux-virt-*.apk"))
-	if len(pkgs) != 1 {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("no linux-virt package for %s in %s (make test runs make testrepo)", arch, repo)
-		}
-		t.Skipf("no generated repository (make testrepo): %v", pkgs)
-	}
-	keys, err := sign.LoadKeyring(filepath.Join(repo, "keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(pkgs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	out := filepath.Join(t.TempDir(), "vmlinuz")
-	found := false
-	_, err = apkfile.Read(f, apkfile.ReadOptions{Keys: keys, Entry: func(h *tar.Header, r io.Reader) error {
-		if h.Name != "boot/vmlinuz-virt" {
-			return nil
-		}
-		found = true
-		w, err := os.Create(out)
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(w, r)
-		return errors.Join(err, w.Close())
-	}})
-	if err != nil || !found {
-		t.Fatalf("%s: %v (vmlinuz found: %v)", pkgs[0], err, found)
-	}
-	return out
-}
-
 // TestBootKernelTCG boots each tested profile's kernel from the generated
 // repository under TCG with no initramfs: it must start, find no root
 // filesystem, panic and (panic=-1, -no-reboot) make QEMU exit.
@@ -106,7 +59,7 @@ func TestBootKernelTCG(t *testing.T) {
 				}
 				t.Skip(err)
 			}
-			v := &VM{Profile: p, Accel: "tcg", MemoryMiB: 256, Kernel: extractKernel(t, arch), Cmdline: []string{"root=/dev/nonexistent"}}
+			v := &VM{Profile: p, Accel: "tcg", MemoryMiB: 256, Kernel: testrepo.Extract(t, arch, "linux-virt", "boot/vmlinuz-virt"), Cmdline: []string{"root=/dev/nonexistent"}}
 			args, err := v.Args()
 			if err != nil {
 				t.Fatal(err)
