@@ -1,0 +1,161 @@
+package initramfs
+
+import (
+	"archive/tar"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/alpinist/alpinist/apk/apkfile"
+	"github.com/alpinist/alpinist/apk/sign"
+)
+
+// BuildVMModules are the modules the build VM needs, with their
+// dependencies: the virtio transports, disks and the console port.
+// Those built into the kernel are skipped.
+var BuildVMModules = []string{"virtio_pci", "virtio_mmio", "virtio_blk", "virtio_console"}
+
+// Module is one kernel module for the initramfs, uncompressed.
+type Module struct {
+	Name string // virtio_pci
+	Path string // as in modules.dep: kernel/drivers/virtio/virtio_pci.ko.gz
+	Data []byte
+}
+
+// Kit is what the build VM boots with: the kernel image, its release and
+// the modules to load, in load order.
+type Kit struct {
+	Kernel  string // path of the kernel image on the host
+	Release string // e.g. 6.6.58-0-virt
+	Modules []Module
+}
+
+// ModulesList is the initramfs file listing the modules to load, one
+// file name (under ModulesDir) per line, in order.
+const (
+	ModulesDir  = "lib/modules"
+	ModulesList = "lib/modules/load"
+)
+
+// AddTo puts the kit's modules into an initramfs: ModulesDir/NAME.ko
+// and ModulesList.
+func (k *Kit) AddTo(a *Archive) error {
+	var list strings.Builder
+	for _, m := range k.Modules {
+		if err := a.File(ModulesDir+"/"+m.Name+".ko", 0o644, m.Data); err != nil {
+			return err
+		}
+		list.WriteString(m.Name + ".ko\n")
+	}
+	return a.File(ModulesList, 0o644, []byte(list.String()))
+}
+
+// KitFromPackage takes the kernel image and the modules named by want
+// (with their dependencies, from modules.dep) out of a linux-virt style
+// package, verifying it against keys. The kernel is written into dir.
+// The package is read twice (modules.dep sorts after the modules), so
+// only the needed modules are ever held in memory.
+func KitFromPackage(apkPath string, keys *sign.Keyring, dir string, want []string) (*Kit, error) {
+	k := &Kit{}
+	var depData, builtinData []byte
+	kernelOut := filepath.Join(dir, "vmlinuz")
+	read := func(fn func(h *tar.Header, r io.Reader) error) error {
+		f, err := os.Open(apkPath)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = apkfile.Read(f, apkfile.ReadOptions{Keys: keys, Entry: fn})
+		return err
+	}
+	err := read(func(h *tar.Header, r io.Reader) error {
+		switch {
+		case h.Typeflag != tar.TypeReg:
+			return nil
+		case strings.HasPrefix(h.Name, "boot/vmlinuz"):
+			if k.Kernel != "" {
+				return fmt.Errorf("two kernel images: %s and %s", k.Kernel, h.Name)
+			}
+			k.Kernel = h.Name
+			w, err := os.Create(kernelOut)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(w, r)
+			return errors.Join(err, w.Close())
+		case strings.HasPrefix(h.Name, "lib/modules/"):
+			rel := strings.TrimPrefix(h.Name, "lib/modules/")
+			kver, file, _ := strings.Cut(rel, "/")
+			var err error
+			switch file {
+			case "modules.dep":
+				depData, err = io.ReadAll(io.LimitReader(r, 16<<20))
+			case "modules.builtin":
+				builtinData, err = io.ReadAll(io.LimitReader(r, 16<<20))
+			default:
+				return nil
+			}
+			if k.Release != "" && k.Release != kver {
+				return fmt.Errorf("modules for two kernel releases: %s and %s", k.Release, kver)
+			}
+			k.Release = kver
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kernel: %s: %w", apkPath, err)
+	}
+	if k.Kernel == "" {
+		return nil, fmt.Errorf("kernel: %s: no /boot/vmlinuz* in the package", apkPath)
+	}
+	k.Kernel = kernelOut
+	if len(want) == 0 {
+		return k, nil
+	}
+	if depData == nil {
+		return nil, fmt.Errorf("kernel: %s: no lib/modules/*/modules.dep, so modules %v cannot be found", apkPath, want)
+	}
+	md, err := ParseModulesDep(bytes.NewReader(depData))
+	if err != nil {
+		return nil, fmt.Errorf("kernel: %s: %w", apkPath, err)
+	}
+	order, err := md.LoadOrder(want, ParseBuiltin(builtinData))
+	if err != nil {
+		return nil, fmt.Errorf("kernel: %s: %w", apkPath, err)
+	}
+	needed := map[string]int{}
+	for i, p := range order {
+		needed["lib/modules/"+k.Release+"/"+p] = i
+	}
+	mods := make([]Module, len(order))
+	err = read(func(h *tar.Header, r io.Reader) error {
+		i, ok := needed[h.Name]
+		if !ok || h.Typeflag != tar.TypeReg {
+			return nil
+		}
+		data, err := io.ReadAll(io.LimitReader(r, 256<<20))
+		if err != nil {
+			return err
+		}
+		if data, err = Decompress(h.Name, data); err != nil {
+			return err
+		}
+		mods[i] = Module{Name: ModName(order[i]), Path: order[i], Data: data}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kernel: %s: %w", apkPath, err)
+	}
+	for i, m := range mods {
+		if m.Data == nil {
+			return nil, fmt.Errorf("kernel: %s: modules.dep lists %s, but the package does not hold it", apkPath, order[i])
+		}
+	}
+	k.Modules = mods
+	return k, nil
+}

@@ -1,0 +1,135 @@
+package initramfs
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alpinist/alpinist/apk/sign"
+	"github.com/alpinist/alpinist/internal/testrepo"
+	"github.com/alpinist/alpinist/qemu"
+)
+
+func TestModulesDep(t *testing.T) {
+	md, err := ParseModulesDep(strings.NewReader("kernel/a.ko.gz: kernel/b.ko.gz kernel/c.ko.gz\nkernel/b.ko.gz: kernel/c.ko.gz\nkernel/c.ko.gz:\nkernel/virtio-x.ko.xz:\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	order, err := md.LoadOrder([]string{"a", "virtio-x", "b", "builtin_one"}, map[string]bool{"builtin_one": true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(order, " "); got != "kernel/c.ko.gz kernel/b.ko.gz kernel/a.ko.gz kernel/virtio-x.ko.xz" {
+		t.Errorf("order %s", got)
+	}
+	if _, err := md.LoadOrder([]string{"nope"}, nil); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Errorf("missing module: %v", err)
+	}
+	if _, err := ParseModulesDep(strings.NewReader("garbage\n")); err == nil {
+		t.Error("garbage accepted")
+	}
+	if _, err := Decompress("x.ko.bz2", nil); err == nil {
+		t.Error("unknown compression accepted")
+	}
+}
+
+// TestKitBootsAndLoadsModules builds the build VM kit from the generated
+// linux-virt for each arch, boots it with a busybox /init that loads the
+// modules in the kit's order, and checks that a virtio disk appears.
+func TestKitBootsAndLoadsModules(t *testing.T) {
+	repo := testrepo.Generated(t)
+	keys, err := sign.LoadKeyring(filepath.Join(repo, "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, arch := range []string{"x86_64", "aarch64"} {
+		t.Run(arch, func(t *testing.T) {
+			p, _ := qemu.Lookup(arch)
+			bin, err := exec.LookPath(p.Binary)
+			if err != nil {
+				if os.Getenv("CI") != "" {
+					t.Fatalf("%s is missing", p.Binary)
+				}
+				t.Skip(err)
+			}
+			pkgs, _ := filepath.Glob(filepath.Join(repo, "main", arch, "linux-virt-*.apk"))
+			dir := t.TempDir()
+			kit, err := KitFromPackage(pkgs[0], keys, dir, BuildVMModules)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, m := range kit.Modules {
+				names = append(names, m.Name)
+			}
+			t.Logf("%s: kernel %s, modules %v", arch, kit.Release, names)
+			busybox, err := os.ReadFile(testrepo.Extract(t, arch, "busybox", "bin/busybox"))
+			must(t, err)
+			a := New()
+			must(t, a.File("bin/busybox", 0o755, busybox))
+			must(t, kit.AddTo(a))
+			must(t, a.CharDev("dev/console", 0o600, 5, 1))
+			for _, d := range []string{"proc", "sys"} {
+				must(t, a.Dir(d, 0o755))
+			}
+			must(t, a.File("init", 0o755, []byte(`#!/bin/busybox sh
+b=/bin/busybox
+$b mount -t devtmpfs dev /dev
+$b mount -t proc proc /proc
+$b mount -t sysfs sys /sys
+while read m; do $b insmod /lib/modules/$m || $b echo INSMOD-FAILED $m; done < /lib/modules/load
+i=0
+while [ ! -e /sys/block/vda ] && [ $i -lt 100 ]; do $b usleep 50000; i=$((i+1)); done
+$b echo DISK-SERIAL=$($b cat /sys/block/vda/serial)
+$b poweroff -f
+`)))
+			initrd := filepath.Join(dir, "initrd")
+			data, err := a.Bytes()
+			must(t, err)
+			must(t, os.WriteFile(initrd, data, 0o644))
+			disk := filepath.Join(dir, "disk.img")
+			must(t, os.WriteFile(disk, make([]byte, 1<<20), 0o644))
+			v := &qemu.VM{Profile: p, Accel: "tcg", MemoryMiB: 256, Kernel: kit.Kernel, Initrd: initrd,
+				Disks: []qemu.Disk{{Path: disk, ReadOnly: true, Serial: "alpinist-pkgs"}}}
+			args, err := v.Args()
+			must(t, err)
+			ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+			defer cancel()
+			var out bytes.Buffer
+			cmd := exec.CommandContext(ctx, bin, args...)
+			cmd.Stdout, cmd.Stderr = &out, &out
+			start := time.Now()
+			err = cmd.Run()
+			t.Logf("%s: %v (%v)", arch, time.Since(start).Round(time.Millisecond), err)
+			if strings.Contains(out.String(), "INSMOD-FAILED") || !strings.Contains(out.String(), "DISK-SERIAL=alpinist-pkgs") {
+				t.Errorf("console:\n%s", out.String())
+			}
+		})
+	}
+}
+
+func FuzzModulesDep(f *testing.F) {
+	f.Add("kernel/a.ko.gz: kernel/b.ko.gz\nkernel/b.ko.gz:\n", "a")
+	f.Fuzz(func(t *testing.T, dep, want string) {
+		md, err := ParseModulesDep(strings.NewReader(dep))
+		if err != nil {
+			return
+		}
+		order, err := md.LoadOrder(strings.Fields(want), nil)
+		if err != nil {
+			return
+		}
+		seen := map[string]bool{}
+		for _, p := range order {
+			if seen[p] {
+				t.Fatalf("%s twice in %v", p, order)
+			}
+			seen[p] = true
+		}
+	})
+}
