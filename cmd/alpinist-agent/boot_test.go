@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/alpinist/alpinist/agent/proto"
+	"github.com/alpinist/alpinist/apk/sign"
+	"github.com/alpinist/alpinist/initramfs"
+	"github.com/alpinist/alpinist/internal/testrepo"
+	"github.com/alpinist/alpinist/qemu"
+)
+
+var goarch = map[string]string{"x86_64": "amd64", "aarch64": "arm64"}
+
+// TestAgentBootsToReady builds the agent for each tested arch, boots it as
+// /init with the kit from the generated linux-virt under TCG, and checks
+// its framed reports: ready (right arch, the disk found by serial), done,
+// then the VM powers off.
+func TestAgentBootsToReady(t *testing.T) {
+	repo := testrepo.Generated(t)
+	keys, err := sign.LoadKeyring(filepath.Join(repo, "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, arch := range []string{"x86_64", "aarch64"} {
+		t.Run(arch, func(t *testing.T) {
+			p, _ := qemu.Lookup(arch)
+			bin, err := exec.LookPath(p.Binary)
+			if err != nil {
+				if os.Getenv("CI") != "" {
+					t.Fatalf("%s is missing", p.Binary)
+				}
+				t.Skip(err)
+			}
+			dir := t.TempDir()
+			agent := filepath.Join(dir, "agent")
+			build := exec.Command("go", "build", "-trimpath", "-o", agent, ".")
+			build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOARCH="+goarch[arch])
+			if out, err := build.CombinedOutput(); err != nil {
+				t.Fatalf("go build: %v\n%s", err, out)
+			}
+			pkgs, _ := filepath.Glob(filepath.Join(repo, "main", arch, "linux-virt-*.apk"))
+			kit, err := initramfs.KitFromPackage(pkgs[0], keys, dir, initramfs.BuildVMModules)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := initramfs.New()
+			data, err := os.ReadFile(agent)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, err := range []error{a.File("init", 0o755, data), kit.AddTo(a), a.CharDev("dev/console", 0o600, 5, 1)} {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			initrd := filepath.Join(dir, "initrd")
+			img, err := a.Bytes()
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.WriteFile(initrd, img, 0o644)
+			disk := filepath.Join(dir, "pkgs.img")
+			os.WriteFile(disk, make([]byte, 1<<20), 0o644)
+			v := &qemu.VM{Profile: p, Accel: "tcg", MemoryMiB: 256, Kernel: kit.Kernel, Initrd: initrd,
+				Cmdline: []string{"alpinist.disks=pkgs", "alpinist.mode=ready"}, Disks: []qemu.Disk{{Path: disk, ReadOnly: true, Serial: "pkgs"}}}
+			args, err := v.Args()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+			defer cancel()
+			var out bytes.Buffer
+			cmd := exec.CommandContext(ctx, bin, args...)
+			cmd.Stdout, cmd.Stderr = &out, &out
+			start := time.Now()
+			err = cmd.Run()
+			total := time.Since(start)
+			var msgs []proto.Message
+			sc := bufio.NewScanner(bytes.NewReader(out.Bytes()))
+			for sc.Scan() {
+				m, ok, err := proto.Parse(sc.Bytes())
+				if err != nil {
+					t.Error(err)
+				}
+				if ok {
+					msgs = append(msgs, m)
+				}
+			}
+			if err != nil || len(msgs) != 2 || msgs[0].Type != proto.TypeReady || msgs[1].Type != proto.TypeDone {
+				t.Fatalf("qemu: %v; messages %+v; console:\n%s", err, msgs, out.String())
+			}
+			r := msgs[0]
+			if r.Arch != arch || len(r.Disks) != 1 || r.Disks[0] != "pkgs" || r.Kernel != kit.Release {
+				t.Errorf("ready: %+v", r)
+			}
+			t.Logf("%s: agent ready at %v of guest uptime; QEMU ran %v in all", arch, r.Uptime.Round(time.Millisecond), total.Round(time.Millisecond))
+		})
+	}
+}

@@ -1,0 +1,192 @@
+// Command alpinist-agent is PID 1 of alpinist's build VM. It mounts the
+// kernel filesystems, loads the kernel modules listed in the initramfs,
+// finds its virtio disks by serial, reports to the host over the console
+// (see agent/proto), does the work the kernel command line asks for, and
+// powers the VM off, whatever happens.
+//
+// It is built static (CGO_ENABLED=0) for each target arch and embedded in
+// alpinist; it is not meant to be run by hand.
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/alpinist/alpinist/agent/proto"
+)
+
+func main() {
+	if os.Getpid() != 1 {
+		fmt.Fprintln(os.Stderr, "alpinist-agent runs as PID 1 of alpinist's build VM; it is not a command to run by hand")
+		os.Exit(2)
+	}
+	err := run()
+	if err != nil {
+		report(proto.Message{Type: proto.TypeError, Text: err.Error()})
+	}
+	poweroff()
+}
+
+func report(m proto.Message) {
+	m.Uptime = uptime()
+	proto.Encode(os.Stdout, m)
+}
+
+func run() error {
+	if err := mountKernelFS(); err != nil {
+		return err
+	}
+	args := cmdline()
+	if err := loadModules("/lib/modules"); err != nil {
+		return err
+	}
+	var want []string
+	if d := args["alpinist.disks"]; d != "" {
+		want = strings.Split(d, ",")
+	}
+	disks, err := waitDisks(want, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	var u unix.Utsname
+	unix.Uname(&u)
+	var serials []string
+	for s := range disks {
+		serials = append(serials, s)
+	}
+	slices.Sort(serials)
+	report(proto.Message{Type: proto.TypeReady, Arch: unix.ByteSliceToString(u.Machine[:]), Kernel: unix.ByteSliceToString(u.Release[:]), Disks: serials})
+	switch mode := args["alpinist.mode"]; mode {
+	case "", "ready":
+		report(proto.Message{Type: proto.TypeDone})
+		return nil
+	default:
+		return fmt.Errorf("unknown alpinist.mode=%q", mode)
+	}
+}
+
+func mountKernelFS() error {
+	for _, m := range []struct{ src, dir, fstype string }{
+		{"devtmpfs", "/dev", "devtmpfs"},
+		{"proc", "/proc", "proc"},
+		{"sysfs", "/sys", "sysfs"},
+		{"tmpfs", "/tmp", "tmpfs"},
+	} {
+		if err := os.MkdirAll(m.dir, 0o755); err != nil {
+			return fmt.Errorf("mkdir %s: %w", m.dir, err)
+		}
+		if err := unix.Mount(m.src, m.dir, m.fstype, unix.MS_NOSUID, ""); err != nil && !errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("mount %s on %s: %w", m.fstype, m.dir, err)
+		}
+	}
+	return nil
+}
+
+// cmdline reads key=value words of the kernel command line.
+func cmdline() map[string]string {
+	data, _ := os.ReadFile("/proc/cmdline")
+	out := map[string]string{}
+	for _, w := range strings.Fields(string(data)) {
+		k, v, _ := strings.Cut(w, "=")
+		out[k] = v
+	}
+	return out
+}
+
+// loadModules loads dir/load's modules in order (dependencies first, as
+// the host wrote them); a module already loaded is fine.
+func loadModules(dir string) error {
+	f, err := os.Open(filepath.Join(dir, "load"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		name := strings.TrimSpace(sc.Text())
+		if name == "" {
+			continue
+		}
+		if err := loadModule(filepath.Join(dir, name)); err != nil {
+			return err
+		}
+	}
+	return sc.Err()
+}
+
+func loadModule(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return fmt.Errorf("module %s: %w", p, err)
+	}
+	defer f.Close()
+	if err := unix.FinitModule(int(f.Fd()), "", 0); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("loading module %s: %w", filepath.Base(p), err)
+	}
+	return nil
+}
+
+// waitDisks waits until every wanted serial names a virtio disk and
+// returns serial -> /dev path for all disks found.
+func waitDisks(want []string, timeout time.Duration) (map[string]string, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		found := map[string]string{}
+		blocks, _ := filepath.Glob("/sys/block/vd*")
+		for _, b := range blocks {
+			s, err := os.ReadFile(filepath.Join(b, "serial"))
+			if err != nil {
+				continue
+			}
+			found[strings.TrimSpace(string(s))] = "/dev/" + filepath.Base(b)
+		}
+		missing := []string{}
+		for _, w := range want {
+			if _, ok := found[w]; !ok {
+				missing = append(missing, w)
+			}
+		}
+		if len(missing) == 0 {
+			return found, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("virtio disks %v did not appear within %v (found %v)", missing, timeout, found)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func uptime() time.Duration {
+	data, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(data))
+	if len(f) == 0 {
+		return 0
+	}
+	s, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return 0
+	}
+	return time.Duration(s * float64(time.Second))
+}
+
+func poweroff() {
+	unix.Sync()
+	unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	// Not reached; if it were, PID 1 must not exit.
+	select {}
+}
