@@ -17,12 +17,23 @@ FUZZTIME ?= 30s
 CACHE    ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/alpinist
 TESTREPO ?= $(CACHE)/testrepo
 
-.PHONY: all build deps deps-test demo test test-short testrepo fuzz bench vet clean
+.PHONY: all build agents deps deps-test demo test test-short testrepo fuzz bench vet clean
 
 all: build
 
-build: deps
-	$(GO) build -trimpath -o bin/alpinist ./cmd/alpinist
+# The build VM's agents, one per supported target arch, static, embedded
+# into bin/alpinist (tag alpinist_agents) so users need no Go toolchain.
+AGENTS := agent/embed/agents/alpinist-agent-amd64 agent/embed/agents/alpinist-agent-arm64
+AGENT_SRC := $(shell find cmd/alpinist-agent agent -name '*.go' ! -name '*_test.go' 2>/dev/null) go.mod go.sum
+
+build: deps $(AGENTS)
+	$(GO) build -trimpath -tags alpinist_agents -o bin/alpinist ./cmd/alpinist
+
+agents: $(AGENTS)
+
+agent/embed/agents/alpinist-agent-%: $(AGENT_SRC)
+	@mkdir -p $(@D)
+	CGO_ENABLED=0 GOOS=linux GOARCH=$* $(GO) build -trimpath -ldflags "-s -w" -o $@ ./cmd/alpinist-agent
 
 deps:
 	@scripts/deps.sh build
@@ -54,4 +65,4 @@ bench: build testrepo
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 clean:
-	rm -rf bin testdata/repo
+	rm -rf bin testdata/repo agent/embed/agents

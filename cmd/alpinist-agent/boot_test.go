@@ -10,14 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alpinist/alpinist/agent/embed"
 	"github.com/alpinist/alpinist/agent/proto"
 	"github.com/alpinist/alpinist/apk/sign"
 	"github.com/alpinist/alpinist/initramfs"
 	"github.com/alpinist/alpinist/internal/testrepo"
 	"github.com/alpinist/alpinist/qemu"
 )
-
-var goarch = map[string]string{"x86_64": "amd64", "aarch64": "arm64"}
 
 // TestAgentBootsToReady builds the agent for each tested arch, boots it as
 // /init with the kit from the generated linux-virt under TCG, and checks
@@ -40,19 +39,13 @@ func TestAgentBootsToReady(t *testing.T) {
 				t.Skip(err)
 			}
 			dir := t.TempDir()
-			agent := filepath.Join(dir, "agent")
-			build := exec.Command("go", "build", "-trimpath", "-o", agent, ".")
-			build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOARCH="+goarch[arch])
-			if out, err := build.CombinedOutput(); err != nil {
-				t.Fatalf("go build: %v\n%s", err, out)
-			}
 			pkgs, _ := filepath.Glob(filepath.Join(repo, "main", arch, "linux-virt-*.apk"))
 			kit, err := initramfs.KitFromPackage(pkgs[0], keys, dir, initramfs.BuildVMModules)
 			if err != nil {
 				t.Fatal(err)
 			}
 			a := initramfs.New()
-			data, err := os.ReadFile(agent)
+			data, err := embed.Agent(arch)
 			if err != nil {
 				t.Fatal(err)
 			}
