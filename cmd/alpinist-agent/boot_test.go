@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"os"
@@ -64,37 +63,20 @@ func TestAgentBootsToReady(t *testing.T) {
 			os.WriteFile(disk, make([]byte, 1<<20), 0o644)
 			v := &qemu.VM{Profile: p, Accel: "tcg", MemoryMiB: 256, Kernel: kit.Kernel, Initrd: initrd,
 				Cmdline: []string{"alpinist.disks=pkgs", "alpinist.mode=ready"}, Disks: []qemu.Disk{{Path: disk, ReadOnly: true, Serial: "pkgs"}}}
-			args, err := v.Args()
+			var console bytes.Buffer
+			res, err := qemu.Run(context.Background(), v, qemu.RunOptions{Binary: bin, Console: &console, BootTimeout: 2 * time.Minute})
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("%v\nconsole:\n%s", err, console.String())
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-			defer cancel()
-			var out bytes.Buffer
-			cmd := exec.CommandContext(ctx, bin, args...)
-			cmd.Stdout, cmd.Stderr = &out, &out
-			start := time.Now()
-			err = cmd.Run()
-			total := time.Since(start)
-			var msgs []proto.Message
-			sc := bufio.NewScanner(bytes.NewReader(out.Bytes()))
-			for sc.Scan() {
-				m, ok, err := proto.Parse(sc.Bytes())
-				if err != nil {
-					t.Error(err)
-				}
-				if ok {
-					msgs = append(msgs, m)
-				}
-			}
-			if err != nil || len(msgs) != 2 || msgs[0].Type != proto.TypeReady || msgs[1].Type != proto.TypeDone {
-				t.Fatalf("qemu: %v; messages %+v; console:\n%s", err, msgs, out.String())
+			msgs := res.Messages
+			if len(msgs) != 2 || msgs[0].Type != proto.TypeReady || msgs[1].Type != proto.TypeDone {
+				t.Fatalf("messages %+v", msgs)
 			}
 			r := msgs[0]
 			if r.Arch != arch || len(r.Disks) != 1 || r.Disks[0] != "pkgs" || r.Kernel != kit.Release {
 				t.Errorf("ready: %+v", r)
 			}
-			t.Logf("%s: agent ready at %v of guest uptime; QEMU ran %v in all", arch, r.Uptime.Round(time.Millisecond), total.Round(time.Millisecond))
+			t.Logf("%s: agent ready after %v (guest uptime %v); QEMU ran %v in all", arch, res.Ready.Round(time.Millisecond), r.Uptime.Round(time.Millisecond), res.Elapsed.Round(time.Millisecond))
 		})
 	}
 }
