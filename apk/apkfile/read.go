@@ -47,6 +47,11 @@ type ReadOptions struct {
 	// and the data hash at the end: an error from Read means what Entry
 	// saw must not be used.
 	Entry func(h *tar.Header, r io.Reader) error
+	// Control, when set, is called once the control part is read (and,
+	// for packages with a datahash, its signature verified), before the
+	// first data entry: an installer runs .pre-install here. Info.Size
+	// is not known yet.
+	Control func(p *Package) error
 	// MaxDataSize caps the uncompressed data (0: no cap); a package
 	// inflating beyond it is rejected as a decompression bomb.
 	MaxDataSize int64
@@ -171,6 +176,9 @@ func (pr *reader) read() error {
 		if err := pr.checkSignature(d); err != nil {
 			return err
 		}
+		if err := pr.control(); err != nil {
+			return err
+		}
 		dh := sha256.New()
 		if err := pr.readData(dh); err != nil {
 			return err
@@ -180,6 +188,9 @@ func (pr *reader) read() error {
 		}
 	} else {
 		// Old packages: the signature and identity cover control and data.
+		if err := pr.control(); err != nil {
+			return err
+		}
 		if err := pr.readData(d.writers()...); err != nil {
 			return err
 		}
@@ -199,6 +210,9 @@ func (pr *reader) unsigned(control, id []byte) error {
 		return err
 	}
 	pr.pkg.Info.Checksum = id
+	if err := pr.control(); err != nil {
+		return err
+	}
 	if !pr.opts.AllowUntrusted {
 		return fmt.Errorf("%w: not signed", sign.ErrUntrusted)
 	}
@@ -213,6 +227,13 @@ func (pr *reader) unsigned(control, id []byte) error {
 	}
 	pr.pkg.Info.Size = pr.gz.Offset()
 	return nil
+}
+
+func (pr *reader) control() error {
+	if pr.opts.Control == nil {
+		return nil
+	}
+	return pr.opts.Control(pr.pkg)
 }
 
 func (pr *reader) checkSignature(d *digests) error {

@@ -11,6 +11,7 @@ package gzmember
 
 import (
 	"bufio"
+	"bytes"
 	"compress/gzip"
 	"errors"
 	"fmt"
@@ -153,4 +154,18 @@ func (c *countingReader) flush() {
 		c.w.Write(c.buf)
 	}
 	c.buf = c.buf[:0]
+}
+
+// FirstMemberSize returns the compressed size of data's first gzip
+// member (for tests and tools that must tell the signature member apart).
+func FirstMemberSize(data []byte) (int64, error) {
+	r := NewReader(bytes.NewReader(data))
+	m, err := r.Next()
+	if err != nil {
+		return 0, err
+	}
+	if _, err := io.Copy(io.Discard, m); err != nil {
+		return 0, err
+	}
+	return r.Offset(), nil
 }
