@@ -2,13 +2,12 @@ package initramfs
 
 import (
 	"bytes"
-	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/alpinist/alpinist/internal/vmtest"
 
 	"github.com/u-root/u-root/pkg/cpio"
 
@@ -79,16 +78,9 @@ func must(t *testing.T, err error) {
 // repository with an initramfs whose /init is a busybox script: it must
 // print a marker and power the VM off.
 func TestBootBusyboxInit(t *testing.T) {
-	for _, arch := range []string{"x86_64", "aarch64"} {
+	for _, arch := range vmtest.Arches {
 		t.Run(arch, func(t *testing.T) {
-			p, _ := qemu.Lookup(arch)
-			bin, err := exec.LookPath(p.Binary)
-			if err != nil {
-				if os.Getenv("CI") != "" {
-					t.Fatalf("%s is missing", p.Binary)
-				}
-				t.Skip(err)
-			}
+			p, bin := vmtest.Binary(t, arch)
 			kernel := testrepo.Extract(t, arch, "linux-virt", "boot/vmlinuz-virt")
 			busybox, err := os.ReadFile(testrepo.Extract(t, arch, "busybox", "bin/busybox"))
 			must(t, err)
@@ -101,19 +93,10 @@ func TestBootBusyboxInit(t *testing.T) {
 			must(t, err)
 			must(t, os.WriteFile(initrd, data, 0o644))
 			v := &qemu.VM{Profile: p, Accel: "tcg", MemoryMiB: 256, Kernel: kernel, Initrd: initrd}
-			args, err := v.Args()
-			must(t, err)
-			ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-			defer cancel()
-			var out bytes.Buffer
-			cmd := exec.CommandContext(ctx, bin, args...)
-			cmd.Stdout, cmd.Stderr = &out, &out
-			start := time.Now()
-			err = cmd.Run()
-			t.Logf("%s: booted and powered off in %v (%v)", arch, time.Since(start).Round(time.Millisecond), err)
+			out, _ := vmtest.Boot(t, v, bin)
 			want := map[string]string{"x86_64": "x86_64", "aarch64": "aarch64"}[arch]
-			if !strings.Contains(out.String(), "ALPINIST-INITRAMFS-OK "+want) {
-				t.Errorf("no marker on the console:\n%s", out.String())
+			if !strings.Contains(out, "ALPINIST-INITRAMFS-OK "+want) {
+				t.Errorf("no marker on the console:\n%s", out)
 			}
 		})
 	}

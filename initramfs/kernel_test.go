@@ -1,14 +1,12 @@
 package initramfs
 
 import (
-	"bytes"
-	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/alpinist/alpinist/internal/vmtest"
 
 	"github.com/alpinist/alpinist/apk/sign"
 	"github.com/alpinist/alpinist/internal/testrepo"
@@ -47,16 +45,9 @@ func TestKitBootsAndLoadsModules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, arch := range []string{"x86_64", "aarch64"} {
+	for _, arch := range vmtest.Arches {
 		t.Run(arch, func(t *testing.T) {
-			p, _ := qemu.Lookup(arch)
-			bin, err := exec.LookPath(p.Binary)
-			if err != nil {
-				if os.Getenv("CI") != "" {
-					t.Fatalf("%s is missing", p.Binary)
-				}
-				t.Skip(err)
-			}
+			p, bin := vmtest.Binary(t, arch)
 			pkgs, _ := filepath.Glob(filepath.Join(repo, "main", arch, "linux-virt-*.apk"))
 			dir := t.TempDir()
 			kit, err := KitFromPackage(pkgs[0], keys, dir, BuildVMModules)
@@ -96,18 +87,9 @@ $b poweroff -f
 			must(t, os.WriteFile(disk, make([]byte, 1<<20), 0o644))
 			v := &qemu.VM{Profile: p, Accel: "tcg", MemoryMiB: 256, Kernel: kit.Kernel, Initrd: initrd,
 				Disks: []qemu.Disk{{Path: disk, ReadOnly: true, Serial: "alpinist-pkgs"}}}
-			args, err := v.Args()
-			must(t, err)
-			ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-			defer cancel()
-			var out bytes.Buffer
-			cmd := exec.CommandContext(ctx, bin, args...)
-			cmd.Stdout, cmd.Stderr = &out, &out
-			start := time.Now()
-			err = cmd.Run()
-			t.Logf("%s: %v (%v)", arch, time.Since(start).Round(time.Millisecond), err)
-			if strings.Contains(out.String(), "INSMOD-FAILED") || !strings.Contains(out.String(), "DISK-SERIAL=alpinist-pkgs") {
-				t.Errorf("console:\n%s", out.String())
+			out, _ := vmtest.Boot(t, v, bin)
+			if strings.Contains(out, "INSMOD-FAILED") || !strings.Contains(out, "DISK-SERIAL=alpinist-pkgs") {
+				t.Errorf("console:\n%s", out)
 			}
 		})
 	}

@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/alpinist/alpinist/internal/vmtest"
 
 	"github.com/alpinist/alpinist/agent/embed"
 	"github.com/alpinist/alpinist/agent/proto"
@@ -27,16 +28,9 @@ func TestAgentBootsToReady(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, arch := range []string{"x86_64", "aarch64"} {
+	for _, arch := range vmtest.Arches {
 		t.Run(arch, func(t *testing.T) {
-			p, _ := qemu.Lookup(arch)
-			bin, err := exec.LookPath(p.Binary)
-			if err != nil {
-				if os.Getenv("CI") != "" {
-					t.Fatalf("%s is missing", p.Binary)
-				}
-				t.Skip(err)
-			}
+			p, bin := vmtest.Binary(t, arch)
 			dir := t.TempDir()
 			pkgs, _ := filepath.Glob(filepath.Join(repo, "main", arch, "linux-virt-*.apk"))
 			kit, err := initramfs.KitFromPackage(pkgs[0], keys, dir, initramfs.BuildVMModules)
