@@ -1,0 +1,186 @@
+// Package pkgdisk is the build VM's input: one tar stream, attached to
+// the VM as a read-only raw virtio disk, holding a manifest (what to
+// install, in order, and how the target's apk configuration must look),
+// the trusted public keys and the verified package files in install
+// order. The agent reads it front to back, so nothing is ever seeked or
+// held whole.
+package pkgdisk
+
+import (
+	"archive/tar"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Manifest is the first entry of the disk.
+type Manifest struct {
+	Format int    `json:"format"`
+	Arch   string `json:"arch"`
+	// World is /etc/apk/world's content (the spec's package list).
+	World []string `json:"world"`
+	// Repositories is /etc/apk/repositories' content.
+	Repositories []string `json:"repositories"`
+	// Keys are the public key file names that follow the manifest (they
+	// go to /etc/apk/keys in the target).
+	Keys []string `json:"keys"`
+	// Packages are installed in this order.
+	Packages []Package `json:"packages"`
+	// SourceDateEpoch fixes the time of everything the agent writes.
+	SourceDateEpoch int64 `json:"source_date_epoch"`
+}
+
+// Package is one package file on the disk.
+type Package struct {
+	Name     string `json:"name"`
+	Version  string `json:"version"`
+	Checksum string `json:"checksum"` // Q1..., as in the index
+	// Repository is the index tag it came from ("" or "@tag"), for the
+	// installed database's repository pinning.
+	Tag  string `json:"tag,omitempty"`
+	Size int64  `json:"size"`
+}
+
+// Format is the manifest format version.
+const Format = 1
+
+const (
+	manifestName = "manifest.json"
+	keyDir       = "keys/"
+	pkgDir       = "packages/"
+)
+
+// FileName is a package's entry name.
+func (p Package) FileName() string { return pkgDir + p.Name + "-" + p.Version + ".apk" }
+
+// Writer writes a package disk.
+type Writer struct {
+	tw    *tar.Writer
+	m     Manifest
+	next  int
+	mtime time.Time
+}
+
+// NewWriter starts a disk: the manifest, then the keys (name -> PEM).
+// The packages must follow with Add in the manifest's order.
+func NewWriter(w io.Writer, m Manifest, keys map[string][]byte) (*Writer, error) {
+	m.Format = Format
+	m.Keys = nil
+	for k := range keys {
+		if k == "" || strings.ContainsAny(k, "/\x00") {
+			return nil, fmt.Errorf("pkgdisk: bad key name %q", k)
+		}
+		m.Keys = append(m.Keys, k)
+	}
+	slices.Sort(m.Keys)
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	dw := &Writer{tw: tar.NewWriter(w), m: m, mtime: time.Unix(m.SourceDateEpoch, 0)}
+	if err := dw.file(manifestName, int64(len(data)), strings.NewReader(string(data))); err != nil {
+		return nil, err
+	}
+	for _, k := range m.Keys {
+		if err := dw.file(keyDir+k, int64(len(keys[k])), strings.NewReader(string(keys[k]))); err != nil {
+			return nil, err
+		}
+	}
+	return dw, nil
+}
+
+func (w *Writer) file(name string, size int64, r io.Reader) error {
+	h := &tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: size, ModTime: w.mtime, Format: tar.FormatPAX}
+	if err := w.tw.WriteHeader(h); err != nil {
+		return fmt.Errorf("pkgdisk: %s: %w", name, err)
+	}
+	n, err := io.Copy(w.tw, io.LimitReader(r, size+1))
+	if err != nil {
+		return fmt.Errorf("pkgdisk: %s: %w", name, err)
+	}
+	if n != size {
+		return fmt.Errorf("pkgdisk: %s: %d bytes, expected %d", name, n, size)
+	}
+	return nil
+}
+
+// Add writes the next package's file (size bytes from r).
+func (w *Writer) Add(r io.Reader, size int64) error {
+	if w.next >= len(w.m.Packages) {
+		return errors.New("pkgdisk: more packages than the manifest lists")
+	}
+	p := w.m.Packages[w.next]
+	w.next++
+	return w.file(p.FileName(), size, r)
+}
+
+// Close ends the tar stream; every package of the manifest must have
+// been added.
+func (w *Writer) Close() error {
+	if w.next != len(w.m.Packages) {
+		return fmt.Errorf("pkgdisk: %d of %d packages written", w.next, len(w.m.Packages))
+	}
+	return w.tw.Close()
+}
+
+// Reader reads a package disk front to back.
+type Reader struct {
+	tr       *tar.Reader
+	Manifest Manifest
+	Keys     map[string][]byte
+	next     int
+}
+
+// NewReader reads the manifest and the keys.
+func NewReader(r io.Reader) (*Reader, error) {
+	tr := tar.NewReader(r)
+	h, err := tr.Next()
+	if err != nil {
+		return nil, fmt.Errorf("pkgdisk: no manifest: %w", err)
+	}
+	if h.Name != manifestName {
+		return nil, fmt.Errorf("pkgdisk: first entry is %q, not %s", h.Name, manifestName)
+	}
+	dr := &Reader{tr: tr, Keys: map[string][]byte{}}
+	if err := json.NewDecoder(io.LimitReader(tr, 16<<20)).Decode(&dr.Manifest); err != nil {
+		return nil, fmt.Errorf("pkgdisk: manifest: %w", err)
+	}
+	if dr.Manifest.Format != Format {
+		return nil, fmt.Errorf("pkgdisk: manifest format %d, this agent reads %d", dr.Manifest.Format, Format)
+	}
+	for _, k := range dr.Manifest.Keys {
+		h, err := tr.Next()
+		if err != nil {
+			return nil, fmt.Errorf("pkgdisk: key %s: %w", k, err)
+		}
+		if h.Name != keyDir+k {
+			return nil, fmt.Errorf("pkgdisk: expected %s%s, found %s", keyDir, k, h.Name)
+		}
+		if dr.Keys[k], err = io.ReadAll(io.LimitReader(tr, 1<<20)); err != nil {
+			return nil, fmt.Errorf("pkgdisk: key %s: %w", k, err)
+		}
+	}
+	return dr, nil
+}
+
+// Next returns the next package and a reader of its file, or io.EOF
+// after the last one.
+func (r *Reader) Next() (Package, io.Reader, error) {
+	if r.next >= len(r.Manifest.Packages) {
+		return Package{}, nil, io.EOF
+	}
+	p := r.Manifest.Packages[r.next]
+	r.next++
+	h, err := r.tr.Next()
+	if err != nil {
+		return Package{}, nil, fmt.Errorf("pkgdisk: %s: %w", p.FileName(), err)
+	}
+	if h.Name != p.FileName() {
+		return Package{}, nil, fmt.Errorf("pkgdisk: expected %s, found %s", p.FileName(), h.Name)
+	}
+	return p, r.tr, nil
+}
