@@ -1,0 +1,186 @@
+package install
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/alpinist/alpinist/agent/pkgdisk"
+	"github.com/alpinist/alpinist/apk"
+	"github.com/alpinist/alpinist/apk/repo"
+	"github.com/alpinist/alpinist/apk/sign"
+	"github.com/alpinist/alpinist/apk/solver"
+	"github.com/alpinist/alpinist/internal/minirootfs"
+	"github.com/alpinist/alpinist/internal/testrepo"
+)
+
+// disk resolves world against the generated x86_64 repository, fetches
+// the packages and writes a package disk, as the host does for a build.
+func disk(t *testing.T, world ...string) []byte {
+	t.Helper()
+	dir := testrepo.Generated(t)
+	keys, err := sign.LoadKeyring(filepath.Join(dir, "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache, _ := repo.OpenCache(t.TempDir())
+	c := &repo.Client{Keys: keys, Cache: cache}
+	r := repo.Repository{URL: filepath.Join(dir, "main")}
+	idx, err := c.Index(context.Background(), r, "x86_64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var deps []apk.Dependency
+	for _, w := range world {
+		d, err := apk.ParseDependency(w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deps = append(deps, d)
+	}
+	installs, err := solver.Solve([]solver.Repository{{Name: r.URL, Packages: idx.Packages}}, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var items []repo.Item
+	m := pkgdisk.Manifest{Arch: "x86_64", World: world, Repositories: []string{"/repo/main"}, SourceDateEpoch: 1700000000}
+	for _, in := range installs {
+		items = append(items, repo.Item{Repository: r, Arch: "x86_64", Package: in.Package})
+		m.Packages = append(m.Packages, pkgdisk.Package{Name: in.Package.Name, Version: in.Package.Version, Checksum: apk.EncodeChecksum(in.Package.Checksum), Size: in.Package.Size})
+	}
+	paths, err := c.Fetch(context.Background(), items)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, _ := os.ReadFile(filepath.Join(dir, "keys", testrepo.KeyName))
+	var b bytes.Buffer
+	w, err := pkgdisk.NewWriter(&b, m, map[string][]byte{testrepo.KeyName: pem})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, _ := f.Stat()
+		if err := w.Add(f, st.Size()); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func needRoot(t *testing.T) {
+	if os.Geteuid() != 0 || runtime.GOARCH != "amd64" {
+		t.Skip("installing with owners and chroot scripts needs root on an x86_64 host (the agent runs as root in the VM)")
+	}
+}
+
+func install(t *testing.T, data []byte, target string) (string, error) {
+	t.Helper()
+	d, err := pkgdisk.NewReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	err = (&Installer{Root: target, Log: &log}).Install(d)
+	return log.String(), err
+}
+
+// TestInstallTestPackages installs the testpkgs world into an empty root
+// and lets Alpine's real apk-tools judge the result.
+func TestInstallTestPackages(t *testing.T) {
+	needRoot(t)
+	world := []string{"busybox", "alpine-baselayout", "alpinist-test-scripts", "alpinist-test-trigger", "alpinist-test-hook",
+		"alpinist-test-consumer", "alpinist-test-if-a", "alpinist-test-if-b", "alpinist-test-owner", "alpinist-test-replacer",
+		"alpinist-test-hardlinks", "alpinist-test-xattr", "alpinist-test-emptydirs", "alpinist-test-noarch"}
+	data := disk(t, world...)
+	mini := ""
+	target := filepath.Join(t.TempDir(), "target")
+	if _, err := os.Stat(minirootfs.Tarball(t)); err == nil {
+		mini = minirootfs.Copy(t)
+		target = filepath.Join(mini, "target")
+	}
+	log, err := install(t, data, target)
+	t.Logf("install log:\n%s", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, err := os.Readlink(filepath.Join(target, "bin/ls")); err != nil || l != "/bin/busybox" {
+		t.Errorf("bin/ls -> %q %v: busybox's post-install did not run", l, err)
+	}
+	read := func(p string) string {
+		b, _ := os.ReadFile(filepath.Join(target, p))
+		return string(b)
+	}
+	if got := read("var/lib/alpinist-test/scripts.pre-install"); !strings.Contains(got, "payload=absent") {
+		t.Errorf("pre-install marker %q", got)
+	}
+	if got := read("var/lib/alpinist-test/scripts.post-install"); !strings.Contains(got, "payload=present") {
+		t.Errorf("post-install marker %q", got)
+	}
+	if got := read("var/lib/alpinist-test/trigger.log"); !strings.Contains(got, testrepo.HooksDir) {
+		t.Errorf("trigger log %q", got)
+	}
+	if got := read(testrepo.SharedFile); got != "from alpinist-test-replacer\n" {
+		t.Errorf("replaces: %q", got)
+	}
+	if fi, err := os.Stat(filepath.Join(target, "etc/shadow")); err != nil || fi.Mode().Perm() != 0o640 || fi.Sys().(*syscall.Stat_t).Gid != 42 {
+		t.Errorf("etc/shadow: %v %v", fi, err)
+	}
+	if fi, err := os.Stat(filepath.Join(target, "tmp")); err != nil || fi.Mode()&os.ModeSticky == 0 {
+		t.Errorf("tmp: %v %v", fi, err)
+	}
+	if read("etc/apk/world") != strings.Join(world, "\n")+"\n" {
+		t.Errorf("world %q", read("etc/apk/world"))
+	}
+	if mini == "" {
+		return
+	}
+	out, err := minirootfs.Apk(mini, "--root", "/target", "info", "-v")
+	if err != nil {
+		t.Fatalf("apk info: %v\n%s", err, out)
+	}
+	// (apk warns that /repo/main, the target's repository, is absent here.)
+	var installed []string
+	for _, l := range strings.Split(out, "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.Contains(l, "WARNING") {
+			installed = append(installed, l)
+		}
+	}
+	slices.Sort(installed)
+	t.Logf("apk info -v: %v", installed)
+	if len(installed) < len(world) || !slices.Contains(installed, "busybox-1.35.0-r0") {
+		t.Errorf("apk info lists %v", installed)
+	}
+	out, err = minirootfs.Apk(mini, "--root", "/target", "audit", "--packages")
+	t.Logf("apk audit --packages:\n%s", out)
+	if err != nil || strings.TrimSpace(out) != "" {
+		t.Errorf("apk audit --packages: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("chroot", target, "/bin/sh", "-c", "/usr/bin/alpinist-hello").CombinedOutput(); err != nil || string(out) != "hello from alpinist\n" {
+		t.Errorf("alpinist-hello: %v %q", err, out)
+	}
+}
+
+func TestInstallFailures(t *testing.T) {
+	needRoot(t)
+	// A failing post-install fails the install and names the package and
+	// shows the script's output.
+	_, err := install(t, disk(t, "busybox", "alpinist-test-failing"), filepath.Join(t.TempDir(), "t"))
+	if err == nil || !strings.Contains(err.Error(), "alpinist-test-failing-1.0.0-r0") || !strings.Contains(err.Error(), "post-install") || !strings.Contains(err.Error(), "fails on purpose") {
+		t.Errorf("failing script: %v", err)
+	}
+}
