@@ -50,10 +50,9 @@ func (r *root) parent(p string) (int, string, error) {
 	return fd, path.Base(p), err
 }
 
-// mkdir makes directory p (its parent must exist) or, when it exists as
-// a directory (or a symlink to one), leaves it; mode and owner are set
-// either way unless keep is true (an existing directory keeps what an
-// earlier package gave it, as apk does).
+// mkdir makes directory p (its parent must exist) with mode and owner.
+// When p already is a directory (or a symlink to one) it is left as it
+// is: the first package to make a directory sets its mode, as with apk.
 func (r *root) mkdir(p string, mode uint32, uid, gid int) error {
 	pfd, name, err := r.parent(p)
 	if err != nil {
