@@ -21,8 +21,76 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/alpinist/alpinist/agent/export"
+	"github.com/alpinist/alpinist/agent/install"
+	"github.com/alpinist/alpinist/agent/pkgdisk"
 	"github.com/alpinist/alpinist/agent/proto"
 )
+
+// build installs the package disk ("pkgs") into a tmpfs target and writes
+// the rootfs tar to the output disk ("out").
+func build(disks map[string]string, args map[string]string) error {
+	in, out := disks["pkgs"], disks["out"]
+	if in == "" || out == "" {
+		return fmt.Errorf("build needs the disks pkgs and out (found %v)", disks)
+	}
+	const target = "/target"
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		return err
+	}
+	size := args["alpinist.tmpfs"]
+	if size == "" {
+		size = "90%"
+	}
+	if err := unix.Mount("tmpfs", target, "tmpfs", 0, "mode=0755,size="+size); err != nil {
+		return fmt.Errorf("mount the target tmpfs: %w", err)
+	}
+	f, err := os.Open(in)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	d, err := pkgdisk.NewReader(bufio.NewReaderSize(f, 1<<20))
+	if err != nil {
+		return err
+	}
+	report(proto.Message{Type: proto.TypePhase, Phase: "install", Text: fmt.Sprintf("%d packages", len(d.Manifest.Packages))})
+	inst := &install.Installer{Root: target, Log: os.Stdout, MountSpecial: true,
+		Phase: func(what string) { report(proto.Message{Type: proto.TypeLog, Text: "installing " + what}) }}
+	if err := inst.Install(d); err != nil {
+		return err
+	}
+	report(proto.Message{Type: proto.TypePhase, Phase: "export"})
+	o, err := os.OpenFile(out, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	cw := &countingWriter{w: bufio.NewWriterSize(o, 1<<20)}
+	if err := export.WriteTar(cw, target, export.Options{Epoch: d.Manifest.SourceDateEpoch}); err != nil {
+		o.Close()
+		return err
+	}
+	if err := cw.w.(*bufio.Writer).Flush(); err != nil {
+		o.Close()
+		return fmt.Errorf("writing the rootfs to the output disk: %w", err)
+	}
+	if err := errors.Join(o.Sync(), o.Close()); err != nil {
+		return fmt.Errorf("writing the rootfs to the output disk: %w", err)
+	}
+	report(proto.Message{Type: proto.TypeDone, Text: strconv.FormatInt(cw.n, 10)})
+	return nil
+}
+
+type countingWriter struct {
+	w interface{ Write([]byte) (int, error) }
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
 
 func main() {
 	if os.Getpid() != 1 {
@@ -69,6 +137,8 @@ func run() error {
 	case "", "ready":
 		report(proto.Message{Type: proto.TypeDone})
 		return nil
+	case "build":
+		return build(disks, args)
 	default:
 		return fmt.Errorf("unknown alpinist.mode=%q", mode)
 	}

@@ -88,6 +88,7 @@ bootable disk images, byte for byte reproducibly.`,
 		newRepoCmd(e),
 		newPkgCmd(e),
 		newFetchCmd(e),
+		newBuildCmd(e),
 	)
 	return root
 }

@@ -1,0 +1,370 @@
+// Package build runs a build on the host: it prepares the build VM's kit
+// (kernel and modules from the target repository's linux-virt, the
+// agent, the initramfs), the package disk and the output disk, runs the
+// VM, and turns the rootfs tar it writes into the outputs.
+package build
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/alpinist/alpinist/agent/embed"
+	"github.com/alpinist/alpinist/agent/pkgdisk"
+	"github.com/alpinist/alpinist/agent/proto"
+	"github.com/alpinist/alpinist/apk"
+	"github.com/alpinist/alpinist/apk/lock"
+	"github.com/alpinist/alpinist/apk/repo"
+	"github.com/alpinist/alpinist/apk/version"
+	"github.com/alpinist/alpinist/initramfs"
+	"github.com/alpinist/alpinist/qemu"
+)
+
+// Options describe one architecture's build.
+type Options struct {
+	Name   string // the spec's name: outputs are NAME-ARCH.*
+	Arch   string
+	OutDir string
+	// Entry is the resolved (or locked) package list; Index the indexes
+	// it came from, in the spec's repository order.
+	Entry   lock.Arch
+	Indexes []*repo.Index
+	World   []apk.Dependency
+	Client  *repo.Client
+	// Keys are the trusted public keys (name -> PEM) put into the target.
+	Keys map[string][]byte
+	// SourceDateEpoch fixes every time in the output.
+	SourceDateEpoch int64
+	// Accel forces "kvm" or "tcg"; empty probes.
+	Accel     string
+	MemoryMiB int
+	CPUs      int
+	// Console receives the VM's console (the build log).
+	Console io.Writer
+	Log     *slog.Logger
+	// BootTimeout and IdleTimeout bound the VM (see qemu.RunOptions).
+	BootTimeout, IdleTimeout time.Duration
+}
+
+// Result tells what a build made and how long each phase took.
+type Result struct {
+	Tar    string // NAME-ARCH.tar
+	Size   int64
+	Phases []Phase
+}
+
+// Phase is one timed step.
+type Phase struct {
+	Name     string
+	Duration time.Duration
+}
+
+// Run builds opts.Arch's rootfs tar into opts.OutDir. Temporary files go
+// into a directory under OutDir that is removed afterwards; on failure
+// no output is left behind.
+func Run(ctx context.Context, opts Options) (*Result, error) {
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	prof, err := qemu.Lookup(opts.Arch)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
+		return nil, err
+	}
+	work, err := os.MkdirTemp(opts.OutDir, ".alpinist-build-"+opts.Arch+"-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(work)
+	res := &Result{}
+	phase := func(name string, start time.Time) {
+		d := time.Since(start)
+		res.Phases = append(res.Phases, Phase{name, d})
+		log.Info("phase done", "arch", opts.Arch, "phase", name, "time", d.Round(time.Millisecond))
+	}
+
+	// Fetch the packages (and the kernel package) into the cache.
+	start := time.Now()
+	items, err := repo.LockItems(&opts.Entry, opts.Indexes, opts.Client.Cache)
+	if err != nil {
+		return nil, err
+	}
+	kernelItem, err := kernelPackage(opts.Indexes, opts.Arch)
+	if err != nil {
+		return nil, err
+	}
+	paths, err := opts.Client.Fetch(ctx, append(items, kernelItem))
+	if err != nil {
+		return nil, err
+	}
+	kernelPath, paths := paths[len(paths)-1], paths[:len(paths)-1]
+	phase("fetch", start)
+
+	// The kit: kernel, modules, agent, initramfs.
+	start = time.Now()
+	kit, err := initramfs.KitFromPackage(kernelPath, opts.Client.Keys, work, initramfs.BuildVMModules)
+	if err != nil {
+		return nil, err
+	}
+	agent, err := embed.Agent(opts.Arch)
+	if err != nil {
+		return nil, err
+	}
+	ar := initramfs.New()
+	for _, err := range []error{ar.File("init", 0o755, agent), kit.AddTo(ar), ar.CharDev("dev/console", 0o600, 5, 1)} {
+		if err != nil {
+			return nil, err
+		}
+	}
+	initrd := filepath.Join(work, "initramfs.cpio")
+	if err := writeFile(initrd, func(w io.Writer) error { _, err := ar.WriteTo(w); return err }); err != nil {
+		return nil, err
+	}
+	phase("kernel+initramfs", start)
+
+	// The package disk and the output disk.
+	start = time.Now()
+	pkgDisk := filepath.Join(work, "pkgs.img")
+	var installed int64
+	if err := writeFile(pkgDisk, func(w io.Writer) error {
+		var err error
+		installed, err = writePackageDisk(w, opts, items, paths)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if err := padTo512(pkgDisk); err != nil {
+		return nil, err
+	}
+	outDisk := filepath.Join(work, "out.img")
+	outSize := roundMiB(installed*3/2 + 64<<20)
+	if err := sparseFile(outDisk, outSize); err != nil {
+		return nil, err
+	}
+	phase("disks", start)
+
+	// The VM.
+	accel := opts.Accel
+	if accel == "" {
+		accel = "tcg"
+		if prof.KVM && hostArch() == opts.Arch {
+			p := qemu.DetectKVM(ctx, prof.Binary, opts.Client.Cache.Dir, log)
+			if p.Usable {
+				accel = "kvm"
+			}
+		}
+	}
+	mem := opts.MemoryMiB
+	if mem <= 0 {
+		// The target is a tmpfs: room for the rootfs, the page cache of
+		// the disks and the agent.
+		mem = int(roundMiB(installed*2+320<<20) >> 20)
+	}
+	cpus := opts.CPUs
+	if cpus <= 0 {
+		cpus = min(runtime.NumCPU(), 2)
+	}
+	vm := &qemu.VM{Profile: prof, Accel: accel, MemoryMiB: mem, CPUs: cpus, Kernel: kit.Kernel, Initrd: initrd,
+		Cmdline: []string{"alpinist.mode=build", "alpinist.disks=pkgs,out"},
+		Disks:   []qemu.Disk{{Path: pkgDisk, ReadOnly: true, Serial: "pkgs"}, {Path: outDisk, Serial: "out"}}}
+	log.Info("starting the build VM", "arch", opts.Arch, "accel", accel, "memory_mib", mem, "cpus", cpus)
+	start = time.Now()
+	var phaseStart = start
+	var current = "boot"
+	_, err = qemu.Run(ctx, vm, qemu.RunOptions{Console: opts.Console, BootTimeout: opts.BootTimeout, IdleTimeout: opts.IdleTimeout,
+		OnMessage: func(m proto.Message) error {
+			switch m.Type {
+			case proto.TypeReady, proto.TypePhase, proto.TypeDone:
+				phase(current, phaseStart)
+				phaseStart, current = time.Now(), m.Phase
+				if m.Type == proto.TypeReady {
+					current = "agent"
+				}
+			case proto.TypeLog:
+				log.Debug(m.Text, "arch", opts.Arch)
+			}
+			return nil
+		}})
+	if err != nil {
+		return nil, err
+	}
+
+	// The rootfs tar: the output disk up to the tar's end.
+	start = time.Now()
+	res.Tar = filepath.Join(opts.OutDir, opts.Name+"-"+opts.Arch+".tar")
+	if err := writeFile(res.Tar, func(w io.Writer) error {
+		var err error
+		res.Size, err = copyTar(w, outDisk)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	phase("tar", start)
+	return res, nil
+}
+
+// kernelPackage is the newest linux-virt in the indexes: the build VM's
+// kernel comes from the target repository.
+func kernelPackage(idx []*repo.Index, arch string) (repo.Item, error) {
+	var best repo.Item
+	for _, x := range idx {
+		for _, p := range x.Packages {
+			if p.Name == "linux-virt" && (best.Package == nil || version.Compare(p.Version, best.Package.Version) > 0) {
+				best = repo.Item{Repository: x.Repository, Arch: arch, Package: p}
+			}
+		}
+	}
+	if best.Package == nil {
+		return best, fmt.Errorf("the repositories have no linux-virt package for %s, so there is no kernel for the build VM", arch)
+	}
+	return best, nil
+}
+
+func writePackageDisk(w io.Writer, opts Options, items []repo.Item, paths []string) (int64, error) {
+	m := pkgdisk.Manifest{Arch: opts.Arch, Repositories: opts.Entry.Repositories, SourceDateEpoch: opts.SourceDateEpoch}
+	for _, d := range opts.World {
+		m.World = append(m.World, d.String())
+	}
+	var installed int64
+	for _, it := range items {
+		p := it.Package
+		m.Packages = append(m.Packages, pkgdisk.Package{Name: p.Name, Version: p.Version, Checksum: apk.EncodeChecksum(p.Checksum), Tag: it.Repository.Tag, Size: p.Size})
+		installed += p.InstalledSize
+	}
+	dw, err := pkgdisk.NewWriter(w, m, opts.Keys)
+	if err != nil {
+		return 0, err
+	}
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			return 0, err
+		}
+		st, err := f.Stat()
+		if err == nil {
+			err = dw.Add(f, st.Size())
+		}
+		f.Close()
+		if err != nil {
+			return 0, err
+		}
+	}
+	return installed, dw.Close()
+}
+
+// copyTar copies the tar stream at the start of the disk image to w,
+// stopping after its end-of-archive, and returns the bytes copied.
+func copyTar(w io.Writer, disk string) (int64, error) {
+	f, err := os.Open(disk)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	cw := &countWriter{w: w}
+	tw := tar.NewWriter(cw)
+	tr := tar.NewReader(f)
+	n := 0
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return 0, fmt.Errorf("reading the rootfs from the VM's output disk: %w", err)
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return 0, err
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	if n == 0 {
+		return 0, errors.New("the VM's output disk holds no rootfs")
+	}
+	return cw.n, tw.Close()
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// writeFile writes path through a temporary file and a rename.
+func writeFile(path string, fill func(io.Writer) error) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	err = fill(f)
+	err = errors.Join(err, f.Close())
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+func padTo512(p string) error {
+	st, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if r := st.Size() % 512; r != 0 {
+		return os.Truncate(p, st.Size()+512-r)
+	}
+	return nil
+}
+
+func sparseFile(p string, size int64) error {
+	f, err := os.Create(p)
+	if err != nil {
+		return err
+	}
+	return errors.Join(f.Truncate(size), f.Close())
+}
+
+func roundMiB(n int64) int64 { return (n + 1<<20 - 1) &^ (1<<20 - 1) }
+
+func hostArch() string {
+	switch runtime.GOARCH {
+	case "amd64":
+		return "x86_64"
+	case "arm64":
+		return "aarch64"
+	}
+	return runtime.GOARCH
+}
+
+// Summary formats the phase times on one line.
+func (r *Result) Summary() string {
+	var parts []string
+	for _, p := range r.Phases {
+		parts = append(parts, fmt.Sprintf("%s %v", p.Name, p.Duration.Round(10*time.Millisecond)))
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/alpinist/alpinist/apk/lock"
+	"github.com/alpinist/alpinist/build"
+)
+
+type buildFlags struct {
+	arch, outputs     []string
+	out, lockedIn     string
+	cacheDir, accel   string
+	memory, cpus      int
+	bootTimeout, idle time.Duration
+}
+
+func newBuildCmd(e *env) *cobra.Command {
+	var f buildFlags
+	cmd := &cobra.Command{
+		Use:   "build SPEC -o DIR",
+		Short: "Build the spec's system in a VM and write its outputs",
+		Long: `build resolves the spec (or takes --locked FILE), fetches and verifies the
+packages, boots a QEMU VM of each target architecture (KVM when it really
+works, TCG emulation otherwise) with the kernel of the repository's
+linux-virt package, installs the packages inside it so that install
+scripts and triggers run natively, and writes into DIR:
+
+    NAME-ARCH.tar     the root filesystem (--output tar)
+    NAME.lock         the lock file of what was installed
+    NAME-ARCH.log     the VM's console (the build log)
+
+Times in the outputs come from SOURCE_DATE_EPOCH, else from the newest
+package's build date. Phase times are printed at the end.`,
+		Example: `  alpinist build testdata/specs/demo.yaml -o out --arch x86_64
+  alpinist build web.yaml -o out --locked web.lock`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runBuild(cmd, e, args[0], f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&f.out, "output-dir", "o", "", "output `DIR` (required)")
+	fl.StringSliceVar(&f.outputs, "output", []string{"tar"}, "outputs to write (tar)")
+	fl.StringSliceVar(&f.arch, "arch", nil, "architectures to build (default: the spec's)")
+	fl.StringVar(&f.lockedIn, "locked", "", "build exactly the packages of lock `FILE`")
+	fl.StringVar(&f.cacheDir, "cache", "", "package cache `DIR` (default $ALPINIST_CACHE or ~/.cache/alpinist)")
+	fl.StringVar(&f.accel, "accel", "", "force kvm or tcg (default: probe KVM)")
+	fl.IntVar(&f.memory, "memory", 0, "VM memory in MiB (default: from the packages' installed size)")
+	fl.IntVar(&f.cpus, "cpus", 0, "VM CPUs (default: up to 2)")
+	fl.DurationVar(&f.bootTimeout, "boot-timeout", 3*time.Minute, "time allowed until the VM's agent is up")
+	fl.DurationVar(&f.idle, "idle-timeout", 30*time.Minute, "time allowed without news from the VM")
+	return cmd
+}
+
+func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
+	if f.out == "" {
+		return fmt.Errorf("-o DIR is required")
+	}
+	for _, o := range f.outputs {
+		if o != "tar" {
+			return fmt.Errorf("--output %s: only tar is supported so far", o)
+		}
+	}
+	sc, err := openSpec(e, specPath, f.arch, f.lockedIn, f.cacheDir, true)
+	if err != nil {
+		return err
+	}
+	keys := map[string][]byte{}
+	for _, p := range sc.spec.Keys {
+		if err := readKeys(p, keys); err != nil {
+			return err
+		}
+	}
+	lf := &lock.File{Name: sc.spec.Name}
+	for _, arch := range sc.arches {
+		idx, entry, err := resolveArch(cmd.Context(), sc.client, sc.spec, specPath, arch, sc.locked, f.lockedIn)
+		if err != nil {
+			return err
+		}
+		lf.Set(entry)
+		epoch, ok, err := sourceDateEpoch()
+		if err != nil {
+			return err
+		}
+		var se int64
+		if ok {
+			se = epoch.Unix()
+		} else {
+			for _, x := range idx {
+				for _, p := range x.Packages {
+					for _, lp := range entry.Packages {
+						if lp.Name == p.Name && lp.Version == p.Version {
+							se = max(se, p.BuildTime)
+						}
+					}
+				}
+			}
+		}
+		logPath := filepath.Join(f.out, sc.spec.Name+"-"+arch+".log")
+		if err := os.MkdirAll(f.out, 0o755); err != nil {
+			return err
+		}
+		logFile, err := os.Create(logPath)
+		if err != nil {
+			return err
+		}
+		var console io.Writer = logFile
+		if e.verbose {
+			console = io.MultiWriter(logFile, e.stderr)
+		}
+		res, err := build.Run(cmd.Context(), build.Options{
+			Name: sc.spec.Name, Arch: arch, OutDir: f.out, Entry: entry, Indexes: idx, World: sc.spec.Packages,
+			Client: sc.client, Keys: keys, SourceDateEpoch: se, Accel: f.accel, MemoryMiB: f.memory, CPUs: f.cpus,
+			Console: console, Log: e.log, BootTimeout: f.bootTimeout, IdleTimeout: f.idle,
+		})
+		logFile.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w (build log: %s)", arch, err, logPath)
+		}
+		fmt.Fprintf(e.stdout, "%s: %s (%d bytes)\n%s: %s\n", arch, res.Tar, res.Size, arch, res.Summary())
+	}
+	lockPath := filepath.Join(f.out, sc.spec.Name+".lock")
+	if err := lock.Write(lockPath, lf); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "lock: %s\n", lockPath)
+	return nil
+}
+
+// readKeys adds the public keys of a key directory or file (name -> PEM).
+func readKeys(p string, keys map[string][]byte) error {
+	st, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	files := []string{p}
+	if st.IsDir() {
+		ents, err := os.ReadDir(p)
+		if err != nil {
+			return err
+		}
+		files = nil
+		for _, e := range ents {
+			if strings.HasSuffix(e.Name(), ".pub") {
+				files = append(files, filepath.Join(p, e.Name()))
+			}
+		}
+	}
+	slices.Sort(files)
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		keys[filepath.Base(f)] = data
+	}
+	return nil
+}
