@@ -124,7 +124,10 @@ func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 		})
 		logFile.Close()
 		if err != nil {
-			return fmt.Errorf("%s: %w (build log: %s)", arch, err, logPath)
+			// No partial output: the error carries the console's last
+			// lines, and -v shows the whole console live.
+			os.Remove(logPath)
+			return fmt.Errorf("%s: %w", arch, err)
 		}
 		fmt.Fprintf(e.stdout, "%s: %s (%d bytes)\n%s: %s\n", arch, res.Tar, res.Size, arch, res.Summary())
 	}

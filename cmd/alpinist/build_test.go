@@ -1,0 +1,180 @@
+package main
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"debug/elf"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/alpinist/alpinist/internal/minirootfs"
+	"github.com/alpinist/alpinist/internal/vmtest"
+)
+
+// tarIndex reads a tar's headers and the files named in want.
+func tarIndex(t *testing.T, p string, want ...string) (map[string]*tar.Header, map[string][]byte) {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	hs := map[string]*tar.Header{}
+	data := map[string][]byte{}
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := strings.TrimSuffix(h.Name, "/")
+		hs[name] = h
+		if slices.Contains(want, name) {
+			data[name], _ = io.ReadAll(tr)
+		}
+	}
+	return hs, data
+}
+
+// TestBuildDemo builds testdata/specs/demo.yaml for both arches under TCG
+// and checks the rootfs tars: busybox of the right arch, its post-install
+// applet links, the trigger's and the test scripts' effects, the apk
+// database listing exactly the locked packages; for x86_64 the real
+// apk-tools reads and audits the result.
+func TestBuildDemo(t *testing.T) {
+	td := generatedRepo(t)
+	spec := filepath.Join(td, "specs", "demo.yaml")
+	cache := t.TempDir()
+	out := t.TempDir()
+	for _, arch := range vmtest.Arches {
+		vmtest.Binary(t, arch)
+	}
+	res := mustCLI(t, "build", spec, "-o", out, "--cache", cache)
+	t.Log(res)
+	lock := mustCLI(t, "resolve", spec, "--locked", filepath.Join(out, "demo.lock"), "--cache", cache)
+	for _, arch := range vmtest.Arches {
+		t.Run(arch, func(t *testing.T) {
+			tarPath := filepath.Join(out, "demo-"+arch+".tar")
+			hs, data := tarIndex(t, tarPath, "bin/busybox", "lib/apk/db/installed", "var/lib/alpinist-test/scripts.post-install", "etc/apk/world")
+			ef, err := elf.NewFile(bytes.NewReader(data["bin/busybox"]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]elf.Machine{"x86_64": elf.EM_X86_64, "aarch64": elf.EM_AARCH64}[arch]
+			if ef.Machine != want {
+				t.Errorf("bin/busybox is %v", ef.Machine)
+			}
+			if h := hs["bin/ls"]; h == nil || h.Linkname != "/bin/busybox" {
+				t.Errorf("bin/ls: %+v (busybox's post-install did not run)", h)
+			}
+			if !strings.Contains(string(data["var/lib/alpinist-test/scripts.post-install"]), "payload=present") {
+				t.Errorf("post-install marker %q", data["var/lib/alpinist-test/scripts.post-install"])
+			}
+			// The database lists exactly the locked packages.
+			var installed []string
+			sc := bufio.NewScanner(bytes.NewReader(data["lib/apk/db/installed"]))
+			name := ""
+			for sc.Scan() {
+				l := sc.Text()
+				if v, ok := strings.CutPrefix(l, "P:"); ok {
+					name = v
+				}
+				if v, ok := strings.CutPrefix(l, "V:"); ok {
+					installed = append(installed, name+" "+v)
+				}
+			}
+			var locked []string
+			section := ""
+			for _, l := range strings.Split(strings.TrimSpace(lock), "\n") {
+				if s, ok := strings.CutPrefix(l, "# "); ok {
+					section = s
+					continue
+				}
+				if section == arch {
+					f := strings.Fields(l)
+					locked = append(locked, f[0]+" "+f[1])
+				}
+			}
+			slices.Sort(installed)
+			slices.Sort(locked)
+			if strings.Join(installed, "\n") != strings.Join(locked, "\n") || len(locked) < 10 {
+				t.Errorf("installed:\n%s\nlocked:\n%s", strings.Join(installed, "\n"), strings.Join(locked, "\n"))
+			}
+			for p, h := range hs {
+				if h.ModTime.Unix() > 1704067200 || h.Uname != "" && h.Uname != "root" {
+					t.Errorf("%s: time %v owner %s", p, h.ModTime, h.Uname)
+				}
+			}
+		})
+	}
+	// The real apk-tools accepts the x86_64 result.
+	t.Run("real apk", func(t *testing.T) {
+		minirootfs.CanChroot(t)
+		mini := minirootfs.Copy(t)
+		target := filepath.Join(mini, "target")
+		os.MkdirAll(target, 0o755)
+		if o, err := runTar(filepath.Join(out, "demo-x86_64.tar"), target); err != nil {
+			t.Fatalf("tar: %v %s", err, o)
+		}
+		o, err := minirootfs.Apk(mini, "--root", "/target", "info", "-v")
+		if err != nil || !strings.Contains(o, "busybox-1.35.0-r0") || !strings.Contains(o, "linux-virt-") {
+			t.Errorf("apk info: %v\n%s", err, o)
+		}
+		o, err = minirootfs.Apk(mini, "--root", "/target", "audit", "--packages")
+		if err != nil {
+			t.Errorf("apk audit: %v\n%s", err, o)
+		}
+		for _, l := range strings.Split(strings.TrimSpace(o), "\n") {
+			// Changes install scripts make on purpose (the test markers).
+			if l != "" && !strings.Contains(l, "var/lib/alpinist-test") {
+				t.Errorf("apk audit --packages: %s", l)
+			}
+		}
+	})
+	// Building again gives the same bytes.
+	again := t.TempDir()
+	mustCLI(t, "build", spec, "-o", again, "--cache", cache, "--arch", "x86_64")
+	a, _ := os.ReadFile(filepath.Join(out, "demo-x86_64.tar"))
+	b, _ := os.ReadFile(filepath.Join(again, "demo-x86_64.tar"))
+	if !bytes.Equal(a, b) {
+		t.Error("two builds of the same spec differ")
+	}
+}
+
+// TestBuildFailingScript: a package whose script fails fails the build,
+// naming the package and showing the script's output, and leaves nothing
+// in the output directory.
+func TestBuildFailingScript(t *testing.T) {
+	td := generatedRepo(t)
+	vmtest.Binary(t, "x86_64")
+	repoDir, _ := filepath.Abs(filepath.Join(td, "repo"))
+	dir := t.TempDir()
+	spec := filepath.Join(dir, "failing.yaml")
+	writeFile(t, spec, "name: failing\narch: [x86_64]\nrepositories: ["+repoDir+"/main]\nkeys: ["+repoDir+"/keys/]\npackages: [busybox, alpinist-test-failing]\n", 0o644)
+	out := filepath.Join(dir, "out")
+	code, _, errs := cli(t, "build", spec, "-o", out, "--cache", t.TempDir())
+	if code == 0 || !strings.Contains(errs, "alpinist-test-failing-1.0.0-r0") || !strings.Contains(errs, "fails on purpose") {
+		t.Errorf("exit %d:\n%s", code, errs)
+	}
+	left, _ := os.ReadDir(out)
+	if len(left) != 0 {
+		var names []string
+		for _, e := range left {
+			names = append(names, e.Name())
+		}
+		t.Errorf("left in the output directory: %v", names)
+	}
+}
+
+func runTar(tarball, dir string) ([]byte, error) {
+	return exec.Command("tar", "-xpf", tarball, "-C", dir).CombinedOutput()
+}
