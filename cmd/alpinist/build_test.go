@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/alpinist/alpinist/internal/minirootfs"
+	"github.com/alpinist/alpinist/internal/testrepo"
 	"github.com/alpinist/alpinist/internal/vmtest"
 )
 
@@ -177,4 +178,36 @@ func TestBuildFailingScript(t *testing.T) {
 
 func runTar(tarball, dir string) ([]byte, error) {
 	return exec.Command("tar", "-xpf", tarball, "-C", dir).CombinedOutput()
+}
+
+// TestBuildTestPackages builds testpkgs.yaml for x86_64 and checks what
+// the demo does not exercise: the capability xattr, hard links, special
+// directory modes and owners, the trigger, replaces, a 64 MiB file.
+func TestBuildTestPackages(t *testing.T) {
+	td := generatedRepo(t)
+	vmtest.Binary(t, "x86_64")
+	out := t.TempDir()
+	mustCLI(t, "build", filepath.Join(td, "specs", "testpkgs.yaml"), "-o", out, "--arch", "x86_64", "--cache", t.TempDir())
+	hs, data := tarIndex(t, filepath.Join(out, "testpkgs-x86_64.tar"), "var/lib/alpinist-test/trigger.log", strings.TrimPrefix(testrepo.SharedFile, "/"))
+	if h := hs[strings.TrimPrefix(testrepo.CapFile, "/")]; h == nil || h.PAXRecords["SCHILY.xattr.security.capability"] != string(testrepo.CapNetRawEP()) {
+		t.Errorf("%s: %+v", testrepo.CapFile, h)
+	}
+	if h := hs["usr/share/alpinist-test/hardlinks/b"]; h == nil || h.Typeflag != tar.TypeLink {
+		t.Errorf("hard link: %+v", h)
+	}
+	if h := hs["var/lib/alpinist-test-empty/setgid"]; h == nil || h.Mode != 0o2775 || h.Gid != 42 {
+		t.Errorf("setgid dir: %+v", h)
+	}
+	if h := hs["tmp"]; h == nil || h.Mode != 0o1777 {
+		t.Errorf("tmp: %+v", h)
+	}
+	if h := hs[strings.TrimPrefix(testrepo.LargeFile, "/")]; h == nil || h.Size != 64<<20 {
+		t.Errorf("large file: %+v", h)
+	}
+	if !strings.Contains(string(data["var/lib/alpinist-test/trigger.log"]), testrepo.HooksDir) {
+		t.Errorf("trigger log %q", data["var/lib/alpinist-test/trigger.log"])
+	}
+	if got := string(data[strings.TrimPrefix(testrepo.SharedFile, "/")]); got != "from alpinist-test-replacer\n" {
+		t.Errorf("replaces: %q", got)
+	}
 }
