@@ -43,6 +43,9 @@ type Options struct {
 	Keys map[string][]byte
 	// SourceDateEpoch fixes every time in the output.
 	SourceDateEpoch int64
+	// Kernel and Modules override the kernel of the repository's
+	// linux-virt: a kernel image and a lib/modules/KVER directory.
+	Kernel, Modules string
 	// Accel forces "kvm" or "tcg"; empty probes.
 	Accel     string
 	MemoryMiB int
@@ -100,20 +103,29 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	kernelItem, err := kernelPackage(opts.Indexes, opts.Arch)
+	if opts.Kernel == "" {
+		kernelItem, err := kernelPackage(opts.Indexes, opts.Arch)
+		if err != nil {
+			return nil, err
+		}
+		items = append(items, kernelItem)
+	}
+	paths, err := opts.Client.Fetch(ctx, items)
 	if err != nil {
 		return nil, err
 	}
-	paths, err := opts.Client.Fetch(ctx, append(items, kernelItem))
-	if err != nil {
-		return nil, err
-	}
-	kernelPath, paths := paths[len(paths)-1], paths[:len(paths)-1]
 	phase("fetch", start)
 
 	// The kit: kernel, modules, agent, initramfs.
 	start = time.Now()
-	kit, err := initramfs.KitFromPackage(kernelPath, opts.Client.Keys, work, initramfs.BuildVMModules)
+	var kit *initramfs.Kit
+	if opts.Kernel != "" {
+		kit, err = initramfs.KitFromFiles(opts.Kernel, opts.Modules, initramfs.BuildVMModules)
+	} else {
+		kernelPath := paths[len(paths)-1]
+		items, paths = items[:len(items)-1], paths[:len(paths)-1]
+		kit, err = initramfs.KitFromPackage(kernelPath, opts.Client.Keys, work, initramfs.BuildVMModules)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -159,3 +159,44 @@ func KitFromPackage(apkPath string, keys *sign.Keyring, dir string, want []strin
 	k.Modules = mods
 	return k, nil
 }
+
+// KitFromFiles makes a kit from a kernel image on the host and,
+// optionally, a modules directory laid out as lib/modules/KVER (with
+// modules.dep): the --kernel and --modules overrides. Without a modules
+// directory no module is loaded, so the kernel must have the virtio
+// drivers built in.
+func KitFromFiles(kernel, modulesDir string, want []string) (*Kit, error) {
+	if st, err := os.Stat(kernel); err != nil || !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("kernel: %s is not a kernel image file", kernel)
+	}
+	k := &Kit{Kernel: kernel}
+	if modulesDir == "" {
+		return k, nil
+	}
+	k.Release = filepath.Base(filepath.Clean(modulesDir))
+	f, err := os.Open(filepath.Join(modulesDir, "modules.dep"))
+	if err != nil {
+		return nil, fmt.Errorf("kernel: --modules %s: %w", modulesDir, err)
+	}
+	md, err := ParseModulesDep(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("kernel: %s: %w", modulesDir, err)
+	}
+	builtin, _ := os.ReadFile(filepath.Join(modulesDir, "modules.builtin"))
+	order, err := md.LoadOrder(want, ParseBuiltin(builtin))
+	if err != nil {
+		return nil, fmt.Errorf("kernel: %s: %w", modulesDir, err)
+	}
+	for _, p := range order {
+		data, err := os.ReadFile(filepath.Join(modulesDir, filepath.FromSlash(p)))
+		if err != nil {
+			return nil, fmt.Errorf("kernel: %w", err)
+		}
+		if data, err = Decompress(p, data); err != nil {
+			return nil, fmt.Errorf("kernel: %w", err)
+		}
+		k.Modules = append(k.Modules, Module{Name: ModName(p), Path: p, Data: data})
+	}
+	return k, nil
+}

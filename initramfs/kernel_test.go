@@ -1,6 +1,9 @@
 package initramfs
 
 import (
+	"archive/tar"
+	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,6 +11,7 @@ import (
 
 	"github.com/alpinist/alpinist/internal/vmtest"
 
+	"github.com/alpinist/alpinist/apk/apkfile"
 	"github.com/alpinist/alpinist/apk/sign"
 	"github.com/alpinist/alpinist/internal/testrepo"
 	"github.com/alpinist/alpinist/qemu"
@@ -114,4 +118,57 @@ func FuzzModulesDep(f *testing.F) {
 			seen[p] = true
 		}
 	})
+}
+
+// TestKitFromFiles: the --kernel/--modules override gives the same kit as
+// the package, from an unpacked linux-virt.
+func TestKitFromFiles(t *testing.T) {
+	repo := testrepo.Generated(t)
+	keys, err := sign.LoadKeyring(filepath.Join(repo, "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkgs, _ := filepath.Glob(filepath.Join(repo, "main", "x86_64", "linux-virt-*.apk"))
+	fromPkg, err := KitFromPackage(pkgs[0], keys, t.TempDir(), BuildVMModules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Unpack the package with the pkg command's reader.
+	root := t.TempDir()
+	f, _ := os.Open(pkgs[0])
+	defer f.Close()
+	if _, err := apkfile.Read(f, apkfile.ReadOptions{Keys: keys, Entry: func(h *tar.Header, r io.Reader) error {
+		p := filepath.Join(root, h.Name)
+		switch h.Typeflag {
+		case tar.TypeDir:
+			return os.MkdirAll(p, 0o755)
+		case tar.TypeReg:
+			data, err := io.ReadAll(r)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(p, data, 0o644)
+		}
+		return nil
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	fromFiles, err := KitFromFiles(filepath.Join(root, "boot", "vmlinuz-virt"), filepath.Join(root, "lib", "modules", fromPkg.Release), BuildVMModules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fromFiles.Modules) != len(fromPkg.Modules) || fromFiles.Release != fromPkg.Release {
+		t.Fatalf("%d modules (%s) vs %d (%s)", len(fromFiles.Modules), fromFiles.Release, len(fromPkg.Modules), fromPkg.Release)
+	}
+	for i := range fromPkg.Modules {
+		if fromFiles.Modules[i].Name != fromPkg.Modules[i].Name || !bytes.Equal(fromFiles.Modules[i].Data, fromPkg.Modules[i].Data) {
+			t.Errorf("module %d differs: %s vs %s", i, fromFiles.Modules[i].Name, fromPkg.Modules[i].Name)
+		}
+	}
+	if _, err := KitFromFiles(filepath.Join(root, "nope"), "", nil); err == nil {
+		t.Error("missing kernel accepted")
+	}
+	if _, err := KitFromFiles(filepath.Join(root, "boot", "vmlinuz-virt"), root, BuildVMModules); err == nil {
+		t.Error("modules dir without modules.dep accepted")
+	}
 }

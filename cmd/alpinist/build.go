@@ -19,6 +19,7 @@ type buildFlags struct {
 	arch, outputs     []string
 	out, lockedIn     string
 	cacheDir, accel   string
+	kernel, modules   string
 	memory, cpus      int
 	bootTimeout, idle time.Duration
 }
@@ -54,6 +55,8 @@ package's build date. Phase times are printed at the end.`,
 	fl.StringVar(&f.lockedIn, "locked", "", "build exactly the packages of lock `FILE`")
 	fl.StringVar(&f.cacheDir, "cache", "", "package cache `DIR` (default $ALPINIST_CACHE or ~/.cache/alpinist)")
 	fl.StringVar(&f.accel, "accel", "", "force kvm or tcg (default: probe KVM)")
+	fl.StringVar(&f.kernel, "kernel", "", "boot the build VM with this kernel image `FILE` instead of the repository's linux-virt")
+	fl.StringVar(&f.modules, "modules", "", "with --kernel: its lib/modules/KVER `DIR` (with modules.dep) to take the virtio modules from")
 	fl.IntVar(&f.memory, "memory", 0, "VM memory in MiB (default: from the packages' installed size)")
 	fl.IntVar(&f.cpus, "cpus", 0, "VM CPUs (default: up to 2)")
 	fl.DurationVar(&f.bootTimeout, "boot-timeout", 3*time.Minute, "time allowed until the VM's agent is up")
@@ -64,6 +67,12 @@ package's build date. Phase times are printed at the end.`,
 func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 	if f.out == "" {
 		return fmt.Errorf("-o DIR is required")
+	}
+	if f.modules != "" && f.kernel == "" {
+		return fmt.Errorf("--modules needs --kernel")
+	}
+	if f.kernel != "" && len(f.arch) != 1 {
+		return fmt.Errorf("--kernel boots one architecture: give --arch too")
 	}
 	for _, o := range f.outputs {
 		if o != "tar" {
@@ -119,7 +128,7 @@ func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 		}
 		res, err := build.Run(cmd.Context(), build.Options{
 			Name: sc.spec.Name, Arch: arch, OutDir: f.out, Entry: entry, Indexes: idx, World: sc.spec.Packages,
-			Client: sc.client, Keys: keys, SourceDateEpoch: se, Accel: f.accel, MemoryMiB: f.memory, CPUs: f.cpus,
+			Client: sc.client, Keys: keys, SourceDateEpoch: se, Accel: f.accel, Kernel: f.kernel, Modules: f.modules, MemoryMiB: f.memory, CPUs: f.cpus,
 			Console: console, Log: e.log, BootTimeout: f.bootTimeout, IdleTimeout: f.idle,
 		})
 		logFile.Close()
