@@ -7,8 +7,12 @@ package build
 import (
 	"archive/tar"
 	"context"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"os"
@@ -26,6 +30,7 @@ import (
 	"github.com/alpinist/alpinist/apk/version"
 	"github.com/alpinist/alpinist/initramfs"
 	"github.com/alpinist/alpinist/qemu"
+	"github.com/alpinist/alpinist/spec"
 )
 
 // Options describe one architecture's build.
@@ -43,6 +48,9 @@ type Options struct {
 	Keys map[string][]byte
 	// SourceDateEpoch fixes every time in the output.
 	SourceDateEpoch int64
+	// Installer is the spec's installer (apk-tools runs the minirootfs's
+	// apk in the VM).
+	Installer spec.Installer
 	// Kernel and Modules override the kernel of the repository's
 	// linux-virt: a kernel image and a lib/modules/KVER directory.
 	Kernel, Modules string
@@ -161,6 +169,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	outDisk := filepath.Join(work, "out.img")
 	outSize := roundMiB(installed*3/2 + 64<<20)
+	if opts.Installer.Type == "apk-tools" {
+		installed += 64 << 20 // the unpacked tools root lives in the VM's memory too
+	}
 	if err := sparseFile(outDisk, outSize); err != nil {
 		return nil, err
 	}
@@ -245,6 +256,16 @@ func kernelPackage(idx []*repo.Index, arch string) (repo.Item, error) {
 
 func writePackageDisk(w io.Writer, opts Options, items []repo.Item, paths []string) (int64, error) {
 	m := pkgdisk.Manifest{Arch: opts.Arch, Repositories: opts.Entry.Repositories, SourceDateEpoch: opts.SourceDateEpoch}
+	var tools *os.File
+	if opts.Installer.Type == "apk-tools" {
+		m.Installer, m.Tools = "apk-tools", true
+		f, err := openChecked(opts.Installer)
+		if err != nil {
+			return 0, err
+		}
+		defer f.Close()
+		tools = f
+	}
 	for _, d := range opts.World {
 		m.World = append(m.World, d.String())
 	}
@@ -257,6 +278,15 @@ func writePackageDisk(w io.Writer, opts Options, items []repo.Item, paths []stri
 	dw, err := pkgdisk.NewWriter(w, m, opts.Keys)
 	if err != nil {
 		return 0, err
+	}
+	if tools != nil {
+		st, err := tools.Stat()
+		if err != nil {
+			return 0, err
+		}
+		if err := dw.AddTools(tools, st.Size()); err != nil {
+			return 0, err
+		}
 	}
 	for _, p := range paths {
 		f, err := os.Open(p)
@@ -273,6 +303,40 @@ func writePackageDisk(w io.Writer, opts Options, items []repo.Item, paths []stri
 		}
 	}
 	return installed, dw.Close()
+}
+
+// openChecked opens the apk-tools installer's minirootfs after checking
+// its sha256/sha512 when the spec gives them.
+func openChecked(in spec.Installer) (*os.File, error) {
+	f, err := os.Open(in.Minirootfs)
+	if err != nil {
+		return nil, fmt.Errorf("installer: %w", err)
+	}
+	for _, c := range []struct {
+		want string
+		h    hash.Hash
+	}{{in.SHA256, sha256.New()}, {in.SHA512, sha512.New()}} {
+		if c.want == "" {
+			continue
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			f.Close()
+			return nil, err
+		}
+		if _, err := io.Copy(c.h, f); err != nil {
+			f.Close()
+			return nil, err
+		}
+		if got := hex.EncodeToString(c.h.Sum(nil)); got != c.want {
+			f.Close()
+			return nil, fmt.Errorf("installer: %s has checksum %s, the spec says %s", in.Minirootfs, got, c.want)
+		}
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // copyTar copies the tar stream at the start of the disk image to w,

@@ -40,6 +40,20 @@ type Spec struct {
 	Keys []string
 	// Packages is the world: what to install, as apk dependency expressions.
 	Packages []apk.Dependency
+	// Installer chooses who installs the packages in the build VM.
+	Installer Installer
+}
+
+// Installer is the spec's installer field: alpinist's own installer (the
+// default), or Alpine's real apk-tools from a minirootfs.
+type Installer struct {
+	// Type is "alpinist" or "apk-tools".
+	Type string
+	// Minirootfs is the absolute path of an Alpine minirootfs .tar.gz
+	// whose sbin/apk does the install (apk-tools only).
+	Minirootfs string
+	// SHA256 and SHA512, when given, must match the minirootfs (hex).
+	SHA256, SHA512 string
 }
 
 // Repository is one package repository.
@@ -203,6 +217,8 @@ func parse(data []byte, file, dir string) (*Spec, error) {
 				}
 				s.Packages = append(s.Packages, d)
 			}
+		case "installer":
+			p.installer(v, s)
 		default:
 			p.errorf(k, "unknown field %q (known: %s)", k.Value, strings.Join(knownFields, ", "))
 		}
@@ -225,7 +241,64 @@ func parse(data []byte, file, dir string) (*Spec, error) {
 	return s, nil
 }
 
-var knownFields = []string{"name", "arch", "repositories", "keys", "packages"}
+var knownFields = []string{"name", "arch", "repositories", "keys", "packages", "installer"}
+
+// installer reads "installer: alpinist", or a mapping
+// {type: apk-tools, minirootfs: FILE, sha256: HEX, sha512: HEX}.
+func (p *parser) installer(v *yaml.Node, s *Spec) {
+	s.Installer.Type = "alpinist"
+	if v.Kind == yaml.ScalarNode {
+		t := p.scalar(v, "installer")
+		switch t {
+		case "alpinist":
+		case "apk-tools":
+			p.errorf(v, "installer: apk-tools needs a minirootfs: write installer: {type: apk-tools, minirootfs: FILE.tar.gz, sha256: HEX}")
+		default:
+			p.errorf(v, "installer: %q is not alpinist or apk-tools", t)
+		}
+		return
+	}
+	if v.Kind != yaml.MappingNode {
+		p.errorf(v, "installer: expected alpinist or a mapping {type: apk-tools, minirootfs: FILE}")
+		return
+	}
+	for i := 0; i+1 < len(v.Content); i += 2 {
+		k, val := v.Content[i], v.Content[i+1]
+		switch k.Value {
+		case "type":
+			s.Installer.Type = p.scalar(val, "installer.type")
+			if s.Installer.Type != "alpinist" && s.Installer.Type != "apk-tools" {
+				p.errorf(val, "installer.type: %q is not alpinist or apk-tools", s.Installer.Type)
+			}
+		case "minirootfs":
+			m := p.scalar(val, "installer.minirootfs")
+			if strings.Contains(m, "://") {
+				p.errorf(val, "installer.minirootfs: URLs are not supported yet; download it and give the file")
+				continue
+			}
+			s.Installer.Minirootfs = p.path(m)
+			if _, err := os.Stat(s.Installer.Minirootfs); err != nil {
+				p.errorf(val, "installer.minirootfs: %v", err)
+			}
+		case "sha256", "sha512":
+			h := strings.ToLower(p.scalar(val, "installer."+k.Value))
+			want := map[string]int{"sha256": 64, "sha512": 128}[k.Value]
+			if len(h) != want || strings.Trim(h, "0123456789abcdef") != "" {
+				p.errorf(val, "installer.%s: expected %d hex digits", k.Value, want)
+			}
+			if k.Value == "sha256" {
+				s.Installer.SHA256 = h
+			} else {
+				s.Installer.SHA512 = h
+			}
+		default:
+			p.errorf(k, "installer: unknown field %q (known: type, minirootfs, sha256, sha512)", k.Value)
+		}
+	}
+	if s.Installer.Type == "apk-tools" && s.Installer.Minirootfs == "" {
+		p.errorf(v, "installer: apk-tools needs minirootfs: FILE.tar.gz (an Alpine minirootfs of the target arch)")
+	}
+}
 
 func (p *parser) scalar(n *yaml.Node, field string) string {
 	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {

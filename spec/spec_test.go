@@ -110,3 +110,32 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestInstaller(t *testing.T) {
+	dir := t.TempDir()
+	mini := filepath.Join(dir, "mini.tar.gz")
+	os.WriteFile(mini, []byte("x"), 0o644)
+	base := "name: x\nrepositories: [/r]\npackages: [busybox]\n"
+	s, err := Parse(strings.NewReader(base+"installer:\n  type: apk-tools\n  minirootfs: mini.tar.gz\n  sha256: "+strings.Repeat("ab", 32)+"\n"), "s.yaml", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Installer.Type != "apk-tools" || s.Installer.Minirootfs != mini || s.Installer.SHA256 != strings.Repeat("ab", 32) {
+		t.Errorf("%+v", s.Installer)
+	}
+	for body, want := range map[string]string{
+		"installer: apk\n":                               `"apk" is not alpinist or apk-tools`,
+		"installer: apk-tools\n":                         "needs a minirootfs",
+		"installer:\n  type: apk-tools\n":                "needs minirootfs",
+		"installer:\n  minirootfs: https://x/y.tar.gz\n": "URLs are not supported",
+		"installer:\n  minirootfs: nope.tar.gz\n":        "no such file",
+		"installer:\n  sha256: 12\n":                     "64 hex digits",
+		"installer:\n  flavour: x\n":                     `unknown field "flavour"`,
+		"installer: [a]\n":                               "expected alpinist or a mapping",
+	} {
+		_, err := Parse(strings.NewReader(base+body), "s.yaml", dir)
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "s.yaml:") {
+			t.Errorf("%q: got %v, want %q", body, err, want)
+		}
+	}
+}

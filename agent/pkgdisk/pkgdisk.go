@@ -32,6 +32,11 @@ type Manifest struct {
 	Packages []Package `json:"packages"`
 	// SourceDateEpoch fixes the time of everything the agent writes.
 	SourceDateEpoch int64 `json:"source_date_epoch"`
+	// Installer is "" (alpinist's own) or "apk-tools": then Tools is set
+	// and a gzip'ed tar of a root holding sbin/apk (an Alpine
+	// minirootfs) follows the keys, and the real apk installs.
+	Installer string `json:"installer,omitempty"`
+	Tools     bool   `json:"tools,omitempty"`
 }
 
 // Package is one package file on the disk.
@@ -52,6 +57,7 @@ const (
 	manifestName = "manifest.json"
 	keyDir       = "keys/"
 	pkgDir       = "packages/"
+	toolsName    = "tools.tar.gz"
 )
 
 // FileName is a package's entry name.
@@ -62,6 +68,7 @@ type Writer struct {
 	tw    *tar.Writer
 	m     Manifest
 	next  int
+	tools bool
 	mtime time.Time
 }
 
@@ -108,8 +115,21 @@ func (w *Writer) file(name string, size int64, r io.Reader) error {
 	return nil
 }
 
+// AddTools writes the tools tarball; it must come before the packages,
+// and only when the manifest says Tools.
+func (w *Writer) AddTools(r io.Reader, size int64) error {
+	if !w.m.Tools || w.next > 0 || w.tools {
+		return errors.New("pkgdisk: tools only once, before the packages, when the manifest says so")
+	}
+	w.tools = true
+	return w.file(toolsName, size, r)
+}
+
 // Add writes the next package's file (size bytes from r).
 func (w *Writer) Add(r io.Reader, size int64) error {
+	if w.m.Tools && !w.tools {
+		return errors.New("pkgdisk: the tools tarball must come first")
+	}
 	if w.next >= len(w.m.Packages) {
 		return errors.New("pkgdisk: more packages than the manifest lists")
 	}
@@ -131,8 +151,9 @@ func (w *Writer) Close() error {
 type Reader struct {
 	tr       *tar.Reader
 	Manifest Manifest
-	Keys     map[string][]byte
-	next     int
+	Keys      map[string][]byte
+	next      int
+	toolsRead bool
 }
 
 // NewReader reads the manifest and the keys.
@@ -167,9 +188,31 @@ func NewReader(r io.Reader) (*Reader, error) {
 	return dr, nil
 }
 
+// Tools returns a reader of the tools tarball (when Manifest.Tools); it
+// must be read before Next is called.
+func (r *Reader) Tools() (io.Reader, error) {
+	if !r.Manifest.Tools || r.next > 0 {
+		return nil, errors.New("pkgdisk: no tools tarball here")
+	}
+	h, err := r.tr.Next()
+	if err != nil {
+		return nil, fmt.Errorf("pkgdisk: %s: %w", toolsName, err)
+	}
+	if h.Name != toolsName {
+		return nil, fmt.Errorf("pkgdisk: expected %s, found %s", toolsName, h.Name)
+	}
+	r.toolsRead = true
+	return r.tr, nil
+}
+
 // Next returns the next package and a reader of its file, or io.EOF
 // after the last one.
 func (r *Reader) Next() (Package, io.Reader, error) {
+	if r.Manifest.Tools && !r.toolsRead {
+		if _, err := r.Tools(); err != nil {
+			return Package{}, nil, err
+		}
+	}
 	if r.next >= len(r.Manifest.Packages) {
 		return Package{}, nil, io.EOF
 	}

@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/alpinist/alpinist/agent/apktools"
 	"github.com/alpinist/alpinist/agent/export"
 	"github.com/alpinist/alpinist/agent/install"
 	"github.com/alpinist/alpinist/agent/pkgdisk"
@@ -55,10 +56,27 @@ func build(disks map[string]string, args map[string]string) error {
 		return err
 	}
 	report(proto.Message{Type: proto.TypePhase, Phase: "install", Text: fmt.Sprintf("%d packages", len(d.Manifest.Packages))})
-	inst := &install.Installer{Root: target, Log: os.Stdout, MountSpecial: true,
-		Phase: func(what string) { report(proto.Message{Type: proto.TypeLog, Text: "installing " + what}) }}
-	if err := inst.Install(d); err != nil {
-		return err
+	switch d.Manifest.Installer {
+	case "":
+		inst := &install.Installer{Root: target, Log: os.Stdout, MountSpecial: true,
+			Phase: func(what string) { report(proto.Message{Type: proto.TypeLog, Text: "installing " + what}) }}
+		if err := inst.Install(d); err != nil {
+			return err
+		}
+	case "apk-tools":
+		const tools = "/tools"
+		if err := os.MkdirAll(tools, 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mount("tmpfs", tools, "tmpfs", 0, "mode=0755"); err != nil {
+			return fmt.Errorf("mount the tools tmpfs: %w", err)
+		}
+		if err := apktools.Install(d, target, tools, os.Stdout); err != nil {
+			return err
+		}
+		unix.Unmount(tools, unix.MNT_DETACH)
+	default:
+		return fmt.Errorf("unknown installer %q", d.Manifest.Installer)
 	}
 	report(proto.Message{Type: proto.TypePhase, Phase: "export"})
 	o, err := os.OpenFile(out, os.O_WRONLY, 0)

@@ -211,3 +211,63 @@ func TestBuildTestPackages(t *testing.T) {
 		t.Errorf("replaces: %q", got)
 	}
 }
+
+// dbPackages lists NAME-VERSION of a rootfs tar's apk database, sorted.
+func dbPackages(t *testing.T, tarPath string) []string {
+	t.Helper()
+	_, data := tarIndex(t, tarPath, "lib/apk/db/installed")
+	var out []string
+	name := ""
+	for _, l := range strings.Split(string(data["lib/apk/db/installed"]), "\n") {
+		if v, ok := strings.CutPrefix(l, "P:"); ok {
+			name = v
+		}
+		if v, ok := strings.CutPrefix(l, "V:"); ok {
+			out = append(out, name+"-"+v)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestBuildWithApkTools builds with `installer: apk-tools` (Alpine's real
+// apk from the minirootfs fixture, inside the x86_64 VM) and with our
+// installer: both list the same packages, and apk's scripts and triggers
+// ran.
+func TestBuildWithApkTools(t *testing.T) {
+	td := generatedRepo(t)
+	vmtest.Binary(t, "x86_64")
+	mini := minirootfs.Tarball(t)
+	repoDir, _ := filepath.Abs(filepath.Join(td, "repo"))
+	dir := t.TempDir()
+	body := "arch: [x86_64]\nrepositories: [" + repoDir + "/main]\nkeys: [" + repoDir + "/keys/]\n" +
+		"packages: [alpine-base, busybox, alpinist-test-scripts, alpinist-test-consumer, alpinist-test-trigger, alpinist-test-hook]\n"
+	ours := filepath.Join(dir, "ours.yaml")
+	theirs := filepath.Join(dir, "theirs.yaml")
+	writeFile(t, ours, "name: ours\n"+body, 0o644)
+	writeFile(t, theirs, "name: theirs\n"+body+"installer:\n  type: apk-tools\n  minirootfs: "+mini+"\n", 0o644)
+	cache := t.TempDir()
+	out := filepath.Join(dir, "out")
+	mustCLI(t, "build", ours, "-o", out, "--cache", cache)
+	mustCLI(t, "build", theirs, "-o", out, "--cache", cache)
+	a, b := dbPackages(t, filepath.Join(out, "ours-x86_64.tar")), dbPackages(t, filepath.Join(out, "theirs-x86_64.tar"))
+	if strings.Join(a, " ") != strings.Join(b, " ") || len(a) < 8 {
+		t.Errorf("our installer: %v\napk-tools: %v", a, b)
+	}
+	hs, data := tarIndex(t, filepath.Join(out, "theirs-x86_64.tar"), "var/lib/alpinist-test/trigger.log", "etc/apk/world")
+	if h := hs["bin/ls"]; h == nil || h.Linkname != "/bin/busybox" {
+		t.Errorf("bin/ls: %+v", h)
+	}
+	if !strings.Contains(string(data["var/lib/alpinist-test/trigger.log"]), testrepo.HooksDir) {
+		t.Errorf("trigger log %q", data["var/lib/alpinist-test/trigger.log"])
+	}
+	if !strings.HasPrefix(string(data["etc/apk/world"]), "alpine-base\nbusybox\n") {
+		t.Errorf("world %q", data["etc/apk/world"])
+	}
+	// A wrong checksum for the minirootfs is refused before any VM runs.
+	bad := filepath.Join(dir, "bad.yaml")
+	writeFile(t, bad, "name: bad\n"+body+"installer:\n  type: apk-tools\n  minirootfs: "+mini+"\n  sha256: "+strings.Repeat("0", 64)+"\n", 0o644)
+	if code, _, errs := cli(t, "build", bad, "-o", filepath.Join(dir, "bad"), "--cache", cache); code == 0 || !strings.Contains(errs, "checksum") {
+		t.Errorf("bad checksum: %d %s", code, errs)
+	}
+}
