@@ -149,8 +149,8 @@ func (w *Writer) Close() error {
 
 // Reader reads a package disk front to back.
 type Reader struct {
-	tr       *tar.Reader
-	Manifest Manifest
+	tr        *tar.Reader
+	Manifest  Manifest
 	Keys      map[string][]byte
 	next      int
 	toolsRead bool
