@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,5 +73,43 @@ func TestAgentBootsToReady(t *testing.T) {
 			}
 			t.Logf("%s: agent ready after %v (guest uptime %v); QEMU ran %v in all", arch, res.Ready.Round(time.Millisecond), r.Uptime.Round(time.Millisecond), res.Elapsed.Round(time.Millisecond))
 		})
+	}
+}
+
+// TestWatchdogRealVM: a real VM whose /init never reports is killed by
+// the boot watchdog with a clear error; one whose kernel panics (no
+// init at all) ends the run with QEMU's exit and the console's tail.
+func TestWatchdogRealVM(t *testing.T) {
+	p, bin := vmtest.Binary(t, "x86_64")
+	kernel := testrepo.Extract(t, "x86_64", "linux-virt", "boot/vmlinuz-virt")
+	busybox, err := os.ReadFile(testrepo.Extract(t, "x86_64", "busybox", "bin/busybox"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := initramfs.New()
+	for _, err := range []error{a.File("bin/busybox", 0o755, busybox), a.CharDev("dev/console", 0o600, 5, 1),
+		a.File("init", 0o755, []byte("#!/bin/busybox sh\n/bin/busybox echo hanging on purpose\nexec /bin/busybox sleep 1000\n"))} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	initrd := filepath.Join(dir, "initrd")
+	img, _ := a.Bytes()
+	os.WriteFile(initrd, img, 0o644)
+
+	start := time.Now()
+	_, err = qemu.Run(context.Background(), &qemu.VM{Profile: p, Accel: "tcg", MemoryMiB: 256, Kernel: kernel, Initrd: initrd},
+		qemu.RunOptions{Binary: bin, BootTimeout: 8 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), "did not report ready within 8s") || !strings.Contains(err.Error(), "hanging on purpose") {
+		t.Errorf("hung VM: %v", err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("the watchdog took %v", d)
+	}
+	_, err = qemu.Run(context.Background(), &qemu.VM{Profile: p, Accel: "tcg", MemoryMiB: 256, Kernel: kernel, Cmdline: []string{"loglevel=4"}},
+		qemu.RunOptions{Binary: bin, BootTimeout: time.Minute})
+	if err == nil || !strings.Contains(err.Error(), "QEMU ended") || !strings.Contains(err.Error(), "Kernel panic") {
+		t.Errorf("crashed VM: %v", err)
 	}
 }
