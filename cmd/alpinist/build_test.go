@@ -271,3 +271,33 @@ func TestBuildWithApkTools(t *testing.T) {
 		t.Errorf("bad checksum: %d %s", code, errs)
 	}
 }
+
+// TestBuildFailingPreInstall: a package (made here with pkg build, in a
+// second repository) whose pre-install fails stops the build before its
+// files are installed, naming it.
+func TestBuildFailingPreInstall(t *testing.T) {
+	td := generatedRepo(t)
+	vmtest.Binary(t, "x86_64")
+	w := t.TempDir()
+	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
+	mustCLI(t, "repo", "keygen", "--out", filepath.Join(w, "keys"), "--name", "pre", "--bits", "2048")
+	os.MkdirAll(filepath.Join(w, "pub"), 0o755)
+	os.Rename(filepath.Join(w, "keys", "pre.rsa.pub"), filepath.Join(w, "pub", "pre.rsa.pub"))
+	writeFile(t, filepath.Join(w, "root", "usr/share/pre/file"), "x\n", 0o644)
+	writeFile(t, filepath.Join(w, "scripts", "pre-install"), "#!/bin/sh\necho refusing to install on purpose\nexit 3\n", 0o755)
+	repo := filepath.Join(w, "repo", "x86_64")
+	mustCLI(t, "pkg", "build", filepath.Join(w, "root"), "--name", "pre-fails", "--version", "1.0-r0", "--arch", "x86_64",
+		"--key", filepath.Join(w, "keys", "pre.rsa"), "-o", repo, "--scripts", filepath.Join(w, "scripts"), "--depends", "/bin/sh")
+	mustCLI(t, "repo", "index", repo, "--key", filepath.Join(w, "keys", "pre.rsa"))
+	repoDir, _ := filepath.Abs(filepath.Join(td, "repo"))
+	spec := filepath.Join(w, "pre.yaml")
+	writeFile(t, spec, "name: pre\narch: [x86_64]\nrepositories: ["+repoDir+"/main, "+filepath.Join(w, "repo")+"]\nkeys: ["+repoDir+"/keys/, "+filepath.Join(w, "pub")+"]\npackages: [busybox, pre-fails]\n", 0o644)
+	out := filepath.Join(w, "out")
+	code, _, errs := cli(t, "build", spec, "-o", out, "--cache", t.TempDir())
+	if code == 0 || !strings.Contains(errs, "pre-fails-1.0-r0") || !strings.Contains(errs, "pre-install") || !strings.Contains(errs, "refusing to install on purpose") {
+		t.Errorf("exit %d:\n%s", code, errs)
+	}
+	if left, _ := os.ReadDir(out); len(left) != 0 {
+		t.Errorf("left in the output directory: %d entries", len(left))
+	}
+}
