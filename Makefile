@@ -23,7 +23,7 @@ all: build
 
 # The build VM's agents, one per supported target arch, static, embedded
 # into bin/alpinist (tag alpinist_agents) so users need no Go toolchain.
-AGENTS := agent/embed/agents/alpinist-agent-amd64 agent/embed/agents/alpinist-agent-arm64
+AGENTS := agent/embed/agents/alpinist-agent-amd64 agent/embed/agents/alpinist-agent-arm64 agent/embed/agents/alpinist-agent-riscv64
 AGENT_SRC := $(shell find cmd/alpinist-agent agent -name '*.go' ! -name '*_test.go' 2>/dev/null) go.mod go.sum
 
 build: deps $(AGENTS)

@@ -94,7 +94,7 @@ func TestBootBusyboxInit(t *testing.T) {
 			must(t, os.WriteFile(initrd, data, 0o644))
 			v := &qemu.VM{Profile: p, Accel: "tcg", MemoryMiB: 256, Kernel: kernel, Initrd: initrd}
 			out, _ := vmtest.Boot(t, v, bin)
-			want := map[string]string{"x86_64": "x86_64", "aarch64": "aarch64"}[arch]
+			want := map[string]string{"x86_64": "x86_64", "aarch64": "aarch64", "riscv64": "riscv64"}[arch]
 			if !strings.Contains(out, "ALPINIST-INITRAMFS-OK "+want) {
 				t.Errorf("no marker on the console:\n%s", out)
 			}

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/alpinist/alpinist/initramfs/kmod"
+
 	"github.com/alpinist/alpinist/apk/apkfile"
 	"github.com/alpinist/alpinist/apk/sign"
 )
@@ -120,11 +122,11 @@ func KitFromPackage(apkPath string, keys *sign.Keyring, dir string, want []strin
 	if depData == nil {
 		return nil, fmt.Errorf("kernel: %s: no lib/modules/*/modules.dep, so modules %v cannot be found", apkPath, want)
 	}
-	md, err := ParseModulesDep(bytes.NewReader(depData))
+	md, err := kmod.ParseModulesDep(bytes.NewReader(depData))
 	if err != nil {
 		return nil, fmt.Errorf("kernel: %s: %w", apkPath, err)
 	}
-	order, err := md.LoadOrder(want, ParseBuiltin(builtinData))
+	order, err := md.LoadOrder(want, kmod.ParseBuiltin(builtinData))
 	if err != nil {
 		return nil, fmt.Errorf("kernel: %s: %w", apkPath, err)
 	}
@@ -142,10 +144,10 @@ func KitFromPackage(apkPath string, keys *sign.Keyring, dir string, want []strin
 		if err != nil {
 			return err
 		}
-		if data, err = Decompress(h.Name, data); err != nil {
+		if data, err = kmod.Decompress(h.Name, data); err != nil {
 			return err
 		}
-		mods[i] = Module{Name: ModName(order[i]), Path: order[i], Data: data}
+		mods[i] = Module{Name: kmod.ModName(order[i]), Path: order[i], Data: data}
 		return nil
 	})
 	if err != nil {
@@ -178,13 +180,13 @@ func KitFromFiles(kernel, modulesDir string, want []string) (*Kit, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kernel: --modules %s: %w", modulesDir, err)
 	}
-	md, err := ParseModulesDep(f)
+	md, err := kmod.ParseModulesDep(f)
 	f.Close()
 	if err != nil {
 		return nil, fmt.Errorf("kernel: %s: %w", modulesDir, err)
 	}
 	builtin, _ := os.ReadFile(filepath.Join(modulesDir, "modules.builtin"))
-	order, err := md.LoadOrder(want, ParseBuiltin(builtin))
+	order, err := md.LoadOrder(want, kmod.ParseBuiltin(builtin))
 	if err != nil {
 		return nil, fmt.Errorf("kernel: %s: %w", modulesDir, err)
 	}
@@ -193,10 +195,10 @@ func KitFromFiles(kernel, modulesDir string, want []string) (*Kit, error) {
 		if err != nil {
 			return nil, fmt.Errorf("kernel: %w", err)
 		}
-		if data, err = Decompress(p, data); err != nil {
+		if data, err = kmod.Decompress(p, data); err != nil {
 			return nil, fmt.Errorf("kernel: %w", err)
 		}
-		k.Modules = append(k.Modules, Module{Name: ModName(p), Path: p, Data: data})
+		k.Modules = append(k.Modules, Module{Name: kmod.ModName(p), Path: p, Data: data})
 	}
 	return k, nil
 }

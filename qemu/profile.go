@@ -39,7 +39,7 @@ var Profiles = map[string]Profile{
 	"aarch64": {Arch: "aarch64", Binary: "qemu-system-aarch64", Machine: "virt,gic-version=3", CPU: "cortex-a57", Console: "ttyAMA0", Transport: "pci", KVM: true,
 		BootArgs: []string{"quiet", "panic=-1", "cryptomgr.notests", "rcupdate.rcu_expedited=1"}, Tested: true},
 	"riscv64": {Arch: "riscv64", Binary: "qemu-system-riscv64", Machine: "virt", CPU: "rv64", Console: "ttyS0", Transport: "pci",
-		BootArgs: []string{"quiet", "panic=-1"}},
+		BootArgs: []string{"quiet", "panic=-1", "cryptomgr.notests", "rcupdate.rcu_expedited=1"}, Tested: true},
 	"armv7": {Arch: "armv7", Binary: "qemu-system-arm", Machine: "virt,highmem=off", CPU: "cortex-a15", Console: "ttyAMA0", Transport: "pci",
 		BootArgs: []string{"quiet", "panic=-1"}},
 	"x86": {Arch: "x86", Binary: "qemu-system-i386", Machine: "q35", CPU: "max", Console: "ttyS0", Transport: "pci",

@@ -34,6 +34,7 @@ check dpkg-deb dpkg
 check qemu-system-x86_64 qemu-system-x86
 check qemu-system-aarch64 qemu-system-arm
 check qemu-img qemu-utils
+check qemu-system-riscv64 qemu-system-misc
 
 # The synthetic test repository takes aarch64 binaries from Debian's arm64
 # packages, so apt must know the arm64 architecture.
@@ -43,21 +44,35 @@ if command -v dpkg >/dev/null 2>&1 && ! dpkg --print-foreign-architectures | gre
 	need_arm64=yes
 fi
 
+# riscv64: bookworm has no riscv64 port, so its binaries (kernel,
+# busybox-static, grub) come from trixie, and apt is told to take only
+# riscv64 packages from there (nothing of the host changes).
+need_riscv64=""
+trixie=/etc/apt/sources.list.d/alpinist-trixie-riscv64.sources
+if command -v dpkg >/dev/null 2>&1 && [ "$(dpkg --print-architecture)" != riscv64 ]; then
+	if ! dpkg --print-foreign-architectures | grep -qx riscv64 || \
+		! { [ -f "$trixie" ] || grep -rqs 'riscv64' /etc/apt/sources.list.d/ ; }; then
+		need_riscv64=yes
+	fi
+fi
+
 # apt's package lists must be there for apt-get download (fresh machines
 # and containers often have none).
 need_update=""
-if [ -n "$need_arm64" ] || ! apt-cache show busybox-static >/dev/null 2>&1 \
-	|| { [ "$(dpkg --print-architecture)" != arm64 ] && ! apt-cache show busybox-static:arm64 >/dev/null 2>&1; }; then
+if [ -n "$need_arm64" ] || [ -n "$need_riscv64" ] || ! apt-cache show busybox-static >/dev/null 2>&1 \
+	|| { [ "$(dpkg --print-architecture)" != arm64 ] && ! apt-cache show busybox-static:arm64 >/dev/null 2>&1; } \
+	|| { [ "$(dpkg --print-architecture)" != riscv64 ] && ! apt-cache show busybox-static:riscv64 >/dev/null 2>&1; }; then
 	need_update=yes
 fi
 
-if [ -z "$need" ] && [ -z "$need_arm64" ] && [ -z "$need_update" ]; then
+if [ -z "$need" ] && [ -z "$need_arm64" ] && [ -z "$need_riscv64" ] && [ -z "$need_update" ]; then
 	exit 0
 fi
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "deps: missing system packages; run as root:" >&2
 	[ -n "$need_arm64" ] && echo "  dpkg --add-architecture arm64" >&2
+	[ -n "$need_riscv64" ] && printf '  dpkg --add-architecture riscv64\n  printf "Types: deb\\nURIs: http://deb.debian.org/debian\\nSuites: trixie\\nComponents: main\\nArchitectures: riscv64\\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\\n" > %s\n' "$trixie" >&2
 	echo "  apt-get update" >&2
 	[ -n "$need" ] && echo "  apt-get install -y$need" >&2
 	exit 1
@@ -67,6 +82,13 @@ export DEBIAN_FRONTEND=noninteractive
 if [ -n "$need_arm64" ]; then
 	echo "deps: adding the arm64 architecture to apt (for the aarch64 test repository)"
 	dpkg --add-architecture arm64
+fi
+if [ -n "$need_riscv64" ]; then
+	echo "deps: adding the riscv64 architecture from trixie to apt (for the riscv64 test repository)"
+	dpkg --add-architecture riscv64
+	if ! grep -rqs 'riscv64' /etc/apt/sources.list.d/; then
+		printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: trixie\nComponents: main\nArchitectures: riscv64\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' > "$trixie"
+	fi
 fi
 apt-get update -qq
 [ -n "$need" ] && apt-get install -y -qq $need

@@ -72,7 +72,9 @@ func buildAgent(goarch string) ([]byte, error) {
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return nil, err
 	}
-	tmp := out + ".tmp"
+	// Several test binaries may build the same agent at once: each into
+	// its own temporary name, and the rename makes one of them win.
+	tmp := fmt.Sprintf("%s.tmp-%d", out, os.Getpid())
 	cmd := exec.Command(goBin, "build", "-trimpath", "-ldflags", "-s -w", "-o", tmp, "./cmd/alpinist-agent")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch)

@@ -7,7 +7,7 @@ import (
 )
 
 func TestAgent(t *testing.T) {
-	for arch, machine := range map[string]elf.Machine{"x86_64": elf.EM_X86_64, "aarch64": elf.EM_AARCH64} {
+	for arch, machine := range map[string]elf.Machine{"x86_64": elf.EM_X86_64, "aarch64": elf.EM_AARCH64, "riscv64": elf.EM_RISCV} {
 		b, err := Agent(arch)
 		if err != nil {
 			t.Fatal(err)

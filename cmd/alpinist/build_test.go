@@ -56,13 +56,14 @@ func TestBuildDemo(t *testing.T) {
 	spec := filepath.Join(td, "specs", "demo.yaml")
 	cache := t.TempDir()
 	out := t.TempDir()
-	for _, arch := range vmtest.Arches {
+	arches := []string{"x86_64", "aarch64"} // demo.yaml's
+	for _, arch := range arches {
 		vmtest.Binary(t, arch)
 	}
 	res := mustCLI(t, "build", spec, "-o", out, "--cache", cache)
 	t.Log(res)
 	lock := mustCLI(t, "resolve", spec, "--locked", filepath.Join(out, "demo.lock"), "--cache", cache)
-	for _, arch := range vmtest.Arches {
+	for _, arch := range arches {
 		t.Run(arch, func(t *testing.T) {
 			tarPath := filepath.Join(out, "demo-"+arch+".tar")
 			hs, data := tarIndex(t, tarPath, "bin/busybox", "lib/apk/db/installed", "var/lib/alpinist-test/scripts.post-install", "etc/apk/world")
@@ -299,5 +300,27 @@ func TestBuildFailingPreInstall(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(out); len(left) != 0 {
 		t.Errorf("left in the output directory: %d entries", len(left))
+	}
+}
+
+// TestBuildRISCV64 builds demo-riscv64.yaml in a riscv64 VM under TCG.
+func TestBuildRISCV64(t *testing.T) {
+	td := generatedRepo(t)
+	vmtest.Binary(t, "riscv64")
+	out := t.TempDir()
+	mustCLI(t, "build", filepath.Join(td, "specs", "demo-riscv64.yaml"), "-o", out, "--cache", t.TempDir())
+	hs, data := tarIndex(t, filepath.Join(out, "demo-riscv64-riscv64.tar"), "bin/busybox")
+	ef, err := elf.NewFile(bytes.NewReader(data["bin/busybox"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ef.Machine != elf.EM_RISCV {
+		t.Errorf("bin/busybox is %v", ef.Machine)
+	}
+	if h := hs["bin/ls"]; h == nil || h.Linkname != "/bin/busybox" {
+		t.Errorf("bin/ls: %+v", h)
+	}
+	if pk := dbPackages(t, filepath.Join(out, "demo-riscv64-riscv64.tar")); len(pk) < 9 || !slices.ContainsFunc(pk, func(s string) bool { return strings.HasPrefix(s, "linux-virt-") }) {
+		t.Errorf("installed %v", pk)
 	}
 }

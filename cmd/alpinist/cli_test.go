@@ -363,6 +363,9 @@ func TestSpecsResolveLikeRealApk(t *testing.T) {
 	}
 	for _, spec := range specs {
 		t.Run(filepath.Base(spec), func(t *testing.T) {
+			if data, _ := os.ReadFile(spec); !strings.Contains(string(data), "x86_64") {
+				t.Skip("the real apk here is x86_64; this spec builds other arches (resolved above)")
+			}
 			ours := mustCLI(t, "resolve", spec, "--arch", "x86_64")
 			var world []string
 			var want []string

@@ -21,7 +21,7 @@ import (
 
 func main() {
 	out := flag.String("o", "", "output directory (required)")
-	arches := flag.String("arch", "x86_64,aarch64", "comma-separated Alpine architectures")
+	arches := flag.String("arch", "x86_64,aarch64,riscv64", "comma-separated Alpine architectures")
 	force := flag.Bool("force", false, "rebuild even when the output is up to date")
 	debs := flag.String("debs", "", "Debian package cache (default DIR/debs)")
 	verbose := flag.Bool("v", false, "log every step")

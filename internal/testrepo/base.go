@@ -261,7 +261,8 @@ func buildBusybox(ctx context.Context, b *builder) ([]*Pkg, error) {
 	bin := filepath.Join(b.workDir("busybox"), "busybox")
 	found := false
 	err = WalkDeb(ctx, deb, func(name string, hdr *tar.Header, r io.Reader) error {
-		if name != "bin/busybox" || hdr.Typeflag != tar.TypeReg {
+		// bookworm has bin/busybox; trixie (merged /usr) usr/bin/busybox.
+		if (name != "bin/busybox" && name != "usr/bin/busybox") || hdr.Typeflag != tar.TypeReg {
 			return nil
 		}
 		found = true

@@ -27,8 +27,10 @@ func DebArch(alpineArch string) (string, error) {
 		return "amd64", nil
 	case "aarch64":
 		return "arm64", nil
+	case "riscv64":
+		return "riscv64", nil
 	}
-	return "", fmt.Errorf("testrepo: architecture %q is not supported (x86_64, aarch64)", alpineArch)
+	return "", fmt.Errorf("testrepo: architecture %q is not supported (x86_64, aarch64, riscv64)", alpineArch)
 }
 
 // Deb is one Debian binary package as apt describes it.

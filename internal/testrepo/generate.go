@@ -94,7 +94,7 @@ func Generate(ctx context.Context, opts Options) ([]ArchResult, error) {
 	}
 	arches := opts.Arches
 	if len(arches) == 0 {
-		arches = []string{"x86_64", "aarch64"}
+		arches = []string{"x86_64", "aarch64", "riscv64"}
 	}
 	for _, a := range arches {
 		if _, err := DebArch(a); err != nil {

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/alpinist/alpinist/initramfs/kmod"
 )
 
 // KernelModules are the modules linux-virt must carry (with their
@@ -34,6 +36,16 @@ const maxModuleSize = 64 << 20
 // first: the cloud flavour's meta package, then the generic one.
 func kernelDebCandidates(debArch string) []string {
 	return []string{"linux-image-cloud-" + debArch, "linux-image-" + debArch}
+}
+
+// plainModule strips a module's compression suffix: "x.ko.xz" -> "x.ko".
+func plainModule(p string) string {
+	for _, ext := range []string{".gz", ".xz", ".zst"} {
+		if strings.HasSuffix(p, ".ko"+ext) {
+			return strings.TrimSuffix(p, ext)
+		}
+	}
+	return p
 }
 
 // resolveKernel finds the versioned kernel package the first available
@@ -85,6 +97,10 @@ func buildKernel(ctx context.Context, b *builder) ([]*Pkg, error) {
 			return nil
 		}
 		if dir, file := path.Split(name); dir == "boot/" {
+			// riscv64's Debian kernel is an uncompressed Image, /boot/vmlinux-*.
+			if v, ok := strings.CutPrefix(file, "vmlinux-"); ok {
+				file = "vmlinuz-" + v
+			}
 			for _, kind := range []string{"vmlinuz", "config", "System.map"} {
 				if strings.HasPrefix(file, kind+"-") {
 					if v := strings.TrimPrefix(file, kind+"-"); kver == "" {
@@ -98,7 +114,7 @@ func buildKernel(ctx context.Context, b *builder) ([]*Pkg, error) {
 			}
 			return nil
 		}
-		rest, ok := strings.CutPrefix(name, "lib/modules/")
+		rest, ok := strings.CutPrefix(strings.TrimPrefix(name, "usr/"), "lib/modules/")
 		if !ok {
 			return nil
 		}
@@ -121,7 +137,7 @@ func buildKernel(ctx context.Context, b *builder) ([]*Pkg, error) {
 			var err error
 			builtinModinfo, err = io.ReadAll(r)
 			return err
-		case strings.HasSuffix(rel, ".ko"):
+		case strings.HasSuffix(plainModule(rel), ".ko"):
 			if hdr.Size > maxModuleSize {
 				return fmt.Errorf("module larger than %d bytes", maxModuleSize)
 			}
@@ -129,6 +145,11 @@ func buildKernel(ctx context.Context, b *builder) ([]*Pkg, error) {
 			if err != nil {
 				return err
 			}
+			// trixie ships .ko.xz; the repository carries .ko.gz as Alpine.
+			if data, err = kmod.Decompress(rel, data); err != nil {
+				return err
+			}
+			rel = plainModule(rel)
 			m, err := ReadModInfo(bytes.NewReader(data), rel)
 			if err != nil {
 				return err
@@ -173,11 +194,20 @@ func buildKernel(ctx context.Context, b *builder) ([]*Pkg, error) {
 	gzPath := func(rel string) string { return rel + ".gz" }
 	written := map[string]string{}
 	err = WalkDeb(ctx, deb, func(name string, hdr *tar.Header, r io.Reader) error {
+		orig := name
+		name = plainModule(strings.TrimPrefix(name, "usr/"))
 		if !want[name] || hdr.Typeflag != tar.TypeReg {
 			return nil
 		}
+		data, err := io.ReadAll(io.LimitReader(r, maxModuleSize+1))
+		if err != nil {
+			return err
+		}
+		if data, err = kmod.Decompress(orig, data); err != nil {
+			return err
+		}
 		dst := filepath.Join(work, filepath.FromSlash(gzPath(name)))
-		if err := gzipFile(dst, r); err != nil {
+		if err := gzipFile(dst, bytes.NewReader(data)); err != nil {
 			return err
 		}
 		written[name] = dst

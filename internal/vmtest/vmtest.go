@@ -15,7 +15,7 @@ import (
 )
 
 // Arches are the architectures the boot tests cover.
-var Arches = []string{"x86_64", "aarch64"}
+var Arches = []string{"x86_64", "aarch64", "riscv64"}
 
 // Binary returns arch's profile and the path of its QEMU binary.
 func Binary(t testing.TB, arch string) (qemu.Profile, string) {

@@ -1,4 +1,6 @@
-package initramfs
+// Package kmod reads what depmod writes (modules.dep, modules.builtin),
+// orders modules for loading as modprobe does, and decompresses them.
+package kmod
 
 import (
 	"bufio"

@@ -1,0 +1,50 @@
+package kmod
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestModulesDep(t *testing.T) {
+	md, err := ParseModulesDep(strings.NewReader("kernel/a.ko.gz: kernel/b.ko.gz kernel/c.ko.gz\nkernel/b.ko.gz: kernel/c.ko.gz\nkernel/c.ko.gz:\nkernel/virtio-x.ko.xz:\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	order, err := md.LoadOrder([]string{"a", "virtio-x", "b", "builtin_one"}, map[string]bool{"builtin_one": true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(order, " "); got != "kernel/c.ko.gz kernel/b.ko.gz kernel/a.ko.gz kernel/virtio-x.ko.xz" {
+		t.Errorf("order %s", got)
+	}
+	if _, err := md.LoadOrder([]string{"nope"}, nil); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Errorf("missing module: %v", err)
+	}
+	if _, err := ParseModulesDep(strings.NewReader("garbage\n")); err == nil {
+		t.Error("garbage accepted")
+	}
+	if _, err := Decompress("x.ko.bz2", nil); err == nil {
+		t.Error("unknown compression accepted")
+	}
+}
+
+func FuzzModulesDep(f *testing.F) {
+	f.Add("kernel/a.ko.gz: kernel/b.ko.gz\nkernel/b.ko.gz:\n", "a")
+	f.Fuzz(func(t *testing.T, dep, want string) {
+		md, err := ParseModulesDep(strings.NewReader(dep))
+		if err != nil {
+			return
+		}
+		order, err := md.LoadOrder(strings.Fields(want), nil)
+		if err != nil {
+			return
+		}
+		seen := map[string]bool{}
+		for _, p := range order {
+			if seen[p] {
+				t.Fatalf("%s twice in %v", p, order)
+			}
+			seen[p] = true
+		}
+	})
+}
