@@ -3,6 +3,7 @@ package install
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/alpinist/alpinist/agent/pkgdisk"
 	"github.com/alpinist/alpinist/apk"
+	"github.com/alpinist/alpinist/apk/apkfile"
 	"github.com/alpinist/alpinist/apk/repo"
 	"github.com/alpinist/alpinist/apk/sign"
 	"github.com/alpinist/alpinist/apk/solver"
@@ -182,5 +184,47 @@ func TestInstallFailures(t *testing.T) {
 	_, err := install(t, disk(t, "busybox", "alpinist-test-failing"), filepath.Join(t.TempDir(), "t"))
 	if err == nil || !strings.Contains(err.Error(), "alpinist-test-failing-1.0.0-r0") || !strings.Contains(err.Error(), "post-install") || !strings.Contains(err.Error(), "fails on purpose") {
 		t.Errorf("failing script: %v", err)
+	}
+}
+
+// TestInstallFileConflict: two packages owning the same file, without
+// replaces, fail the install naming the file and its owner, as apk does.
+func TestInstallFileConflict(t *testing.T) {
+	needRoot(t)
+	k, err := sign.Generate("conflict", 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files [][]byte
+	m := pkgdisk.Manifest{Arch: "x86_64", SourceDateEpoch: 1}
+	for _, name := range []string{"first", "second"} {
+		meta := &apk.Package{Name: name, Version: "1-r0", Arch: "x86_64", BuildTime: 1}
+		data := name + "\n"
+		var b bytes.Buffer
+		out, err := apkfile.Write(&b, meta, nil, []apkfile.Entry{
+			{Path: "usr", Type: apkfile.TypeDir, Mode: 0o755}, {Path: "usr/share", Type: apkfile.TypeDir, Mode: 0o755},
+			{Path: "usr/share/shared", Type: apkfile.TypeReg, Mode: 0o644, Size: int64(len(data)),
+				Open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(data)), nil }},
+		}, apkfile.WriteOptions{Key: k, TempDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, b.Bytes())
+		m.Packages = append(m.Packages, pkgdisk.Package{Name: name, Version: "1-r0", Checksum: apk.EncodeChecksum(out.Checksum), Size: out.Size})
+	}
+	var d bytes.Buffer
+	w, err := pkgdisk.NewWriter(&d, m, map[string][]byte{k.Name: k.PublicPEM()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		w.Add(bytes.NewReader(f), int64(len(f)))
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = install(t, d.Bytes(), filepath.Join(t.TempDir(), "t"))
+	if err == nil || !strings.Contains(err.Error(), "second-1-r0") || !strings.Contains(err.Error(), "/usr/share/shared owned by first-1-r0") {
+		t.Errorf("got %v", err)
 	}
 }
