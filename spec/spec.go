@@ -122,12 +122,16 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`)
 
 // Error is a spec error at a line of a file.
 type Error struct {
-	File string
-	Line int // 0 when unknown
-	Msg  string
+	File   string
+	Line   int // 0 when unknown
+	Column int // 0 when unknown
+	Msg    string
 }
 
 func (e *Error) Error() string {
+	if e.Line > 0 && e.Column > 0 {
+		return fmt.Sprintf("spec: %s:%d:%d: %s", e.File, e.Line, e.Column, e.Msg)
+	}
 	if e.Line > 0 {
 		return fmt.Sprintf("spec: %s:%d: %s", e.File, e.Line, e.Msg)
 	}
@@ -141,11 +145,11 @@ type parser struct {
 }
 
 func (p *parser) errorf(n *yaml.Node, format string, args ...any) {
-	line := 0
+	line, col := 0, 0
 	if n != nil {
-		line = n.Line
+		line, col = n.Line, n.Column
 	}
-	p.errs = append(p.errs, &Error{File: p.file, Line: line, Msg: fmt.Sprintf(format, args...)})
+	p.errs = append(p.errs, &Error{File: p.file, Line: line, Column: col, Msg: fmt.Sprintf(format, args...)})
 }
 
 func parse(data []byte, file, dir string) (*Spec, error) {

@@ -71,21 +71,21 @@ func TestParseErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, src, want string
 	}{
-		{"unknown field", "name: a\nrepositories: [/r]\npackages: [x]\nservice: {}\n", `a.yaml:4: unknown field "service"`},
-		{"bad arch", "name: a\narch: [x86_64, amd64]\nrepositories: [/r]\npackages: [x]\n", `a.yaml:2: arch "amd64" is not an Alpine architecture`},
-		{"dup arch", "name: a\narch: [x86_64, x86_64]\nrepositories: [/r]\npackages: [x]\n", `a.yaml:2: arch "x86_64" listed twice`},
-		{"bad package", "name: a\nrepositories: [/r]\npackages:\n  - busybox\n  - \"foo>=\"\n", `a.yaml:5: packages:`},
-		{"missing name", "repositories: [/r]\npackages: [x]\n", `a.yaml:1: missing field "name"`},
+		{"unknown field", "name: a\nrepositories: [/r]\npackages: [x]\nservice: {}\n", `a.yaml:4:1: unknown field "service"`},
+		{"bad arch", "name: a\narch: [x86_64, amd64]\nrepositories: [/r]\npackages: [x]\n", `a.yaml:2:16: arch "amd64" is not an Alpine architecture`},
+		{"dup arch", "name: a\narch: [x86_64, x86_64]\nrepositories: [/r]\npackages: [x]\n", `a.yaml:2:16: arch "x86_64" listed twice`},
+		{"bad package", "name: a\nrepositories: [/r]\npackages:\n  - busybox\n  - \"foo>=\"\n", `a.yaml:5:5: packages:`},
+		{"missing name", "repositories: [/r]\npackages: [x]\n", `a.yaml:1:1: missing field "name"`},
 		{"missing repos", "name: a\npackages: [x]\n", `missing field "repositories"`},
-		{"bad name", "name: a/b\nrepositories: [/r]\npackages: [x]\n", `a.yaml:1: name "a/b"`},
-		{"bad scheme", "name: a\nrepositories: [ftp://x]\npackages: [x]\n", `a.yaml:2: repositories: "ftp://x": unsupported scheme`},
-		{"bad pin", "name: a\nrepositories: [\"@edge\"]\npackages: [x]\n", `a.yaml:2: repositories: "@edge": a pinned repository`},
-		{"missing key", "name: a\nrepositories: [/r]\nkeys: [nokeys/]\npackages: [x]\n", `a.yaml:3: keys:`},
+		{"bad name", "name: a/b\nrepositories: [/r]\npackages: [x]\n", `a.yaml:1:7: name "a/b"`},
+		{"bad scheme", "name: a\nrepositories: [ftp://x]\npackages: [x]\n", `a.yaml:2:16: repositories: "ftp://x": unsupported scheme`},
+		{"bad pin", "name: a\nrepositories: [\"@edge\"]\npackages: [x]\n", `a.yaml:2:16: repositories: "@edge": a pinned repository`},
+		{"missing key", "name: a\nrepositories: [/r]\nkeys: [nokeys/]\npackages: [x]\n", `a.yaml:3:8: keys:`},
 		{"not a mapping", "- a\n- b\n", `a.yaml:1: the spec must be a mapping`},
 		{"syntax", "name: [a\n", `a.yaml: line`},
 		{"duplicate", "name: a\nname: b\nrepositories: [/r]\npackages: [x]\n", `a.yaml:2:`},
 		{"empty", "", `a.yaml: empty spec`},
-		{"wrong type", "name: {a: b}\nrepositories: [/r]\npackages: [x]\n", `a.yaml:1: name: expected a string`},
+		{"wrong type", "name: {a: b}\nrepositories: [/r]\npackages: [x]\n", `a.yaml:1:7: name: expected a string`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse(strings.NewReader(tc.src), "a.yaml", t.TempDir())

@@ -406,3 +406,18 @@ func TestSpecsResolveLikeRealApk(t *testing.T) {
 		})
 	}
 }
+
+func TestValidate(t *testing.T) {
+	td := generatedRepo(t) // the specs' keys: entries must exist
+	specs, _ := filepath.Glob(filepath.Join(td, "specs", "*.yaml"))
+	out := mustCLI(t, append([]string{"validate"}, specs...)...)
+	if strings.Count(out, ": ok (") != len(specs) {
+		t.Errorf("validate printed:\n%s", out)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	writeFile(t, bad, "name: x\nrepositories: [/r]\npackages: [busybox]\nflavour: vanilla\n", 0o644)
+	code, _, errs := cli(t, "validate", bad)
+	if code != 1 || !strings.Contains(errs, "bad.yaml:4:1: unknown field \"flavour\"") {
+		t.Errorf("exit %d: %s", code, errs)
+	}
+}
