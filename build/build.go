@@ -48,6 +48,8 @@ type Options struct {
 	Keys map[string][]byte
 	// SourceDateEpoch fixes every time in the output.
 	SourceDateEpoch int64
+	// Config is applied in the target after the install.
+	Config pkgdisk.Config
 	// Installer is the spec's installer (apk-tools runs the minirootfs's
 	// apk in the VM).
 	Installer spec.Installer
@@ -255,7 +257,7 @@ func kernelPackage(idx []*repo.Index, arch string) (repo.Item, error) {
 }
 
 func writePackageDisk(w io.Writer, opts Options, items []repo.Item, paths []string) (int64, error) {
-	m := pkgdisk.Manifest{Arch: opts.Arch, Repositories: opts.Entry.Repositories, SourceDateEpoch: opts.SourceDateEpoch}
+	m := pkgdisk.Manifest{Arch: opts.Arch, Repositories: opts.Entry.Repositories, SourceDateEpoch: opts.SourceDateEpoch, Config: opts.Config}
 	var tools *os.File
 	if opts.Installer.Type == "apk-tools" {
 		m.Installer, m.Tools = "apk-tools", true

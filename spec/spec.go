@@ -42,6 +42,12 @@ type Spec struct {
 	Packages []apk.Dependency
 	// Installer chooses who installs the packages in the build VM.
 	Installer Installer
+	// Hostname is written to /etc/hostname and /etc/hosts ("" leaves
+	// what the packages installed).
+	Hostname string
+	// Run are shell commands run in order, after the packages are
+	// installed, with the target's /bin/sh in a chroot of the target.
+	Run []string
 }
 
 // Installer is the spec's installer field: alpinist's own installer (the
@@ -223,6 +229,17 @@ func parse(data []byte, file, dir string) (*Spec, error) {
 			}
 		case "installer":
 			p.installer(v, s)
+		case "hostname":
+			s.Hostname = p.scalar(v, "hostname")
+			if s.Hostname != "" && !hostnameRE.MatchString(s.Hostname) {
+				p.errorf(v, "hostname %q: use letters, digits and '-', dot-separated labels of at most 63 characters", s.Hostname)
+			}
+		case "run":
+			for _, n := range p.list(v, "run") {
+				if c := p.scalar(n, "run"); c != "" {
+					s.Run = append(s.Run, c)
+				}
+			}
 		default:
 			p.errorf(k, "unknown field %q (known: %s)", k.Value, strings.Join(knownFields, ", "))
 		}
@@ -245,7 +262,9 @@ func parse(data []byte, file, dir string) (*Spec, error) {
 	return s, nil
 }
 
-var knownFields = []string{"name", "arch", "repositories", "keys", "packages", "installer"}
+var knownFields = []string{"name", "arch", "repositories", "keys", "packages", "installer", "hostname", "run"}
+
+var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
 
 // installer reads "installer: alpinist", or a mapping
 // {type: apk-tools, minirootfs: FILE, sha256: HEX, sha512: HEX}.

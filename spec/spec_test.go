@@ -139,3 +139,24 @@ func TestInstaller(t *testing.T) {
 		}
 	}
 }
+
+func TestHostnameAndRun(t *testing.T) {
+	base := "name: x\nrepositories: [/r]\npackages: [busybox]\n"
+	s, err := Parse(strings.NewReader(base+"hostname: web-1.example.org\nrun:\n  - echo hi\n  - rc-update add sshd\n"), "s.yaml", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Hostname != "web-1.example.org" || len(s.Run) != 2 || s.Run[1] != "rc-update add sshd" {
+		t.Errorf("%q %q", s.Hostname, s.Run)
+	}
+	for body, want := range map[string]string{
+		"hostname: -bad\n": `s.yaml:4:11: hostname "-bad"`,
+		"hostname: a_b\n":  `hostname "a_b"`,
+		"run: {a: b}\n":    "s.yaml:4:6: run:",
+		"run:\n  - [a]\n":  "s.yaml:5:5: run: expected a string",
+	} {
+		if _, err := Parse(strings.NewReader(base+body), "s.yaml", t.TempDir()); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: got %v, want %q", body, err, want)
+		}
+	}
+}

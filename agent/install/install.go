@@ -269,39 +269,47 @@ func (st *state) runScript(inst *db.Installed, t db.ScriptType, args ...string) 
 		return err
 	}
 	defer os.Remove(filepath.Join(st.in.Root, rel))
-	if st.in.MountSpecial {
-		unmount, err := st.mountSpecial()
+	if len(args) == 0 {
+		args = []string{inst.Package.Version}
+	}
+	return Chroot(st.in.Root, st.in.MountSpecial, st.in.Log, name, append([]string{"/bin/sh", "/" + rel}, args...)...)
+}
+
+// Chroot runs argv (argv[0] an absolute path inside root) in a chroot of
+// root, with /dev, /proc and /sys bind-mounted when mount is set, its
+// output copied to log. A failure is an error naming what (a script, a
+// run step) with the output.
+func Chroot(root string, mount bool, log io.Writer, what string, argv ...string) error {
+	if mount {
+		unmount, err := mountSpecial(root)
 		if err != nil {
 			return err
 		}
 		defer unmount()
 	}
-	if len(args) == 0 {
-		args = []string{inst.Package.Version}
-	}
 	var out bytes.Buffer
-	cmd := exec.Command("/bin/sh", append([]string{"/" + rel}, args...)...)
-	cmd.Path = "/bin/sh"
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Path = argv[0]
 	cmd.Dir = "/"
 	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C.UTF-8"}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: st.in.Root}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
-	if out.Len() > 0 {
-		st.in.logf("%s", out.String())
+	if out.Len() > 0 && log != nil {
+		log.Write(out.Bytes())
 	}
 	if err != nil {
 		msg := strings.TrimSpace(out.String())
 		if msg != "" {
 			msg = ":\n" + msg
 		}
-		return fmt.Errorf("%s failed (%v)%s", name, err, msg)
+		return fmt.Errorf("%s failed (%v)%s", what, err, msg)
 	}
 	return nil
 }
 
 // mountSpecial bind-mounts /dev, /proc and /sys into the target.
-func (st *state) mountSpecial() (func(), error) {
+func mountSpecial(root string) (func(), error) {
 	var done []string
 	undo := func() {
 		for i := len(done) - 1; i >= 0; i-- {
@@ -309,7 +317,7 @@ func (st *state) mountSpecial() (func(), error) {
 		}
 	}
 	for _, m := range []string{"dev", "proc", "sys"} {
-		dst := filepath.Join(st.in.Root, m)
+		dst := filepath.Join(root, m)
 		if err := os.MkdirAll(dst, 0o755); err != nil {
 			undo()
 			return nil, err

@@ -37,6 +37,15 @@ type Manifest struct {
 	// minirootfs) follows the keys, and the real apk installs.
 	Installer string `json:"installer,omitempty"`
 	Tools     bool   `json:"tools,omitempty"`
+	// Config is applied after the install.
+	Config Config `json:"config"`
+}
+
+// Config is the system configuration the agent applies in the target
+// after the packages are installed.
+type Config struct {
+	Hostname string   `json:"hostname,omitempty"`
+	Run      []string `json:"run,omitempty"`
 }
 
 // Package is one package file on the disk.

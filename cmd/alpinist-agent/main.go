@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/alpinist/alpinist/agent/apktools"
+	"github.com/alpinist/alpinist/agent/configure"
 	"github.com/alpinist/alpinist/agent/export"
 	"github.com/alpinist/alpinist/agent/install"
 	"github.com/alpinist/alpinist/agent/pkgdisk"
@@ -77,6 +78,12 @@ func build(disks map[string]string, args map[string]string) error {
 		unix.Unmount(tools, unix.MNT_DETACH)
 	default:
 		return fmt.Errorf("unknown installer %q", d.Manifest.Installer)
+	}
+	if c := d.Manifest.Config; c.Hostname != "" || len(c.Run) > 0 {
+		report(proto.Message{Type: proto.TypePhase, Phase: "configure"})
+		if err := configure.Apply(target, c, true, os.Stdout); err != nil {
+			return err
+		}
 	}
 	report(proto.Message{Type: proto.TypePhase, Phase: "export"})
 	o, err := os.OpenFile(out, os.O_WRONLY, 0)

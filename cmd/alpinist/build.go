@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/alpinist/alpinist/agent/pkgdisk"
 	"github.com/alpinist/alpinist/apk/lock"
 	"github.com/alpinist/alpinist/build"
 )
@@ -128,7 +129,8 @@ func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 		}
 		res, err := build.Run(cmd.Context(), build.Options{
 			Name: sc.spec.Name, Arch: arch, OutDir: f.out, Entry: entry, Indexes: idx, World: sc.spec.Packages,
-			Client: sc.client, Keys: keys, SourceDateEpoch: se, Accel: f.accel, Kernel: f.kernel, Modules: f.modules, Installer: sc.spec.Installer, MemoryMiB: f.memory, CPUs: f.cpus,
+			Client: sc.client, Keys: keys, SourceDateEpoch: se, Accel: f.accel, Kernel: f.kernel, Modules: f.modules, Installer: sc.spec.Installer,
+			Config: pkgdisk.Config{Hostname: sc.spec.Hostname, Run: sc.spec.Run}, MemoryMiB: f.memory, CPUs: f.cpus,
 			Console: console, Log: e.log, BootTimeout: f.bootTimeout, IdleTimeout: f.idle,
 		})
 		logFile.Close()

@@ -324,3 +324,32 @@ func TestBuildRISCV64(t *testing.T) {
 		t.Errorf("installed %v", pk)
 	}
 }
+
+// TestBuildConfig: hostname and run steps are applied in the VM after
+// the install; a failing run step fails the build showing the command and
+// its output.
+func TestBuildConfig(t *testing.T) {
+	td := generatedRepo(t)
+	vmtest.Binary(t, "aarch64")
+	repoDir, _ := filepath.Abs(filepath.Join(td, "repo"))
+	dir := t.TempDir()
+	base := "arch: [aarch64]\nrepositories: [" + repoDir + "/main]\nkeys: [" + repoDir + "/keys/]\npackages: [alpine-base]\n"
+	good := filepath.Join(dir, "good.yaml")
+	writeFile(t, good, "name: good\n"+base+"hostname: builder.example\nrun:\n  - echo \"$(uname -m) $(id -u)\" > /etc/run-step\n  - ls /bin/ls >> /etc/run-step\n", 0o644)
+	out := filepath.Join(dir, "out")
+	cache := t.TempDir()
+	mustCLI(t, "build", good, "-o", out, "--cache", cache)
+	_, data := tarIndex(t, filepath.Join(out, "good-aarch64.tar"), "etc/hostname", "etc/hosts", "etc/run-step")
+	if string(data["etc/hostname"]) != "builder.example\n" || !strings.Contains(string(data["etc/hosts"]), "127.0.0.1\tbuilder.example localhost") {
+		t.Errorf("hostname %q hosts %q", data["etc/hostname"], data["etc/hosts"])
+	}
+	if string(data["etc/run-step"]) != "aarch64 0\n/bin/ls\n" {
+		t.Errorf("run step output %q (runs natively on the target arch as root)", data["etc/run-step"])
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	writeFile(t, bad, "name: bad\n"+base+"run:\n  - echo about to fail; exit 7\n", 0o644)
+	code, _, errs := cli(t, "build", bad, "-o", filepath.Join(dir, "badout"), "--cache", cache)
+	if code == 0 || !strings.Contains(errs, "run step 1 (echo about to fail; exit 7)") || !strings.Contains(errs, "about to fail") {
+		t.Errorf("exit %d: %s", code, errs)
+	}
+}
