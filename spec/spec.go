@@ -45,6 +45,9 @@ type Spec struct {
 	// Hostname is written to /etc/hostname and /etc/hosts ("" leaves
 	// what the packages installed).
 	Hostname string
+	// Groups and Users are created after the install, groups first.
+	Groups []Group
+	Users  []User
 	// Run are shell commands run in order, after the packages are
 	// installed, with the target's /bin/sh in a chroot of the target.
 	Run []string
@@ -234,6 +237,10 @@ func parse(data []byte, file, dir string) (*Spec, error) {
 			if s.Hostname != "" && !hostnameRE.MatchString(s.Hostname) {
 				p.errorf(v, "hostname %q: use letters, digits and '-', dot-separated labels of at most 63 characters", s.Hostname)
 			}
+		case "groups":
+			p.groups(v, s)
+		case "users":
+			p.users(v, s)
 		case "run":
 			for _, n := range p.list(v, "run") {
 				if c := p.scalar(n, "run"); c != "" {
@@ -262,7 +269,7 @@ func parse(data []byte, file, dir string) (*Spec, error) {
 	return s, nil
 }
 
-var knownFields = []string{"name", "arch", "repositories", "keys", "packages", "installer", "hostname", "run"}
+var knownFields = []string{"name", "arch", "repositories", "keys", "packages", "installer", "hostname", "groups", "users", "run"}
 
 var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
 

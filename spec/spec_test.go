@@ -160,3 +160,28 @@ func TestHostnameAndRun(t *testing.T) {
 		}
 	}
 }
+
+func TestAccounts(t *testing.T) {
+	base := "name: x\nrepositories: [/r]\npackages: [busybox]\n"
+	s, err := Parse(strings.NewReader(base+"groups: [devs, {name: ops, gid: 2001}]\nusers:\n  - name: alice\n    groups: [devs]\n    password: $6$s$h\n  - {name: bob, uid: 1200, shell: /bin/ash, home: /srv/bob}\n"), "s.yaml", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Groups) != 2 || s.Groups[1].GID != 2001 || len(s.Users) != 2 || s.Users[0].Home != "/home/alice" || s.Users[0].Shell != "/bin/sh" ||
+		s.Users[1].UID != 1200 || s.Users[1].Home != "/srv/bob" || s.Users[0].Password != "$6$s$h" {
+		t.Errorf("%+v %+v", s.Groups, s.Users)
+	}
+	for body, want := range map[string]string{
+		"users: [{name: a, password: hunter2}]\n":            "never the password itself",
+		"users: [{name: Alice}]\n":                           `"Alice" is not a valid user name`,
+		"users: [{name: a, uid: 0}]\n":                       "users.uid",
+		"users: [{name: a, colour: red}]\n":                  `users: unknown field "colour"`,
+		"users: [{name: a, home: rel}]\n":                    "must be an absolute path",
+		"users: [{name: a, ssh_authorized_keys: [hello]}]\n": "OpenSSH public key",
+		"groups: [{gid: 5}]\n":                               "a group needs a name",
+	} {
+		if _, err := Parse(strings.NewReader(base+body), "s.yaml", t.TempDir()); err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "s.yaml:") {
+			t.Errorf("%q: got %v, want %q", body, err, want)
+		}
+	}
+}

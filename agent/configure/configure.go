@@ -1,6 +1,7 @@
 // Package configure applies the spec's system configuration to the
-// installed target inside the build VM: the hostname, then the run steps
-// (shell commands run with the target's own /bin/sh in a chroot of it).
+// installed target inside the build VM: the hostname, groups and users
+// (as Alpine's addgroup and adduser make them), then the run steps (shell
+// commands run with the target's own /bin/sh in a chroot of it).
 package configure
 
 import (
@@ -13,13 +14,17 @@ import (
 	"github.com/alpinist/alpinist/agent/pkgdisk"
 )
 
-// Apply configures target. mount bind-mounts /dev, /proc and /sys for
-// the run steps (the agent sets it).
-func Apply(target string, cfg pkgdisk.Config, mount bool, log io.Writer) error {
+// Apply configures target. epoch (SOURCE_DATE_EPOCH) dates new shadow
+// entries; mount bind-mounts /dev, /proc and /sys for the run steps (the
+// agent sets it).
+func Apply(target string, cfg pkgdisk.Config, epoch int64, mount bool, log io.Writer) error {
 	if cfg.Hostname != "" {
 		if err := hostname(target, cfg.Hostname); err != nil {
 			return err
 		}
+	}
+	if err := accounts(target, cfg, epoch); err != nil {
+		return err
 	}
 	if len(cfg.Run) > 0 {
 		if _, err := os.Lstat(filepath.Join(target, "bin", "sh")); err != nil {

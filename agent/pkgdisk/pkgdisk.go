@@ -45,7 +45,27 @@ type Manifest struct {
 // after the packages are installed.
 type Config struct {
 	Hostname string   `json:"hostname,omitempty"`
+	Groups   []Group  `json:"groups,omitempty"`
+	Users    []User   `json:"users,omitempty"`
 	Run      []string `json:"run,omitempty"`
+}
+
+// Group is a group to create (GID 0: addgroup picks one).
+type Group struct {
+	Name string `json:"name"`
+	GID  int    `json:"gid,omitempty"`
+}
+
+// User is a user to create as Alpine's adduser does.
+type User struct {
+	Name           string   `json:"name"`
+	UID            int      `json:"uid,omitempty"`
+	Group          string   `json:"group,omitempty"`
+	Groups         []string `json:"groups,omitempty"`
+	Home           string   `json:"home"`
+	Shell          string   `json:"shell"`
+	Password       string   `json:"password,omitempty"` // a crypt(3) hash
+	AuthorizedKeys []string `json:"authorized_keys,omitempty"`
 }
 
 // Package is one package file on the disk.

@@ -79,9 +79,9 @@ func build(disks map[string]string, args map[string]string) error {
 	default:
 		return fmt.Errorf("unknown installer %q", d.Manifest.Installer)
 	}
-	if c := d.Manifest.Config; c.Hostname != "" || len(c.Run) > 0 {
+	if c := d.Manifest.Config; c.Hostname != "" || len(c.Run) > 0 || len(c.Users) > 0 || len(c.Groups) > 0 {
 		report(proto.Message{Type: proto.TypePhase, Phase: "configure"})
-		if err := configure.Apply(target, c, true, os.Stdout); err != nil {
+		if err := configure.Apply(target, c, d.Manifest.SourceDateEpoch, true, os.Stdout); err != nil {
 			return err
 		}
 	}

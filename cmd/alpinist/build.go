@@ -14,6 +14,7 @@ import (
 	"github.com/alpinist/alpinist/agent/pkgdisk"
 	"github.com/alpinist/alpinist/apk/lock"
 	"github.com/alpinist/alpinist/build"
+	"github.com/alpinist/alpinist/spec"
 )
 
 type buildFlags struct {
@@ -130,7 +131,7 @@ func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 		res, err := build.Run(cmd.Context(), build.Options{
 			Name: sc.spec.Name, Arch: arch, OutDir: f.out, Entry: entry, Indexes: idx, World: sc.spec.Packages,
 			Client: sc.client, Keys: keys, SourceDateEpoch: se, Accel: f.accel, Kernel: f.kernel, Modules: f.modules, Installer: sc.spec.Installer,
-			Config: pkgdisk.Config{Hostname: sc.spec.Hostname, Run: sc.spec.Run}, MemoryMiB: f.memory, CPUs: f.cpus,
+			Config: specConfig(sc.spec), MemoryMiB: f.memory, CPUs: f.cpus,
 			Console: console, Log: e.log, BootTimeout: f.bootTimeout, IdleTimeout: f.idle,
 		})
 		logFile.Close()
@@ -178,4 +179,17 @@ func readKeys(p string, keys map[string][]byte) error {
 		keys[filepath.Base(f)] = data
 	}
 	return nil
+}
+
+// specConfig is the spec's system configuration as the agent takes it.
+func specConfig(s *spec.Spec) pkgdisk.Config {
+	c := pkgdisk.Config{Hostname: s.Hostname, Run: s.Run}
+	for _, g := range s.Groups {
+		c.Groups = append(c.Groups, pkgdisk.Group{Name: g.Name, GID: g.GID})
+	}
+	for _, u := range s.Users {
+		c.Users = append(c.Users, pkgdisk.User{Name: u.Name, UID: u.UID, Group: u.Group, Groups: u.Groups, Home: u.Home,
+			Shell: u.Shell, Password: u.Password, AuthorizedKeys: u.AuthorizedKeys})
+	}
+	return c
 }

@@ -335,11 +335,34 @@ func TestBuildConfig(t *testing.T) {
 	dir := t.TempDir()
 	base := "arch: [aarch64]\nrepositories: [" + repoDir + "/main]\nkeys: [" + repoDir + "/keys/]\npackages: [alpine-base]\n"
 	good := filepath.Join(dir, "good.yaml")
-	writeFile(t, good, "name: good\n"+base+"hostname: builder.example\nrun:\n  - echo \"$(uname -m) $(id -u)\" > /etc/run-step\n  - ls /bin/ls >> /etc/run-step\n", 0o644)
+	writeFile(t, good, "name: good\n"+base+"hostname: builder.example\nrun:\n  - echo \"$(uname -m) $(id -u)\" > /etc/run-step\n  - ls /bin/ls >> /etc/run-step\n"+
+		"groups:\n  - {name: devs, gid: 2000}\n"+
+		"users:\n  - name: alice\n    uid: 1500\n    groups: [devs]\n    password: $6$salt$abcdefghijklmnop\n    ssh_authorized_keys: [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIexample alice@host\"]\n  - name: bob\n", 0o644)
 	out := filepath.Join(dir, "out")
 	cache := t.TempDir()
 	mustCLI(t, "build", good, "-o", out, "--cache", cache)
-	_, data := tarIndex(t, filepath.Join(out, "good-aarch64.tar"), "etc/hostname", "etc/hosts", "etc/run-step")
+	hs, data := tarIndex(t, filepath.Join(out, "good-aarch64.tar"), "etc/hostname", "etc/hosts", "etc/run-step", "etc/passwd", "etc/group", "etc/shadow", "home/alice/.ssh/authorized_keys")
+	for file, want := range map[string][]string{
+		"etc/passwd": {"alice:x:1500:1500:", ":/home/alice:/bin/sh", "bob:x:"},
+		"etc/group":  {"devs:x:2000:alice", "alice:x:1500:"},
+		"etc/shadow": {"alice:$6$salt$abcdefghijklmnop:", "bob:!"},
+		"home/alice/.ssh/authorized_keys": {"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIexample alice@host\n"},
+	} {
+		for _, w := range want {
+			if !strings.Contains(string(data[file]), w) {
+				t.Errorf("%s lacks %q:\n%s", file, w, data[file])
+			}
+		}
+	}
+	if h := hs["home/alice"]; h == nil || h.Uid != 1500 || h.Gid != 1500 {
+		t.Errorf("home/alice: %+v", h)
+	}
+	if h := hs["home/alice/.ssh"]; h == nil || h.Mode != 0o700 || h.Uid != 1500 {
+		t.Errorf(".ssh: %+v", h)
+	}
+	if h := hs["home/alice/.ssh/authorized_keys"]; h == nil || h.Mode != 0o600 || h.Uid != 1500 {
+		t.Errorf("authorized_keys: %+v", h)
+	}
 	if string(data["etc/hostname"]) != "builder.example\n" || !strings.Contains(string(data["etc/hosts"]), "127.0.0.1\tbuilder.example localhost") {
 		t.Errorf("hostname %q hosts %q", data["etc/hostname"], data["etc/hosts"])
 	}

@@ -1,0 +1,148 @@
+package spec
+
+import (
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Group is a group to create, as addgroup does.
+type Group struct {
+	Name string
+	GID  int // 0: the next free one, as addgroup picks it
+}
+
+// User is a user to create, as Alpine's adduser does (with a group of the
+// same name unless Group is given).
+type User struct {
+	Name  string
+	UID   int    // 0: the next free one from 1000
+	Group string // primary group ("": a new group named after the user)
+	// Groups are supplementary groups (they must exist or be created by
+	// the spec or the packages).
+	Groups []string
+	Home   string // default /home/NAME
+	Shell  string // default /bin/sh
+	// Password is a crypt(3) hash ("$6$...", "$y$...") or "" (login by
+	// password locked). Plain text is refused.
+	Password string
+	// AuthorizedKeys become ~/.ssh/authorized_keys (0600, .ssh 0700).
+	AuthorizedKeys []string
+}
+
+var accountRE = regexp.MustCompile(`^[a-z_][a-z0-9_.-]{0,31}$`)
+
+func (p *parser) groups(v *yaml.Node, s *Spec) {
+	for _, n := range p.list(v, "groups") {
+		g := Group{}
+		if n.Kind == yaml.ScalarNode {
+			g.Name = p.scalar(n, "groups")
+		} else {
+			p.mapping(n, "groups", map[string]func(*yaml.Node){
+				"name": func(v *yaml.Node) { g.Name = p.scalar(v, "groups.name") },
+				"gid":  func(v *yaml.Node) { g.GID = p.id(v, "groups.gid") },
+			})
+		}
+		if g.Name != "" && !accountRE.MatchString(g.Name) {
+			p.errorf(n, "groups: %q is not a valid group name (lower-case letters, digits, _ . -; at most 32)", g.Name)
+		}
+		if g.Name == "" {
+			p.errorf(n, "groups: a group needs a name")
+		}
+		s.Groups = append(s.Groups, g)
+	}
+}
+
+func (p *parser) users(v *yaml.Node, s *Spec) {
+	for _, n := range p.list(v, "users") {
+		u := User{}
+		p.mapping(n, "users", map[string]func(*yaml.Node){
+			"name":  func(v *yaml.Node) { u.Name = p.scalar(v, "users.name") },
+			"uid":   func(v *yaml.Node) { u.UID = p.id(v, "users.uid") },
+			"group": func(v *yaml.Node) { u.Group = p.scalar(v, "users.group") },
+			"groups": func(v *yaml.Node) {
+				for _, g := range p.list(v, "users.groups") {
+					u.Groups = append(u.Groups, p.scalar(g, "users.groups"))
+				}
+			},
+			"home":  func(v *yaml.Node) { u.Home = p.scalar(v, "users.home") },
+			"shell": func(v *yaml.Node) { u.Shell = p.scalar(v, "users.shell") },
+			"password": func(v *yaml.Node) {
+				u.Password = p.scalar(v, "users.password")
+				if !strings.HasPrefix(u.Password, "$") || strings.Count(u.Password, "$") < 3 || strings.ContainsAny(u.Password, ": \n") {
+					p.errorf(v, "users.password: give a crypt(3) hash such as $6$salt$... (mkpasswd -m sha-512), never the password itself")
+					u.Password = ""
+				}
+			},
+			"ssh_authorized_keys": func(v *yaml.Node) {
+				for _, k := range p.list(v, "users.ssh_authorized_keys") {
+					key := p.scalar(k, "users.ssh_authorized_keys")
+					if f := strings.Fields(key); len(f) < 2 || !strings.HasPrefix(f[0], "ssh-") && !strings.HasPrefix(f[0], "ecdsa-") && !strings.HasPrefix(f[0], "sk-") {
+						p.errorf(k, "users.ssh_authorized_keys: %q does not look like an OpenSSH public key", truncate(key))
+						continue
+					}
+					u.AuthorizedKeys = append(u.AuthorizedKeys, key)
+				}
+			},
+		})
+		if u.Name == "" {
+			p.errorf(n, "users: a user needs a name")
+		} else if !accountRE.MatchString(u.Name) {
+			p.errorf(n, "users: %q is not a valid user name (lower-case letters, digits, _ . -; at most 32)", u.Name)
+		}
+		for _, f := range []*string{&u.Home, &u.Shell} {
+			if *f != "" && !strings.HasPrefix(*f, "/") {
+				p.errorf(n, "users: %s: %q must be an absolute path", u.Name, *f)
+			}
+		}
+		if u.Home == "" {
+			u.Home = "/home/" + u.Name
+		}
+		if u.Shell == "" {
+			u.Shell = "/bin/sh"
+		}
+		s.Users = append(s.Users, u)
+	}
+}
+
+// mapping reads a mapping node's known keys, refusing unknown ones.
+func (p *parser) mapping(n *yaml.Node, field string, keys map[string]func(*yaml.Node)) {
+	if n.Kind != yaml.MappingNode {
+		p.errorf(n, "%s: expected a mapping", field)
+		return
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		fn, ok := keys[k.Value]
+		if !ok {
+			var known []string
+			for name := range keys {
+				known = append(known, name)
+			}
+			slices.Sort(known)
+			p.errorf(k, "%s: unknown field %q (known: %s)", field, k.Value, strings.Join(known, ", "))
+			continue
+		}
+		fn(v)
+	}
+}
+
+func (p *parser) id(n *yaml.Node, field string) int {
+	s := p.scalar(n, field)
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 1 || v > 65533 {
+		p.errorf(n, "%s: %q is not a number from 1 to 65533", field, s)
+		return 0
+	}
+	return v
+}
+
+func truncate(s string) string {
+	if len(s) > 40 {
+		return s[:37] + "..."
+	}
+	return s
+}
