@@ -343,9 +343,9 @@ func TestBuildConfig(t *testing.T) {
 	mustCLI(t, "build", good, "-o", out, "--cache", cache)
 	hs, data := tarIndex(t, filepath.Join(out, "good-aarch64.tar"), "etc/hostname", "etc/hosts", "etc/run-step", "etc/passwd", "etc/group", "etc/shadow", "home/alice/.ssh/authorized_keys")
 	for file, want := range map[string][]string{
-		"etc/passwd": {"alice:x:1500:1500:", ":/home/alice:/bin/sh", "bob:x:"},
-		"etc/group":  {"devs:x:2000:alice", "alice:x:1500:"},
-		"etc/shadow": {"alice:$6$salt$abcdefghijklmnop:", "bob:!"},
+		"etc/passwd":                      {"alice:x:1500:1500:", ":/home/alice:/bin/sh", "bob:x:"},
+		"etc/group":                       {"devs:x:2000:alice", "alice:x:1500:"},
+		"etc/shadow":                      {"alice:$6$salt$abcdefghijklmnop:", "bob:!"},
 		"home/alice/.ssh/authorized_keys": {"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIexample alice@host\n"},
 	} {
 		for _, w := range want {
