@@ -21,6 +21,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/alpinist/alpinist/internal/atomicfile"
+
 	"github.com/alpinist/alpinist/agent/embed"
 	"github.com/alpinist/alpinist/agent/pkgdisk"
 	"github.com/alpinist/alpinist/agent/proto"
@@ -388,20 +390,7 @@ func (c *countWriter) Write(p []byte) (int, error) {
 
 // writeFile writes path through a temporary file and a rename.
 func writeFile(path string, fill func(io.Writer) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	err = fill(f)
-	err = errors.Join(err, f.Close())
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
+	if err := atomicfile.Write(path, 0o644, fill); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/alpinist/alpinist/internal/atomicfile"
 )
 
 // probeExit is the isa-debug-exit status of the probe firmware: it writes
@@ -183,27 +185,10 @@ func DetectKVM(ctx context.Context, qemuBin, cacheDir string, log *slog.Logger) 
 	}
 	if file != "" && ctx.Err() == nil {
 		if data, err := json.MarshalIndent(p, "", "  "); err == nil {
-			writeAtomic(file, append(data, '\n'))
+			if os.MkdirAll(filepath.Dir(file), 0o755) == nil {
+				atomicfile.WriteBytes(file, append(data, '\n'), 0o644)
+			}
 		}
 	}
 	return p
-}
-
-func writeAtomic(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	err = errors.Join(err, f.Close())
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
 }

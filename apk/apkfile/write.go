@@ -25,6 +25,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/alpinist/alpinist/internal/atomicfile"
+
 	"github.com/alpinist/alpinist/apk"
 	"github.com/alpinist/alpinist/apk/sign"
 )
@@ -152,37 +154,21 @@ func WriteFile(outDir string, meta *apk.Package, scripts map[string][]byte, entr
 		return nil, "", fmt.Errorf("apkfile: %w", err)
 	}
 	dst := filepath.Join(outDir, meta.Filename())
-	f, err := os.CreateTemp(outDir, "."+meta.Filename()+".tmp-*")
-	if err != nil {
-		return nil, "", fmt.Errorf("apkfile: %w", err)
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
 	if opts.TempDir == "" {
 		opts.TempDir = outDir
 	}
-	m, err := Write(f, meta, scripts, entries, opts)
+	var m *apk.Package
+	err := atomicfile.Write(dst, 0o644, func(w io.Writer) error {
+		var err error
+		m, err = Write(w, meta, scripts, entries, opts)
+		return err
+	})
 	if err != nil {
-		return nil, "", err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return nil, "", fmt.Errorf("apkfile: %w", err)
-	}
-	if err := f.Sync(); err != nil {
+		if m == nil {
+			return nil, "", err // Write's own errors name the package
+		}
 		return nil, "", fmt.Errorf("apkfile: %s: %w", dst, err)
 	}
-	if err := f.Close(); err != nil {
-		return nil, "", fmt.Errorf("apkfile: %s: %w", dst, err)
-	}
-	if err := os.Rename(f.Name(), dst); err != nil {
-		return nil, "", fmt.Errorf("apkfile: %w", err)
-	}
-	ok = true
 	return m, dst, nil
 }
 

@@ -11,11 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/alpinist/alpinist/internal/atomicfile"
 
 	"github.com/alpinist/alpinist/apk"
 	"github.com/alpinist/alpinist/apk/apkfile"
@@ -115,28 +115,8 @@ func WriteFile(path, desc string, pkgs []*apk.Package, opts WriteOptions) error 
 	if err := Write(&b, desc, pkgs, opts); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("index: %w", err)
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b.Bytes()); err != nil {
-		f.Close()
+	if err := atomicfile.WriteBytes(path, b.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("index: %s: %w", path, err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return fmt.Errorf("index: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("index: %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("index: %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("index: %w", err)
 	}
 	return nil
 }

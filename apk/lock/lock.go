@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/alpinist/alpinist/internal/atomicfile"
+
 	"github.com/alpinist/alpinist/apk"
 )
 
@@ -168,22 +170,7 @@ func Write(path string, f *File) error {
 		return fmt.Errorf("lock: %w", err)
 	}
 	data = append(data, '\n')
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("lock: %w", err)
-	}
-	_, err = tmp.Write(data)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
+	if err := atomicfile.WriteBytes(path, data, 0o644); err != nil {
 		return fmt.Errorf("lock: %s: %w", path, err)
 	}
 	return nil

@@ -30,6 +30,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/alpinist/alpinist/internal/atomicfile"
 )
 
 // Algorithm is a signature's digest: the word after ".SIGN." in the
@@ -206,34 +208,9 @@ func (k *Key) Save(dir string) (privPath, pubPath string, err error) {
 }
 
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("sign: %w", err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(mode); err != nil {
-		return fmt.Errorf("sign: %w", err)
-	}
-	if _, err := f.Write(data); err != nil {
+	if err := atomicfile.WriteBytes(path, data, mode); err != nil {
 		return fmt.Errorf("sign: %s: %w", path, err)
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sign: %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("sign: %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("sign: %w", err)
-	}
-	ok = true
 	return nil
 }
 
