@@ -14,25 +14,6 @@ import (
 	"github.com/alpinist/alpinist/internal/minirootfs"
 )
 
-// generatedRepo returns the generated repository's directory (env
-// ALPINIST_TESTREPO, else testdata/repo, which make testrepo links), or
-// skips the test when it has not been generated.
-func generatedRepo(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("ALPINIST_TESTREPO")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "testdata", "repo")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "main", "x86_64", "APKINDEX.tar.gz")); err != nil {
-		t.Skipf("generated test repository not found (run make testrepo or set ALPINIST_TESTREPO): %v", err)
-	}
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return abs
-}
-
 // apkEnv is a private minirootfs with the x86_64 repository and the test
 // key copied in, and an empty target root.
 type apkEnv struct {
@@ -42,7 +23,7 @@ type apkEnv struct {
 }
 
 func newApkEnv(t *testing.T) *apkEnv {
-	repo := generatedRepo(t)
+	repo := Generated(t)
 	minirootfs.CanChroot(t)
 	mini := minirootfs.Copy(t)
 	for _, c := range [][2]string{
