@@ -35,7 +35,7 @@ func Install(d *pkgdisk.Reader, target, tools string, log io.Writer) (err error)
 	if err != nil {
 		return err
 	}
-	if err := untarGz(tr, tools); err != nil {
+	if err := Unpack(tr, tools); err != nil {
 		return fmt.Errorf("apk-tools installer: unpacking the tools: %w", err)
 	}
 	if _, err := os.Stat(filepath.Join(tools, "sbin", "apk")); err != nil {
@@ -141,9 +141,10 @@ func tail(s string) string {
 	return strings.Join(l, "\n")
 }
 
-// untarGz unpacks a gzip'ed tar (the tools root) into dir, keeping modes,
-// links and owners, refusing paths that leave dir.
-func untarGz(r io.Reader, dir string) error {
+// Unpack unpacks a gzip'ed tar of a root filesystem (an Alpine
+// minirootfs) into dir, keeping modes (setuid, setgid and sticky too),
+// links and owners (when permitted), refusing paths that leave dir.
+func Unpack(r io.Reader, dir string) error {
 	zr, err := gzip.NewReader(r)
 	if err != nil {
 		return err

@@ -9,8 +9,6 @@
 package minirootfs
 
 import (
-	"archive/tar"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -20,9 +18,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"testing"
+
+	"github.com/alpinist/alpinist/agent/apktools"
 )
 
 const fixture = "alpine-minirootfs-3.20.3-x86_64.tar.gz"
@@ -116,7 +115,7 @@ func extract(tarball string) (string, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return "", err
 	}
-	if err := untar(f, tmp); err != nil {
+	if err := apktools.Unpack(f, tmp); err != nil {
 		return "", fmt.Errorf("%s: %w", tarball, err)
 	}
 	if err := os.Rename(tmp, dest); err != nil {
@@ -126,58 +125,6 @@ func extract(tarball string) (string, error) {
 		return "", err
 	}
 	return dest, nil
-}
-
-func untar(r io.Reader, dir string) error {
-	zr, err := gzip.NewReader(r)
-	if err != nil {
-		return err
-	}
-	tr := tar.NewReader(zr)
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		name := filepath.Clean(hdr.Name)
-		if strings.HasPrefix(name, "..") || filepath.IsAbs(name) {
-			return fmt.Errorf("unsafe path %q", hdr.Name)
-		}
-		p := filepath.Join(dir, name)
-		mode := os.FileMode(hdr.Mode).Perm()
-		switch hdr.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(p, 0o755); err != nil {
-				return err
-			}
-			if err := os.Chmod(p, mode); err != nil {
-				return err
-			}
-		case tar.TypeReg:
-			out, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(out, tr)
-			if cerr := out.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return err
-			}
-		case tar.TypeSymlink:
-			if err := os.Symlink(hdr.Linkname, p); err != nil {
-				return err
-			}
-		case tar.TypeLink:
-			if err := os.Link(filepath.Join(dir, filepath.Clean(hdr.Linkname)), p); err != nil {
-				return err
-			}
-		}
-	}
 }
 
 // CanChroot skips the test unless the real apk can run here: root, x86_64.
