@@ -367,51 +367,40 @@ func (st *state) runTriggers() error {
 func (st *state) writeDB(d *pkgdisk.Reader) error {
 	pkgs := slices.Clone(st.pkgs)
 	db.SortInstalled(pkgs)
-	var b bytes.Buffer
-	if err := db.WriteInstalled(&b, pkgs); err != nil {
-		return err
+	write := func(name string, data []byte) error {
+		return st.root.writeFile(name, bytes.NewReader(data), 0o644, 0, 0, nil, st.mtime)
 	}
-	files := []struct {
-		name string
-		data []byte
-	}{{"lib/apk/db/installed", b.Bytes()}}
-	b = bytes.Buffer{}
-	if err := db.WriteScripts(&b, db.ScriptsOf(pkgs, st.mtime)); err != nil {
-		return err
+	encode := func(name string, enc func(w io.Writer) error) error {
+		var b bytes.Buffer
+		if err := enc(&b); err != nil {
+			return err
+		}
+		return write(name, b.Bytes())
 	}
-	files = append(files, struct {
-		name string
-		data []byte
-	}{"lib/apk/db/scripts.tar", b.Bytes()})
-	b = bytes.Buffer{}
-	if err := db.WriteTriggers(&b, db.TriggersOf(pkgs)); err != nil {
-		return err
-	}
-	files = append(files, struct {
-		name string
-		data []byte
-	}{"lib/apk/db/triggers", b.Bytes()})
 	lines := func(l []string) []byte {
 		if len(l) == 0 {
 			return nil
 		}
 		return []byte(strings.Join(l, "\n") + "\n")
 	}
-	files = append(files, struct {
-		name string
-		data []byte
-	}{"etc/apk/world", lines(d.Manifest.World)}, struct {
-		name string
-		data []byte
-	}{"etc/apk/repositories", lines(d.Manifest.Repositories)})
-	if d.Manifest.Arch != "" {
-		files = append(files, struct {
-			name string
-			data []byte
-		}{"etc/apk/arch", []byte(d.Manifest.Arch + "\n")})
+	steps := []func() error{
+		func() error {
+			return encode("lib/apk/db/installed", func(w io.Writer) error { return db.WriteInstalled(w, pkgs) })
+		},
+		func() error {
+			return encode("lib/apk/db/scripts.tar", func(w io.Writer) error { return db.WriteScripts(w, db.ScriptsOf(pkgs, st.mtime)) })
+		},
+		func() error {
+			return encode("lib/apk/db/triggers", func(w io.Writer) error { return db.WriteTriggers(w, db.TriggersOf(pkgs)) })
+		},
+		func() error { return write("etc/apk/world", lines(d.Manifest.World)) },
+		func() error { return write("etc/apk/repositories", lines(d.Manifest.Repositories)) },
 	}
-	for _, f := range files {
-		if err := st.root.writeFile(f.name, bytes.NewReader(f.data), 0o644, 0, 0, nil, st.mtime); err != nil {
+	if d.Manifest.Arch != "" {
+		steps = append(steps, func() error { return write("etc/apk/arch", []byte(d.Manifest.Arch+"\n")) })
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
 			return err
 		}
 	}
