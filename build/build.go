@@ -21,6 +21,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/alpinist/alpinist/internal/counting"
+
 	"github.com/alpinist/alpinist/internal/atomicfile"
 
 	"github.com/alpinist/alpinist/agent/embed"
@@ -351,7 +353,7 @@ func copyTar(w io.Writer, disk string) (int64, error) {
 		return 0, err
 	}
 	defer f.Close()
-	cw := &countWriter{w: w}
+	cw := &counting.Writer{W: w}
 	tw := tar.NewWriter(cw)
 	tr := tar.NewReader(f)
 	n := 0
@@ -374,18 +376,7 @@ func copyTar(w io.Writer, disk string) (int64, error) {
 	if n == 0 {
 		return 0, errors.New("the VM's output disk holds no rootfs")
 	}
-	return cw.n, tw.Close()
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
+	return cw.N, tw.Close()
 }
 
 // writeFile writes path through a temporary file and a rename.

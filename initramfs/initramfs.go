@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/alpinist/alpinist/internal/counting"
+
 	"github.com/u-root/u-root/pkg/cpio"
 )
 
@@ -94,7 +96,7 @@ func (a *Archive) WriteTo(w io.Writer) (int64, error) {
 	}
 	// Sorting by path puts every directory before its contents.
 	slices.Sort(names)
-	cw := &countWriter{w: w}
+	cw := &counting.Writer{W: w}
 	rw := cpio.Newc.Writer(cw)
 	for i, n := range names {
 		r := cpio.MakeReproducible(all[n])
@@ -104,13 +106,13 @@ func (a *Archive) WriteTo(w io.Writer) (int64, error) {
 			r.NLink = 2
 		}
 		if err := rw.WriteRecord(r); err != nil {
-			return cw.n, fmt.Errorf("initramfs: %s: %w", n, err)
+			return cw.N, fmt.Errorf("initramfs: %s: %w", n, err)
 		}
 	}
 	if err := cpio.WriteTrailer(rw); err != nil {
-		return cw.n, fmt.Errorf("initramfs: %w", err)
+		return cw.N, fmt.Errorf("initramfs: %w", err)
 	}
-	return cw.n, nil
+	return cw.N, nil
 }
 
 // Bytes is the archive in memory.
@@ -118,15 +120,4 @@ func (a *Archive) Bytes() ([]byte, error) {
 	var b bytes.Buffer
 	_, err := a.WriteTo(&b)
 	return b.Bytes(), err
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }

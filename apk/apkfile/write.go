@@ -25,6 +25,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/alpinist/alpinist/internal/counting"
+
 	"github.com/alpinist/alpinist/internal/atomicfile"
 
 	"github.com/alpinist/alpinist/apk"
@@ -129,7 +131,7 @@ func Write(w io.Writer, meta *apk.Package, scripts map[string][]byte, entries []
 	sigHash := opts.Alg.NewHash()
 	sigHash.Write(control)
 
-	cw := &countWriter{w: w}
+	cw := &counting.Writer{W: w}
 	if err := opts.Key.WriteSignature(cw, opts.Alg, sigHash.Sum(nil), mtime); err != nil {
 		return nil, fmt.Errorf("apkfile: %s: %w", meta, err)
 	}
@@ -142,7 +144,7 @@ func Write(w io.Writer, meta *apk.Package, scripts map[string][]byte, entries []
 	if _, err := io.Copy(cw, tmp); err != nil {
 		return nil, fmt.Errorf("apkfile: %s: %w", meta, err)
 	}
-	m.Size = cw.n
+	m.Size = cw.N
 	return &m, nil
 }
 
@@ -170,17 +172,6 @@ func WriteFile(outDir string, meta *apk.Package, scripts map[string][]byte, entr
 		return nil, "", fmt.Errorf("apkfile: %s: %w", dst, err)
 	}
 	return m, dst, nil
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 func checkMeta(m *apk.Package, scripts map[string][]byte) error {

@@ -19,6 +19,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/alpinist/alpinist/internal/counting"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/alpinist/alpinist/agent/apktools"
@@ -90,31 +92,21 @@ func build(disks map[string]string, args map[string]string) error {
 	if err != nil {
 		return err
 	}
-	cw := &countingWriter{w: bufio.NewWriterSize(o, 1<<20)}
+	bw := bufio.NewWriterSize(o, 1<<20)
+	cw := &counting.Writer{W: bw}
 	if err := export.WriteTar(cw, target, export.Options{Epoch: d.Manifest.SourceDateEpoch}); err != nil {
 		o.Close()
 		return err
 	}
-	if err := cw.w.(*bufio.Writer).Flush(); err != nil {
+	if err := bw.Flush(); err != nil {
 		o.Close()
 		return fmt.Errorf("writing the rootfs to the output disk: %w", err)
 	}
 	if err := errors.Join(o.Sync(), o.Close()); err != nil {
 		return fmt.Errorf("writing the rootfs to the output disk: %w", err)
 	}
-	report(proto.Message{Type: proto.TypeDone, Text: strconv.FormatInt(cw.n, 10)})
+	report(proto.Message{Type: proto.TypeDone, Text: strconv.FormatInt(cw.N, 10)})
 	return nil
-}
-
-type countingWriter struct {
-	w interface{ Write([]byte) (int, error) }
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 func main() {
