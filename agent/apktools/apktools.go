@@ -7,9 +7,7 @@
 package apktools
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
@@ -19,10 +17,11 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/alpinist/alpinist/internal/rootfstar"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/alpinist/alpinist/agent/pkgdisk"
-	"github.com/alpinist/alpinist/apk/apkfile"
 )
 
 // Install installs the disk's packages into target using the apk of the
@@ -35,7 +34,7 @@ func Install(d *pkgdisk.Reader, target, tools string, log io.Writer) (err error)
 	if err != nil {
 		return err
 	}
-	if err := Unpack(tr, tools); err != nil {
+	if err := rootfstar.Unpack(tr, tools); err != nil {
 		return fmt.Errorf("apk-tools installer: unpacking the tools: %w", err)
 	}
 	if _, err := os.Stat(filepath.Join(tools, "sbin", "apk")); err != nil {
@@ -139,85 +138,4 @@ func tail(s string) string {
 		l = l[len(l)-30:]
 	}
 	return strings.Join(l, "\n")
-}
-
-// Unpack unpacks a gzip'ed tar of a root filesystem (an Alpine
-// minirootfs) into dir, keeping modes (setuid, setgid and sticky too),
-// links and owners (when permitted), refusing paths that leave dir.
-func Unpack(r io.Reader, dir string) error {
-	zr, err := gzip.NewReader(r)
-	if err != nil {
-		return err
-	}
-	tr := tar.NewReader(zr)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		name, err := apkfile.CleanPath(h.Name)
-		if err != nil {
-			if strings.Trim(h.Name, "./") == "" {
-				continue // the root itself
-			}
-			return err
-		}
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return err
-		}
-		mode := os.FileMode(h.Mode & 0o777)
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(p, mode); err != nil {
-				return err
-			}
-		case tar.TypeReg:
-			f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(f, tr)
-			if err = errors.Join(err, f.Close()); err != nil {
-				return err
-			}
-		case tar.TypeSymlink:
-			os.Remove(p)
-			if err := os.Symlink(h.Linkname, p); err != nil {
-				return err
-			}
-		case tar.TypeLink:
-			t, err := apkfile.CleanPath(h.Linkname)
-			if err != nil {
-				return err
-			}
-			os.Remove(p)
-			if err := os.Link(filepath.Join(dir, t), p); err != nil {
-				return err
-			}
-		default:
-			continue
-		}
-		if h.Typeflag != tar.TypeSymlink {
-			os.Lchown(p, h.Uid, h.Gid)
-			os.Chmod(p, mode|setBits(h.Mode))
-		}
-	}
-}
-
-func setBits(m int64) os.FileMode {
-	var b os.FileMode
-	if m&0o4000 != 0 {
-		b |= os.ModeSetuid
-	}
-	if m&0o2000 != 0 {
-		b |= os.ModeSetgid
-	}
-	if m&0o1000 != 0 {
-		b |= os.ModeSticky
-	}
-	return b
 }

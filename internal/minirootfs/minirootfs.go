@@ -21,7 +21,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/alpinist/alpinist/agent/apktools"
+	"github.com/alpinist/alpinist/internal/rootfstar"
 )
 
 const fixture = "alpine-minirootfs-3.20.3-x86_64.tar.gz"
@@ -115,7 +115,7 @@ func extract(tarball string) (string, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return "", err
 	}
-	if err := apktools.Unpack(f, tmp); err != nil {
+	if err := rootfstar.Unpack(f, tmp); err != nil {
 		return "", fmt.Errorf("%s: %w", tarball, err)
 	}
 	if err := os.Rename(tmp, dest); err != nil {
