@@ -75,7 +75,9 @@ func Unpack(r io.Reader, dir string) error {
 		default:
 			continue
 		}
-		if h.Typeflag != tar.TypeSymlink {
+		// A symlink has no mode of its own, and a hard link shares its
+		// file's inode: setting the link entry's mode would clobber it.
+		if h.Typeflag != tar.TypeSymlink && h.Typeflag != tar.TypeLink {
 			os.Lchown(p, h.Uid, h.Gid)
 			os.Chmod(p, mode|setBits(h.Mode))
 		}

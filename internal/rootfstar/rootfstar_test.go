@@ -41,6 +41,7 @@ func TestUnpack(t *testing.T) {
 		&tar.Header{Typeflag: tar.TypeDir, Name: "./tmp/", Mode: 0o1777},
 		&tar.Header{Typeflag: tar.TypeReg, Name: "./bin/busybox", Mode: 0o4755, Linkname: "bb"},
 		&tar.Header{Typeflag: tar.TypeSymlink, Name: "./bin/sh", Linkname: "/bin/busybox"},
+		&tar.Header{Typeflag: tar.TypeLink, Name: "./bin/bb2", Linkname: "./bin/busybox"},
 	)
 	if err := Unpack(bytes.NewReader(data), dir); err != nil {
 		t.Fatal(err)
