@@ -13,6 +13,7 @@ import (
 
 	"github.com/alpinist/alpinist/agent/pkgdisk"
 	"github.com/alpinist/alpinist/apk/lock"
+	"github.com/alpinist/alpinist/apk/repo"
 	"github.com/alpinist/alpinist/build"
 	"github.com/alpinist/alpinist/spec"
 )
@@ -106,14 +107,13 @@ func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 		if ok {
 			se = epoch.Unix()
 		} else {
-			for _, x := range idx {
-				for _, p := range x.Packages {
-					for _, lp := range entry.Packages {
-						if lp.Name == p.Name && lp.Version == p.Version {
-							se = max(se, p.BuildTime)
-						}
-					}
-				}
+			// The newest build date of exactly the packages installed.
+			items, err := repo.LockItems(&entry, idx, sc.client.Cache)
+			if err != nil {
+				return err
+			}
+			for _, it := range items {
+				se = max(se, it.Package.BuildTime)
 			}
 		}
 		logPath := filepath.Join(f.out, sc.spec.Name+"-"+arch+".log")
