@@ -88,6 +88,13 @@ func (p *parser) users(v *yaml.Node, s *Spec) {
 				}
 			},
 		})
+		if u.Name == "root" {
+			// root exists: the spec may set its password, keys and shell.
+			if u.UID != 0 || u.Group != "" || len(u.Groups) > 0 || u.Home != "" {
+				p.errorf(n, "users: root exists already; only its password, shell and ssh_authorized_keys can be set")
+			}
+			u.Home = "/root"
+		}
 		if u.Name == "" {
 			p.errorf(n, "users: a user needs a name")
 		} else if !accountRE.MatchString(u.Name) {

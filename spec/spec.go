@@ -48,9 +48,32 @@ type Spec struct {
 	// Groups and Users are created after the install, groups first.
 	Groups []Group
 	Users  []User
+	// Timezone is a zone of the tz database ("Europe/Paris"): /etc/localtime
+	// links to its file of the tzdata package, /etc/timezone names it.
+	Timezone string
+	// Services are OpenRC services to enable, by runlevel (sysinit, boot,
+	// default, shutdown), as rc-update add does.
+	Services map[string][]string
+	// Files are copied into (or made in) the target, in order, after the
+	// users are created.
+	Files []File
+	// Network is written to /etc/network/interfaces and /etc/resolv.conf
+	// (nil: left as the packages made it, or DHCP on eth0 for a disk).
+	Network *Network
+	// Disk describes the bootable disk image (nil: no disk).
+	Disk *Disk
+	// OCI is the container image configuration.
+	OCI OCI
+	// Outputs are the output kinds to write (nil: the command line's).
+	Outputs []string
 	// Run are shell commands run in order, after the packages are
 	// installed, with the target's /bin/sh in a chroot of the target.
 	Run []string
+	// Extends is the absolute path of the spec this one extends ("").
+	Extends string
+	// Warnings are things of the spec alpinist does not use (fields of an
+	// apko config it has no equivalent for), with file and line.
+	Warnings []string
 }
 
 // Installer is the spec's installer field: alpinist's own installer (the
@@ -148,9 +171,10 @@ func (e *Error) Error() string {
 }
 
 type parser struct {
-	file string
-	dir  string
-	errs []error
+	file  string
+	dir   string
+	errs  []error
+	warns []string
 }
 
 func (p *parser) errorf(n *yaml.Node, format string, args ...any) {
@@ -162,6 +186,71 @@ func (p *parser) errorf(n *yaml.Node, format string, args ...any) {
 }
 
 func parse(data []byte, file, dir string) (*Spec, error) {
+	return parseChain(data, file, dir, nil)
+}
+
+// parseChain parses one spec file and, when it extends another, the base
+// first; stack holds the files of the chain so far (to refuse a cycle).
+func parseChain(data []byte, file, dir string, stack []string) (*Spec, error) {
+	root, err := decode(data, file)
+	if err != nil {
+		return nil, err
+	}
+	p := &parser{file: file, dir: dir}
+	var s *Spec
+	var seen map[string]*yaml.Node
+	if isApko(root) {
+		s, seen = p.apko(root)
+	} else {
+		s, seen = p.fields(root)
+	}
+	if len(p.errs) > 0 {
+		return nil, errors.Join(p.errs...)
+	}
+	s.Warnings = p.warns
+	if n := seen["extends"]; n != nil {
+		base, err := p.loadBase(valueOf(root, n), s.Extends, append(stack, file))
+		if err != nil {
+			return nil, err
+		}
+		s = merge(base, s, seen)
+	}
+	if len(stack) > 0 {
+		// A base spec may leave out what the spec extending it gives.
+		return s, nil
+	}
+	if s.Name == "" {
+		p.errorf(root, "missing field \"name\"")
+	}
+	if len(s.Arch) == 0 {
+		s.Arch = []string{HostArch()}
+	}
+	if len(s.Repositories) == 0 {
+		p.errorf(root, "missing field \"repositories\": at least one repository is needed")
+	}
+	if len(s.Packages) == 0 {
+		p.errorf(root, "missing field \"packages\"")
+	}
+	p.checkArches(root, s)
+	if len(p.errs) > 0 {
+		return nil, errors.Join(p.errs...)
+	}
+	return s, nil
+}
+
+// valueOf gives the value node of key node k in mapping m.
+func valueOf(m, k *yaml.Node) *yaml.Node {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i] == k {
+			return m.Content[i+1]
+		}
+	}
+	return k
+}
+
+// decode reads the single YAML document of a spec and returns its root
+// mapping.
+func decode(data []byte, file string) (*yaml.Node, error) {
 	if len(data) > maxSpecSize {
 		return nil, &Error{File: file, Msg: fmt.Sprintf("larger than %d bytes", maxSpecSize)}
 	}
@@ -177,8 +266,6 @@ func parse(data []byte, file, dir string) (*Spec, error) {
 	if err := dec.Decode(&extra); err == nil {
 		return nil, &Error{File: file, Line: extra.Line, Msg: "more than one YAML document"}
 	}
-	p := &parser{file: file, dir: dir}
-	s := &Spec{Path: file}
 	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
@@ -186,6 +273,13 @@ func parse(data []byte, file, dir string) (*Spec, error) {
 	if root.Kind != yaml.MappingNode {
 		return nil, &Error{File: file, Line: root.Line, Msg: "the spec must be a mapping of fields (name:, arch:, packages:, ...)"}
 	}
+	return root, nil
+}
+
+// fields reads alpinist's own spec format; seen maps each field given to
+// its key node.
+func (p *parser) fields(root *yaml.Node) (*Spec, map[string]*yaml.Node) {
+	s := &Spec{Path: p.file}
 	seen := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], root.Content[i+1]
@@ -200,35 +294,19 @@ func parse(data []byte, file, dir string) (*Spec, error) {
 			if s.Name != "" && !nameRE.MatchString(s.Name) {
 				p.errorf(v, "name %q: use letters, digits, '.', '_', '+' and '-' (it names output files)", s.Name)
 			}
+		case "extends":
+			if e := p.scalar(v, "extends"); e != "" {
+				s.Extends = p.path(e)
+			}
 		case "arch":
 			p.arches(v, s)
 		case "repositories":
 			p.repositories(v, s)
 		case "keys":
-			for _, n := range p.list(v, "keys") {
-				k := p.scalar(n, "keys")
-				if k == "" {
-					continue
-				}
-				k = p.path(k)
-				if _, err := os.Stat(k); err != nil {
-					p.errorf(n, "keys: %v", err)
-					continue
-				}
-				s.Keys = append(s.Keys, k)
-			}
+			p.keys(v, s)
 		case "packages":
 			for _, n := range p.list(v, "packages") {
-				text := p.scalar(n, "packages")
-				if text == "" {
-					continue
-				}
-				d, err := apk.ParseDependency(text)
-				if err != nil {
-					p.errorf(n, "packages: %v", err)
-					continue
-				}
-				s.Packages = append(s.Packages, d)
+				p.pkg(n, s)
 			}
 		case "installer":
 			p.installer(v, s)
@@ -237,10 +315,24 @@ func parse(data []byte, file, dir string) (*Spec, error) {
 			if s.Hostname != "" && !hostnameRE.MatchString(s.Hostname) {
 				p.errorf(v, "hostname %q: use letters, digits and '-', dot-separated labels of at most 63 characters", s.Hostname)
 			}
+		case "timezone":
+			p.timezone(v, s)
 		case "groups":
 			p.groups(v, s)
 		case "users":
 			p.users(v, s)
+		case "services":
+			p.services(v, s)
+		case "files":
+			p.files(v, s)
+		case "network":
+			p.network(v, s)
+		case "disk":
+			p.disk(v, s)
+		case "oci":
+			p.oci(v, s)
+		case "outputs":
+			p.outputs(v, s)
 		case "run":
 			for _, n := range p.list(v, "run") {
 				if c := p.scalar(n, "run"); c != "" {
@@ -248,28 +340,44 @@ func parse(data []byte, file, dir string) (*Spec, error) {
 				}
 			}
 		default:
-			p.errorf(k, "unknown field %q (known: %s)", k.Value, strings.Join(knownFields, ", "))
+			p.errorf(k, "unknown field %q (known: %s)", k.Value, strings.Join(KnownFields, ", "))
 		}
 	}
-	if s.Name == "" && seen["name"] == nil {
-		p.errorf(root, "missing field \"name\"")
-	}
-	if len(s.Arch) == 0 && seen["arch"] == nil {
-		s.Arch = []string{HostArch()}
-	}
-	if len(s.Repositories) == 0 && seen["repositories"] == nil {
-		p.errorf(root, "missing field \"repositories\": at least one repository is needed")
-	}
-	if len(s.Packages) == 0 && seen["packages"] == nil {
-		p.errorf(root, "missing field \"packages\"")
-	}
-	if len(p.errs) > 0 {
-		return nil, errors.Join(p.errs...)
-	}
-	return s, nil
+	return s, seen
 }
 
-var knownFields = []string{"name", "arch", "repositories", "keys", "packages", "installer", "hostname", "groups", "users", "run"}
+func (p *parser) keys(v *yaml.Node, s *Spec) {
+	for _, n := range p.list(v, "keys") {
+		k := p.scalar(n, "keys")
+		if k == "" {
+			continue
+		}
+		k = p.path(k)
+		if _, err := os.Stat(k); err != nil {
+			p.errorf(n, "keys: %v", err)
+			continue
+		}
+		s.Keys = append(s.Keys, k)
+	}
+}
+
+func (p *parser) pkg(n *yaml.Node, s *Spec) {
+	text := p.scalar(n, "packages")
+	if text == "" {
+		return
+	}
+	d, err := apk.ParseDependency(text)
+	if err != nil {
+		p.errorf(n, "packages: %v", err)
+		return
+	}
+	s.Packages = append(s.Packages, d)
+}
+
+// KnownFields are the spec's top-level fields, in the order docs/spec.md
+// documents them.
+var KnownFields = []string{"name", "extends", "arch", "repositories", "keys", "packages", "installer",
+	"hostname", "timezone", "groups", "users", "services", "files", "network", "disk", "oci", "outputs", "run"}
 
 var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
 

@@ -1,0 +1,289 @@
+package spec
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Runlevels are the OpenRC runlevels services can be added to, in the
+// order OpenRC enters them.
+var Runlevels = []string{"sysinit", "boot", "default", "shutdown"}
+
+// Network is the target's network configuration.
+type Network struct {
+	Interfaces []Interface
+	// DNS servers, written to /etc/resolv.conf.
+	DNS []string
+}
+
+// Interface is one entry of /etc/network/interfaces.
+type Interface struct {
+	Name string
+	// DHCP configures the interface with udhcpc.
+	DHCP bool
+	// Addresses are static addresses in CIDR form (IPv4 and IPv6).
+	Addresses []string
+	// Gateways are default routers, at most one per address family.
+	Gateways []string
+}
+
+// DefaultNetwork is what a disk image gets when the spec has no network:
+// DHCP on eth0.
+var DefaultNetwork = Network{Interfaces: []Interface{{Name: "eth0", DHCP: true}}}
+
+// Disk describes the bootable disk image.
+type Disk struct {
+	// Size in bytes; 0: computed from the content with headroom.
+	Size int64
+	// Table is gpt (the default) or mbr.
+	Table string
+	// Boot lists the firmware to boot from: bios, uefi (default: the
+	// assembler picks for the architecture).
+	Boot []string
+	// Console is the serial console getty is started on and the kernel
+	// writes to ("": the architecture's; "none": no serial console).
+	Console string
+	// Cmdline holds extra kernel arguments.
+	Cmdline string
+}
+
+// SerialConsole gives the serial console device of QEMU's machine for an
+// architecture, the one a disk image gets a getty on by default.
+func SerialConsole(arch string) string {
+	switch arch {
+	case "aarch64", "armv7", "armhf":
+		return "ttyAMA0"
+	case "ppc64le":
+		return "hvc0"
+	case "s390x":
+		return "ttysclp0"
+	}
+	return "ttyS0"
+}
+
+// ConsoleFor gives the disk's serial console for arch ("" for none).
+func (d *Disk) ConsoleFor(arch string) string {
+	switch d.Console {
+	case "":
+		return SerialConsole(arch)
+	case "none":
+		return ""
+	}
+	return d.Console
+}
+
+var (
+	zoneRE    = regexp.MustCompile(`^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$`)
+	serviceRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]*$`)
+	ifaceRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,14}$`)
+	ttyRE     = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9]*$`)
+)
+
+func (p *parser) timezone(v *yaml.Node, s *Spec) {
+	s.Timezone = p.scalar(v, "timezone")
+	if s.Timezone != "" && !zoneRE.MatchString(s.Timezone) {
+		p.errorf(v, "timezone %q: give a zone of the tz database, such as UTC or Europe/Paris", s.Timezone)
+	}
+}
+
+// services reads {RUNLEVEL: [service, ...], ...}.
+func (p *parser) services(v *yaml.Node, s *Spec) {
+	if v.Kind != yaml.MappingNode {
+		p.errorf(v, "services: expected a mapping of runlevels to services, such as {boot: [networking], default: [sshd]}")
+		return
+	}
+	if s.Services == nil {
+		s.Services = map[string][]string{}
+	}
+	for i := 0; i+1 < len(v.Content); i += 2 {
+		k, val := v.Content[i], v.Content[i+1]
+		level := k.Value
+		if !slices.Contains(Runlevels, level) {
+			p.errorf(k, "services: unknown runlevel %q (known: %s)", level, strings.Join(Runlevels, ", "))
+			continue
+		}
+		for _, n := range p.list(val, "services."+level) {
+			name := p.scalar(n, "services."+level)
+			switch {
+			case name == "":
+			case !serviceRE.MatchString(name):
+				p.errorf(n, "services.%s: %q is not a service name (a file name in /etc/init.d)", level, name)
+			case slices.Contains(s.Services[level], name):
+				p.errorf(n, "services.%s: %s listed twice", level, name)
+			default:
+				s.Services[level] = append(s.Services[level], name)
+			}
+		}
+	}
+}
+
+func (p *parser) network(v *yaml.Node, s *Spec) {
+	n := &Network{}
+	p.mapping(v, "network", map[string]func(*yaml.Node){
+		"interfaces": func(v *yaml.Node) {
+			for _, in := range p.list(v, "network.interfaces") {
+				p.iface(in, n)
+			}
+		},
+		"dns": func(v *yaml.Node) {
+			for _, d := range p.list(v, "network.dns") {
+				text := p.scalar(d, "network.dns")
+				if _, err := netip.ParseAddr(text); err != nil && text != "" {
+					p.errorf(d, "network.dns: %q is not an IP address", text)
+					continue
+				}
+				n.DNS = append(n.DNS, text)
+			}
+		},
+	})
+	s.Network = n
+}
+
+func (p *parser) iface(v *yaml.Node, n *Network) {
+	in := Interface{}
+	p.mapping(v, "network.interfaces", map[string]func(*yaml.Node){
+		"name": func(v *yaml.Node) { in.Name = p.scalar(v, "network.interfaces.name") },
+		"dhcp": func(v *yaml.Node) { in.DHCP = p.boolean(v, "network.interfaces.dhcp") },
+		"address": func(v *yaml.Node) {
+			for _, a := range p.list(v, "network.interfaces.address") {
+				text := p.scalar(a, "network.interfaces.address")
+				if _, err := netip.ParsePrefix(text); err != nil {
+					p.errorf(a, "network.interfaces.address: %q is not an address with a prefix length, such as 192.168.1.10/24 or 2001:db8::10/64", text)
+					continue
+				}
+				in.Addresses = append(in.Addresses, text)
+			}
+		},
+		"gateway": func(v *yaml.Node) {
+			for _, a := range p.list(v, "network.interfaces.gateway") {
+				text := p.scalar(a, "network.interfaces.gateway")
+				if _, err := netip.ParseAddr(text); err != nil {
+					p.errorf(a, "network.interfaces.gateway: %q is not an IP address", text)
+					continue
+				}
+				in.Gateways = append(in.Gateways, text)
+			}
+		},
+	})
+	if v.Kind != yaml.MappingNode {
+		return
+	}
+	switch {
+	case in.Name == "":
+		p.errorf(v, "network.interfaces: an interface needs a name (eth0, ...)")
+	case in.Name == "lo":
+		p.errorf(v, "network.interfaces: lo is always configured as the loopback; leave it out")
+	case !ifaceRE.MatchString(in.Name):
+		p.errorf(v, "network.interfaces: %q is not an interface name", in.Name)
+	case !in.DHCP && len(in.Addresses) == 0:
+		p.errorf(v, "network.interfaces: %s: give dhcp: true or an address", in.Name)
+	}
+	families := map[bool]int{}
+	for _, g := range in.Gateways {
+		families[netip.MustParseAddr(g).Is4()]++
+	}
+	if families[true] > 1 || families[false] > 1 {
+		p.errorf(v, "network.interfaces: %s: at most one gateway per address family", in.Name)
+	}
+	for _, o := range n.Interfaces {
+		if o.Name == in.Name && in.Name != "" {
+			p.errorf(v, "network.interfaces: %s listed twice", in.Name)
+		}
+	}
+	n.Interfaces = append(n.Interfaces, in)
+}
+
+func (p *parser) disk(v *yaml.Node, s *Spec) {
+	d := &Disk{}
+	p.mapping(v, "disk", map[string]func(*yaml.Node){
+		"size": func(v *yaml.Node) {
+			text := p.scalar(v, "disk.size")
+			n, err := ParseSize(text)
+			if err != nil {
+				p.errorf(v, "disk.size: %v", err)
+			}
+			d.Size = n
+		},
+		"table": func(v *yaml.Node) {
+			d.Table = p.scalar(v, "disk.table")
+			if d.Table != "gpt" && d.Table != "mbr" && d.Table != "" {
+				p.errorf(v, "disk.table: %q is not gpt or mbr", d.Table)
+			}
+		},
+		"boot": func(v *yaml.Node) {
+			for _, b := range p.list(v, "disk.boot") {
+				text := p.scalar(b, "disk.boot")
+				switch {
+				case text != "bios" && text != "uefi":
+					p.errorf(b, "disk.boot: %q is not bios or uefi", text)
+				case slices.Contains(d.Boot, text):
+					p.errorf(b, "disk.boot: %s listed twice", text)
+				default:
+					d.Boot = append(d.Boot, text)
+				}
+			}
+		},
+		"console": func(v *yaml.Node) {
+			d.Console = p.scalar(v, "disk.console")
+			if d.Console != "" && !ttyRE.MatchString(d.Console) {
+				p.errorf(v, "disk.console: %q is not a tty name such as ttyS0, or none", d.Console)
+			}
+		},
+		"cmdline": func(v *yaml.Node) {
+			d.Cmdline = p.scalar(v, "disk.cmdline")
+			if strings.ContainsAny(d.Cmdline, "\n\x00") {
+				p.errorf(v, "disk.cmdline: the kernel command line is one line")
+			}
+		},
+	})
+	s.Disk = d
+}
+
+// checkArches checks what depends on the architectures, once the whole
+// spec (and the ones it extends) is read.
+func (p *parser) checkArches(root *yaml.Node, s *Spec) {
+	if s.Disk == nil || !slices.Contains(s.Disk.Boot, "bios") {
+		return
+	}
+	for _, a := range s.Arch {
+		if a != "x86_64" && a != "x86" {
+			p.errorf(root, "disk.boot: bios boots x86 and x86_64 only, not %s; use uefi, or a spec per architecture", a)
+		}
+	}
+}
+
+// ParseSize reads a size in bytes, with an optional binary unit: 512M,
+// 2G, 1.5GiB, 10737418240.
+func ParseSize(text string) (int64, error) {
+	t := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSpace(text), "B"), "i")
+	mult := int64(1)
+	if t != "" {
+		if i := strings.IndexByte("KMGT", t[len(t)-1]); i >= 0 {
+			mult = int64(1) << (10 * (i + 1))
+			t = t[:len(t)-1]
+		}
+	}
+	f, err := strconv.ParseFloat(t, 64)
+	if err != nil || f <= 0 || f*float64(mult) > 1<<50 {
+		return 0, fmt.Errorf("%q is not a size such as 512M, 2G or 1.5GiB", text)
+	}
+	return int64(f * float64(mult)), nil
+}
+
+func (p *parser) boolean(n *yaml.Node, field string) bool {
+	switch v := p.scalar(n, field); v {
+	case "true", "yes", "on":
+		return true
+	case "false", "no", "off":
+		return false
+	default:
+		p.errorf(n, "%s: %q is not true or false", field, v)
+		return false
+	}
+}
