@@ -25,7 +25,7 @@ const KeyName = "alpinist-test.rsa.pub"
 
 // stampFormat changes whenever the repository layout or a package's
 // content changes in a way the generator's fingerprint may not show.
-const stampFormat = 1
+const stampFormat = 2
 
 // stampFile is written into each DIR/main/ARCH after it is complete.
 const stampFile = ".alpinist-testrepo.json"
@@ -324,6 +324,8 @@ const readmeTests = `
 - alpine-baselayout (directories with Alpine's modes, /var symlinks; depends on alpine-baselayout-data and /bin/sh),
   alpine-baselayout-data (/etc/passwd, group, shadow 0640 root:shadow, ...), alpine-release (/etc/os-release, ...),
   alpine-base (depends on alpine-baselayout, alpine-release, busybox).
+- tzdata: Debian's tzdata (Architecture: all) as ` + "`" + ZoneinfoDir + "/**`" + `, Debian's regular files and relative symlinks
+  (UTC -> Etc/UTC, Europe/Paris, America/New_York, ...); not Debian's docs, localtime link, right/ or posix/ trees.
 - linux-virt: Debian's cloud kernel as /boot/vmlinuz-virt, config-virt, System.map-virt; /lib/modules/KVER/ holds the
   virtio, vfat/nls, overlay, efivarfs, sd_mod and loop modules with their dependencies as .ko.gz, with modules.dep,
   modules.alias, modules.order and modules.builtin; /usr/share/kernel/virt/kernel.release names KVER.
@@ -354,6 +356,7 @@ Test packages (version ` + TestVersion + `, every arch):
 | alpinist-test-prio-a, -prio-b | both provide alpinist-test-prio, provider_priority 10 and 20 |
 | alpinist-test-versioned | in two versions, ` + TestVersion + ` and ` + TestVersion2 + ` |
 | alpinist-test-noarch | arch noarch |
+| ` + ServicePackage + ` | the OpenRC service ` + ServiceName + `: ` + ServiceScript + ` (0755, need localmount; a backgrounded /bin/sleep with a pidfile, writes ` + ServiceMarker + `) and ` + ServiceConf + ` |
 `
 
 // packageNames lists a result's package names, for messages.

@@ -87,6 +87,7 @@ var packageBuilders = []struct {
 }{
 	{"base", buildBase},
 	{"busybox", buildBusybox},
+	{"tzdata", buildTzdata},
 	{"linux-virt", buildKernel},
 	{"syslinux", buildSyslinux},
 	{"grub", buildGrub},

@@ -88,7 +88,7 @@ func TestRealApkInstall(t *testing.T) {
 		"alpinist-test-if-a", "alpinist-test-if-b", "alpinist-test-owner", "alpinist-test-replacer",
 		"alpinist-test-conflict-a", "alpinist-test-hardlinks", "alpinist-test-xattr",
 		"alpinist-test-emptydirs", "alpinist-test-large", "alpinist-test-prio",
-		"alpinist-test-versioned", "alpinist-test-noarch")
+		"alpinist-test-versioned", "alpinist-test-noarch", "tzdata", ServicePackage)
 	if err != nil {
 		t.Fatalf("apk add: %v", err)
 	}
@@ -182,6 +182,30 @@ func TestRealApkInstall(t *testing.T) {
 	if got := e.run("/usr/bin/alpinist-hello"); got != "hello from alpinist\n" {
 		t.Errorf("alpinist-hello printed %q", got)
 	}
+	// tzdata's zones, through Debian's relative links too; busybox's
+	// (static glibc) date reads them.
+	if l, err := os.Readlink(e.path(ZoneinfoDir + "/UTC")); err != nil || l != "Etc/UTC" {
+		t.Errorf("%s/UTC -> %q, %v", ZoneinfoDir, l, err)
+	}
+	for _, z := range TzdataZones {
+		if fi, err := os.Stat(e.path(ZoneinfoDir + "/" + z)); err != nil || !fi.Mode().IsRegular() {
+			t.Errorf("%s/%s: %v", ZoneinfoDir, z, err)
+		}
+	}
+	if got := e.run("/bin/sh", "-c", "TZ=America/New_York date -d @0 +%Z; TZ=Europe/Paris date -d @0 +%H:%M"); got != "EST\n01:00\n" {
+		t.Errorf("date with tzdata's zones printed %q, want EST and 01:00", got)
+	}
+	// The OpenRC service: an executable openrc-run script and its settings.
+	if fi, err := os.Stat(e.path(ServiceScript)); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Errorf("%s: %v, %v; want mode 0755", ServiceScript, fi, err)
+	} else if !strings.HasPrefix(e.read(ServiceScript), "#!/sbin/openrc-run\n") {
+		t.Errorf("%s is not an openrc-run script", ServiceScript)
+	}
+	if fi, err := os.Stat(e.path(ServiceConf)); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("%s: %v, %v; want mode 0644", ServiceConf, fi, err)
+	}
+	e.run("/bin/sh", "-n", ServiceScript)
+
 	kver := strings.TrimSpace(e.read("usr/share/kernel/virt/kernel.release"))
 	if _, err := os.Stat(e.path("lib/modules/" + kver + "/kernel/drivers/virtio/virtio_pci.ko.gz")); err != nil {
 		t.Error(err)

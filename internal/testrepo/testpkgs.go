@@ -30,7 +30,52 @@ const (
 	// SharedFile is owned by both alpinist-test-owner and
 	// alpinist-test-replacer (which replaces the former).
 	SharedFile = "/usr/share/alpinist-test/shared.conf"
+
+	// ServiceName is the OpenRC service alpinist-test-service installs:
+	// ServiceScript (0755, #!/sbin/openrc-run) and ServiceConf (0644).
+	// Started, its daemon is a backgrounded /bin/sleep with a pidfile
+	// (so rc-status shows it started, not crashed) and it writes
+	// ServiceMarker; stopping it kills the sleep and removes the marker.
+	ServiceName    = "alpinist-test"
+	ServicePackage = "alpinist-test-service"
+	ServiceScript  = "/etc/init.d/" + ServiceName
+	ServiceConf    = "/etc/conf.d/" + ServiceName
+	ServiceMarker  = "/run/" + ServiceName + ".started"
 )
+
+// serviceScript is ServiceScript, an OpenRC service as Alpine writes them.
+const serviceScript = `#!/sbin/openrc-run
+# ` + ServiceName + `: the OpenRC service of alpinist's synthetic test
+# repository (package ` + ServicePackage + `). Its daemon only sleeps;
+# starting it writes ` + ServiceMarker + ` so a test can tell it ran.
+# Settings: ` + ServiceConf + `.
+
+description="alpinist test service (a sleeping daemon)"
+
+command="/bin/sleep"
+command_args="${ALPINIST_TEST_SLEEP:-2147483647}"
+command_background=true
+pidfile="/run/${RC_SVCNAME}.pid"
+
+depend() {
+	need localmount
+}
+
+start_post() {
+	echo "${RC_SVCNAME} started" > "` + ServiceMarker + `"
+}
+
+stop_post() {
+	rm -f "` + ServiceMarker + `"
+}
+`
+
+// serviceConf is ServiceConf, which openrc-run sources before the script.
+const serviceConf = `# Settings for ` + ServiceScript + ` (alpinist's test service).
+
+# How many seconds the service's daemon (/bin/sleep) sleeps.
+#ALPINIST_TEST_SLEEP=2147483647
+`
 
 // TestPackages lists the generated test packages by name (each exists for
 // every architecture; alpinist-test-versioned in two versions).
@@ -45,6 +90,7 @@ var TestPackages = []string{
 	"alpinist-test-virt-a", "alpinist-test-virt-b",
 	"alpinist-test-prio-a", "alpinist-test-prio-b",
 	"alpinist-test-versioned", "alpinist-test-noarch",
+	ServicePackage,
 }
 
 // LargeContent returns the deterministic pseudo-random content of
@@ -197,6 +243,10 @@ exit 0
 	p = add("alpinist-test-noarch", "an architecture-independent (noarch) package")
 	p.Meta.Arch = "noarch"
 	must(p.Tree.File("usr/share/alpinist-test/noarch.txt", 0o644, txt("noarch")))
+
+	p = add(ServicePackage, "an OpenRC service, "+ServiceName+" ("+ServiceScript+", "+ServiceConf+")")
+	must(p.Tree.File(ServiceScript[1:], 0o755, []byte(serviceScript)))
+	must(p.Tree.File(ServiceConf[1:], 0o644, []byte(serviceConf)))
 
 	return pkgs, nil
 }

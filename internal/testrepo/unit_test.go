@@ -1,6 +1,7 @@
 package testrepo
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -16,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/alpinist/alpinist/apk/apkfile"
+	"github.com/alpinist/alpinist/apk/sign"
 	"github.com/alpinist/alpinist/apk/version"
 )
 
@@ -540,5 +543,229 @@ func TestGeneratedPackages(t *testing.T) {
 	}
 	if len(by["alpinist-test-if-both"].Meta.InstallIf) != 2 {
 		t.Error("alpinist-test-if-both has no install_if")
+	}
+
+	svc := by[ServicePackage].Tree
+	script, conf := svc.Get(ServiceScript), svc.Get(ServiceConf)
+	if script == nil || script.Type != TypeFile || script.Mode != 0o755 || script.UID != 0 {
+		t.Fatalf("%s: %+v, want a 0755 root file", ServiceScript, script)
+	}
+	if conf == nil || conf.Type != TypeFile || conf.Mode != 0o644 {
+		t.Fatalf("%s: %+v, want a 0644 file", ServiceConf, conf)
+	}
+	text := readEntry(t, script)
+	for _, want := range []string{"#!/sbin/openrc-run\n", "\ndescription=\"", "\ncommand=\"/bin/sleep\"\n", "\npidfile=", "\ndepend() {\n\tneed localmount\n}\n"} {
+		if !strings.Contains("\n"+text, want) {
+			t.Errorf("%s lacks %q:\n%s", ServiceScript, want, text)
+		}
+	}
+	if ServiceScript != "/etc/init.d/"+ServiceName || ServiceConf != "/etc/conf.d/"+ServiceName {
+		t.Errorf("service paths %s, %s do not name %s", ServiceScript, ServiceConf, ServiceName)
+	}
+	// Both are shell (openrc-run sources the conf.d file, then the script).
+	if sh, err := exec.LookPath("sh"); err == nil {
+		for _, e := range []*Entry{script, conf} {
+			cmd := exec.Command(sh, "-n")
+			cmd.Stdin = strings.NewReader(readEntry(t, e))
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("sh -n %s: %v: %s", e.Path, err, out)
+			}
+		}
+	}
+}
+
+func readEntry(t *testing.T, e *Entry) string {
+	t.Helper()
+	r, err := e.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	data, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+// fakeTzdata is a DebTree laid out as Debian's tzdata .deb, with its
+// regular files written under dir.
+func fakeTzdata(t *testing.T, dir string) map[string]*DebFile {
+	t.Helper()
+	files := map[string]*DebFile{}
+	add := func(f *DebFile) {
+		if f.Type == TypeFile {
+			f.DiskPath = filepath.Join(dir, filepath.FromSlash(f.Path))
+			must(os.MkdirAll(filepath.Dir(f.DiskPath), 0o755))
+			must(os.WriteFile(f.DiskPath, []byte("TZif2 "+f.Path), 0o644))
+		}
+		files[f.Path] = f
+	}
+	for _, d := range []string{"usr", "usr/share", "usr/share/doc", "usr/share/doc/tzdata", "usr/share/zoneinfo",
+		"usr/share/zoneinfo/Etc", "usr/share/zoneinfo/Europe", "usr/share/zoneinfo/America", "usr/share/zoneinfo/US",
+		"usr/share/zoneinfo/right", "usr/share/zoneinfo/right/Europe", "usr/share/zoneinfo/posix"} {
+		add(&DebFile{Path: d, Type: TypeDir, Mode: 0o755})
+	}
+	for _, f := range []string{"usr/share/doc/tzdata/copyright", "usr/share/zoneinfo/Etc/UTC", "usr/share/zoneinfo/Europe/Paris",
+		"usr/share/zoneinfo/America/New_York", "usr/share/zoneinfo/zone1970.tab", "usr/share/zoneinfo/right/Europe/Paris"} {
+		add(&DebFile{Path: f, Type: TypeFile, Mode: 0o644})
+	}
+	for l, target := range map[string]string{
+		"usr/share/zoneinfo/UTC": "Etc/UTC", "usr/share/zoneinfo/US/Eastern": "../America/New_York",
+		"usr/share/zoneinfo/posixrules": "America/New_York", "usr/share/zoneinfo/localtime": "/etc/localtime",
+		"usr/share/zoneinfo/posix/UTC": "../Etc/UTC",
+	} {
+		add(&DebFile{Path: l, Type: TypeSymlink, Mode: 0o777, Target: target})
+	}
+	add(&DebFile{Path: "usr/share/zoneinfo/Europe/Monaco", Type: TypeHardlink, Mode: 0o644, Target: "usr/share/zoneinfo/Europe/Paris"})
+	return files
+}
+
+// keptTzdata filters files as ExtractDeb does with keepZoneinfo.
+func keptTzdata(files map[string]*DebFile) *DebTree {
+	dt := &DebTree{Deb: &Deb{Package: "tzdata", Arch: "all", Version: "2026f-0+deb12u1"}, Files: map[string]*DebFile{}}
+	for name, f := range files {
+		if keepZoneinfo(name) {
+			dt.Files[name] = f
+		}
+	}
+	return dt
+}
+
+func TestTzdataTree(t *testing.T) {
+	if v, err := APKVersion("2026f-0+deb12u1"); err != nil || v != "2026f-r0" || !version.Valid(v) {
+		t.Errorf("APKVersion(2026f-0+deb12u1) = %q, %v; want the valid 2026f-r0", v, err)
+	}
+	files := fakeTzdata(t, t.TempDir())
+	tr := NewTree()
+	if err := tzdataTree(tr, keptTzdata(files)); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range tr.Entries() {
+		s := e.Path + " " + e.Type.String()
+		if e.Target != "" {
+			s += " " + e.Target
+		}
+		got = append(got, s)
+	}
+	want := []string{
+		"usr dir", "usr/share dir", "usr/share/zoneinfo dir",
+		"usr/share/zoneinfo/America dir", "usr/share/zoneinfo/America/New_York file",
+		"usr/share/zoneinfo/Etc dir", "usr/share/zoneinfo/Etc/UTC file",
+		"usr/share/zoneinfo/Europe dir", "usr/share/zoneinfo/Europe/Monaco file",
+		"usr/share/zoneinfo/Europe/Paris hardlink usr/share/zoneinfo/Europe/Monaco",
+		"usr/share/zoneinfo/US dir", "usr/share/zoneinfo/US/Eastern symlink ../America/New_York",
+		"usr/share/zoneinfo/UTC symlink Etc/UTC",
+		"usr/share/zoneinfo/posixrules symlink America/New_York",
+		"usr/share/zoneinfo/zone1970.tab file",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("tzdata tree:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// Written out, the symlinks resolve to the zone files.
+	root := t.TempDir()
+	if err := tr.WriteTo(root); err != nil {
+		t.Fatal(err)
+	}
+	for _, z := range append(slices.Clone(TzdataZones), "US/Eastern") {
+		data, err := os.ReadFile(filepath.Join(root, ZoneinfoDir, z))
+		if err != nil || !strings.HasPrefix(string(data), "TZif2 ") {
+			t.Errorf("%s/%s: %q, %v", ZoneinfoDir, z, data, err)
+		}
+	}
+
+	// A zone missing, a link into a skipped tree or out of it, and an
+	// absolute link are errors.
+	for name, edit := range map[string]func(map[string]*DebFile){
+		"missing zone": func(f map[string]*DebFile) {
+			delete(f, "usr/share/zoneinfo/Europe/Paris")
+			delete(f, "usr/share/zoneinfo/Europe/Monaco")
+		},
+		"link into right": func(f map[string]*DebFile) { f["usr/share/zoneinfo/UTC"].Target = "right/Etc/UTC" },
+		"dangling link":   func(f map[string]*DebFile) { f["usr/share/zoneinfo/US/Eastern"].Target = "../../../../etc/localtime" },
+		"absolute link": func(f map[string]*DebFile) {
+			f["usr/share/zoneinfo/posixrules"].Target = "/usr/share/zoneinfo/America/New_York"
+		},
+	} {
+		files := fakeTzdata(t, t.TempDir())
+		edit(files)
+		if err := tzdataTree(NewTree(), keptTzdata(files)); err == nil {
+			t.Errorf("%s: tzdataTree succeeded", name)
+		}
+	}
+}
+
+func TestKeepZoneinfo(t *testing.T) {
+	for name, want := range map[string]bool{
+		"usr/share/zoneinfo": true, "usr/share/zoneinfo/UTC": true, "usr/share/zoneinfo/Europe/Paris": true,
+		"usr/share/zoneinfo/posixrules": true, "usr/share/zoneinfo/rightmost": true,
+		"usr/share/zoneinfo/right": false, "usr/share/zoneinfo/right/UTC": false, "usr/share/zoneinfo/posix/Europe/Paris": false,
+		"usr/share/zoneinfo/localtime": false, "usr/share/doc/tzdata/copyright": false, "usr/share/lintian/overrides/tzdata": false,
+		"usr": false, "usr/share": false, "usr/share/zoneinfo-extra/x": false,
+	} {
+		if got := keepZoneinfo(name); got != want {
+			t.Errorf("keepZoneinfo(%s) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// TestGeneratedTzdata reads the generated repository's tzdata package of
+// each architecture and checks what tests rely on.
+func TestGeneratedTzdata(t *testing.T) {
+	repo := Generated(t)
+	keys, err := sign.LoadKeyring(filepath.Join(repo, "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	arches, _ := filepath.Glob(filepath.Join(repo, "main", "*", "APKINDEX.tar.gz"))
+	for _, idx := range arches {
+		arch := filepath.Base(filepath.Dir(idx))
+		pkgs, _ := filepath.Glob(filepath.Join(filepath.Dir(idx), "tzdata-[0-9]*.apk"))
+		if len(pkgs) != 1 {
+			t.Errorf("%s: tzdata packages %v, want one", arch, pkgs)
+			continue
+		}
+		f, err := os.Open(pkgs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries := map[string]*tar.Header{}
+		p, err := apkfile.Read(f, apkfile.ReadOptions{Keys: keys, Entry: func(h *tar.Header, r io.Reader) error {
+			entries[h.Name] = h
+			return nil
+		}})
+		f.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", pkgs[0], err)
+		}
+		if !version.Valid(p.Info.Version) || p.Info.License != "Public-Domain" || p.Info.Arch != arch {
+			t.Errorf("%s: version %q, license %q, arch %q", pkgs[0], p.Info.Version, p.Info.License, p.Info.Arch)
+		}
+		zi := strings.TrimPrefix(ZoneinfoDir, "/")
+		for _, z := range TzdataZones {
+			if entries[zi+"/"+z] == nil {
+				t.Errorf("%s: no %s/%s", arch, ZoneinfoDir, z)
+			}
+		}
+		for _, z := range []string{"Europe/Paris", "America/New_York", "Etc/UTC"} {
+			if h := entries[zi+"/"+z]; h == nil || h.Typeflag != tar.TypeReg || h.Mode&0o777 != 0o644 {
+				t.Errorf("%s: %s/%s: %+v, want a 0644 file", arch, ZoneinfoDir, z, h)
+			}
+		}
+		if h := entries[zi+"/UTC"]; h == nil || h.Typeflag != tar.TypeSymlink || h.Linkname != "Etc/UTC" {
+			t.Errorf("%s: %s/UTC: %+v, want a symlink to Etc/UTC", arch, ZoneinfoDir, h)
+		}
+		for name, h := range entries {
+			if !strings.HasPrefix(name+"/", zi+"/") && !strings.HasPrefix(zi+"/", name+"/") {
+				t.Errorf("%s: %s is outside %s", arch, name, ZoneinfoDir)
+			}
+			if !keepZoneinfo(name) && strings.HasPrefix(name, zi) {
+				t.Errorf("%s: %s should have been left out", arch, name)
+			}
+			if h.Typeflag == tar.TypeSymlink && strings.HasPrefix(h.Linkname, "/") {
+				t.Errorf("%s: %s -> %s is absolute", arch, name, h.Linkname)
+			}
+		}
 	}
 }
