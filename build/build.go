@@ -54,6 +54,10 @@ type Options struct {
 	SourceDateEpoch int64
 	// Config is applied in the target after the install.
 	Config pkgdisk.Config
+	// Files are the spec's files (Config.Files says what they are in
+	// the target): the host files of copy entries and the content of
+	// content entries go on the package disk.
+	Files []spec.File
 	// Installer is the spec's installer (apk-tools runs the minirootfs's
 	// apk in the VM).
 	Installer spec.Installer
@@ -304,6 +308,17 @@ func writePackageDisk(w io.Writer, opts Options, items []repo.Item, paths []stri
 			err = dw.Add(f, st.Size())
 		}
 		f.Close()
+		if err != nil {
+			return 0, err
+		}
+	}
+	for i, f := range opts.Files {
+		switch f.Kind() {
+		case "copy":
+			err = dw.AddTree(i, f.Src, f.Mode, f.DirMode)
+		case "content":
+			err = dw.AddContent(i, f.Content, f.Mode)
+		}
 		if err != nil {
 			return 0, err
 		}

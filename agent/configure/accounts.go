@@ -19,13 +19,23 @@ import (
 // named after each user unless one is given, GECOS "Linux User,,,", the
 // password locked ("!") unless a hash is given, the home directory made
 // from /etc/skel and owned by the user; then SSH authorized_keys.
+//
+// root exists already: a users entry for it sets its password, shell
+// and keys. Whatever the spec says, root is never left without a
+// password: an empty one is locked ("*").
 func accounts(target string, cfg pkgdisk.Config, epoch int64) error {
-	if len(cfg.Groups) == 0 && len(cfg.Users) == 0 {
-		return nil
-	}
 	db, err := readAccounts(target)
 	if err != nil {
 		return err
+	}
+	changed := len(cfg.Groups) > 0 || len(cfg.Users) > 0
+	for _, r := range db.shadow {
+		if r[0] == "root" && len(r) > 1 && r[1] == "" {
+			r[1], changed = "*", true
+		}
+	}
+	if !changed {
+		return nil
 	}
 	for _, g := range cfg.Groups {
 		if db.group(g.Name) != nil {
@@ -40,6 +50,12 @@ func accounts(target string, cfg pkgdisk.Config, epoch int64) error {
 		db.groups = append(db.groups, []string{g.Name, "x", strconv.Itoa(gid), ""})
 	}
 	for _, u := range cfg.Users {
+		if u.Name == "root" {
+			if err := db.root(target, u); err != nil {
+				return err
+			}
+			continue
+		}
 		if db.user(u.Name) != nil {
 			return fmt.Errorf("users: %s already exists in the target's /etc/passwd", u.Name)
 		}
@@ -93,6 +109,33 @@ func accounts(target string, cfg pkgdisk.Config, epoch int64) error {
 		}
 	}
 	return db.write(target)
+}
+
+// root sets root's password, shell and SSH keys.
+func (db *accountDB) root(target string, u pkgdisk.User) error {
+	pw := db.user("root")
+	if pw == nil || len(pw) < 7 {
+		return fmt.Errorf("users: the target's /etc/passwd has no root entry")
+	}
+	if u.Shell != "" {
+		pw[6] = u.Shell
+	}
+	if u.Password != "" {
+		found := false
+		for _, r := range db.shadow {
+			if r[0] == "root" && len(r) > 1 {
+				r[1], found = u.Password, true
+			}
+		}
+		if !found {
+			return fmt.Errorf("users: the target's /etc/shadow has no root entry")
+		}
+	}
+	if len(u.AuthorizedKeys) > 0 {
+		u.Home = pw[5]
+		return authorizedKeys(target, u, 0, 0)
+	}
+	return nil
 }
 
 type accountDB struct {

@@ -1,33 +1,62 @@
 // Package configure applies the spec's system configuration to the
-// installed target inside the build VM: the hostname, groups and users
-// (as Alpine's addgroup and adduser make them), then the run steps (shell
-// commands run with the target's own /bin/sh in a chroot of it).
+// installed target inside the build VM: the hostname, timezone, network
+// and serial console; groups and users (as Alpine's addgroup and adduser
+// make them); the spec's files; OpenRC services (as rc-update add); then
+// the run steps (shell commands run with the target's own /bin/sh in a
+// chroot of it).
 package configure
 
 import (
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 
+	"github.com/alpinist/alpinist/agent/fsroot"
 	"github.com/alpinist/alpinist/agent/install"
 	"github.com/alpinist/alpinist/agent/pkgdisk"
 )
 
-// Apply configures target. epoch (SOURCE_DATE_EPOCH) dates new shadow
-// entries; mount bind-mounts /dev, /proc and /sys for the run steps (the
-// agent sets it).
-func Apply(target string, cfg pkgdisk.Config, epoch int64, mount bool, log io.Writer) error {
+// Apply configures target, in this order: hostname, timezone, network,
+// serial console, groups and users (root locked unless the spec gives
+// it a password), files (their trees read from trees), services, then
+// the run steps. epoch (SOURCE_DATE_EPOCH) dates what is written; mount
+// bind-mounts /dev, /proc and /sys for the run steps (the agent sets it).
+func Apply(target string, cfg pkgdisk.Config, trees Trees, epoch int64, mount bool, log io.Writer) error {
+	r, err := fsroot.Open(target)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
 	if cfg.Hostname != "" {
-		if err := hostname(target, cfg.Hostname); err != nil {
+		if err := hostname(r, cfg.Hostname, epoch); err != nil {
+			return err
+		}
+	}
+	if cfg.Timezone != "" {
+		if err := timezone(r, cfg.Timezone, epoch); err != nil {
+			return err
+		}
+	}
+	if cfg.Network != nil {
+		if err := network(r, *cfg.Network, epoch); err != nil {
+			return err
+		}
+	}
+	if cfg.Console != "" {
+		if err := console(r, cfg.Console, epoch); err != nil {
 			return err
 		}
 	}
 	if err := accounts(target, cfg, epoch); err != nil {
 		return err
 	}
+	if err := files(r, cfg.Files, trees, epoch); err != nil {
+		return err
+	}
+	if err := services(r, cfg.Services, epoch); err != nil {
+		return err
+	}
 	if len(cfg.Run) > 0 {
-		if _, err := os.Lstat(filepath.Join(target, "bin", "sh")); err != nil {
+		if _, err := r.Lstat("bin/sh"); err != nil {
 			return fmt.Errorf("run: the target has no /bin/sh to run the steps with (install busybox or another shell)")
 		}
 	}
@@ -42,26 +71,13 @@ func Apply(target string, cfg pkgdisk.Config, epoch int64, mount bool, log io.Wr
 
 // hostname writes /etc/hostname and an /etc/hosts naming the host on the
 // loopback addresses, as Alpine's setup-hostname leaves them.
-func hostname(target, name string) error {
-	files := map[string]string{
-		"etc/hostname": name + "\n",
-		"etc/hosts":    "127.0.0.1\t" + name + " localhost localhost.localdomain\n::1\t\t" + name + " localhost localhost.localdomain\n",
+func hostname(r *fsroot.Root, name string, epoch int64) error {
+	if err := writeText(r, "etc/hostname", name+"\n", epoch); err != nil {
+		return fmt.Errorf("hostname: %w", err)
 	}
-	for p, data := range files {
-		full := filepath.Join(target, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			return err
-		}
-		// Through a temporary name: a symlink at the path is replaced,
-		// never followed out of the target.
-		tmp := full + ".alpinist-tmp"
-		if err := os.WriteFile(tmp, []byte(data), 0o644); err != nil {
-			return fmt.Errorf("hostname: %w", err)
-		}
-		if err := os.Rename(tmp, full); err != nil {
-			os.Remove(tmp)
-			return fmt.Errorf("hostname: %w", err)
-		}
+	hosts := "127.0.0.1\t" + name + " localhost localhost.localdomain\n::1\t\t" + name + " localhost localhost.localdomain\n"
+	if err := writeText(r, "etc/hosts", hosts, epoch); err != nil {
+		return fmt.Errorf("hostname: %w", err)
 	}
 	return nil
 }

@@ -26,6 +26,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/alpinist/alpinist/agent/fsroot"
 	"github.com/alpinist/alpinist/agent/pkgdisk"
 	"github.com/alpinist/alpinist/apk"
 	"github.com/alpinist/alpinist/apk/apkfile"
@@ -52,7 +53,7 @@ type owned struct {
 
 type state struct {
 	in      *Installer
-	root    *root
+	root    *fsroot.Root
 	pkgs    []*db.Installed
 	owner   map[string]owned // file path -> owner
 	touched map[string]bool  // directories changed in this transaction ("/usr/bin")
@@ -62,11 +63,11 @@ type state struct {
 // Install installs every package of the disk, in its order, and writes
 // the apk database. The first error stops it with the package named.
 func (in *Installer) Install(d *pkgdisk.Reader) error {
-	r, err := openRoot(in.Root)
+	r, err := fsroot.Open(in.Root)
 	if err != nil {
 		return err
 	}
-	defer r.close()
+	defer r.Close()
 	st := &state{in: in, root: r, owner: map[string]owned{}, touched: map[string]bool{}, mtime: d.Manifest.SourceDateEpoch}
 	kr := sign.NewKeyring()
 	for name, pem := range d.Keys {
@@ -111,12 +112,12 @@ func (st *state) prepare(d *pkgdisk.Reader) error {
 		if p == "tmp" {
 			mode = 0o1777
 		}
-		if err := st.root.mkdir(p, mode, 0, 0); err != nil {
+		if err := st.root.Mkdir(p, mode, 0, 0); err != nil {
 			return err
 		}
 	}
 	for name, pem := range d.Keys {
-		if err := st.root.writeFile("etc/apk/keys/"+name, bytes.NewReader(pem), 0o644, 0, 0, nil, st.mtime); err != nil {
+		if err := st.root.WriteFile("etc/apk/keys/"+name, bytes.NewReader(pem), 0o644, 0, 0, nil, st.mtime); err != nil {
 			return err
 		}
 	}
@@ -181,7 +182,7 @@ func (st *state) extract(idx int, inst *db.Installed, h *tar.Header, content io.
 	st.touched["/"+dirName] = true
 	if h.Typeflag == tar.TypeDir {
 		st.touched["/"+p] = true
-		if err := st.root.mkdir(p, mode, h.Uid, h.Gid); err != nil {
+		if err := st.root.Mkdir(p, mode, h.Uid, h.Gid); err != nil {
 			return err
 		}
 		d := dirOf(p)
@@ -199,14 +200,14 @@ func (st *state) extract(idx int, inst *db.Installed, h *tar.Header, content io.
 	var err error
 	switch h.Typeflag {
 	case tar.TypeReg, tar.TypeRegA:
-		err = st.root.writeFile(p, content, mode, h.Uid, h.Gid, xattrs, st.mtime)
+		err = st.root.WriteFile(p, content, mode, h.Uid, h.Gid, xattrs, st.mtime)
 	case tar.TypeSymlink:
-		err = st.root.symlink(p, h.Linkname, h.Uid, h.Gid, st.mtime)
+		err = st.root.Symlink(p, h.Linkname, h.Uid, h.Gid, st.mtime)
 	case tar.TypeLink:
-		err = st.root.link(p, h.Linkname)
+		err = st.root.Link(p, h.Linkname)
 	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
 		t := map[byte]uint32{tar.TypeChar: unix.S_IFCHR, tar.TypeBlock: unix.S_IFBLK, tar.TypeFifo: unix.S_IFIFO}[h.Typeflag]
-		err = st.root.mknod(p, t|mode, int(unix.Mkdev(uint32(h.Devmajor), uint32(h.Devminor))), h.Uid, h.Gid)
+		err = st.root.Mknod(p, t|mode, int(unix.Mkdev(uint32(h.Devmajor), uint32(h.Devminor))), h.Uid, h.Gid)
 	default:
 		return fmt.Errorf("/%s: unsupported entry type %q", p, h.Typeflag)
 	}
@@ -265,7 +266,7 @@ func (st *state) runScript(inst *db.Installed, t db.ScriptType, args ...string) 
 	name := inst.Package.String() + "." + t.String()
 	st.in.logf("Executing %s\n", name)
 	rel := "lib/apk/exec/" + name
-	if err := st.root.writeFile(rel, bytes.NewReader(script), 0o755, 0, 0, nil, st.mtime); err != nil {
+	if err := st.root.WriteFile(rel, bytes.NewReader(script), 0o755, 0, 0, nil, st.mtime); err != nil {
 		return err
 	}
 	defer os.Remove(filepath.Join(st.in.Root, rel))
@@ -368,7 +369,7 @@ func (st *state) writeDB(d *pkgdisk.Reader) error {
 	pkgs := slices.Clone(st.pkgs)
 	db.SortInstalled(pkgs)
 	write := func(name string, data []byte) error {
-		return st.root.writeFile(name, bytes.NewReader(data), 0o644, 0, 0, nil, st.mtime)
+		return st.root.WriteFile(name, bytes.NewReader(data), 0o644, 0, 0, nil, st.mtime)
 	}
 	encode := func(name string, enc func(w io.Writer) error) error {
 		var b bytes.Buffer

@@ -44,10 +44,57 @@ type Manifest struct {
 // Config is the system configuration the agent applies in the target
 // after the packages are installed.
 type Config struct {
-	Hostname string   `json:"hostname,omitempty"`
-	Groups   []Group  `json:"groups,omitempty"`
-	Users    []User   `json:"users,omitempty"`
-	Run      []string `json:"run,omitempty"`
+	Hostname string `json:"hostname,omitempty"`
+	// Timezone names a zone of /usr/share/zoneinfo.
+	Timezone string  `json:"timezone,omitempty"`
+	Groups   []Group `json:"groups,omitempty"`
+	Users    []User  `json:"users,omitempty"`
+	// Files are applied in order; the trees of copy and content entries
+	// follow the packages on the disk (see Writer.AddTree).
+	Files []File `json:"files,omitempty"`
+	// Services maps runlevels to the services to add to them.
+	Services map[string][]string `json:"services,omitempty"`
+	// Network, when set, replaces /etc/network/interfaces (and
+	// /etc/resolv.conf when it names DNS servers).
+	Network *Network `json:"network,omitempty"`
+	// Console is the serial console to start a getty on in /etc/inittab
+	// ("": none).
+	Console string   `json:"console,omitempty"`
+	Run     []string `json:"run,omitempty"`
+}
+
+// Empty reports whether there is nothing to configure.
+func (c Config) Empty() bool {
+	return c.Hostname == "" && c.Timezone == "" && len(c.Groups) == 0 && len(c.Users) == 0 && len(c.Files) == 0 &&
+		len(c.Services) == 0 && c.Network == nil && c.Console == "" && len(c.Run) == 0
+}
+
+// File is one entry of the spec's files.
+type File struct {
+	Dst string `json:"dst"`
+	// Kind is copy, content, symlink, hardlink, directory or permissions.
+	Kind string `json:"kind"`
+	// Target is a symlink's or hard link's target.
+	Target string `json:"target,omitempty"`
+	// Mode is the mode to set (for a directory, content or permissions
+	// entry; copied trees carry their modes); -1: none given.
+	Mode int `json:"mode"`
+	// Owner is "user", "user:group", ":group" or "uid:gid" ("": root).
+	Owner string `json:"owner,omitempty"`
+}
+
+// Network is the content of /etc/network/interfaces and resolv.conf.
+type Network struct {
+	Interfaces []Interface `json:"interfaces,omitempty"`
+	DNS        []string    `json:"dns,omitempty"`
+}
+
+// Interface is one interface to configure.
+type Interface struct {
+	Name      string   `json:"name"`
+	DHCP      bool     `json:"dhcp,omitempty"`
+	Addresses []string `json:"addresses,omitempty"`
+	Gateways  []string `json:"gateways,omitempty"`
 }
 
 // Group is a group to create (GID 0: addgroup picks one).
@@ -98,6 +145,7 @@ type Writer struct {
 	m     Manifest
 	next  int
 	tools bool
+	tree  int // the next file tree index allowed
 	mtime time.Time
 }
 
@@ -183,6 +231,7 @@ type Reader struct {
 	Keys      map[string][]byte
 	next      int
 	toolsRead bool
+	tree      int // the last file tree index read
 }
 
 // NewReader reads the manifest and the keys.

@@ -81,11 +81,10 @@ func build(disks map[string]string, args map[string]string) error {
 	default:
 		return fmt.Errorf("unknown installer %q", d.Manifest.Installer)
 	}
-	if c := d.Manifest.Config; c.Hostname != "" || len(c.Run) > 0 || len(c.Users) > 0 || len(c.Groups) > 0 {
-		report(proto.Message{Type: proto.TypePhase, Phase: "configure"})
-		if err := configure.Apply(target, c, d.Manifest.SourceDateEpoch, true, os.Stdout); err != nil {
-			return err
-		}
+	// Always: even without configuration, root's password is locked.
+	report(proto.Message{Type: proto.TypePhase, Phase: "configure"})
+	if err := configure.Apply(target, d.Manifest.Config, d, d.Manifest.SourceDateEpoch, true, os.Stdout); err != nil {
+		return err
 	}
 	report(proto.Message{Type: proto.TypePhase, Phase: "export"})
 	o, err := os.OpenFile(out, os.O_WRONLY, 0)

@@ -77,14 +77,18 @@ func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 	if f.kernel != "" && len(f.arch) != 1 {
 		return fmt.Errorf("--kernel boots one architecture: give --arch too")
 	}
-	for _, o := range f.outputs {
-		if o != "tar" {
-			return fmt.Errorf("--output %s: only tar is supported so far", o)
-		}
-	}
 	sc, err := openSpec(e, specPath, f.arch, f.lockedIn, f.cacheDir, true)
 	if err != nil {
 		return err
+	}
+	outputs, from := f.outputs, "--output"
+	if !cmd.Flags().Changed("output") && sc.spec.Outputs != nil {
+		outputs, from = sc.spec.Outputs, specPath+": outputs"
+	}
+	for _, o := range outputs {
+		if o != "tar" {
+			return fmt.Errorf("%s: %s: this version of alpinist writes only tar (the container and disk outputs are not implemented yet)", from, o)
+		}
 	}
 	keys := map[string][]byte{}
 	for _, p := range sc.spec.Keys {
@@ -131,7 +135,7 @@ func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 		res, err := build.Run(cmd.Context(), build.Options{
 			Name: sc.spec.Name, Arch: arch, OutDir: f.out, Entry: entry, Indexes: idx, World: sc.spec.Packages,
 			Client: sc.client, Keys: keys, SourceDateEpoch: se, Accel: f.accel, Kernel: f.kernel, Modules: f.modules, Installer: sc.spec.Installer,
-			Config: specConfig(sc.spec), MemoryMiB: f.memory, CPUs: f.cpus,
+			Config: specConfig(sc.spec, arch), Files: sc.spec.Files, MemoryMiB: f.memory, CPUs: f.cpus,
 			Console: console, Log: e.log, BootTimeout: f.bootTimeout, IdleTimeout: f.idle,
 		})
 		logFile.Close()
@@ -181,15 +185,42 @@ func readKeys(p string, keys map[string][]byte) error {
 	return nil
 }
 
-// specConfig is the spec's system configuration as the agent takes it.
-func specConfig(s *spec.Spec) pkgdisk.Config {
-	c := pkgdisk.Config{Hostname: s.Hostname, Run: s.Run}
+// specConfig is the spec's system configuration as the agent takes it
+// for one architecture. A spec with a disk gets a getty on the serial
+// console and, unless it says otherwise, DHCP on eth0.
+func specConfig(s *spec.Spec, arch string) pkgdisk.Config {
+	c := pkgdisk.Config{Hostname: s.Hostname, Timezone: s.Timezone, Services: s.Services, Run: s.Run}
 	for _, g := range s.Groups {
 		c.Groups = append(c.Groups, pkgdisk.Group{Name: g.Name, GID: g.GID})
 	}
 	for _, u := range s.Users {
 		c.Users = append(c.Users, pkgdisk.User{Name: u.Name, UID: u.UID, Group: u.Group, Groups: u.Groups, Home: u.Home,
 			Shell: u.Shell, Password: u.Password, AuthorizedKeys: u.AuthorizedKeys})
+	}
+	for _, f := range s.Files {
+		pf := pkgdisk.File{Dst: f.Dst, Kind: f.Kind(), Mode: f.Mode, Owner: f.Owner}
+		switch pf.Kind {
+		case "symlink":
+			pf.Target = f.Symlink
+		case "hardlink":
+			pf.Target = f.Hardlink
+		case "copy", "content":
+			pf.Mode = spec.NoMode // the modes travel with the tree
+		}
+		c.Files = append(c.Files, pf)
+	}
+	n := s.Network
+	if n == nil && s.Disk != nil {
+		n = &spec.DefaultNetwork
+	}
+	if n != nil {
+		c.Network = &pkgdisk.Network{DNS: n.DNS}
+		for _, in := range n.Interfaces {
+			c.Network.Interfaces = append(c.Network.Interfaces, pkgdisk.Interface{Name: in.Name, DHCP: in.DHCP, Addresses: in.Addresses, Gateways: in.Gateways})
+		}
+	}
+	if s.Disk != nil {
+		c.Console = s.Disk.ConsoleFor(arch)
 	}
 	return c
 }

@@ -130,6 +130,9 @@ func openSpec(e *env, specPath string, arch []string, lockPath, cacheDir string,
 	if err != nil {
 		return nil, err
 	}
+	for _, w := range s.Warnings {
+		e.log.Warn(w)
+	}
 	sc := &specSession{spec: s}
 	if sc.arches, err = specArches(s, specPath, arch); err != nil {
 		return nil, err

@@ -27,6 +27,9 @@ that does not exist. It needs no repository and starts no VM.`,
 					errs = append(errs, err)
 					continue
 				}
+				for _, w := range s.Warnings {
+					fmt.Fprintf(e.stderr, "warning: %s\n", w)
+				}
 				fmt.Fprintf(e.stdout, "%s: ok (%s: %s, %d packages)\n", p, s.Name, strings.Join(s.Arch, ", "), len(s.Packages))
 			}
 			if len(errs) > 0 {
