@@ -47,11 +47,16 @@ fi
 # riscv64: bookworm has no riscv64 port, so its binaries (kernel,
 # busybox-static, grub) come from trixie, and apt is told to take only
 # riscv64 packages from there (nothing of the host changes).
+# The pin keeps trixie's architecture-independent packages (qemu-system-data,
+# ...) from becoming candidates over the host's own.
 need_riscv64=""
 trixie=/etc/apt/sources.list.d/alpinist-trixie-riscv64.sources
+pin=/etc/apt/preferences.d/alpinist-trixie-riscv64
+pin_text='Package: *\nPin: release n=trixie\nPin-Priority: 100\n'
 if command -v dpkg >/dev/null 2>&1 && [ "$(dpkg --print-architecture)" != riscv64 ]; then
 	if ! dpkg --print-foreign-architectures | grep -qx riscv64 || \
-		! { [ -f "$trixie" ] || grep -rqs 'riscv64' /etc/apt/sources.list.d/ ; }; then
+		! { [ -f "$trixie" ] || grep -rqs 'riscv64' /etc/apt/sources.list.d/ ; } || \
+		{ [ -f "$trixie" ] && [ ! -f "$pin" ]; }; then
 		need_riscv64=yes
 	fi
 fi
@@ -73,6 +78,7 @@ if [ "$(id -u)" -ne 0 ]; then
 	echo "deps: missing system packages; run as root:" >&2
 	[ -n "$need_arm64" ] && echo "  dpkg --add-architecture arm64" >&2
 	[ -n "$need_riscv64" ] && printf '  dpkg --add-architecture riscv64\n  printf "Types: deb\\nURIs: http://deb.debian.org/debian\\nSuites: trixie\\nComponents: main\\nArchitectures: riscv64\\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\\n" > %s\n' "$trixie" >&2
+	[ -n "$need_riscv64" ] && printf '  printf "%s" > %s\n' "$pin_text" "$pin" >&2
 	echo "  apt-get update" >&2
 	[ -n "$need" ] && echo "  apt-get install -y$need" >&2
 	exit 1
@@ -89,7 +95,12 @@ if [ -n "$need_riscv64" ]; then
 	if ! grep -rqs 'riscv64' /etc/apt/sources.list.d/; then
 		printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: trixie\nComponents: main\nArchitectures: riscv64\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' > "$trixie"
 	fi
+	if [ -f "$trixie" ]; then
+		printf "$pin_text" > "$pin"
+	fi
 fi
-apt-get update -qq
+# A mirror caught mid-sync fails one index; the packages may still be
+# installable from the others, so go on and let apt-get install decide.
+apt-get update -qq || echo "deps: apt-get update reported errors (see above); going on with the package lists it has" >&2
 [ -n "$need" ] && apt-get install -y -qq $need
 exit 0
