@@ -44,10 +44,10 @@ func TestApkoExample(t *testing.T) {
 	if !reflect.DeepEqual(s, want) {
 		t.Errorf("got  %+v\nwant %+v", s, want)
 	}
-	if len(s.Packages) != 2 || s.Packages[1].Name != "alpinist-test-consumer" {
+	if len(s.Packages) != 3 || s.Packages[2].Name != "alpinist-test-consumer" {
 		t.Errorf("packages %v", s.Packages)
 	}
-	if len(s.Warnings) != 2 || !strings.Contains(s.Warnings[0], "apko-nginx.yaml:17:9: entrypoint.type: service-bundle") ||
+	if len(s.Warnings) != 2 || !strings.Contains(s.Warnings[0], "apko-nginx.yaml:18:9: entrypoint.type: service-bundle") ||
 		!strings.Contains(s.Warnings[1], "entrypoint.services is ignored") {
 		t.Errorf("warnings %q", s.Warnings)
 	}

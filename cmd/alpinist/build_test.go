@@ -333,9 +333,9 @@ func TestBuildConfig(t *testing.T) {
 	vmtest.Binary(t, "aarch64")
 	repoDir, _ := filepath.Abs(filepath.Join(td, "repo"))
 	dir := t.TempDir()
-	base := "arch: [aarch64]\nrepositories: [" + repoDir + "/main]\nkeys: [" + repoDir + "/keys/]\npackages: [alpine-base]\n"
+	base := "arch: [aarch64]\nrepositories: [" + repoDir + "/main]\nkeys: [" + repoDir + "/keys/]\npackages: [alpine-base, alpinist-test-service]\n"
 	good := filepath.Join(dir, "good.yaml")
-	writeFile(t, good, "name: good\n"+base+"hostname: builder.example\nrun:\n  - echo \"$(uname -m) $(id -u)\" > /etc/run-step\n  - ls /bin/ls >> /etc/run-step\n"+
+	writeFile(t, good, "name: good\n"+base+"hostname: builder.example\nservices: {boot: [alpinist-test]}\nrun:\n  - echo \"$(uname -m) $(id -u)\" > /etc/run-step\n  - ls /bin/ls >> /etc/run-step\n"+
 		"groups:\n  - {name: devs, gid: 2000}\n"+
 		"users:\n  - name: alice\n    uid: 1500\n    groups: [devs]\n    password: $6$salt$abcdefghijklmnop\n    ssh_authorized_keys: [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIexample alice@host\"]\n  - name: bob\n", 0o644)
 	out := filepath.Join(dir, "out")
@@ -365,6 +365,9 @@ func TestBuildConfig(t *testing.T) {
 	}
 	if string(data["etc/hostname"]) != "builder.example\n" || !strings.Contains(string(data["etc/hosts"]), "127.0.0.1\tbuilder.example localhost") {
 		t.Errorf("hostname %q hosts %q", data["etc/hostname"], data["etc/hosts"])
+	}
+	if h := hs["etc/runlevels/boot/"+testrepo.ServiceName]; h == nil || h.Typeflag != tar.TypeSymlink || h.Linkname != testrepo.ServiceScript {
+		t.Errorf("runlevel link: %+v", h)
 	}
 	if string(data["etc/run-step"]) != "aarch64 0\n/bin/ls\n" {
 		t.Errorf("run step output %q (runs natively on the target arch as root)", data["etc/run-step"])
