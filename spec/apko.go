@@ -128,11 +128,13 @@ func (p *parser) apkoContents(v *yaml.Node, s *Spec) {
 		"repositories": func(v *yaml.Node) { p.repositories(v, s) },
 		"keyring": func(v *yaml.Node) {
 			for _, n := range p.list(v, "contents.keyring") {
-				if k := p.scalar(n, "contents.keyring"); strings.Contains(k, "://") {
+				k := p.scalar(n, "contents.keyring")
+				if strings.Contains(k, "://") {
 					p.errorf(n, "contents.keyring: %q: alpinist does not download keys; save the key and give its file", k)
+					continue
 				}
+				p.key(n, k, s)
 			}
-			p.keys(v, s)
 		},
 		"packages": func(v *yaml.Node) {
 			s.Packages = []apk.Dependency{}
@@ -263,11 +265,12 @@ func (p *parser) apkoAccounts(v *yaml.Node, s *Spec) {
 func (p *parser) apkoPath(n *yaml.Node, s *Spec) {
 	f := File{Mode: NoMode, DirMode: NoMode}
 	var typ string
+	typNode := n
 	var uid, gid string
 	var source *yaml.Node
 	p.mapping(n, "paths", map[string]func(*yaml.Node){
 		"path": func(v *yaml.Node) { f.Dst = p.scalar(v, "paths.path") },
-		"type": func(v *yaml.Node) { typ = p.scalar(v, "paths.type") },
+		"type": func(v *yaml.Node) { typ, typNode = p.scalar(v, "paths.type"), v },
 		"uid":  func(v *yaml.Node) { uid = strconv.Itoa(p.anyID(v, "paths.uid")) },
 		"gid":  func(v *yaml.Node) { gid = strconv.Itoa(p.anyID(v, "paths.gid")) },
 		"permissions": func(v *yaml.Node) {
@@ -309,7 +312,7 @@ func (p *parser) apkoPath(n *yaml.Node, s *Spec) {
 		f.Hardlink = src
 	case "permissions":
 	default:
-		p.errorf(n, "paths: type %q is not directory, empty-file, symlink, hardlink or permissions", typ)
+		p.errorf(typNode, "paths: type %q is not directory, empty-file, symlink, hardlink or permissions", typ)
 		return
 	}
 	if (typ == "symlink" || typ == "hardlink") && src == "" {

@@ -348,17 +348,21 @@ func (p *parser) fields(root *yaml.Node) (*Spec, map[string]*yaml.Node) {
 
 func (p *parser) keys(v *yaml.Node, s *Spec) {
 	for _, n := range p.list(v, "keys") {
-		k := p.scalar(n, "keys")
-		if k == "" {
-			continue
-		}
-		k = p.path(k)
-		if _, err := os.Stat(k); err != nil {
-			p.errorf(n, "keys: %v", err)
-			continue
-		}
-		s.Keys = append(s.Keys, k)
+		p.key(n, p.scalar(n, "keys"), s)
 	}
+}
+
+// key adds the key file or directory k (from node n).
+func (p *parser) key(n *yaml.Node, k string, s *Spec) {
+	if k == "" {
+		return
+	}
+	k = p.path(k)
+	if _, err := os.Stat(k); err != nil {
+		p.errorf(n, "keys: %v", err)
+		return
+	}
+	s.Keys = append(s.Keys, k)
 }
 
 func (p *parser) pkg(n *yaml.Node, s *Spec) {

@@ -103,6 +103,11 @@ func FuzzParse(f *testing.F) {
 	f.Add("name: a\narch: [x86_64]\nrepositories: [/r, \"@t http://x\"]\npackages: [busybox, so:libc.so=1, \"!foo\"]\n")
 	f.Add("name: [a\n")
 	f.Add("- a\n")
+	f.Add("name: a\nrepositories: [/r]\npackages: [b]\ntimezone: UTC\nservices: {default: [sshd]}\nnetwork: {interfaces: [{name: eth0, address: [10.0.0.2/24], gateway: 10.0.0.1}], dns: [1.1.1.1]}\n" +
+		"disk: {size: 1G, boot: [uefi], console: ttyS0}\noci: {env: {A: b}, exposed_ports: [80], tag: x/y:1}\noutputs: [tar]\n" +
+		"files: [{dst: /x, content: y, mode: 0644, owner: \"a:b\"}, {dst: /l, symlink: /x}]\nusers: [{name: root, password: $6$a$b}]\n")
+	f.Add("contents: {repositories: [/r], packages: [b]}\nentrypoint: {command: \"/bin/sh -c 'a b'\"}\naccounts: {groups: [{groupname: g, gid: 5, members: [u]}], users: [{username: u, uid: 5, gid: 5}], run-as: u}\narchs: [amd64]\npaths: [{path: /d, type: directory, uid: 5, permissions: 0o755}]\n")
+	f.Add("name: a\nextends: /nonexistent/base.yaml\n")
 	f.Fuzz(func(t *testing.T, src string) {
 		s, err := Parse(strings.NewReader(src), "f.yaml", "/nonexistent")
 		if err == nil && (s.Name == "" || len(s.Arch) == 0) {
