@@ -1,0 +1,38 @@
+package main
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/alpinist/alpinist/agent/pkgdisk"
+	"github.com/alpinist/alpinist/spec"
+)
+
+// TestSpecConfig checks what the agent is told for a spec: a disk brings
+// a serial console for the arch and, without network:, DHCP on eth0;
+// file entries carry their kind and target; copied trees carry no mode.
+func TestSpecConfig(t *testing.T) {
+	parse := func(body string) *spec.Spec {
+		s, err := spec.Parse(strings.NewReader("name: x\nrepositories: [/r]\npackages: [busybox]\n"+body), "x.yaml", t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	c := specConfig(parse("disk: {}\nfiles: [{dst: /a, symlink: /b}, {dst: /c, hardlink: /d, mode: 0600}, {dst: /e, content: x, mode: 0600}]\n"), "aarch64")
+	if c.Console != "ttyAMA0" || !reflect.DeepEqual(c.Network, &pkgdisk.Network{Interfaces: []pkgdisk.Interface{{Name: "eth0", DHCP: true}}}) {
+		t.Errorf("disk defaults: console %q network %+v", c.Console, c.Network)
+	}
+	want := []pkgdisk.File{{Dst: "/a", Kind: "symlink", Target: "/b", Mode: -1}, {Dst: "/c", Kind: "hardlink", Target: "/d", Mode: 0o600}, {Dst: "/e", Kind: "content", Mode: -1}}
+	if !reflect.DeepEqual(c.Files, want) {
+		t.Errorf("files %+v", c.Files)
+	}
+	c = specConfig(parse("disk: {console: none}\nnetwork: {interfaces: [{name: eth1, dhcp: true}]}\n"), "x86_64")
+	if c.Console != "" || c.Network.Interfaces[0].Name != "eth1" {
+		t.Errorf("console %q network %+v", c.Console, c.Network)
+	}
+	if c = specConfig(parse(""), "x86_64"); c.Console != "" || c.Network != nil || !c.Empty() {
+		t.Errorf("no disk: %+v", c)
+	}
+}
