@@ -14,6 +14,7 @@ import (
 	"github.com/alpinist/alpinist/agent/pkgdisk"
 	"github.com/alpinist/alpinist/apk/lock"
 	"github.com/alpinist/alpinist/apk/repo"
+	"github.com/alpinist/alpinist/assembler/tarball"
 	"github.com/alpinist/alpinist/build"
 	"github.com/alpinist/alpinist/spec"
 )
@@ -38,7 +39,7 @@ works, TCG emulation otherwise) with the kernel of the repository's
 linux-virt package, installs the packages inside it so that install
 scripts and triggers run natively, and writes into DIR:
 
-    NAME-ARCH.tar     the root filesystem (--output tar)
+    NAME-ARCH.tar     the root filesystem (--output tar; also tar.gz, tar.zst)
     NAME.lock         the lock file of what was installed
     NAME-ARCH.log     the VM's console (the build log)
 
@@ -53,7 +54,7 @@ package's build date. Phase times are printed at the end.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&f.out, "output-dir", "o", "", "output `DIR` (required)")
-	fl.StringSliceVar(&f.outputs, "output", []string{"tar"}, "outputs to write (tar)")
+	fl.StringSliceVar(&f.outputs, "output", []string{"tar"}, "outputs to write: tar, tar.gz, tar.zst (default: the spec's outputs, else tar)")
 	fl.StringSliceVar(&f.arch, "arch", nil, "architectures to build (default: the spec's)")
 	fl.StringVar(&f.lockedIn, "locked", "", "build exactly the packages of lock `FILE`")
 	fl.StringVar(&f.cacheDir, "cache", "", "package cache `DIR` (default $ALPINIST_CACHE or ~/.cache/alpinist)")
@@ -86,8 +87,8 @@ func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 		outputs, from = sc.spec.Outputs, specPath+": outputs"
 	}
 	for _, o := range outputs {
-		if o != "tar" {
-			return fmt.Errorf("%s: %s: this version of alpinist writes only tar (the container and disk outputs are not implemented yet)", from, o)
+		if _, ok := tarball.Formats[o]; !ok {
+			return fmt.Errorf("%s: %s: this version of alpinist writes tar, tar.gz and tar.zst (the container and disk outputs are not implemented yet)", from, o)
 		}
 	}
 	keys := map[string][]byte{}
@@ -145,7 +146,10 @@ func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 			os.Remove(logPath)
 			return fmt.Errorf("%s: %w", arch, err)
 		}
-		fmt.Fprintf(e.stdout, "%s: %s (%d bytes)\n%s: %s\n", arch, res.Tar, res.Size, arch, res.Summary())
+		if err := tarOutputs(e, sc.spec.Name, arch, f.out, res.Tar, outputs); err != nil {
+			return fmt.Errorf("%s: %w", arch, err)
+		}
+		fmt.Fprintf(e.stdout, "%s: %s\n", arch, res.Summary())
 	}
 	lockPath := filepath.Join(f.out, sc.spec.Name+".lock")
 	if err := lock.Write(lockPath, lf); err != nil {
@@ -223,4 +227,26 @@ func specConfig(s *spec.Spec, arch string) pkgdisk.Config {
 		c.Console = s.Disk.ConsoleFor(arch)
 	}
 	return c
+}
+
+// tarOutputs writes the compressed tar outputs from the rootfs tar, and
+// removes the plain tar when it was not asked for.
+func tarOutputs(e *env, name, arch, dir, tarPath string, outputs []string) error {
+	for _, o := range outputs {
+		p := filepath.Join(dir, name+"-"+arch+tarball.Formats[o])
+		if o != "tar" {
+			if err := tarball.WriteFile(p, tarPath, o); err != nil {
+				return err
+			}
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "%s: %s (%d bytes)\n", arch, p, st.Size())
+	}
+	if !slices.Contains(outputs, "tar") {
+		return os.Remove(tarPath)
+	}
+	return nil
 }

@@ -2,10 +2,14 @@ package main
 
 import (
 	"archive/tar"
+	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/alpinist/alpinist/internal/testrepo"
 	"github.com/alpinist/alpinist/internal/vmtest"
@@ -65,13 +69,31 @@ network:
   dns: [192.0.2.53]
 disk: {console: ttyS1, cmdline: quiet}
 oci: {cmd: [/usr/local/bin/app]}
-outputs: [tar]
+outputs: [tar, tar.zst]
 run:
   - echo web >> /etc/run-log
   - "ls -ln /etc/app/app.conf /var/lib/app -d | awk '{print $1, $3, $4, $9}' > /etc/run-step"
 `, 0o644)
 	out := filepath.Join(dir, "out")
 	mustCLI(t, "build", spec, "-o", out, "--cache", t.TempDir())
+	// outputs: the tar and its zstd flavour, the same bytes inside.
+	plain, err := os.ReadFile(filepath.Join(out, "web-x86_64.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zf, err := os.Open(filepath.Join(out, "web-x86_64.tar.zst"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zf.Close()
+	zr, err := zstd.NewReader(zf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	if zst, err := io.ReadAll(zr); err != nil || !bytes.Equal(zst, plain) {
+		t.Errorf("web-x86_64.tar.zst: %v, %d bytes, want the %d of the tar", err, len(zst), len(plain))
+	}
 	hs, data := tarIndex(t, filepath.Join(out, "web-x86_64.tar"), "etc/passwd", "etc/group", "etc/shadow", "etc/hostname",
 		"etc/timezone", "etc/network/interfaces", "etc/resolv.conf", "etc/inittab", "etc/run-log", "etc/run-step",
 		"etc/motd", "etc/issue.net", "etc/app/app.conf", "home/app/.ssh/authorized_keys")
