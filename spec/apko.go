@@ -109,6 +109,8 @@ func (p *parser) apko(root *yaml.Node) (*Spec, map[string]*yaml.Node) {
 	return s, seen
 }
 
+var nameCharsRE = regexp.MustCompile(`[^A-Za-z0-9._+-]+`)
+
 // apkoName derives a spec name from an apko config's file name
 // (nginx.apko.yaml -> nginx).
 func apkoName(file string) string {
@@ -116,7 +118,7 @@ func apkoName(file string) string {
 	for _, ext := range []string{".yaml", ".yml", ".apko"} {
 		base = strings.TrimSuffix(base, ext)
 	}
-	base = regexp.MustCompile(`[^A-Za-z0-9._+-]+`).ReplaceAllString(base, "-")
+	base = nameCharsRE.ReplaceAllString(base, "-")
 	if base == "" || !nameRE.MatchString(base) {
 		return "image"
 	}

@@ -29,18 +29,8 @@ type OCI struct {
 	Tag string
 }
 
-// Empty reports whether no OCI field is set.
-func (o OCI) Empty() bool {
-	return len(o.Entrypoint) == 0 && len(o.Cmd) == 0 && len(o.Env) == 0 && o.WorkDir == "" && o.User == "" &&
-		len(o.Labels) == 0 && len(o.Annotations) == 0 && len(o.ExposedPorts) == 0 && len(o.Volumes) == 0 &&
-		o.StopSignal == "" && o.Tag == ""
-}
-
 // Outputs are the output kinds a spec may ask for.
 var Outputs = []string{"tar", "tar.gz", "tar.zst", "wsl", "lxc", "oci", "docker-archive", "ext4", "raw", "qcow2"}
-
-// DiskOutputs are the outputs made from a bootable disk.
-var DiskOutputs = []string{"ext4", "raw", "qcow2"}
 
 var (
 	envRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -77,7 +67,7 @@ func (p *parser) oci(v *yaml.Node, s *Spec) {
 			for _, n := range p.list(v, "oci.exposed_ports") {
 				t := p.scalar(n, "oci.exposed_ports")
 				m := portRE.FindStringSubmatch(t)
-				if port, _ := strconv.Atoi(firstOr(m, 1)); m == nil || port < 1 || port > 65535 {
+				if m == nil || !validPort(m[1]) {
 					p.errorf(n, "oci.exposed_ports: %q is not PORT, PORT/tcp or PORT/udp", t)
 					continue
 				}
@@ -112,11 +102,9 @@ func (p *parser) oci(v *yaml.Node, s *Spec) {
 	})
 }
 
-func firstOr(m []string, i int) string {
-	if len(m) > i {
-		return m[i]
-	}
-	return ""
+func validPort(s string) bool {
+	n, err := strconv.Atoi(s)
+	return err == nil && n >= 1 && n <= 65535
 }
 
 // stringMap reads a mapping of strings to strings; keys must match re

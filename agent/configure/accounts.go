@@ -1,7 +1,6 @@
 package configure
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -283,22 +282,6 @@ func makeHome(target, home string, uid, gid int) error {
 		}
 		return os.Lchown(p, uid, gid)
 	})
-}
-
-// exists reports whether file (passwd or group) has an entry name.
-func exists(target, file, name string) bool {
-	f, err := os.Open(filepath.Join(target, file))
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if n, _, _ := strings.Cut(sc.Text(), ":"); n == name {
-			return true
-		}
-	}
-	return false
 }
 
 // authorizedKeys writes HOME/.ssh/authorized_keys (0600 in a 0700 .ssh),

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"maps"
 	"net/netip"
-	"os"
 	"path"
 	"regexp"
 	"slices"
@@ -74,11 +73,7 @@ func services(r *fsroot.Root, svc map[string][]string, epoch int64) error {
 
 // available names the services the target has.
 func available(r *fsroot.Root) string {
-	fd, err := r.Dir("etc/init.d")
-	if err == nil {
-		defer unix.Close(fd)
-	}
-	f, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", fd))
+	f, err := r.Open("etc/init.d")
 	if err != nil {
 		return "the target has no /etc/init.d (is openrc or the service's package installed?)"
 	}
@@ -94,10 +89,10 @@ func available(r *fsroot.Root) string {
 	return "the installed packages provide: " + strings.Join(names, ", ")
 }
 
-// Interfaces renders /etc/network/interfaces (ifupdown-ng, as Alpine
+// interfaces renders /etc/network/interfaces (ifupdown-ng, as Alpine
 // writes it): the loopback, then each interface, DHCP or static per
 // address family.
-func Interfaces(n pkgdisk.Network) string {
+func interfaces(n pkgdisk.Network) string {
 	var b strings.Builder
 	b.WriteString("auto lo\niface lo inet loopback\n")
 	for _, in := range n.Interfaces {
@@ -130,7 +125,7 @@ func Interfaces(n pkgdisk.Network) string {
 }
 
 func network(r *fsroot.Root, n pkgdisk.Network, epoch int64) error {
-	if err := writeText(r, "etc/network/interfaces", Interfaces(n), epoch); err != nil {
+	if err := writeText(r, "etc/network/interfaces", interfaces(n), epoch); err != nil {
 		return fmt.Errorf("network: %w", err)
 	}
 	if len(n.DNS) == 0 {

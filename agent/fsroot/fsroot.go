@@ -223,12 +223,7 @@ func (r *Root) Lstat(p string) (*unix.Stat_t, error) {
 	}
 	defer unix.Close(pfd)
 	var st unix.Stat_t
-	if name == "/" || name == "." {
-		err = unix.Fstat(pfd, &st)
-	} else {
-		err = unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
-	}
-	if err != nil {
+	if err := unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return nil, &os.PathError{Op: "lstat", Path: "/" + rel(p), Err: err}
 	}
 	return &st, nil

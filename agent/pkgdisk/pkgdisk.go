@@ -63,12 +63,6 @@ type Config struct {
 	Run     []string `json:"run,omitempty"`
 }
 
-// Empty reports whether there is nothing to configure.
-func (c Config) Empty() bool {
-	return c.Hostname == "" && c.Timezone == "" && len(c.Groups) == 0 && len(c.Users) == 0 && len(c.Files) == 0 &&
-		len(c.Services) == 0 && c.Network == nil && c.Console == "" && len(c.Run) == 0
-}
-
 // File is one entry of the spec's files.
 type File struct {
 	Dst string `json:"dst"`
@@ -178,18 +172,7 @@ func NewWriter(w io.Writer, m Manifest, keys map[string][]byte) (*Writer, error)
 }
 
 func (w *Writer) file(name string, size int64, r io.Reader) error {
-	h := &tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: size, ModTime: w.mtime, Format: tar.FormatPAX}
-	if err := w.tw.WriteHeader(h); err != nil {
-		return fmt.Errorf("pkgdisk: %s: %w", name, err)
-	}
-	n, err := io.Copy(w.tw, io.LimitReader(r, size+1))
-	if err != nil {
-		return fmt.Errorf("pkgdisk: %s: %w", name, err)
-	}
-	if n != size {
-		return fmt.Errorf("pkgdisk: %s: %d bytes, expected %d", name, n, size)
-	}
-	return nil
+	return w.entry(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: size}, r)
 }
 
 // AddTools writes the tools tarball; it must come before the packages,

@@ -101,7 +101,8 @@ func (w *Writer) AddTree(i int, src string, mode, dirMode int) error {
 	})
 }
 
-// entry writes one tree entry (owned by root, dated SOURCE_DATE_EPOCH).
+// entry writes one entry of the disk (owned by root, dated
+// SOURCE_DATE_EPOCH), with exactly h.Size bytes of r for a file.
 func (w *Writer) entry(h *tar.Header, r io.Reader) error {
 	h.ModTime, h.Format = w.mtime, tar.FormatPAX
 	if err := w.tw.WriteHeader(h); err != nil {

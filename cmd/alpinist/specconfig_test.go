@@ -32,7 +32,7 @@ func TestSpecConfig(t *testing.T) {
 	if c.Console != "" || c.Network.Interfaces[0].Name != "eth1" {
 		t.Errorf("console %q network %+v", c.Console, c.Network)
 	}
-	if c = specConfig(parse(""), "x86_64"); c.Console != "" || c.Network != nil || !c.Empty() {
+	if c = specConfig(parse(""), "x86_64"); !reflect.DeepEqual(c, pkgdisk.Config{}) {
 		t.Errorf("no disk: %+v", c)
 	}
 }
