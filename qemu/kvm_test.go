@@ -4,24 +4,19 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"log/slog"
+
+	"github.com/alpinist/alpinist/internal/hosttool"
 )
 
 func qemuX86(t *testing.T) string {
 	t.Helper()
-	bin, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("qemu-system-x86_64 is missing (make test installs qemu-system-x86)")
-		}
-		t.Skip("qemu-system-x86_64 not installed")
-	}
+	bin := hosttool.Need(t, "qemu-system-x86_64", "qemu-system-x86")
 	return bin
 }
 

@@ -6,11 +6,11 @@ package vmtest
 import (
 	"bytes"
 	"context"
-	"os"
 	"os/exec"
 	"testing"
 	"time"
 
+	"github.com/alpinist/alpinist/internal/hosttool"
 	"github.com/alpinist/alpinist/qemu"
 )
 
@@ -24,14 +24,7 @@ func Binary(t testing.TB, arch string) (qemu.Profile, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin, err := exec.LookPath(p.Binary)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is missing (make test installs it)", p.Binary)
-		}
-		t.Skipf("%s not installed", p.Binary)
-	}
-	return p, bin
+	return p, hosttool.Need(t, p.Binary, debPackage(p.Binary))
 }
 
 // Boot runs v under bin until QEMU exits (at most two minutes) and
@@ -55,4 +48,15 @@ func Boot(t testing.TB, v *qemu.VM, bin string) (string, time.Duration) {
 	}
 	t.Logf("%s: QEMU ran %v (%v)", v.Profile.Arch, d.Round(time.Millisecond), err)
 	return out.String(), d
+}
+
+// debPackage is the Debian package of a qemu-system binary.
+func debPackage(bin string) string {
+	switch bin {
+	case "qemu-system-x86_64", "qemu-system-i386":
+		return "qemu-system-x86"
+	case "qemu-system-aarch64", "qemu-system-arm":
+		return "qemu-system-arm"
+	}
+	return "qemu-system-misc"
 }

@@ -6,12 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/alpinist/alpinist/internal/hosttool"
 )
 
 // fakeQEMU serves one QMP session on a pipe: it greets, then answers
@@ -171,13 +172,7 @@ func TestEventOverflowDropsOldest(t *testing.T) {
 
 // TestRealQEMU talks to a real qemu-system-x86_64 with no machine.
 func TestRealQEMU(t *testing.T) {
-	bin, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("qemu-system-x86_64 is missing (make test installs qemu-system-x86)")
-		}
-		t.Skip("qemu-system-x86_64 not installed")
-	}
+	bin := hosttool.Need(t, "qemu-system-x86_64", "qemu-system-x86")
 	sock := filepath.Join(t.TempDir(), "qmp.sock")
 	cmd := exec.Command(bin, "-M", "none", "-nodefaults", "-display", "none", "-S", "-qmp", "unix:"+sock+",server=on,wait=off")
 	if err := cmd.Start(); err != nil {
