@@ -117,6 +117,20 @@ func merge(base, s *Spec, seen map[string]*yaml.Node) *Spec {
 		out.Disk = &d
 	}
 	out.OCI = mergeOCI(base.OCI, s.OCI)
+	if s.WSL != nil {
+		// Section by section, key by key.
+		w := WSL{}
+		for sec, keys := range base.WSL {
+			w[sec] = maps.Clone(keys)
+		}
+		for sec, keys := range s.WSL {
+			if w[sec] == nil {
+				w[sec] = map[string]string{}
+			}
+			maps.Copy(w[sec], keys)
+		}
+		out.WSL = w
+	}
 	return &out
 }
 

@@ -64,6 +64,8 @@ type Spec struct {
 	Disk *Disk
 	// OCI is the container image configuration.
 	OCI OCI
+	// WSL is /etc/wsl.conf of the wsl output (nil: none written).
+	WSL WSL
 	// Outputs are the output kinds to write (nil: the command line's).
 	Outputs []string
 	// Run are shell commands run in order, after the packages are
@@ -331,6 +333,8 @@ func (p *parser) fields(root *yaml.Node) (*Spec, map[string]*yaml.Node) {
 			p.disk(v, s)
 		case "oci":
 			p.oci(v, s)
+		case "wsl":
+			p.wsl(v, s)
 		case "outputs":
 			p.outputs(v, s)
 		case "run":
@@ -381,7 +385,7 @@ func (p *parser) pkg(n *yaml.Node, s *Spec) {
 // KnownFields are the spec's top-level fields, in the order docs/spec.md
 // documents them.
 var KnownFields = []string{"name", "extends", "arch", "repositories", "keys", "packages", "installer",
-	"hostname", "timezone", "groups", "users", "services", "files", "network", "disk", "oci", "outputs", "run"}
+	"hostname", "timezone", "groups", "users", "services", "files", "network", "disk", "oci", "wsl", "outputs", "run"}
 
 var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
 

@@ -216,6 +216,7 @@ files: [{src: motd, dst: /etc/motd}]
 run: ["echo base"]
 oci: {env: {A: "1", B: "2"}, cmd: [sh]}
 disk: {size: 1G, boot: [uefi]}
+wsl: {user: {default: app}, interop: {enabled: false}}
 `), 0o644)
 	os.WriteFile(filepath.Join(dir, "web.yaml"), []byte(`name: web
 extends: base/base.yaml
@@ -228,6 +229,7 @@ services: {default: [nginx, sshd], boot: [networking]}
 run: ["echo web"]
 oci: {env: {B: "3"}, user: app}
 disk: {table: mbr}
+wsl: {user: {default: root}, boot: {systemd: true}}
 `), 0o644)
 	s, err := Load(filepath.Join(dir, "web.yaml"))
 	if err != nil {
@@ -258,6 +260,7 @@ disk: {table: mbr}
 		{"run", s.Run, []string{"echo base", "echo web"}},
 		{"env", s.OCI.Env, map[string]string{"A": "1", "B": "3"}},
 		{"cmd", s.OCI.Cmd, []string{"sh"}},
+		{"wsl", s.WSL, WSL{"user": {"default": "root"}, "interop": {"enabled": "false"}, "boot": {"systemd": "true"}}},
 		{"user", s.OCI.User, "app"},
 		{"disk", *s.Disk, Disk{Size: 1 << 30, Table: "mbr", Boot: []string{"uefi"}}},
 		{"extends", s.Extends, filepath.Join(dir, "base", "base.yaml")},
@@ -292,4 +295,39 @@ disk: {table: mbr}
 			t.Errorf("%q: got %v, want %q", body, err, want)
 		}
 	}
+}
+
+func TestWSL(t *testing.T) {
+	dir := t.TempDir()
+	s := parseOK(t, dir, `wsl:
+  user: {default: alice}
+  boot: {systemd: no, command: "/sbin/openrc default"}
+  network: {hostname: web, generateResolvConf: off}
+`)
+	want := `# /etc/wsl.conf, written by alpinist from the spec's wsl section.
+
+[boot]
+command = "/sbin/openrc default"
+systemd = false
+
+[network]
+generateResolvConf = false
+hostname = web
+
+[user]
+default = alice
+`
+	if got := string(s.WSL.Conf()); got != want {
+		t.Errorf("wsl.conf:\n%s\nwant:\n%s", got, want)
+	}
+	badSpecs(t, dir, map[string]string{
+		"wsl: [user]\n":                    "wsl: expected a mapping of wsl.conf sections",
+		"wsl: {wsl2: {memory: 4GB}}\n":     `wsl: unknown wsl.conf section "wsl2"`,
+		"wsl: {user: {name: x}}\n":         `wsl.user: unknown key "name" (known: default)`,
+		"wsl: {boot: {systemd: maybe}}\n":  `wsl.boot.systemd: "maybe" is not true or false`,
+		"wsl: {user: {default: [a]}}\n":    "wsl.user.default: expected a string",
+		"wsl: {user: x}\n":                 "wsl.user: expected a mapping",
+		"wsl: {user: {}, user: {}}\n":      "given twice",
+		"wsl: {interop: {enabled: 1}}\n":   `wsl.interop.enabled: "1" is not true or false`,
+	})
 }
