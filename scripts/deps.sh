@@ -35,6 +35,13 @@ check qemu-system-x86_64 qemu-system-x86
 check qemu-system-aarch64 qemu-system-arm
 check qemu-img qemu-utils
 check qemu-system-riscv64 qemu-system-misc
+# The container outputs' validators (assembler/oci, assembler/lxc, cmd/alpinist).
+check skopeo skopeo
+check umoci umoci
+check docker-registry docker-registry
+check podman podman
+check crun crun
+check lxd lxd
 
 # The synthetic test repository takes aarch64 binaries from Debian's arm64
 # packages, so apt must know the arm64 architecture.

@@ -14,53 +14,20 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
 	"github.com/alpinist/alpinist/internal/hosttool"
+	"github.com/alpinist/alpinist/internal/rootfstest"
 	"github.com/alpinist/alpinist/internal/treecmp"
 	"github.com/alpinist/alpinist/spec"
 )
 
-var created = time.Unix(1700000000, 0)
+var created = rootfstest.Created
 
-// rootfsTar is a small canonical rootfs tar: directories, files of
-// several sizes (one larger than a compression block), a symlink, a
-// hard link and a setuid file.
-func rootfsTar(t testing.TB) []byte {
-	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
-	big := bytes.Repeat([]byte("alpine linux layer block "), 3*layerBlock/25+7)
-	ents := []struct {
-		h    tar.Header
-		body []byte
-	}{
-		{tar.Header{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755}, nil},
-		{tar.Header{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o4755}, []byte("#!/bin/sh\necho busybox\n")},
-		{tar.Header{Name: "bin/sh", Typeflag: tar.TypeSymlink, Linkname: "/bin/busybox", Mode: 0o777}, nil},
-		{tar.Header{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755}, nil},
-		{tar.Header{Name: "etc/motd", Typeflag: tar.TypeReg, Mode: 0o644}, []byte("welcome\n")},
-		{tar.Header{Name: "etc/motd.link", Typeflag: tar.TypeLink, Linkname: "etc/motd", Mode: 0o644}, nil},
-		{tar.Header{Name: "usr/", Typeflag: tar.TypeDir, Mode: 0o755}, nil},
-		{tar.Header{Name: "usr/big", Typeflag: tar.TypeReg, Mode: 0o600}, big},
-		{tar.Header{Name: "tmp/", Typeflag: tar.TypeDir, Mode: 0o1777}, nil},
-	}
-	for _, e := range ents {
-		h := e.h
-		h.Size = int64(len(e.body))
-		h.ModTime = created
-		h.Format = tar.FormatPAX
-		if err := tw.WriteHeader(&h); err != nil {
-			t.Fatal(err)
-		}
-		tw.Write(e.body)
-	}
-	tw.Close()
-	return b.Bytes()
-}
+func rootfsTar(t testing.TB) []byte { return rootfstest.Tar(t) }
 
 func sha(b []byte) string {
 	s := sha256.Sum256(b)

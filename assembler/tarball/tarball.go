@@ -5,15 +5,18 @@
 package tarball
 
 import (
+	"archive/tar"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
 )
 
 // Formats are the tar outputs and their file name suffixes.
@@ -24,34 +27,50 @@ const zstdConcurrency = 4
 
 // Compress copies the tar stream r to w in format.
 func Compress(w io.Writer, r io.Reader, format string) error {
-	switch format {
-	case "tar":
-		_, err := io.Copy(w, r)
+	if _, ok := Formats[format]; !ok {
+		return fmt.Errorf("tarball: unknown format %q (known: tar, tar.gz, tar.zst)", format)
+	}
+	zw, err := NewWriter(w, strings.TrimPrefix(strings.TrimPrefix(format, "tar"), "."))
+	if err != nil {
 		return err
-	case "tar.gz":
+	}
+	if rf, ok := zw.(io.ReaderFrom); ok {
+		_, err = rf.ReadFrom(r)
+	} else {
+		_, err = io.Copy(zw, r)
+	}
+	return errors.Join(err, zw.Close())
+}
+
+// NewWriter compresses what is written to it into w, reproducibly:
+// compression "" (none), "gz", "zst" or "xz". Close flushes it (and does
+// not close w).
+func NewWriter(w io.Writer, compression string) (io.WriteCloser, error) {
+	switch compression {
+	case "":
+		return nopCloser{w}, nil
+	case "gz":
 		zw, err := gzip.NewWriterLevel(w, gzip.DefaultCompression)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		// 0: "no time" (the zero time.Time would be written truncated).
 		zw.ModTime = time.Unix(0, 0)
-		if _, err := io.Copy(zw, r); err != nil {
-			return err
-		}
-		return zw.Close()
-	case "tar.zst":
-		zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(zstdConcurrency))
-		if err != nil {
-			return err
-		}
-		if _, err := zw.ReadFrom(r); err != nil {
-			zw.Close()
-			return err
-		}
-		return zw.Close()
+		return zw, nil
+	case "zst":
+		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(zstdConcurrency))
+	case "xz":
+		return xz.WriterConfig{DictCap: xzDictCap, CheckSum: xz.CRC64}.NewWriter(w)
 	}
-	return fmt.Errorf("tarball: unknown format %q (known: tar, tar.gz, tar.zst)", format)
+	return nil, fmt.Errorf("tarball: unknown compression %q (known: gz, zst, xz)", compression)
 }
+
+// xzDictCap is the xz dictionary size (xz -6's).
+const xzDictCap = 8 << 20
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
 
 // WriteFile writes the tar file src as dst in format, through a
 // temporary file renamed into place: dst is whole or absent.
@@ -81,4 +100,40 @@ func WriteFile(dst, src, format string) (err error) {
 		return fmt.Errorf("tarball: %w", err)
 	}
 	return nil
+}
+
+// Copy copies the tar stream r into tw entry by entry, after edit has
+// seen each header: it may change it, or return false to drop the entry.
+// Each header keeps its PAX records (xattrs); the format is left to tw.
+func Copy(tw *tar.Writer, r io.Reader, edit func(*tar.Header) bool) error {
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("tarball: %w", err)
+		}
+		if !edit(h) {
+			continue
+		}
+		h.Format = tar.FormatUnknown
+		if err := tw.WriteHeader(h); err != nil {
+			return fmt.Errorf("tarball: %s: %w", h.Name, err)
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			return fmt.Errorf("tarball: %s: %w", h.Name, err)
+		}
+	}
+}
+
+// AddFile writes a regular file entry owned by root.
+func AddFile(tw *tar.Writer, name string, data []byte, mode int64, mtime time.Time) error {
+	h := &tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, Size: int64(len(data)), ModTime: mtime.Truncate(time.Second)}
+	if err := tw.WriteHeader(h); err != nil {
+		return fmt.Errorf("tarball: %s: %w", name, err)
+	}
+	_, err := tw.Write(data)
+	return err
 }
