@@ -57,7 +57,7 @@ func TestWriteFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	m, names := entries(t, dst)
-	if m[ConfPath] != string(conf) || m["etc/motd"] != "welcome\n" || len(names) != 11 {
+	if m[ConfPath] != string(conf) || m["etc/motd"] != "welcome\n" || len(names) != 15 {
 		t.Errorf("wsl.conf %q, %d entries: %v", m[ConfPath], len(names), names)
 	}
 	// Without a conf, the rootfs's own wsl.conf stays.

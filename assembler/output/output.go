@@ -1,0 +1,386 @@
+// Package output is the registry of alpinist's outputs: each one a named
+// writer that makes its files from the canonical rootfs tar of every
+// arch (linuxkit's moby/build/output.go is the model). A Set runs the
+// writers a build asks for, writes every arch's SBOM, and leaves no
+// partial output: each file appears whole (temporary file, rename), the
+// OCI layout is built in a work directory and swapped in at the end, and
+// Abort removes whatever is half made.
+package output
+
+import (
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/alpinist/alpinist/apk/lock"
+	"github.com/alpinist/alpinist/assembler/lxc"
+	"github.com/alpinist/alpinist/assembler/oci"
+	"github.com/alpinist/alpinist/assembler/sbom"
+	"github.com/alpinist/alpinist/assembler/tarball"
+	"github.com/alpinist/alpinist/assembler/wsl"
+	"github.com/alpinist/alpinist/internal/atomicfile"
+	"github.com/alpinist/alpinist/spec"
+)
+
+// Output is one kind of output.
+type Output struct {
+	// Name is what `outputs:` and --output call it.
+	Name string
+	// File is its file name for the spec's name and an arch.
+	File func(name, arch string) string
+	// Doc says what it is, for --help.
+	Doc string
+	// add writes it for one arch; finish, when set, once for all.
+	add    func(s *Set, o Output, a Arch) (string, error)
+	finish func(s *Set) (string, error)
+}
+
+// Outputs are the outputs this version writes, in the order they are
+// written.
+var Outputs = []Output{
+	{Name: "tar", File: perArch(".tar"), Doc: "the root filesystem as a tar", add: (*Set).tar},
+	{Name: "tar.gz", File: perArch(".tar.gz"), Doc: "the same, gzip'ed", add: (*Set).tar},
+	{Name: "tar.zst", File: perArch(".tar.zst"), Doc: "the same, zstd-compressed", add: (*Set).tar},
+	{Name: "wsl", File: perArch(".wsl.tar.gz"), Doc: "a tarball for wsl --import, with /etc/wsl.conf from the spec", add: (*Set).wsl},
+	{Name: "lxc", File: perArch(".lxc.tar.xz"), Doc: "an Incus/LXD unified image for incus image import", add: (*Set).lxc},
+	{Name: "oci", File: func(name, _ string) string { return name + ".oci" }, Doc: "an OCI image layout directory (a multi-arch index for several arches)", add: (*Set).ociAdd, finish: (*Set).ociFinish},
+	{Name: "docker-archive", File: perArch(".docker.tar"), Doc: "a tarball for docker load and podman load", add: (*Set).docker},
+}
+
+// Later are the outputs a later version writes.
+var Later = []string{"ext4", "raw", "qcow2"}
+
+func perArch(suffix string) func(name, arch string) string {
+	return func(name, arch string) string { return name + "-" + arch + suffix }
+}
+
+// SBOMFile is the SBOM's file name.
+func SBOMFile(name, arch string) string { return name + "-" + arch + ".spdx.json" }
+
+// Lookup finds an output by name.
+func Lookup(n string) (Output, bool) {
+	i := slices.IndexFunc(Outputs, func(o Output) bool { return o.Name == n })
+	if i < 0 {
+		return Output{}, false
+	}
+	return Outputs[i], true
+}
+
+// Check tells whether every name is an output this version writes.
+func Check(names []string) error {
+	for _, n := range names {
+		if _, ok := Lookup(n); ok {
+			continue
+		}
+		if slices.Contains(Later, n) {
+			return fmt.Errorf("%s: the disk outputs (ext4, raw, qcow2) are not written by this version yet", n)
+		}
+		var known []string
+		for _, o := range Outputs {
+			known = append(known, o.Name)
+		}
+		return fmt.Errorf("%s: unknown output (known: %s)", n, strings.Join(known, ", "))
+	}
+	return nil
+}
+
+// Plan is what a Set writes.
+type Plan struct {
+	// Spec gives the name, oci, wsl and hostname.
+	Spec *spec.Spec
+	// Dir is the output directory.
+	Dir string
+	// Outputs are the outputs' names.
+	Outputs []string
+	// Created dates everything (SOURCE_DATE_EPOCH).
+	Created time.Time
+	// Tool names the SBOM's creator ("alpinist-VERSION").
+	Tool string
+	// Layout, when true, builds the OCI layout even when oci is not an
+	// output (to push it); Set.Layout gives its path.
+	Layout bool
+	// Log gets a line per output written.
+	Log *slog.Logger
+}
+
+// Arch is one arch's build.
+type Arch struct {
+	Arch string
+	// Tar is the canonical rootfs tar (NAME-ARCH.tar in Dir).
+	Tar string
+	// Lock is what was installed (for the SBOM's repositories).
+	Lock *lock.Arch
+}
+
+// Result is one file or directory written.
+type Result struct {
+	Arch, Output, Path string
+	Size               int64
+}
+
+// Set writes a plan's outputs.
+type Set struct {
+	p       Plan
+	outs    []Output
+	work    string // Dir/.NAME.work-*: the OCI layout under construction
+	tag     string
+	entries []oci.Entry
+	images  map[string]v1.Image // by arch
+	sboms   map[string][]byte
+}
+
+// New checks the plan and makes its work directory.
+func New(p Plan) (*Set, error) {
+	if err := Check(p.Outputs); err != nil {
+		return nil, err
+	}
+	s := &Set{p: p, images: map[string]v1.Image{}, sboms: map[string][]byte{}}
+	if p.Log == nil {
+		s.p.Log = slog.New(slog.DiscardHandler)
+	}
+	for _, o := range Outputs {
+		if slices.Contains(p.Outputs, o.Name) {
+			s.outs = append(s.outs, o)
+		}
+	}
+	tag, err := Tag(p.Spec)
+	if err != nil {
+		return nil, err
+	}
+	s.tag = tag
+	if err := os.MkdirAll(p.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("output: %w", err)
+	}
+	if p.Layout || slices.Contains(p.Outputs, "oci") || slices.Contains(p.Outputs, "docker-archive") {
+		s.work, err = os.MkdirTemp(p.Dir, "."+p.Spec.Name+".work-")
+		if err != nil {
+			return nil, fmt.Errorf("output: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Tag is the image's reference: the spec's oci.tag, else its name in
+// lowercase (a '+' made '-') with :latest.
+func Tag(s *spec.Spec) (string, error) {
+	t, from := s.OCI.Tag, "oci.tag"
+	if t == "" {
+		t, from = strings.ReplaceAll(strings.ToLower(s.Name), "+", "-")+":latest", "the name"
+	}
+	if _, err := name.NewTag(t, name.WeakValidation); err != nil {
+		return "", fmt.Errorf("output: %s gives the image reference %q, which is not valid (%v): set oci.tag", from, t, err)
+	}
+	return t, nil
+}
+
+// Add writes one arch's outputs and SBOM from its rootfs tar. The plain
+// tar is removed afterwards unless it is an output.
+func (s *Set) Add(a Arch) ([]Result, error) {
+	doc, err := s.sbom(a)
+	if err != nil {
+		return nil, err
+	}
+	s.sboms[a.Arch] = doc
+	p := filepath.Join(s.p.Dir, SBOMFile(s.p.Spec.Name, a.Arch))
+	if err := atomicfile.WriteBytes(p, doc, 0o644); err != nil {
+		return nil, fmt.Errorf("output: sbom: %w", err)
+	}
+	res := []Result{result(a.Arch, "sbom", p)}
+	if s.p.Layout {
+		// The layout to push.
+		if err := s.image(a); err != nil {
+			return nil, err
+		}
+	}
+	for _, o := range s.outs {
+		start := time.Now()
+		p, err := o.add(s, o, a)
+		if err != nil {
+			return nil, fmt.Errorf("output %s: %s: %w", o.Name, a.Arch, err)
+		}
+		if p == "" {
+			continue
+		}
+		s.p.Log.Info("output written", "output", o.Name, "arch", a.Arch, "path", p, "time", time.Since(start).Round(time.Millisecond))
+		res = append(res, result(a.Arch, o.Name, p))
+	}
+	if !slices.Contains(s.p.Outputs, "tar") {
+		if err := os.Remove(a.Tar); err != nil {
+			return nil, fmt.Errorf("output: %w", err)
+		}
+	}
+	return res, nil
+}
+
+// Finish writes the outputs that span arches (the OCI layout) and
+// removes the work directory.
+func (s *Set) Finish() ([]Result, error) {
+	var res []Result
+	for _, o := range s.outs {
+		if o.finish == nil {
+			continue
+		}
+		p, err := o.finish(s)
+		if err != nil {
+			return nil, fmt.Errorf("output %s: %w", o.Name, err)
+		}
+		res = append(res, result("", o.Name, p))
+	}
+	if s.p.Layout && !slices.ContainsFunc(s.outs, func(o Output) bool { return o.Name == "oci" }) {
+		if err := s.writeLayout(); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// Layout is the OCI layout to push: NAME.oci when oci is an output,
+// else the work directory's until Close.
+func (s *Set) Layout() string {
+	if slices.Contains(s.p.Outputs, "oci") {
+		return filepath.Join(s.p.Dir, s.p.Spec.Name+".oci")
+	}
+	return filepath.Join(s.work, "layout")
+}
+
+// Close removes the work directory (after an error too: nothing half
+// made stays).
+func (s *Set) Close() error {
+	if s.work == "" {
+		return nil
+	}
+	return os.RemoveAll(s.work)
+}
+
+func result(arch, output, p string) Result {
+	return Result{Arch: arch, Output: output, Path: p, Size: size(p)}
+}
+
+// size is a file's size, or the total of a directory's files.
+func size(p string) int64 {
+	var n int64
+	filepath.WalkDir(p, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if info, err := d.Info(); err == nil {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+func (s *Set) path(o Output, arch string) string {
+	return filepath.Join(s.p.Dir, o.File(s.p.Spec.Name, arch))
+}
+
+// tar writes tar.gz and tar.zst; the plain tar is the build's.
+func (s *Set) tar(o Output, a Arch) (string, error) {
+	p := s.path(o, a.Arch)
+	if o.Name == "tar" {
+		return a.Tar, nil
+	}
+	return p, tarball.WriteFile(p, a.Tar, o.Name)
+}
+
+func (s *Set) wsl(o Output, a Arch) (string, error) {
+	p := s.path(o, a.Arch)
+	var conf []byte
+	if s.p.Spec.WSL != nil {
+		conf = s.p.Spec.WSL.Conf()
+	}
+	return p, wsl.WriteFile(p, a.Tar, conf, s.p.Created)
+}
+
+func (s *Set) lxc(o Output, a Arch) (string, error) {
+	p := s.path(o, a.Arch)
+	return p, lxc.WriteFile(p, a.Tar, lxc.Image{Name: s.p.Spec.Name, Arch: a.Arch, Created: s.p.Created, Hostname: s.p.Spec.Hostname})
+}
+
+// ociAdd makes the arch's layer and image in the work layout; the
+// layout is written by ociFinish.
+func (s *Set) ociAdd(_ Output, a Arch) (string, error) {
+	return "", s.image(a)
+}
+
+// image makes the arch's layer and image in the work layout, once.
+func (s *Set) image(a Arch) error {
+	if _, done := s.images[a.Arch]; done {
+		return nil
+	}
+	in, err := os.Open(a.Tar)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	layer, err := oci.WriteLayer(filepath.Join(s.work, "layout", "blobs"), in)
+	if err != nil {
+		return err
+	}
+	img, err := oci.Image(layer, a.Arch, s.p.Spec.OCI, s.p.Created)
+	if err != nil {
+		return err
+	}
+	s.images[a.Arch] = img
+	s.entries = append(s.entries, oci.Entry{Arch: a.Arch, Image: img, SBOM: s.sboms[a.Arch], SBOMName: SBOMFile(s.p.Spec.Name, a.Arch)})
+	return nil
+}
+
+func (s *Set) writeLayout() error {
+	return oci.WriteLayout(filepath.Join(s.work, "layout"), oci.RefName(s.tag), oci.Annotations(s.p.Spec.OCI, s.p.Created), s.entries)
+}
+
+// ociFinish writes the layout and swaps it in for NAME.oci.
+func (s *Set) ociFinish() (string, error) {
+	if err := s.writeLayout(); err != nil {
+		return "", err
+	}
+	dst := filepath.Join(s.p.Dir, s.p.Spec.Name+".oci")
+	old := filepath.Join(s.work, "old")
+	if err := os.Rename(dst, old); err != nil && !os.IsNotExist(err) {
+		return "", err
+	}
+	if err := os.Rename(filepath.Join(s.work, "layout"), dst); err != nil {
+		os.Rename(old, dst)
+		return "", err
+	}
+	return dst, nil
+}
+
+func (s *Set) docker(o Output, a Arch) (string, error) {
+	p := s.path(o, a.Arch)
+	if err := s.image(a); err != nil {
+		return "", err
+	}
+	return p, oci.WriteDockerArchive(p, s.tag, s.images[a.Arch])
+}
+
+// sbom is the SPDX document of the arch's installed packages.
+func (s *Set) sbom(a Arch) ([]byte, error) {
+	f, err := os.Open(a.Tar)
+	if err != nil {
+		return nil, fmt.Errorf("output: sbom: %w", err)
+	}
+	defer f.Close()
+	pkgs, err := sbom.Installed(f)
+	if err != nil {
+		return nil, err
+	}
+	doc, err := sbom.New(pkgs, sbom.Options{Name: s.p.Spec.Name, Arch: a.Arch, Created: s.p.Created, Tool: s.p.Tool, Lock: a.Lock})
+	if err != nil {
+		return nil, err
+	}
+	var b strings.Builder
+	if err := doc.Write(&b); err != nil {
+		return nil, err
+	}
+	return []byte(b.String()), nil
+}

@@ -1,0 +1,191 @@
+package output
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
+
+	"github.com/alpinist/alpinist/apk/lock"
+	"github.com/alpinist/alpinist/internal/rootfstest"
+	"github.com/alpinist/alpinist/spec"
+)
+
+var all = []string{"tar", "tar.gz", "tar.zst", "wsl", "lxc", "oci", "docker-archive"}
+
+// build runs a Set over x86_64 and aarch64 (the same test rootfs) and
+// returns the sha256 of every file in dir by relative path.
+func build(t *testing.T, dir string, outputs []string, layoutToo bool) (map[string]string, *Set) {
+	sp := &spec.Spec{Name: "web", Hostname: "web", OCI: spec.OCI{Cmd: []string{"/bin/sh"}}, WSL: spec.WSL{"user": {"default": "app"}}}
+	s, err := New(Plan{Spec: sp, Dir: dir, Outputs: outputs, Created: rootfstest.Created, Tool: "alpinist-test", Layout: layoutToo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var results []Result
+	for _, arch := range []string{"x86_64", "aarch64"} {
+		tarPath := filepath.Join(dir, "web-"+arch+".tar")
+		os.WriteFile(tarPath, rootfstest.Tar(t), 0o644)
+		res, err := s.Add(Arch{Arch: arch, Tar: tarPath, Lock: &lock.Arch{Arch: arch, Packages: []lock.Package{{Name: "musl", Version: "1.2.5-r10", Repository: "https://example.org/alpine/main"}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		results = append(results, res...)
+	}
+	res, err := s.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	results = append(results, res...)
+	layoutPath := s.Layout()
+	if layoutToo {
+		if _, err := layout.Path(layoutPath).ImageIndex(); err != nil {
+			t.Errorf("the layout to push: %v", err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range results {
+		if r.Size <= 0 {
+			t.Errorf("%s: size %d", r.Path, r.Size)
+		}
+	}
+	sums := map[string]string{}
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		f, _ := os.Open(p)
+		defer f.Close()
+		h := sha256.New()
+		io.Copy(h, f)
+		rel, _ := filepath.Rel(dir, p)
+		sums[rel] = hex.EncodeToString(h.Sum(nil))
+		return nil
+	})
+	return sums, s
+}
+
+func TestEveryOutput(t *testing.T) {
+	dir := t.TempDir()
+	sums, s := build(t, dir, all, false)
+	var top []string
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		top = append(top, e.Name())
+	}
+	want := []string{
+		"web-aarch64.docker.tar", "web-aarch64.lxc.tar.xz", "web-aarch64.spdx.json", "web-aarch64.tar", "web-aarch64.tar.gz", "web-aarch64.tar.zst", "web-aarch64.wsl.tar.gz",
+		"web-x86_64.docker.tar", "web-x86_64.lxc.tar.xz", "web-x86_64.spdx.json", "web-x86_64.tar", "web-x86_64.tar.gz", "web-x86_64.tar.zst", "web-x86_64.wsl.tar.gz",
+		"web.oci",
+	}
+	if !slices.Equal(top, want) {
+		t.Errorf("outputs:\n got %v\nwant %v", top, want)
+	}
+	ii, err := layout.Path(filepath.Join(dir, "web.oci")).ImageIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validate.Index(ii); err != nil {
+		t.Error(err)
+	}
+	im, _ := ii.IndexManifest()
+	if len(im.Manifests) != 3 || im.Manifests[0].Annotations["org.opencontainers.image.ref.name"] != "latest" {
+		t.Errorf("index.json: %+v", im)
+	}
+	var doc struct {
+		Packages []struct{ Name, DownloadLocation string }
+	}
+	data, _ := os.ReadFile(filepath.Join(dir, "web-aarch64.spdx.json"))
+	json.Unmarshal(data, &doc)
+	if len(doc.Packages) != 3 || doc.Packages[2].DownloadLocation != "https://example.org/alpine/main/aarch64/musl-1.2.5-r10.apk" {
+		t.Errorf("sbom: %s", data)
+	}
+	if s.Layout() != filepath.Join(dir, "web.oci") {
+		t.Errorf("layout %s", s.Layout())
+	}
+
+	// Again, over the first: the same bytes, and nothing else left.
+	again, _ := build(t, dir, all, false)
+	if len(again) != len(sums) {
+		t.Errorf("%d files, then %d", len(sums), len(again))
+	}
+	for p, sum := range sums {
+		if again[p] != sum {
+			t.Errorf("%s differs between two builds", p)
+		}
+	}
+	// In another directory too.
+	other, _ := build(t, t.TempDir(), all, false)
+	for p, sum := range sums {
+		if other[p] != sum {
+			t.Errorf("%s differs in another directory", p)
+		}
+	}
+}
+
+func TestOutputsAlone(t *testing.T) {
+	dir := t.TempDir()
+	sums, _ := build(t, dir, []string{"docker-archive"}, false)
+	var names []string
+	for p := range sums {
+		names = append(names, p)
+	}
+	slices.Sort(names)
+	if !slices.Equal(names, []string{"web-aarch64.docker.tar", "web-aarch64.spdx.json", "web-x86_64.docker.tar", "web-x86_64.spdx.json"}) {
+		t.Errorf("docker-archive alone wrote %v", names)
+	}
+	// A layout to push, without oci as an output: built in the work
+	// directory, gone at Close.
+	dir = t.TempDir()
+	_, s := build(t, dir, []string{"tar.gz"}, true)
+	if !strings.Contains(s.Layout(), ".web.work-") {
+		t.Errorf("layout %s", s.Layout())
+	}
+	if _, err := os.Stat(s.Layout()); err == nil {
+		t.Error("the work layout outlived Close")
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 4 {
+		t.Errorf("left: %v", ents)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	if err := Check(all); err != nil {
+		t.Error(err)
+	}
+	if err := Check([]string{"qcow2"}); err == nil || !strings.Contains(err.Error(), "not written by this version yet") {
+		t.Errorf("qcow2: %v", err)
+	}
+	if err := Check([]string{"iso"}); err == nil || !strings.Contains(err.Error(), "unknown output (known: tar, tar.gz") {
+		t.Errorf("iso: %v", err)
+	}
+	for name, want := range map[string]string{"web": "web:latest", "Web+Plus": "web-plus:latest"} {
+		if got, err := Tag(&spec.Spec{Name: name}); got != want || err != nil {
+			t.Errorf("Tag(%s) = %s, %v", name, got, err)
+		}
+	}
+	if _, err := Tag(&spec.Spec{Name: "x", OCI: spec.OCI{Tag: "Bad Tag!"}}); err == nil || !strings.Contains(err.Error(), "set oci.tag") {
+		t.Errorf("bad name: %v", err)
+	}
+	// A rootfs without an apk database fails, and leaves no work dir.
+	dir := t.TempDir()
+	s, _ := New(Plan{Spec: &spec.Spec{Name: "x"}, Dir: dir, Outputs: []string{"oci"}})
+	os.WriteFile(filepath.Join(dir, "x.tar"), nil, 0o644)
+	if _, err := s.Add(Arch{Arch: "x86_64", Tar: filepath.Join(dir, "x.tar")}); err == nil || !strings.Contains(err.Error(), "no apk database") {
+		t.Errorf("no database: %v", err)
+	}
+	s.Close()
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("left: %v", ents)
+	}
+}
