@@ -41,6 +41,7 @@ check umoci umoci
 check docker-registry docker-registry
 check podman podman
 check crun crun
+check runc runc
 check lxd lxd
 
 # The synthetic test repository takes aarch64 binaries from Debian's arm64
@@ -109,5 +110,15 @@ fi
 # A mirror caught mid-sync fails one index; the packages may still be
 # installable from the others, so go on and let apt-get install decide.
 apt-get update -qq || echo "deps: apt-get update reported errors (see above); going on with the package lists it has" >&2
+# A mirror (or a caching proxy in front of it) sometimes serves a trixie
+# riscv64 index that does not match its Release file ("File has
+# unexpected size ... Mirror sync in progress?"). The same files under
+# the suite name stable (trixie today) come through another path: use it.
+if [ -f "$trixie" ] && [ "$(dpkg --print-architecture)" != riscv64 ] && grep -q '^Suites: trixie' "$trixie" \
+	&& ! apt-cache show busybox-static:riscv64 >/dev/null 2>&1; then
+	echo "deps: the trixie riscv64 index did not come; trying the suite name stable" >&2
+	sed -i 's/^Suites: trixie$/Suites: stable/' "$trixie"
+	apt-get update -qq || echo "deps: apt-get update reported errors (see above); going on with the package lists it has" >&2
+fi
 [ -n "$need" ] && apt-get install -y -qq $need
 exit 0

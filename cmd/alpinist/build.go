@@ -14,7 +14,7 @@ import (
 	"github.com/alpinist/alpinist/agent/pkgdisk"
 	"github.com/alpinist/alpinist/apk/lock"
 	"github.com/alpinist/alpinist/apk/repo"
-	"github.com/alpinist/alpinist/assembler/tarball"
+	"github.com/alpinist/alpinist/assembler/output"
 	"github.com/alpinist/alpinist/build"
 	"github.com/alpinist/alpinist/spec"
 )
@@ -22,6 +22,8 @@ import (
 type buildFlags struct {
 	arch, outputs     []string
 	out, lockedIn     string
+	push              string
+	insecure          bool
 	cacheDir, accel   string
 	kernel, modules   string
 	memory, cpus      int
@@ -37,16 +39,23 @@ func newBuildCmd(e *env) *cobra.Command {
 packages, boots a QEMU VM of each target architecture (KVM when it really
 works, TCG emulation otherwise) with the kernel of the repository's
 linux-virt package, installs the packages inside it so that install
-scripts and triggers run natively, and writes into DIR:
+scripts and triggers run natively, and writes into DIR the outputs
+asked for (--output, else the spec's outputs:, else tar):
 
-    NAME-ARCH.tar     the root filesystem (--output tar; also tar.gz, tar.zst)
-    NAME.lock         the lock file of what was installed
-    NAME-ARCH.log     the VM's console (the build log)
+` + outputsHelp() + `
+and always:
 
-Times in the outputs come from SOURCE_DATE_EPOCH, else from the newest
-package's build date. Phase times are printed at the end.`,
+    NAME-ARCH.spdx.json      the SPDX 2.3 SBOM of the installed packages
+    NAME.lock                the lock file of what was installed
+    NAME-ARCH.log            the VM's console (the build log)
+
+Every output is reproducible: times come from SOURCE_DATE_EPOCH, else
+from the newest package's build date. Phase times are printed at the
+end. --push REF pushes the OCI image to a registry with the credentials
+of docker login or podman login (see alpinist push --help).`,
 		Example: `  alpinist build testdata/specs/demo.yaml -o out --arch x86_64
-  alpinist build web.yaml -o out --locked web.lock`,
+  alpinist build web.yaml -o out --locked web.lock
+  alpinist build web.yaml -o out --output oci,docker-archive --push registry.example.org/web:1.0`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runBuild(cmd, e, args[0], f)
@@ -54,7 +63,9 @@ package's build date. Phase times are printed at the end.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&f.out, "output-dir", "o", "", "output `DIR` (required)")
-	fl.StringSliceVar(&f.outputs, "output", []string{"tar"}, "outputs to write: tar, tar.gz, tar.zst (default: the spec's outputs, else tar)")
+	fl.StringSliceVar(&f.outputs, "output", []string{"tar"}, "outputs to write: "+outputNames()+" (default: the spec's outputs, else tar)")
+	fl.StringVar(&f.push, "push", "", "push the OCI image (one arch) or index (several) to the registry `REF` at the end")
+	fl.BoolVar(&f.insecure, "insecure", false, "with --push: plain HTTP, for a registry on localhost only")
 	fl.StringSliceVar(&f.arch, "arch", nil, "architectures to build (default: the spec's)")
 	fl.StringVar(&f.lockedIn, "locked", "", "build exactly the packages of lock `FILE`")
 	fl.StringVar(&f.cacheDir, "cache", "", "package cache `DIR` (default $ALPINIST_CACHE or ~/.cache/alpinist)")
@@ -86,10 +97,11 @@ func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 	if !cmd.Flags().Changed("output") && sc.spec.Outputs != nil {
 		outputs, from = sc.spec.Outputs, specPath+": outputs"
 	}
-	for _, o := range outputs {
-		if _, ok := tarball.Formats[o]; !ok {
-			return fmt.Errorf("%s: %s: this version of alpinist writes tar, tar.gz and tar.zst (the container and disk outputs are not implemented yet)", from, o)
-		}
+	if err := output.Check(outputs); err != nil {
+		return fmt.Errorf("%s: %w", from, err)
+	}
+	if f.insecure && f.push == "" {
+		return fmt.Errorf("--insecure goes with --push")
 	}
 	keys := map[string][]byte{}
 	for _, p := range sc.spec.Keys {
@@ -97,23 +109,30 @@ func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 			return err
 		}
 	}
+	type resolved struct {
+		idx   []*repo.Index
+		entry lock.Arch
+	}
 	lf := &lock.File{Name: sc.spec.Name}
+	var archs []resolved
 	for _, arch := range sc.arches {
 		idx, entry, err := resolveArch(cmd.Context(), sc.client, sc.spec, specPath, arch, sc.locked, f.lockedIn)
 		if err != nil {
 			return err
 		}
 		lf.Set(entry)
-		epoch, ok, err := sourceDateEpoch()
-		if err != nil {
-			return err
-		}
+		archs = append(archs, resolved{idx, entry})
+	}
+	// One date for the whole build: SOURCE_DATE_EPOCH, else the newest
+	// build date of the packages installed (on any arch).
+	epoch, ok, err := sourceDateEpoch()
+	if err != nil {
+		return err
+	}
+	if !ok {
 		var se int64
-		if ok {
-			se = epoch.Unix()
-		} else {
-			// The newest build date of exactly the packages installed.
-			items, err := repo.LockItems(&entry, idx, sc.client.Cache)
+		for _, r := range archs {
+			items, err := repo.LockItems(&r.entry, r.idx, sc.client.Cache)
 			if err != nil {
 				return err
 			}
@@ -121,10 +140,18 @@ func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 				se = max(se, it.Package.BuildTime)
 			}
 		}
+		epoch = time.Unix(se, 0).UTC()
+	}
+	set, err := output.New(output.Plan{
+		Spec: sc.spec, Dir: f.out, Outputs: outputs, Created: epoch, Tool: "alpinist-" + versionString(),
+		Layout: f.push != "", Log: e.log,
+	})
+	if err != nil {
+		return err
+	}
+	defer set.Close()
+	for i, arch := range sc.arches {
 		logPath := filepath.Join(f.out, sc.spec.Name+"-"+arch+".log")
-		if err := os.MkdirAll(f.out, 0o755); err != nil {
-			return err
-		}
 		logFile, err := os.Create(logPath)
 		if err != nil {
 			return err
@@ -134,8 +161,8 @@ func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 			console = io.MultiWriter(logFile, e.stderr)
 		}
 		res, err := build.Run(cmd.Context(), build.Options{
-			Name: sc.spec.Name, Arch: arch, OutDir: f.out, Entry: entry, Indexes: idx, World: sc.spec.Packages,
-			Client: sc.client, Keys: keys, SourceDateEpoch: se, Accel: f.accel, Kernel: f.kernel, Modules: f.modules, Installer: sc.spec.Installer,
+			Name: sc.spec.Name, Arch: arch, OutDir: f.out, Entry: archs[i].entry, Indexes: archs[i].idx, World: sc.spec.Packages,
+			Client: sc.client, Keys: keys, SourceDateEpoch: epoch.Unix(), Accel: f.accel, Kernel: f.kernel, Modules: f.modules, Installer: sc.spec.Installer,
 			Config: specConfig(sc.spec, arch), Files: sc.spec.Files, MemoryMiB: f.memory, CPUs: f.cpus,
 			Console: console, Log: e.log, BootTimeout: f.bootTimeout, IdleTimeout: f.idle,
 		})
@@ -146,17 +173,38 @@ func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 			os.Remove(logPath)
 			return fmt.Errorf("%s: %w", arch, err)
 		}
-		if err := tarOutputs(e, sc.spec.Name, arch, f.out, res.Tar, outputs); err != nil {
+		written, err := set.Add(output.Arch{Arch: arch, Tar: res.Tar, Lock: &archs[i].entry})
+		if err != nil {
 			return fmt.Errorf("%s: %w", arch, err)
 		}
+		printResults(e, written)
 		fmt.Fprintf(e.stdout, "%s: %s\n", arch, res.Summary())
 	}
+	written, err := set.Finish()
+	if err != nil {
+		return err
+	}
+	printResults(e, written)
 	lockPath := filepath.Join(f.out, sc.spec.Name+".lock")
 	if err := lock.Write(lockPath, lf); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "lock: %s\n", lockPath)
+	if f.push != "" {
+		return push(cmd.Context(), e, set.Layout(), f.push, f.insecure)
+	}
 	return nil
+}
+
+// printResults prints what was written, one line each.
+func printResults(e *env, rs []output.Result) {
+	for _, r := range rs {
+		what := r.Output
+		if r.Arch != "" {
+			what = r.Arch + ": " + r.Output
+		}
+		fmt.Fprintf(e.stdout, "%s: %s (%d bytes)\n", what, r.Path, r.Size)
+	}
 }
 
 // readKeys adds the public keys of a key directory or file (name -> PEM).
@@ -229,24 +277,20 @@ func specConfig(s *spec.Spec, arch string) pkgdisk.Config {
 	return c
 }
 
-// tarOutputs writes the compressed tar outputs from the rootfs tar, and
-// removes the plain tar when it was not asked for.
-func tarOutputs(e *env, name, arch, dir, tarPath string, outputs []string) error {
-	for _, o := range outputs {
-		p := filepath.Join(dir, name+"-"+arch+tarball.Formats[o])
-		if o != "tar" {
-			if err := tarball.WriteFile(p, tarPath, o); err != nil {
-				return err
-			}
-		}
-		st, err := os.Stat(p)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stdout, "%s: %s (%d bytes)\n", arch, p, st.Size())
+// outputNames lists the outputs for a flag's help.
+func outputNames() string {
+	var names []string
+	for _, o := range output.Outputs {
+		names = append(names, o.Name)
 	}
-	if !slices.Contains(outputs, "tar") {
-		return os.Remove(tarPath)
+	return strings.Join(names, ", ")
+}
+
+// outputsHelp describes each output and its file, for build's help.
+func outputsHelp() string {
+	var b strings.Builder
+	for _, o := range output.Outputs {
+		fmt.Fprintf(&b, "    %-24s %s: %s\n", o.File("NAME", "ARCH"), o.Name, o.Doc)
 	}
-	return nil
+	return b.String()
 }

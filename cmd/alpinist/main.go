@@ -89,6 +89,7 @@ bootable disk images, byte for byte reproducibly.`,
 		newPkgCmd(e),
 		newFetchCmd(e),
 		newBuildCmd(e),
+		newPushCmd(e),
 		newValidateCmd(e),
 	)
 	return root

@@ -17,19 +17,24 @@ func newVersionCmd(e *env) *cobra.Command {
 		Short: "Print alpinist's version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			v := version
-			if v == "" {
-				v = "devel"
-				if bi, ok := debug.ReadBuildInfo(); ok {
-					for _, s := range bi.Settings {
-						if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-							v += "-" + s.Value[:12]
-						}
-					}
-				}
-			}
-			_, err := fmt.Fprintf(e.stdout, "alpinist %s %s/%s\n", v, runtime.GOOS, runtime.GOARCH)
+			_, err := fmt.Fprintf(e.stdout, "alpinist %s %s/%s\n", versionString(), runtime.GOOS, runtime.GOARCH)
 			return err
 		},
 	}
+}
+
+// versionString is the release version, else devel-COMMIT.
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	v := "devel"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				v += "-" + s.Value[:12]
+			}
+		}
+	}
+	return v
 }

@@ -1,0 +1,301 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alpinist/alpinist/internal/hosttool"
+	"github.com/alpinist/alpinist/internal/treecmp"
+	"github.com/alpinist/alpinist/internal/vmtest"
+)
+
+// fileSums is the sha256 of every file under dir but the build logs, by
+// relative path.
+func fileSums(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	sums := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.HasSuffix(p, ".log") {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		h := sha256.New()
+		io.Copy(h, f)
+		rel, _ := filepath.Rel(dir, p)
+		sums[rel] = hex.EncodeToString(h.Sum(nil))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sums
+}
+
+// startRegistry starts Debian's docker-registry (the CNCF distribution
+// registry) on a free port of 127.0.0.1 and returns its host:port.
+func startRegistry(t *testing.T) string {
+	t.Helper()
+	bin := hosttool.Need(t, "docker-registry", "docker-registry")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yml")
+	writeFile(t, cfg, fmt.Sprintf("version: 0.1\nlog: {level: warn}\nstorage: {filesystem: {rootdirectory: %s}}\nhttp: {addr: %q}\n", filepath.Join(dir, "data"), addr), 0o644)
+	var logs bytes.Buffer
+	cmd := exec.Command(bin, "serve", cfg)
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for start := time.Now(); ; time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get("http://" + addr + "/v2/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return addr
+			}
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("docker-registry did not come up on %s: %v\n%s", addr, err, logs.String())
+		}
+	}
+}
+
+var pushedRE = regexp.MustCompile(`pushed: \S+@(sha256:[0-9a-f]{64})`)
+
+// registryDigest is the digest of ref's manifest as skopeo reads it from
+// the registry (tls-verify off: the test registry is plain HTTP).
+func registryDigest(t *testing.T, skopeo, ref string) string {
+	t.Helper()
+	raw, err := exec.Command(skopeo, "inspect", "--tls-verify=false", "--raw", "docker://"+ref).Output()
+	if err != nil {
+		t.Fatalf("skopeo inspect docker://%s: %v", ref, err)
+	}
+	sum := sha256.Sum256(raw)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// TestBuildContainerOutputs builds a spec with every container output,
+// for x86_64 and aarch64 and then for x86_64 alone, twice, and checks
+// the outputs with the tools that consume them: skopeo (OCI layout,
+// docker-archive, registry), umoci, Debian's docker-registry, podman;
+// and that building again gives the same bytes for every output.
+func TestBuildContainerOutputs(t *testing.T) {
+	td := generatedRepo(t)
+	vmtest.Binary(t, "x86_64")
+	vmtest.Binary(t, "aarch64")
+	skopeo := hosttool.Need(t, "skopeo", "skopeo")
+	umoci := hosttool.Need(t, "umoci", "umoci")
+	registry := startRegistry(t)
+	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
+	repoDir, _ := filepath.Abs(filepath.Join(td, "repo"))
+	dir := t.TempDir()
+	spec := filepath.Join(dir, "box.yaml")
+	writeFile(t, spec, `name: box
+arch: [x86_64, aarch64]
+repositories: [`+repoDir+`/main]
+keys: [`+repoDir+`/keys/]
+packages: [busybox, alpine-baselayout]
+oci:
+  entrypoint: [/bin/busybox]
+  cmd: [echo, hello from alpinist]
+  env: {GREETING: hi}
+  labels: {org.example.team: build}
+  exposed_ports: [8080]
+  tag: alpinist.test/box:1.0
+wsl:
+  user: {default: root}
+  interop: {appendWindowsPath: false}
+outputs: [tar, tar.gz, tar.zst, wsl, lxc, oci, docker-archive]
+`, 0o644)
+	cache := t.TempDir()
+	multi := filepath.Join(dir, "multi")
+	mustCLI(t, "build", spec, "-o", multi, "--cache", cache)
+	one := filepath.Join(dir, "one")
+	out := mustCLI(t, "build", spec, "-o", one, "--cache", cache, "--arch", "x86_64", "--push", registry+"/alpinist/box:x86", "--insecure")
+	again := filepath.Join(dir, "again")
+	mustCLI(t, "build", spec, "-o", again, "--cache", t.TempDir(), "--arch", "x86_64")
+
+	// Building again gives the same bytes, for every output; the x86_64
+	// outputs of the two-arch build are those of the x86_64 build.
+	sums, sumsAgain, sumsMulti := fileSums(t, one), fileSums(t, again), fileSums(t, multi)
+	for _, want := range []string{"box-x86_64.tar", "box-x86_64.tar.gz", "box-x86_64.tar.zst", "box-x86_64.wsl.tar.gz", "box-x86_64.lxc.tar.xz",
+		"box-x86_64.docker.tar", "box-x86_64.spdx.json", "box.lock", "box.oci/index.json", "box.oci/oci-layout"} {
+		if sums[want] == "" {
+			t.Errorf("no output %s", want)
+		}
+	}
+	if len(sums) != len(sumsAgain) {
+		t.Errorf("%d files, then %d", len(sums), len(sumsAgain))
+	}
+	for p, sum := range sums {
+		if sumsAgain[p] != sum {
+			t.Errorf("%s differs between two builds", p)
+		}
+		if strings.HasPrefix(p, "box-x86_64.") && sumsMulti[p] != sum {
+			t.Errorf("%s differs between the x86_64 build and the two-arch build", p)
+		}
+	}
+
+	// skopeo reads the layout: the tagged image, and both arches of the
+	// index.
+	var info struct {
+		Digest, Architecture, Os string
+		Labels                   map[string]string
+		Env                      []string
+		Layers                   []string
+	}
+	inspect := func(args ...string) []byte {
+		t.Helper()
+		b, err := exec.Command(skopeo, append([]string{"inspect"}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("skopeo inspect %s: %v", strings.Join(args, " "), err)
+		}
+		return b
+	}
+	json.Unmarshal(inspect("oci:"+filepath.Join(one, "box.oci")+":1.0"), &info)
+	if info.Architecture != "amd64" || info.Os != "linux" || info.Labels["org.example.team"] != "build" || len(info.Layers) != 1 ||
+		!strings.Contains(strings.Join(info.Env, " "), "GREETING=hi") {
+		t.Errorf("skopeo inspect oci: %+v", info)
+	}
+	oneDigest := info.Digest
+	raw := string(inspect("--raw", "oci:"+filepath.Join(multi, "box.oci")+":1.0"))
+	if !strings.Contains(raw, `"platform":{"architecture":"amd64","os":"linux"}`) || !strings.Contains(raw, `"platform":{"architecture":"arm64","os":"linux","variant":"v8"}`) ||
+		!strings.Contains(raw, oneDigest) {
+		t.Errorf("the index does not list linux/amd64 (%s) and linux/arm64/v8:\n%s", oneDigest, raw)
+	}
+	info.Architecture = ""
+	json.Unmarshal(inspect("--override-arch", "arm64", "oci:"+filepath.Join(multi, "box.oci")+":1.0"), &info)
+	if info.Architecture != "arm64" {
+		t.Errorf("the index's arm64 image: %+v", info)
+	}
+	info.Architecture = ""
+	json.Unmarshal(inspect("docker-archive:"+filepath.Join(one, "box-x86_64.docker.tar")), &info)
+	if info.Architecture != "amd64" || len(info.Layers) != 1 {
+		t.Errorf("skopeo inspect docker-archive: %+v", info)
+	}
+
+	// umoci unpacks the layout, rootless, to the tree of the rootfs tar.
+	bundle := filepath.Join(t.TempDir(), "bundle")
+	if b, err := exec.Command(umoci, "unpack", "--rootless", "--image", filepath.Join(one, "box.oci")+":1.0", bundle).CombinedOutput(); err != nil {
+		t.Fatalf("umoci unpack: %v\n%s", err, b)
+	}
+	tarFile, err := os.Open(filepath.Join(one, "box-x86_64.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tarFile.Close()
+	if d := treecmp.Compare(tarFile, filepath.Join(bundle, "rootfs")); d != "" {
+		t.Errorf("umoci's tree differs from the rootfs tar:\n%s", d)
+	}
+
+	// The push of build --push, and one of alpinist push: the registry
+	// has what was pushed, digest for digest.
+	m := pushedRE.FindStringSubmatch(out)
+	if m == nil || m[1] != oneDigest {
+		t.Errorf("build --push printed %q, want the image %s", out, oneDigest)
+	}
+	if d := registryDigest(t, skopeo, registry+"/alpinist/box:x86"); d != oneDigest {
+		t.Errorf("the registry has %s, want %s", d, oneDigest)
+	}
+	pushOut := mustCLI(t, "push", filepath.Join(multi, "box.oci"), registry+"/alpinist/box:1.0", "--insecure")
+	m = pushedRE.FindStringSubmatch(pushOut)
+	if m == nil {
+		t.Fatalf("push printed %q", pushOut)
+	}
+	if d := registryDigest(t, skopeo, registry+"/alpinist/box:1.0"); d != m[1] {
+		t.Errorf("the registry has the index %s, push said %s", d, m[1])
+	}
+	if code, _, errs := cli(t, "push", filepath.Join(multi, "box.oci"), "registry.example.org/box:1", "--insecure"); code == 0 || !strings.Contains(errs, "only for a registry on localhost") {
+		t.Errorf("--insecure to a remote registry: exit %d %s", code, errs)
+	}
+
+	// The WSL tarball has the spec's wsl.conf.
+	_, data := tarIndex(t, filepath.Join(one, "box-x86_64.wsl.tar.gz"), "etc/wsl.conf", "bin/busybox")
+	if !strings.Contains(string(data["etc/wsl.conf"]), "[user]\ndefault = root\n") {
+		t.Errorf("wsl.conf: %q", data["etc/wsl.conf"])
+	}
+	// The SBOM lists the installed packages.
+	sbom, _ := os.ReadFile(filepath.Join(one, "box-x86_64.spdx.json"))
+	if !strings.Contains(string(sbom), `"name": "busybox"`) || !strings.Contains(string(sbom), `"spdxVersion": "SPDX-2.3"`) {
+		t.Errorf("sbom:\n%s", sbom)
+	}
+
+	podmanRun(t, filepath.Join(one, "box.oci"), "1.0")
+}
+
+// podmanRun runs /bin/busybox echo in the image with podman, when podman
+// can run containers here; when the host does not let it (no cgroups it
+// can use, limits it may not set...), it says why and returns.
+func podmanRun(t *testing.T, layoutDir, tag string) {
+	podman, err := exec.LookPath("podman")
+	if err != nil {
+		t.Log("podman step skipped: podman is not installed (apt-get install podman runc)")
+		return
+	}
+	// podman names the image after the layout's path, which must be
+	// lowercase: run it from a link in a lowercase directory.
+	root, err := os.MkdirTemp("", "alpinist-podman-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(root)
+	link := filepath.Join(root, "layout")
+	if err := os.Symlink(layoutDir, link); err != nil {
+		t.Fatal(err)
+	}
+	// No default ulimits (they need CAP_SYS_RESOURCE, which sandboxes
+	// drop); runc when installed (crun refuses hybrid cgroup hierarchies).
+	conf := filepath.Join(root, "containers.conf")
+	writeFile(t, conf, "[containers]\ndefault_ulimits = []\n", 0o644)
+	args := []string{"--root", filepath.Join(root, "storage"), "--runroot", filepath.Join(root, "run"), "--storage-driver", "vfs",
+		"--cgroup-manager", "cgroupfs", "--events-backend", "none"}
+	if _, err := exec.LookPath("runc"); err == nil {
+		args = append(args, "--runtime", "runc")
+	}
+	args = append(args, "run", "--rm", "--network", "none", "--ulimit", "host", "oci:"+link+":"+tag, "/bin/busybox", "echo", "hello from podman")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, podman, args...)
+	cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+conf)
+	b, err := cmd.CombinedOutput()
+	if err == nil {
+		if !strings.Contains(string(b), "hello from podman") {
+			t.Errorf("podman run: %s", b)
+		}
+		return
+	}
+	// The image was read (podman stored it) but the host refuses to run
+	// a container: that is the host's limit, not the image's fault.
+	for _, host := range []string{"cgroup", "setrlimit", "OCI permission denied", "not compatible with", "newuidmap", "operation not permitted", "Operation not permitted"} {
+		if strings.Contains(string(b), "Writing manifest to image destination") && strings.Contains(string(b), host) {
+			t.Logf("podman step skipped: podman read the image but cannot run containers on this host (%q): %v\n%s", host, err, b)
+			return
+		}
+	}
+	t.Errorf("podman run: %v\n%s", err, b)
+}
