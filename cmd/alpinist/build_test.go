@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"debug/elf"
 	"io"
 	"os"
@@ -18,7 +19,7 @@ import (
 	"github.com/alpinist/alpinist/internal/vmtest"
 )
 
-// tarIndex reads a tar's headers and the files named in want.
+// tarIndex reads a tar's (or .tar.gz's) headers and the files named in want.
 func tarIndex(t *testing.T, p string, want ...string) (map[string]*tar.Header, map[string][]byte) {
 	t.Helper()
 	f, err := os.Open(p)
@@ -28,7 +29,15 @@ func tarIndex(t *testing.T, p string, want ...string) (map[string]*tar.Header, m
 	defer f.Close()
 	hs := map[string]*tar.Header{}
 	data := map[string][]byte{}
-	tr := tar.NewReader(f)
+	var r io.Reader = f
+	if strings.HasSuffix(p, ".gz") {
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = zr
+	}
+	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {

@@ -245,7 +245,23 @@ outputs: [tar, tar.gz, tar.zst, wsl, lxc, oci, docker-archive]
 		t.Errorf("sbom:\n%s", sbom)
 	}
 
+	podmanLoad(t, filepath.Join(one, "box-x86_64.docker.tar"), "alpinist.test/box:1.0")
 	podmanRun(t, filepath.Join(one, "box.oci"), "1.0")
+}
+
+// podmanLoad has podman load the docker-archive (into a store of the
+// test's own) and checks the tag and the image.
+func podmanLoad(t *testing.T, archive, tag string) {
+	podman := hosttool.Need(t, "podman", "podman")
+	root := t.TempDir()
+	store := []string{"--root", filepath.Join(root, "storage"), "--runroot", filepath.Join(root, "run"), "--storage-driver", "vfs", "--events-backend", "none"}
+	if b, err := exec.Command(podman, append(store, "load", "-i", archive)...).CombinedOutput(); err != nil {
+		t.Fatalf("podman load: %v\n%s", err, b)
+	}
+	b, err := exec.Command(podman, append(store, "image", "inspect", "--format", "{{.Architecture}} {{.Config.Entrypoint}}", tag)...).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(b)) != "amd64 [/bin/busybox]" {
+		t.Errorf("podman image inspect %s: %v %s", tag, err, b)
+	}
 }
 
 // podmanRun runs /bin/busybox echo in the image with podman, when podman
@@ -287,6 +303,7 @@ func podmanRun(t *testing.T, layoutDir, tag string) {
 		if !strings.Contains(string(b), "hello from podman") {
 			t.Errorf("podman run: %s", b)
 		}
+		t.Log("podman ran /bin/busybox echo in the OCI image")
 		return
 	}
 	// The image was read (podman stored it) but the host refuses to run
