@@ -1,11 +1,7 @@
 package output
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +13,7 @@ import (
 
 	"github.com/alpinist/alpinist/apk/lock"
 	"github.com/alpinist/alpinist/internal/rootfstest"
+	"github.com/alpinist/alpinist/internal/treecmp"
 	"github.com/alpinist/alpinist/spec"
 )
 
@@ -59,19 +56,10 @@ func build(t *testing.T, dir string, outputs []string, layoutToo bool) (map[stri
 			t.Errorf("%s: size %d", r.Path, r.Size)
 		}
 	}
-	sums := map[string]string{}
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		f, _ := os.Open(p)
-		defer f.Close()
-		h := sha256.New()
-		io.Copy(h, f)
-		rel, _ := filepath.Rel(dir, p)
-		sums[rel] = hex.EncodeToString(h.Sum(nil))
-		return nil
-	})
+	sums, err := treecmp.Sums(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return sums, s
 }
 

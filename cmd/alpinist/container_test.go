@@ -7,8 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
-	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -28,22 +26,7 @@ import (
 // relative path.
 func fileSums(t *testing.T, dir string) map[string]string {
 	t.Helper()
-	sums := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || strings.HasSuffix(p, ".log") {
-			return err
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		h := sha256.New()
-		io.Copy(h, f)
-		rel, _ := filepath.Rel(dir, p)
-		sums[rel] = hex.EncodeToString(h.Sum(nil))
-		return nil
-	})
+	sums, err := treecmp.Sums(dir, func(rel string) bool { return strings.HasSuffix(rel, ".log") })
 	if err != nil {
 		t.Fatal(err)
 	}

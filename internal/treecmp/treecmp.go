@@ -8,6 +8,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"io/fs"
@@ -123,4 +124,33 @@ func unixPerm(m fs.FileMode) int64 {
 		p |= syscall.S_ISVTX
 	}
 	return p
+}
+
+// Sums is the sha256 of every regular file under dir, by slash-separated
+// relative path, but those skip says to leave out: to compare two
+// builds' outputs.
+func Sums(dir string, skip func(rel string) bool) (map[string]string, error) {
+	sums := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		rel = filepath.ToSlash(rel)
+		if skip != nil && skip(rel) {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err != nil {
+			return err
+		}
+		sums[rel] = hex.EncodeToString(h.Sum(nil))
+		return nil
+	})
+	return sums, err
 }
