@@ -16,7 +16,6 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
 )
 
 // Formats are the tar outputs and their file name suffixes.
@@ -60,13 +59,10 @@ func NewWriter(w io.Writer, compression string) (io.WriteCloser, error) {
 	case "zst":
 		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(zstdConcurrency))
 	case "xz":
-		return xz.WriterConfig{DictCap: xzDictCap, CheckSum: xz.CRC64}.NewWriter(w)
+		return newXZWriter(w), nil
 	}
 	return nil, fmt.Errorf("tarball: unknown compression %q (known: gz, zst, xz)", compression)
 }
-
-// xzDictCap is the xz dictionary size (xz -6's).
-const xzDictCap = 8 << 20
 
 type nopCloser struct{ io.Writer }
 
