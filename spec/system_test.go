@@ -321,13 +321,13 @@ default = alice
 		t.Errorf("wsl.conf:\n%s\nwant:\n%s", got, want)
 	}
 	badSpecs(t, dir, map[string]string{
-		"wsl: [user]\n":                    "wsl: expected a mapping of wsl.conf sections",
-		"wsl: {wsl2: {memory: 4GB}}\n":     `wsl: unknown wsl.conf section "wsl2"`,
-		"wsl: {user: {name: x}}\n":         `wsl.user: unknown key "name" (known: default)`,
-		"wsl: {boot: {systemd: maybe}}\n":  `wsl.boot.systemd: "maybe" is not true or false`,
-		"wsl: {user: {default: [a]}}\n":    "wsl.user.default: expected a string",
-		"wsl: {user: x}\n":                 "wsl.user: expected a mapping",
-		"wsl: {user: {}, user: {}}\n":      "given twice",
-		"wsl: {interop: {enabled: 1}}\n":   `wsl.interop.enabled: "1" is not true or false`,
+		"wsl: [user]\n":                   "wsl: expected a mapping of wsl.conf sections",
+		"wsl: {wsl2: {memory: 4GB}}\n":    `wsl: unknown wsl.conf section "wsl2"`,
+		"wsl: {user: {name: x}}\n":        `wsl.user: unknown key "name" (known: default)`,
+		"wsl: {boot: {systemd: maybe}}\n": `wsl.boot.systemd: "maybe" is not true or false`,
+		"wsl: {user: {default: [a]}}\n":   "wsl.user.default: expected a string",
+		"wsl: {user: x}\n":                "wsl.user: expected a mapping",
+		"wsl: {user: {}, user: {}}\n":     "given twice",
+		"wsl: {interop: {enabled: 1}}\n":  `wsl.interop.enabled: "1" is not true or false`,
 	})
 }
