@@ -2,8 +2,8 @@
 # make demo: build testdata/specs/demo.yaml's root filesystem for x86_64 and
 # aarch64 from the generated, signed test repository, each inside a QEMU VM
 # of its own architecture (TCG emulation when KVM does not work), and show
-# what came out. Disk images and booting them come with the disk outputs;
-# see README.md.
+# what came out: rootfs tars and a multi-arch OCI image. Disk images and
+# booting them come with the disk outputs; see README.md.
 set -eu
 cd "$(dirname "$0")/.."
 a=bin/alpinist
@@ -17,8 +17,8 @@ echo "== alpinist resolve testdata/specs/demo.yaml"
 $a resolve testdata/specs/demo.yaml
 
 echo
-echo "== alpinist build testdata/specs/demo.yaml -o $out   (installs inside a VM per arch)"
-$a build testdata/specs/demo.yaml -o "$out"
+echo "== alpinist build testdata/specs/demo.yaml -o $out --output tar,oci   (installs inside a VM per arch)"
+$a build testdata/specs/demo.yaml -o "$out" --output tar,oci
 
 for arch in x86_64 aarch64; do
 	echo
@@ -28,5 +28,14 @@ for arch in x86_64 aarch64; do
 done
 
 echo
-echo "Outputs are in $out/ (rootfs tars, the lock file, the build logs)."
-echo "Try: tar -tvf $out/demo-aarch64.tar | less ; alpinist build --help"
+echo "== $out/demo.oci: a multi-arch OCI image (index.json names it demo:latest)"
+if command -v skopeo >/dev/null 2>&1; then
+	skopeo inspect --raw "oci:$out/demo.oci:latest" | grep -o '"platform":{[^}]*}'
+else
+	cat "$out/demo.oci/index.json"
+fi
+grep -c '"SPDXID": "SPDXRef-Package-' "$out/demo-x86_64.spdx.json" | sed 's/^/packages in the SBOM demo-x86_64.spdx.json: /'
+
+echo
+echo "Outputs are in $out/ (rootfs tars, the OCI layout, SBOMs, the lock file, the build logs)."
+echo "Try: tar -tvf $out/demo-aarch64.tar | less ; skopeo inspect oci:$out/demo.oci:latest ; alpinist build --help"
