@@ -1,0 +1,183 @@
+package qcow2
+
+import (
+	"bytes"
+	"encoding/json"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/alpinist/alpinist/internal/hosttool"
+)
+
+// rawImage is a raw disk of size bytes: zeros, with runs of compressible
+// text and of random bytes here and there, and data in its last bytes.
+func rawImage(t testing.TB, dir string, size int64, seed uint64) string {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	data := make([]byte, size)
+	for off := int64(0); off < size; {
+		run := int64(rng.IntN(200_000))
+		switch rng.IntN(4) {
+		case 0:
+			copy(data[off:min(off+run, size)], bytes.Repeat([]byte("alpine rootfs text "), int(run)/19+1))
+		case 1:
+			for i := off; i < min(off+run, size); i++ {
+				data[i] = byte(rng.Uint32())
+			}
+		}
+		off += run
+	}
+	copy(data[size-3:], "end")
+	p := filepath.Join(dir, "disk.raw")
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestQemuAccepts(t *testing.T) {
+	qemuImg := hosttool.Need(t, "qemu-img", "qemu-utils")
+	for _, tc := range []struct {
+		name string
+		size int64
+		o    Options
+	}{
+		{"64k", 6<<20 + 12345, Options{}},
+		{"64k-zstd", 6<<20 + 12345, Options{Compress: true}},
+		// Small clusters: many L2 tables, several refcount blocks and a
+		// refcount table of several clusters.
+		{"512", 3<<20 + 100, Options{ClusterBits: 9}},
+		{"512-zstd", 3<<20 + 100, Options{ClusterBits: 9, Compress: true}},
+		{"4k-zstd", 5 << 20, Options{ClusterBits: 12, Compress: true}},
+		{"2m", 9 << 20, Options{ClusterBits: 21}},
+		{"empty", 0, Options{}},
+		{"one-byte", 1, Options{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			var raw string
+			if tc.size > 3 {
+				raw = rawImage(t, dir, tc.size, uint64(tc.size))
+			} else {
+				raw = filepath.Join(dir, "disk.raw")
+				os.WriteFile(raw, bytes.Repeat([]byte{1}, int(tc.size)), 0o644)
+			}
+			q := filepath.Join(dir, "disk.qcow2")
+			if err := WriteFile(q, raw, tc.o); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := exec.Command(qemuImg, "check", "-f", "qcow2", q).CombinedOutput(); err != nil {
+				t.Fatalf("qemu-img check: %v\n%s", err, out)
+			}
+			if out, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "qcow2", raw, q).CombinedOutput(); err != nil {
+				t.Fatalf("qemu-img compare: %v\n%s", err, out)
+			}
+			out, err := exec.Command(qemuImg, "info", "--output", "json", q).Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var info struct {
+				VirtualSize int64 `json:"virtual-size"`
+				ClusterSize int64 `json:"cluster-size"`
+				Format      string
+				Specific    struct {
+					Data struct {
+						Compat          string
+						CompressionType string `json:"compression-type"`
+						RefcountBits    int    `json:"refcount-bits"`
+					}
+				} `json:"format-specific"`
+			}
+			json.Unmarshal(out, &info)
+			wantType := "zlib"
+			if tc.o.Compress {
+				wantType = "zstd"
+			}
+			bits := tc.o.ClusterBits
+			if bits == 0 {
+				bits = 16
+			}
+			if info.VirtualSize != (tc.size+511)/512*512 || info.ClusterSize != 1<<bits || info.Specific.Data.Compat != "1.1" ||
+				info.Specific.Data.CompressionType != wantType || info.Specific.Data.RefcountBits != 16 {
+				t.Errorf("qemu-img info: %s", out)
+			}
+			// Again: the same bytes.
+			q2 := filepath.Join(dir, "again.qcow2")
+			WriteFile(q2, raw, tc.o)
+			a, _ := os.ReadFile(q)
+			b, _ := os.ReadFile(q2)
+			if !bytes.Equal(a, b) {
+				t.Error("two conversions differ")
+			}
+		})
+	}
+}
+
+// Zero clusters take no room; compression makes the image smaller.
+func TestSizes(t *testing.T) {
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "sparse.raw")
+	f, _ := os.Create(raw)
+	f.Truncate(1 << 30)
+	f.WriteAt(bytes.Repeat([]byte("data"), 1<<14), 512<<20)
+	f.Close()
+	q := filepath.Join(dir, "sparse.qcow2")
+	if err := WriteFile(q, raw, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(q)
+	// Header, one data cluster, one L2 table, the L1 table, a refcount
+	// block and the refcount table: 6 clusters.
+	if st.Size() != 6<<16 {
+		t.Errorf("a 1 GiB image with 64 KiB of data: %d bytes, want %d", st.Size(), 6<<16)
+	}
+	text := filepath.Join(dir, "text.raw")
+	os.WriteFile(text, bytes.Repeat([]byte("alpine linux compresses well "), 1<<16), 0o644)
+	plain, zst := filepath.Join(dir, "plain.qcow2"), filepath.Join(dir, "zst.qcow2")
+	WriteFile(plain, text, Options{})
+	WriteFile(zst, text, Options{Compress: true})
+	sp, _ := os.Stat(plain)
+	sz, _ := os.Stat(zst)
+	if sz.Size()*4 > sp.Size() {
+		t.Errorf("compressed %d bytes, plain %d", sz.Size(), sp.Size())
+	}
+}
+
+func TestErrors(t *testing.T) {
+	dir := t.TempDir()
+	raw := rawImage(t, dir, 1<<20, 1)
+	if err := WriteFile(filepath.Join(dir, "x.qcow2"), raw, Options{ClusterBits: 30}); err == nil || !strings.Contains(err.Error(), "cluster bits") {
+		t.Errorf("cluster bits 30: %v", err)
+	}
+	if err := WriteFile(filepath.Join(dir, "y.qcow2"), filepath.Join(dir, "missing.raw"), Options{}); err == nil {
+		t.Error("a missing raw image was accepted")
+	}
+	// A raw image shorter than said: an error, and no file left.
+	f, _ := os.Create(filepath.Join(dir, "z.qcow2"))
+	defer f.Close()
+	in, _ := os.Open(raw)
+	defer in.Close()
+	if err := Write(f, in, 2<<20, Options{}); err == nil || !strings.Contains(err.Error(), "reading the raw image") {
+		t.Errorf("short raw image: %v", err)
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 2 {
+		t.Errorf("left: %v", ents)
+	}
+}
+
+// BenchmarkWrite converts a 64 MiB raw image (compare with qemu-img
+// convert -O qcow2 on the same file: make bench).
+func BenchmarkWrite(b *testing.B) {
+	dir := b.TempDir()
+	raw := rawImage(b, dir, 64<<20, 3)
+	b.SetBytes(64 << 20)
+	for b.Loop() {
+		if err := WriteFile(filepath.Join(dir, "b.qcow2"), raw, Options{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
