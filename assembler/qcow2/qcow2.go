@@ -116,9 +116,9 @@ func Write(w io.WriterAt, r io.Reader, size int64, o Options) error {
 	// The data: clusters in order, compressed ones packed byte by byte.
 	ow := &offsetWriter{w: w, off: cs}
 	bw := bufio.NewWriterSize(ow, 1<<20)
-	pos := cs                         // where the next byte goes
-	l2 := make([]uint64, nclusters)   // the L2 entry of each virtual cluster
-	refs := map[int64]uint16{0: 1}    // host cluster -> refcount (the header's)
+	pos := cs                       // where the next byte goes
+	l2 := make([]uint64, nclusters) // the L2 entry of each virtual cluster
+	refs := map[int64]uint16{0: 1}  // host cluster -> refcount (the header's)
 	buf := make([]byte, cs)
 	var comp []byte
 	for i := int64(0); i < nclusters; i++ {
