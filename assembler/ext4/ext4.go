@@ -15,6 +15,7 @@
 package ext4
 
 import (
+	"bufio"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -110,11 +111,12 @@ func Build(f *os.File, src io.ReadSeeker, o Options) (Stats, error) {
 	// First reading: the tree, and the tar's digest, which gives the UUID
 	// (when none is set) and the directory hash seed.
 	sum := sha256.New()
-	t, err := scan(io.TeeReader(src, sum), epoch, nil)
+	br := bufio.NewReaderSize(src, 1<<20)
+	t, err := scan(io.TeeReader(br, sum), epoch, nil)
 	if err != nil {
 		return Stats{}, err
 	}
-	if _, err := io.Copy(sum, src); err != nil {
+	if _, err := io.Copy(sum, br); err != nil {
 		return Stats{}, err
 	}
 	digest := sum.Sum(nil)
@@ -137,7 +139,8 @@ func Build(f *os.File, src io.ReadSeeker, o Options) (Stats, error) {
 		return Stats{}, err
 	}
 	i := 0
-	_, err = scan(src, epoch, func(n *node, r io.Reader) error {
+	br.Reset(src)
+	_, err = scan(br, epoch, func(n *node, r io.Reader) error {
 		if i >= len(t.files) || t.files[i].size != n.size {
 			return errors.New("the tar changed between its two readings")
 		}

@@ -282,3 +282,55 @@ func TestErrors(t *testing.T) {
 		}
 	}
 }
+
+// benchTree is a rootfs-like tree: 4000 files of 0 to 64 KiB in 40
+// directories (about 128 MiB), unpacked for mke2fs -d and as a tar for
+// us.
+func benchTree(b *testing.B) (tarPath, dir string) {
+	var ents []entry
+	for d := range 40 {
+		ents = append(ents, entry{tar.Header{Name: fmt.Sprintf("usr/lib/d%02d/", d), Typeflag: tar.TypeDir, Mode: 0o755}, nil})
+		for f := range 100 {
+			size := (d*100 + f) * 7919 % (64 << 10)
+			body := bytes.Repeat([]byte{byte(f), byte(d), 'x', 'y'}, size/4)
+			ents = append(ents, entry{tar.Header{Name: fmt.Sprintf("usr/lib/d%02d/f%03d", d, f), Typeflag: tar.TypeReg, Mode: 0o644}, body})
+		}
+	}
+	tmp := b.TempDir()
+	tarPath = filepath.Join(tmp, "tree.tar")
+	os.WriteFile(tarPath, makeTar(b, ents), 0o644)
+	dir = filepath.Join(tmp, "tree")
+	os.Mkdir(dir, 0o755)
+	if out, err := exec.Command("tar", "-C", dir, "-xf", tarPath).CombinedOutput(); err != nil {
+		b.Fatalf("tar: %v %s", err, out)
+	}
+	return tarPath, dir
+}
+
+// BenchmarkBuild is our writer on the tree; BenchmarkMke2fs is mke2fs -d
+// on the same tree with the same size and features (make bench prints
+// both: the ratio is the figure).
+func BenchmarkBuild(b *testing.B) {
+	tarPath, _ := benchTree(b)
+	out := filepath.Join(b.TempDir(), "fs.ext4")
+	for b.Loop() {
+		if _, err := BuildFile(out, tarPath, Options{Size: 256 << 20, Time: epoch}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkMke2fs(b *testing.B) {
+	mke2fs := hosttool.Need(b, "mke2fs", "e2fsprogs")
+	_, dir := benchTree(b)
+	out := filepath.Join(b.TempDir(), "fs.ext4")
+	for b.Loop() {
+		os.Remove(out)
+		cmd := exec.Command(mke2fs, "-q", "-F", "-t", "ext4", "-b", "4096", "-O", "^resize_inode,^flex_bg,^64bit,metadata_csum", "-E", "lazy_itable_init=1,lazy_journal_init=1",
+			"-d", dir, out, "256M")
+		cmd.Env = append(os.Environ(), "E2FSPROGS_FAKE_TIME=1700000000")
+		if o, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("mke2fs: %v %s", err, o)
+		}
+	}
+}

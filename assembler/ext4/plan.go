@@ -25,6 +25,7 @@ type fsys struct {
 	t                                   *tree
 	journal, lostFound                  *node
 	dirCount                            []uint32 // per group
+	buf                                 []byte   // the data copy buffer
 }
 
 // hasSuper tells whether group g holds a superblock backup (sparse_super).

@@ -28,7 +28,10 @@ var zeroBlock [blockSize]byte
 // all-zero blocks unwritten (the image is sparse).
 func (fs *fsys) writeData(f *os.File, n *node, r io.Reader) error {
 	left := n.size
-	buf := make([]byte, 256*blockSize)
+	if fs.buf == nil {
+		fs.buf = make([]byte, 256*blockSize)
+	}
+	buf := fs.buf
 	for _, e := range n.extents {
 		off := int64(e.start) * blockSize
 		span := min(int64(e.length)*blockSize, left)
