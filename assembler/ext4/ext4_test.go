@@ -334,3 +334,18 @@ func BenchmarkMke2fs(b *testing.B) {
 		}
 	}
 }
+
+func FuzzBuild(f *testing.F) {
+	f.Add(makeTar(f, everyKind(f)[:6]))
+	f.Add(makeTar(f, []entry{{tar.Header{Name: "a/b/c", Typeflag: tar.TypeReg, Mode: 0o644}, []byte("x")}, {tar.Header{Name: "a/l", Typeflag: tar.TypeLink, Linkname: "a/b/c"}, nil}}))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		out, err := os.CreateTemp(dir, "fuzz-*.ext4")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(out.Name())
+		defer out.Close()
+		Build(out, bytes.NewReader(data), Options{Size: 8 << 20, Time: epoch})
+	})
+}
