@@ -8,6 +8,7 @@
 package output
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/alpinist/alpinist/apk/lock"
+	"github.com/alpinist/alpinist/assembler/ext4"
 	"github.com/alpinist/alpinist/assembler/lxc"
 	"github.com/alpinist/alpinist/assembler/oci"
 	"github.com/alpinist/alpinist/assembler/sbom"
@@ -53,10 +55,11 @@ var Outputs = []Output{
 	{Name: "lxc", File: perArch(".lxc.tar.xz"), Doc: "an Incus/LXD unified image for incus image import", add: (*Set).lxc},
 	{Name: "oci", File: func(name, _ string) string { return name + ".oci" }, Doc: "an OCI image layout directory (a multi-arch index for several arches)", add: (*Set).ociAdd, finish: (*Set).ociFinish},
 	{Name: "docker-archive", File: perArch(".docker.tar"), Doc: "a tarball for docker load and podman load", add: (*Set).docker},
+	{Name: "ext4", File: perArch(".ext4"), Doc: "an ext4 file system image of the rootfs (sparse; e2fsck-clean, reproducible)", add: (*Set).ext4},
 }
 
 // Later are the outputs a later version writes.
-var Later = []string{"ext4", "raw", "qcow2"}
+var Later = []string{"raw", "qcow2"}
 
 func perArch(suffix string) func(name, arch string) string {
 	return func(name, arch string) string { return name + "-" + arch + suffix }
@@ -81,7 +84,7 @@ func Check(names []string) error {
 			continue
 		}
 		if slices.Contains(Later, n) {
-			return fmt.Errorf("%s: the disk outputs (ext4, raw, qcow2) are not written by this version yet", n)
+			return fmt.Errorf("%s: the disk image outputs (raw, qcow2) are not written by this version yet", n)
 		}
 		var known []string
 		for _, o := range Outputs {
@@ -109,6 +112,11 @@ type Plan struct {
 	Layout bool
 	// Log gets a line per output written.
 	Log *slog.Logger
+	// DiskSize is the ext4 image's size in bytes (0: from the content).
+	DiskSize int64
+	// NoSBOM leaves the SBOM out when the rootfs has no apk database (a
+	// rootfs alpinist did not build): it is then not an error.
+	NoSBOM bool
 }
 
 // Arch is one arch's build.
@@ -184,16 +192,21 @@ func Tag(s *spec.Spec) (string, error) {
 // Add writes one arch's outputs and SBOM from its rootfs tar. The plain
 // tar is removed afterwards unless it is an output.
 func (s *Set) Add(a Arch) ([]Result, error) {
+	var res []Result
 	doc, err := s.sbom(a)
-	if err != nil {
+	switch {
+	case errors.Is(err, sbom.ErrNoDatabase) && s.p.NoSBOM:
+		s.p.Log.Info("no SBOM: the rootfs has no apk database", "arch", a.Arch)
+	case err != nil:
 		return nil, err
+	default:
+		s.sboms[a.Arch] = doc
+		p := filepath.Join(s.p.Dir, SBOMFile(s.p.Spec.Name, a.Arch))
+		if err := atomicfile.WriteBytes(p, doc, 0o644); err != nil {
+			return nil, fmt.Errorf("output: sbom: %w", err)
+		}
+		res = append(res, result(a.Arch, "sbom", p))
 	}
-	s.sboms[a.Arch] = doc
-	p := filepath.Join(s.p.Dir, SBOMFile(s.p.Spec.Name, a.Arch))
-	if err := atomicfile.WriteBytes(p, doc, 0o644); err != nil {
-		return nil, fmt.Errorf("output: sbom: %w", err)
-	}
-	res := []Result{result(a.Arch, "sbom", p)}
 	if s.p.Layout {
 		// The layout to push.
 		if err := s.image(a); err != nil {
@@ -361,6 +374,18 @@ func (s *Set) docker(o Output, a Arch) (string, error) {
 		return "", err
 	}
 	return p, oci.WriteDockerArchive(p, s.tag, s.images[a.Arch])
+}
+
+// ext4 writes the file system image, sized from the content (or
+// Plan.DiskSize).
+func (s *Set) ext4(o Output, a Arch) (string, error) {
+	p := s.path(o, a.Arch)
+	label := s.p.Spec.Name
+	if len(label) > 16 {
+		label = label[:16]
+	}
+	_, err := ext4.BuildFile(p, a.Tar, ext4.Options{Time: s.p.Created, Label: label, Size: s.p.DiskSize})
+	return p, err
 }
 
 // sbom is the SPDX document of the arch's installed packages.

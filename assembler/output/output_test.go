@@ -17,7 +17,7 @@ import (
 	"github.com/alpinist/alpinist/spec"
 )
 
-var all = []string{"tar", "tar.gz", "tar.zst", "wsl", "lxc", "oci", "docker-archive"}
+var all = []string{"tar", "tar.gz", "tar.zst", "wsl", "lxc", "oci", "docker-archive", "ext4"}
 
 // build runs a Set over x86_64 and aarch64 (the same test rootfs) and
 // returns the sha256 of every file in dir by relative path.
@@ -72,8 +72,8 @@ func TestEveryOutput(t *testing.T) {
 		top = append(top, e.Name())
 	}
 	want := []string{
-		"web-aarch64.docker.tar", "web-aarch64.lxc.tar.xz", "web-aarch64.spdx.json", "web-aarch64.tar", "web-aarch64.tar.gz", "web-aarch64.tar.zst", "web-aarch64.wsl.tar.gz",
-		"web-x86_64.docker.tar", "web-x86_64.lxc.tar.xz", "web-x86_64.spdx.json", "web-x86_64.tar", "web-x86_64.tar.gz", "web-x86_64.tar.zst", "web-x86_64.wsl.tar.gz",
+		"web-aarch64.docker.tar", "web-aarch64.ext4", "web-aarch64.lxc.tar.xz", "web-aarch64.spdx.json", "web-aarch64.tar", "web-aarch64.tar.gz", "web-aarch64.tar.zst", "web-aarch64.wsl.tar.gz",
+		"web-x86_64.docker.tar", "web-x86_64.ext4", "web-x86_64.lxc.tar.xz", "web-x86_64.spdx.json", "web-x86_64.tar", "web-x86_64.tar.gz", "web-x86_64.tar.zst", "web-x86_64.wsl.tar.gz",
 		"web.oci",
 	}
 	if !slices.Equal(top, want) {
@@ -175,5 +175,12 @@ func TestCheck(t *testing.T) {
 	s.Close()
 	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
 		t.Errorf("left: %v", ents)
+	}
+	// Unless the plan says the rootfs may have none (alpinist assemble).
+	s, _ = New(Plan{Spec: &spec.Spec{Name: "x"}, Dir: dir, Outputs: []string{"oci", "tar"}, NoSBOM: true})
+	defer s.Close()
+	res, err := s.Add(Arch{Arch: "x86_64", Tar: filepath.Join(dir, "x.tar")})
+	if err != nil || len(res) != 1 || res[0].Output != "tar" {
+		t.Errorf("no database, NoSBOM: %v %+v", err, res)
 	}
 }

@@ -28,6 +28,10 @@ import (
 // InstalledPath is the apk database in a rootfs tar.
 const InstalledPath = "lib/apk/db/installed"
 
+// ErrNoDatabase is Installed's error for a rootfs without an apk
+// database.
+var ErrNoDatabase = fmt.Errorf("sbom: the rootfs has no %s (no apk database)", InstalledPath)
+
 // Options describe the document.
 type Options struct {
 	// Name and Arch name the system (the spec's name and the arch).
@@ -47,7 +51,7 @@ func Installed(r io.Reader) ([]apk.Package, error) {
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
-			return nil, fmt.Errorf("sbom: the rootfs has no %s (no apk database)", InstalledPath)
+			return nil, ErrNoDatabase
 		}
 		if err != nil {
 			return nil, fmt.Errorf("sbom: rootfs tar: %w", err)

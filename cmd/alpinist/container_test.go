@@ -113,7 +113,7 @@ oci:
 wsl:
   user: {default: root}
   interop: {appendWindowsPath: false}
-outputs: [tar, tar.gz, tar.zst, wsl, lxc, oci, docker-archive]
+outputs: [tar, tar.gz, tar.zst, wsl, lxc, oci, docker-archive, ext4]
 `, 0o644)
 	cache := t.TempDir()
 	multi := filepath.Join(dir, "multi")
@@ -127,7 +127,7 @@ outputs: [tar, tar.gz, tar.zst, wsl, lxc, oci, docker-archive]
 	// outputs of the two-arch build are those of the x86_64 build.
 	sums, sumsAgain, sumsMulti := fileSums(t, one), fileSums(t, again), fileSums(t, multi)
 	for _, want := range []string{"box-x86_64.tar", "box-x86_64.tar.gz", "box-x86_64.tar.zst", "box-x86_64.wsl.tar.gz", "box-x86_64.lxc.tar.xz",
-		"box-x86_64.docker.tar", "box-x86_64.spdx.json", "box.lock", "box.oci/index.json", "box.oci/oci-layout"} {
+		"box-x86_64.docker.tar", "box-x86_64.ext4", "box-x86_64.spdx.json", "box.lock", "box.oci/index.json", "box.oci/oci-layout"} {
 		if sums[want] == "" {
 			t.Errorf("no output %s", want)
 		}
@@ -215,6 +215,12 @@ outputs: [tar, tar.gz, tar.zst, wsl, lxc, oci, docker-archive]
 	}
 	if code, _, errs := cli(t, "push", filepath.Join(multi, "box.oci"), "registry.example.org/box:1", "--insecure"); code == 0 || !strings.Contains(errs, "only for a registry on localhost") {
 		t.Errorf("--insecure to a remote registry: exit %d %s", code, errs)
+	}
+
+	// e2fsck finds the ext4 image clean.
+	e2fsck := hosttool.Need(t, "e2fsck", "e2fsprogs")
+	if b, err := exec.Command(e2fsck, "-fn", filepath.Join(one, "box-x86_64.ext4")).CombinedOutput(); err != nil {
+		t.Errorf("e2fsck -fn box-x86_64.ext4: %v\n%s", err, b)
 	}
 
 	// The WSL tarball has the spec's wsl.conf.
