@@ -190,7 +190,7 @@ func TestLayoutOneArch(t *testing.T) {
 	if err := validate.Index(ii); err != nil {
 		t.Fatal(err)
 	}
-	top, refs, err := readLayout(dir)
+	top, refs, err := ReadLayout(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +247,7 @@ func TestLayoutMultiArch(t *testing.T) {
 	if err := validate.Index(ii); err != nil {
 		t.Fatal(err)
 	}
-	top, refs, err := readLayout(dir)
+	top, refs, err := ReadLayout(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +290,7 @@ func TestLayoutErrors(t *testing.T) {
 	if err := WriteLayout(t.TempDir(), "latest", nil, nil); err == nil {
 		t.Error("an empty layout was written")
 	}
-	if _, _, err := readLayout(t.TempDir()); err == nil || !strings.Contains(err.Error(), "not an OCI image layout") {
+	if _, _, err := ReadLayout(t.TempDir()); err == nil || !strings.Contains(err.Error(), "not an OCI image layout") {
 		t.Errorf("no layout: %v", err)
 	}
 }

@@ -37,7 +37,7 @@ func Push(ctx context.Context, dir, ref string, o PushOptions) (v1.Hash, error) 
 		if err != nil {
 			return v1.Hash{}, err
 		}
-		if !loopback(host) {
+		if !Loopback(host) {
 			return v1.Hash{}, fmt.Errorf("oci: push %s: --insecure is only for a registry on localhost, not %s", ref, host)
 		}
 		nopts = append(nopts, name.Insecure)
@@ -46,7 +46,7 @@ func Push(ctx context.Context, dir, ref string, o PushOptions) (v1.Hash, error) 
 	if err != nil {
 		return v1.Hash{}, fmt.Errorf("oci: push: %q is not an image reference: %w", ref, err)
 	}
-	top, referrers, err := readLayout(dir)
+	top, referrers, err := ReadLayout(dir)
 	if err != nil {
 		return v1.Hash{}, err
 	}
@@ -103,9 +103,9 @@ func Push(ctx context.Context, dir, ref string, o PushOptions) (v1.Hash, error) 
 	return top.Digest, nil
 }
 
-// readLayout finds the layout's image (the one entry without an
+// ReadLayout finds the layout's image (the one entry without an
 // artifactType) and its referrers.
-func readLayout(dir string) (top v1.Descriptor, referrers []v1.Descriptor, err error) {
+func ReadLayout(dir string) (top v1.Descriptor, referrers []v1.Descriptor, err error) {
 	ii, err := layout.Path(dir).ImageIndex()
 	if err != nil {
 		return top, nil, fmt.Errorf("oci: %s is not an OCI image layout: %w", dir, err)
@@ -137,8 +137,8 @@ func registryHost(ref string) (string, error) {
 	return r.Context().RegistryStr(), nil
 }
 
-// loopback tells whether a registry host[:port] is on this machine.
-func loopback(host string) bool {
+// Loopback tells whether a registry host[:port] is on this machine.
+func Loopback(host string) bool {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}

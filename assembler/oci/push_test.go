@@ -62,7 +62,7 @@ func TestPush(t *testing.T) {
 		t.Run(strings.Join(tc.arches, "+"), func(t *testing.T) {
 			host := authRegistry(t)
 			dir, _ := layoutOf(t, fullOCI, tc.arches...)
-			top, refs, _ := readLayout(dir)
+			top, refs, _ := ReadLayout(dir)
 			ref := host + "/alpinist/web:1.0"
 
 			// Without credentials: refused, and the error says so.
@@ -118,8 +118,8 @@ func TestPushRefusals(t *testing.T) {
 		t.Errorf("no layout: %v", err)
 	}
 	for host, want := range map[string]bool{"localhost:5000": true, "127.0.0.1:5000": true, "[::1]:5000": true, "127.8.0.1": true, "example.org": false, "10.0.0.1:5000": false, "localhost.example.org": false} {
-		if loopback(host) != want {
-			t.Errorf("loopback(%q) = %v", host, !want)
+		if Loopback(host) != want {
+			t.Errorf("Loopback(%q) = %v", host, !want)
 		}
 	}
 }

@@ -213,6 +213,13 @@ outputs: [tar, tar.gz, tar.zst, wsl, lxc, oci, docker-archive, ext4]
 	if d := registryDigest(t, skopeo, registry+"/alpinist/box:1.0"); d != m[1] {
 		t.Errorf("the registry has the index %s, push said %s", d, m[1])
 	}
+	// assemble pulls the index back and makes the aarch64 rootfs again:
+	// the same bytes as the build's.
+	pulled := filepath.Join(dir, "pulled")
+	mustCLI(t, "assemble", registry+"/alpinist/box:1.0", "--insecure", "--arch", "aarch64", "-o", pulled, "--output", "tar")
+	if a, b := fileSums(t, multi)["box-aarch64.tar"], fileSums(t, pulled)["box-aarch64.tar"]; a == "" || a != b {
+		t.Errorf("the rootfs assembled from the registry differs from the build's (%s, %s)", a, b)
+	}
 	if code, _, errs := cli(t, "push", filepath.Join(multi, "box.oci"), "registry.example.org/box:1", "--insecure"); code == 0 || !strings.Contains(errs, "only for a registry on localhost") {
 		t.Errorf("--insecure to a remote registry: exit %d %s", code, errs)
 	}

@@ -90,6 +90,7 @@ bootable disk images, byte for byte reproducibly.`,
 		newFetchCmd(e),
 		newBuildCmd(e),
 		newPushCmd(e),
+		newAssembleCmd(e),
 		newValidateCmd(e),
 	)
 	return root

@@ -1,0 +1,362 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/spf13/cobra"
+
+	"github.com/alpinist/alpinist/assembler/oci"
+	"github.com/alpinist/alpinist/assembler/output"
+	"github.com/alpinist/alpinist/assembler/rootfs"
+	"github.com/alpinist/alpinist/internal/atomicfile"
+	"github.com/alpinist/alpinist/spec"
+)
+
+type assembleFlags struct {
+	out, name string
+	arch      []string
+	outputs   []string
+	diskSize  string
+	insecure  bool
+}
+
+func newAssembleCmd(e *env) *cobra.Command {
+	var f assembleFlags
+	cmd := &cobra.Command{
+		Use:   "assemble INPUT -o DIR --output LIST",
+		Short: "Write outputs from an existing root filesystem, without a VM",
+		Long: `assemble makes alpinist's outputs from a root filesystem built elsewhere,
+on the host, without a VM, Docker or root. INPUT is one of:
+
+    a tar file           a rootfs tarball (plain, .gz, .zst or .xz), such as
+                         docker export or podman export write
+    an OCI layout DIR    an image layout (alpinist's NAME.oci, skopeo copy
+                         oci:DIR, ...): the image of each --arch, its layers
+                         applied in order with their whiteouts
+    a registry REF       an image in a registry, pulled with the docker/podman
+                         credentials (--insecure: plain HTTP, localhost only)
+
+The root filesystem is first made canonical (entries sorted, hard links
+after their file, numeric owners, times clamped to SOURCE_DATE_EPOCH, else
+to the newest time in the input), so that the outputs are reproducible.
+An image's config (entrypoint, cmd, env, ...) carries over to the oci and
+docker-archive outputs. The SBOM is written when the rootfs has an apk
+database.
+
+Outputs (--output): ` + outputNames() + `.`,
+		Example: `  podman export $(podman create alpine) > alpine.tar
+  alpinist assemble alpine.tar -o out --output ext4,oci --arch x86_64
+  alpinist assemble out/web.oci -o out2 --output ext4 --arch aarch64
+  alpinist assemble localhost:5000/web:1.0 --insecure -o out3 --output tar.zst`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runAssemble(cmd.Context(), e, args[0], f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&f.out, "output-dir", "o", "", "output `DIR` (required)")
+	fl.StringSliceVar(&f.outputs, "output", []string{"tar"}, "outputs to write: "+outputNames())
+	fl.StringSliceVar(&f.arch, "arch", nil, "architectures (default: the host's for a tar, the image's for a single image)")
+	fl.StringVar(&f.name, "name", "", "NAME of the outputs (default: from INPUT)")
+	fl.StringVar(&f.diskSize, "disk-size", "", "size of the ext4 image, such as 2G (default: from the content)")
+	fl.BoolVar(&f.insecure, "insecure", false, "plain HTTP, for a registry on localhost only")
+	return cmd
+}
+
+// goArches maps Go's GOARCH to Alpine's arch names.
+var goArches = map[string]string{"amd64": "x86_64", "arm64": "aarch64", "386": "x86", "arm": "armv7", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64", "loong64": "loongarch64"}
+
+var nameUnsafe = regexp.MustCompile(`[^A-Za-z0-9._+-]+`)
+
+// inputName is a default NAME from INPUT.
+func inputName(input string) string {
+	base := filepath.Base(strings.TrimSuffix(input, "/"))
+	if i := strings.LastIndexAny(input, "/"); i >= 0 && !isPath(input) {
+		base = input[i+1:]
+	}
+	base, _, _ = strings.Cut(base, ":")
+	base, _, _ = strings.Cut(base, "@")
+	for _, ext := range []string{".gz", ".zst", ".xz", ".tgz", ".tar", ".oci"} {
+		base = strings.TrimSuffix(base, ext)
+	}
+	base = strings.Trim(nameUnsafe.ReplaceAllString(base, "-"), "-.")
+	if base == "" {
+		return "rootfs"
+	}
+	return base
+}
+
+func isPath(s string) bool {
+	_, err := os.Stat(s)
+	return err == nil
+}
+
+func runAssemble(ctx context.Context, e *env, input string, f assembleFlags) error {
+	if f.out == "" {
+		return fmt.Errorf("-o DIR is required")
+	}
+	if err := output.Check(f.outputs); err != nil {
+		return fmt.Errorf("--output: %w", err)
+	}
+	var diskSize int64
+	if f.diskSize != "" {
+		n, err := spec.ParseSize(f.diskSize)
+		if err != nil {
+			return fmt.Errorf("--disk-size: %w", err)
+		}
+		diskSize = n
+	}
+	sp := &spec.Spec{Name: f.name}
+	if sp.Name == "" {
+		sp.Name = inputName(input)
+	}
+	epoch, haveEpoch, err := sourceDateEpoch()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(f.out, 0o755); err != nil {
+		return err
+	}
+
+	// Each arch's input stream, and the image config when there is one.
+	type source struct {
+		arch string
+		open func() (io.ReadCloser, error)
+	}
+	var sources []source
+	st, statErr := os.Stat(input)
+	switch {
+	case statErr == nil && !st.IsDir():
+		arches := f.arch
+		if len(arches) == 0 {
+			arches = []string{goArches[runtime.GOARCH]}
+		}
+		if len(arches) != 1 {
+			return fmt.Errorf("a tar holds one architecture: give one --arch")
+		}
+		sources = append(sources, source{arches[0], func() (io.ReadCloser, error) { return os.Open(input) }})
+	default:
+		imgs, cfg, err := openImages(ctx, input, f.arch, f.insecure, statErr == nil)
+		if err != nil {
+			return err
+		}
+		sp.OCI = cfg
+		for _, im := range imgs {
+			img := im.img
+			sources = append(sources, source{im.arch, func() (io.ReadCloser, error) { return mutate.Extract(img), nil }})
+		}
+	}
+
+	// Canonical rootfs tars first (the outputs' date may come from them).
+	type canon struct {
+		arch, path string
+	}
+	var canons []canon
+	var newest time.Time
+	for _, s := range sources {
+		p := filepath.Join(f.out, sp.Name+"-"+s.arch+".tar")
+		var stats rootfs.Stats
+		err := atomicfile.Write(p, 0o644, func(w io.Writer) error {
+			rc, err := s.open()
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			r, err := rootfs.Decompress(rc)
+			if err != nil {
+				return err
+			}
+			clamp := time.Time{}
+			if haveEpoch {
+				clamp = epoch
+			}
+			stats, err = rootfs.Canonicalize(w, r, clamp, f.out)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %s: %w", input, s.arch, err)
+		}
+		if stats.Newest.After(newest) {
+			newest = stats.Newest
+		}
+		canons = append(canons, canon{s.arch, p})
+	}
+	if !haveEpoch {
+		epoch = newest.UTC().Truncate(time.Second)
+	}
+	set, err := output.New(output.Plan{Spec: sp, Dir: f.out, Outputs: f.outputs, Created: epoch, Tool: "alpinist-" + versionString(),
+		Log: e.log, DiskSize: diskSize, NoSBOM: true})
+	if err != nil {
+		return err
+	}
+	defer set.Close()
+	for _, c := range canons {
+		res, err := set.Add(output.Arch{Arch: c.arch, Tar: c.path})
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.arch, err)
+		}
+		printResults(e, res)
+	}
+	res, err := set.Finish()
+	if err != nil {
+		return err
+	}
+	printResults(e, res)
+	return nil
+}
+
+type archImage struct {
+	arch string
+	img  v1.Image
+}
+
+// openImages finds the image of each arch wanted in an OCI layout or a
+// registry, and the config the outputs take over.
+func openImages(ctx context.Context, input string, arches []string, insecure, isDir bool) ([]archImage, spec.OCI, error) {
+	var ii v1.ImageIndex
+	var single v1.Image
+	if isDir {
+		lp := layout.Path(input)
+		idx, err := lp.ImageIndex()
+		if err != nil {
+			return nil, spec.OCI{}, fmt.Errorf("%s is neither a tar file nor an OCI layout: %w", input, err)
+		}
+		top, _, err := oci.ReadLayout(input)
+		if err != nil {
+			return nil, spec.OCI{}, err
+		}
+		if top.MediaType.IsIndex() {
+			if ii, err = idx.ImageIndex(top.Digest); err != nil {
+				return nil, spec.OCI{}, err
+			}
+		} else if single, err = idx.Image(top.Digest); err != nil {
+			return nil, spec.OCI{}, err
+		}
+	} else {
+		var nopts []name.Option
+		if insecure {
+			nopts = append(nopts, name.Insecure)
+		}
+		ref, err := name.ParseReference(input, nopts...)
+		if err != nil {
+			return nil, spec.OCI{}, fmt.Errorf("%s is not a file, a directory or an image reference: %w", input, err)
+		}
+		if insecure && !oci.Loopback(ref.Context().RegistryStr()) {
+			return nil, spec.OCI{}, fmt.Errorf("--insecure is only for a registry on localhost, not %s", ref.Context().RegistryStr())
+		}
+		desc, err := remote.Get(ref, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain))
+		if err != nil {
+			return nil, spec.OCI{}, fmt.Errorf("%s: %w", input, err)
+		}
+		if desc.MediaType.IsIndex() {
+			if ii, err = desc.ImageIndex(); err != nil {
+				return nil, spec.OCI{}, err
+			}
+		} else if single, err = desc.Image(); err != nil {
+			return nil, spec.OCI{}, err
+		}
+	}
+	var out []archImage
+	if single != nil {
+		cf, err := single.ConfigFile()
+		if err != nil {
+			return nil, spec.OCI{}, err
+		}
+		arch := alpineArch(cf.Architecture, cf.Variant)
+		if len(arches) > 0 && (len(arches) != 1 || arches[0] != arch) {
+			return nil, spec.OCI{}, fmt.Errorf("%s is one image, for %s (not %s)", input, arch, strings.Join(arches, ", "))
+		}
+		out = append(out, archImage{arch, single})
+	} else {
+		m, err := ii.IndexManifest()
+		if err != nil {
+			return nil, spec.OCI{}, err
+		}
+		if len(arches) == 0 {
+			return nil, spec.OCI{}, fmt.Errorf("%s is a multi-arch index: give --arch (it has %s)", input, indexArches(m))
+		}
+		for _, a := range arches {
+			plat, err := oci.Platform(a)
+			if err != nil {
+				return nil, spec.OCI{}, err
+			}
+			var found *v1.Descriptor
+			for i, d := range m.Manifests {
+				if d.Platform != nil && d.Platform.OS == plat.OS && d.Platform.Architecture == plat.Architecture && (plat.Variant == "" || d.Platform.Variant == "" || d.Platform.Variant == plat.Variant) {
+					found = &m.Manifests[i]
+					break
+				}
+			}
+			if found == nil {
+				return nil, spec.OCI{}, fmt.Errorf("%s has no image for %s (it has %s)", input, a, indexArches(m))
+			}
+			img, err := ii.Image(found.Digest)
+			if err != nil {
+				return nil, spec.OCI{}, err
+			}
+			out = append(out, archImage{a, img})
+		}
+	}
+	cf, err := out[0].img.ConfigFile()
+	if err != nil {
+		return nil, spec.OCI{}, err
+	}
+	return out, ociFromConfig(cf.Config), nil
+}
+
+func indexArches(m *v1.IndexManifest) string {
+	var as []string
+	for _, d := range m.Manifests {
+		if d.Platform != nil {
+			as = append(as, alpineArch(d.Platform.Architecture, d.Platform.Variant))
+		}
+	}
+	return strings.Join(as, ", ")
+}
+
+// alpineArch is the Alpine arch of an OCI platform.
+func alpineArch(arch, variant string) string {
+	if arch == "arm" && variant == "v6" {
+		return "armhf"
+	}
+	if a, ok := goArches[arch]; ok {
+		return a
+	}
+	return arch
+}
+
+// ociFromConfig carries an image's runtime config over to the outputs.
+func ociFromConfig(c v1.Config) spec.OCI {
+	o := spec.OCI{Entrypoint: c.Entrypoint, Cmd: c.Cmd, WorkDir: c.WorkingDir, User: c.User, StopSignal: c.StopSignal, Labels: c.Labels}
+	if len(c.Env) > 0 {
+		o.Env = map[string]string{}
+		for _, kv := range c.Env {
+			k, v, _ := strings.Cut(kv, "=")
+			o.Env[k] = v
+		}
+	}
+	for p := range c.ExposedPorts {
+		o.ExposedPorts = append(o.ExposedPorts, p)
+	}
+	for v := range c.Volumes {
+		o.Volumes = append(o.Volumes, v)
+	}
+	slices.Sort(o.ExposedPorts)
+	slices.Sort(o.Volumes)
+	return o
+}
