@@ -43,6 +43,10 @@ check podman podman
 check crun crun
 check runc runc
 check lxd lxd
+# The disk outputs' validators (assembler/disk).
+check sgdisk gdisk
+check e2fsck e2fsprogs
+check fsck.fat dosfstools
 
 # The synthetic test repository takes aarch64 binaries from Debian's arm64
 # packages, so apt must know the arm64 architecture.

@@ -1,0 +1,273 @@
+// Package disk lays partitions out on a raw disk image: a GPT (with its
+// protective MBR) or an MBR partition table, an EFI system partition
+// (FAT32) when UEFI boot is wanted, and the root ext4 file system, all at
+// 1 MiB boundaries; boot code in the MBR for BIOS; every GUID and the
+// MBR disk signature derived from a seed, so the same inputs give the
+// same bytes. The image is sparse. go-diskfs writes the partition tables
+// and the FAT32 file system.
+package disk
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/diskfs/go-diskfs/backend/file"
+	"github.com/diskfs/go-diskfs/partition/gpt"
+	"github.com/diskfs/go-diskfs/partition/mbr"
+
+	"github.com/alpinist/alpinist/assembler/fat"
+)
+
+const (
+	sector = 512
+	align  = 1 << 20
+)
+
+// GPT partition types.
+const (
+	TypeESP         = gpt.EFISystemPartition // C12A7328-F81F-11D2-BA4B-00A0C93EC93B
+	TypeLinuxFS     = gpt.LinuxFilesystem    // 0FC63DAF-8483-4772-8E79-3D69D8477DE4
+	TypeRootX86_64  = gpt.Type("4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709")
+	TypeRootAArch64 = gpt.Type("B921B045-1DF0-41C3-AF44-4C6F280D3FAE")
+	TypeRootRISCV64 = gpt.Type("72EC70A6-CF74-40E6-BD49-4BDA08E8F224")
+)
+
+// RootType is the discoverable-partitions root type of an Alpine arch
+// (the generic Linux type for the others).
+func RootType(arch string) gpt.Type {
+	switch arch {
+	case "x86_64":
+		return TypeRootX86_64
+	case "aarch64":
+		return TypeRootAArch64
+	case "riscv64":
+		return TypeRootRISCV64
+	}
+	return TypeLinuxFS
+}
+
+// Layout describes the disk.
+type Layout struct {
+	// Table is "gpt" or "mbr".
+	Table string
+	// Size is the disk's size in bytes; 0 fits the partitions (plus the
+	// backup GPT).
+	Size int64
+	// Seed derives the disk and partition GUIDs and the MBR signature.
+	Seed []byte
+	// MBRCode is boot code for the MBR's first 440 bytes (syslinux's
+	// mbr.bin or gptmbr.bin), or nil.
+	MBRCode []byte
+	// Partitions in order.
+	Partitions []Partition
+}
+
+// Partition is one partition and what fills it.
+type Partition struct {
+	Name string
+	// Type is the GPT type; MBRType the MBR one (0x83 Linux, 0xEF ESP).
+	Type    gpt.Type
+	MBRType mbr.Type
+	// Size in bytes, rounded up to 1 MiB.
+	Size int64
+	// Bootable: the legacy BIOS bootable attribute (GPT) or the active
+	// flag (MBR), where BIOS boot code looks for the partition to boot.
+	Bootable bool
+	// Fill writes the partition's content: f at offset, size bytes.
+	Fill func(f *os.File, offset, size int64) error
+}
+
+// Placed is a partition as written.
+type Placed struct {
+	Name         string
+	Offset, Size int64
+	// GUID is the GPT partition GUID, or SIGNATURE-NN for MBR (what
+	// root=PARTUUID= names).
+	GUID string
+}
+
+// UUID is a UUID (version 4 layout) derived from seed and what.
+func UUID(seed []byte, what string) string {
+	h := sha256.Sum256(append(append([]byte{}, seed...), what...))
+	h[6] = h[6]&0x0f | 0x40
+	h[8] = h[8]&0x3f | 0x80
+	return fmt.Sprintf("%X-%X-%X-%X-%X", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
+}
+
+// Write writes the disk image path (whole or not at all) and returns
+// where each partition went.
+func Write(path string, l Layout) ([]Placed, error) {
+	if l.Table != "gpt" && l.Table != "mbr" {
+		return nil, fmt.Errorf("disk: partition table %q: want gpt or mbr", l.Table)
+	}
+	if len(l.MBRCode) > 440 {
+		return nil, fmt.Errorf("disk: MBR boot code of %d bytes (at most 440)", len(l.MBRCode))
+	}
+	// Place the partitions.
+	var placed []Placed
+	off := int64(align)
+	for i, p := range l.Partitions {
+		size := (p.Size + align - 1) / align * align
+		if size <= 0 {
+			return nil, fmt.Errorf("disk: partition %s: size %d", p.Name, p.Size)
+		}
+		g := UUID(l.Seed, "partition "+strconv.Itoa(i)+" "+p.Name)
+		if l.Table == "mbr" {
+			g = fmt.Sprintf("%08x-%02d", mbrSignature(l.Seed), i+1)
+		}
+		placed = append(placed, Placed{Name: p.Name, Offset: off, Size: size, GUID: g})
+		off += size
+	}
+	need := off + align // room for the backup GPT
+	size := l.Size
+	if size == 0 {
+		size = need
+	}
+	if size < need {
+		return nil, fmt.Errorf("disk: %d bytes given, the partitions need %d", l.Size, need)
+	}
+	if l.Table == "mbr" && size/sector > 0xFFFFFFFF {
+		return nil, fmt.Errorf("disk: an MBR disk holds at most 2 TiB")
+	}
+
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return nil, fmt.Errorf("disk: %w", err)
+	}
+	err = write(tmp, size, l, placed)
+	if err == nil {
+		err = tmp.Chmod(0o644)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	err = errors.Join(err, tmp.Close())
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return nil, fmt.Errorf("disk: %s: %w", path, err)
+	}
+	return placed, nil
+}
+
+func write(f *os.File, size int64, l Layout, placed []Placed) error {
+	if err := f.Truncate(size); err != nil {
+		return err
+	}
+	be, err := file.New(f, false).Writable()
+	if err != nil {
+		return err
+	}
+	switch l.Table {
+	case "gpt":
+		t := &gpt.Table{LogicalSectorSize: sector, PhysicalSectorSize: sector, ProtectiveMBR: true, GUID: UUID(l.Seed, "disk")}
+		for i, p := range l.Partitions {
+			var attrs uint64
+			if p.Bootable {
+				attrs |= 1 << 2 // legacy BIOS bootable
+			}
+			t.Partitions = append(t.Partitions, &gpt.Partition{
+				Index: i + 1, Start: uint64(placed[i].Offset / sector), End: uint64((placed[i].Offset+placed[i].Size)/sector - 1),
+				Size: uint64(placed[i].Size), Type: p.Type, Name: p.Name, GUID: placed[i].GUID, Attributes: attrs,
+			})
+		}
+		if err := t.Write(be, size); err != nil {
+			return err
+		}
+	case "mbr":
+		t := &mbr.Table{LogicalSectorSize: sector, PhysicalSectorSize: sector}
+		for i, p := range l.Partitions {
+			t.Partitions = append(t.Partitions, &mbr.Partition{
+				Index: i + 1, Bootable: p.Bootable, Type: p.MBRType,
+				Start: uint32(placed[i].Offset / sector), Size: uint32(placed[i].Size / sector),
+			})
+		}
+		if err := t.Write(be, size); err != nil {
+			return err
+		}
+		var sig [4]byte
+		binary.LittleEndian.PutUint32(sig[:], mbrSignature(l.Seed))
+		if _, err := f.WriteAt(sig[:], 440); err != nil {
+			return err
+		}
+	}
+	if l.MBRCode != nil {
+		if _, err := f.WriteAt(l.MBRCode, 0); err != nil {
+			return err
+		}
+	}
+	for i, p := range l.Partitions {
+		if p.Fill == nil {
+			continue
+		}
+		if err := p.Fill(f, placed[i].Offset, placed[i].Size); err != nil {
+			return fmt.Errorf("partition %s: %w", p.Name, err)
+		}
+	}
+	return nil
+}
+
+func mbrSignature(seed []byte) uint32 {
+	h := sha256.Sum256(append(append([]byte{}, seed...), "mbr signature"...))
+	return binary.LittleEndian.Uint32(h[:4])
+}
+
+// CopyImage fills a partition with a file system image (such as the
+// ext4 one), leaving its all-zero blocks unwritten.
+func CopyImage(image string) func(f *os.File, offset, size int64) error {
+	return func(f *os.File, offset, size int64) error {
+		in, err := os.Open(image)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		st, err := in.Stat()
+		if err != nil {
+			return err
+		}
+		if st.Size() > size {
+			return fmt.Errorf("%s is %d bytes, the partition %d", image, st.Size(), size)
+		}
+		buf := make([]byte, 1<<20)
+		zero := make([]byte, 4096)
+		for pos := int64(0); ; {
+			n, err := io.ReadFull(in, buf)
+			for i := 0; i < n; i += 4096 {
+				blk := buf[i:min(i+4096, n)]
+				if string(blk) == string(zero[:len(blk)]) {
+					continue
+				}
+				if _, err := f.WriteAt(blk, offset+pos+int64(i)); err != nil {
+					return err
+				}
+			}
+			pos += int64(n)
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// ESP fills a partition with a FAT32 file system (assembler/fat)
+// holding files, dated mtime, with a volume ID from the seed.
+func ESP(label string, files []fat.File, seed []byte, mtime time.Time) func(f *os.File, offset, size int64) error {
+	return func(f *os.File, offset, size int64) error {
+		h := sha256.Sum256(append(append([]byte{}, seed...), "esp volume id"...))
+		return fat.Write(f, offset, size, files, fat.Options{
+			Label: label, VolumeID: binary.LittleEndian.Uint32(h[:4]), Time: mtime, HiddenSectors: uint32(offset / sector),
+		})
+	}
+}

@@ -1,0 +1,86 @@
+package fat
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alpinist/alpinist/internal/hosttool"
+)
+
+var when = time.Date(2024, 5, 6, 7, 8, 10, 0, time.UTC)
+
+func image(t *testing.T, size int64, files []File, o Options) string {
+	p := filepath.Join(t.TempDir(), "esp.img")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.Truncate(size)
+	if err := Write(f, 0, size, files, o); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestFsckClean(t *testing.T) {
+	fsck := hosttool.Need(t, "fsck.fat", "dosfstools")
+	mdir := hosttool.Need(t, "mdir", "mtools")
+	mtype := hosttool.Need(t, "mtype", "mtools")
+	big := bytes.Repeat([]byte("0123456789"), 300_000) // 3 MB: many clusters
+	files := []File{
+		{Path: "EFI/BOOT/BOOTX64.EFI", Data: big},
+		{Path: "EFI/BOOT/grub.cfg", Data: []byte("set timeout=0\n")},
+		{Path: "EFI/alpine/empty", Data: nil},
+		{Path: "README", Data: []byte("hi")},
+	}
+	for _, size := range []int64{33 << 20, 64 << 20, 100 << 20, 300 << 20} {
+		img := image(t, size, files, Options{Label: "ESP", VolumeID: 0x1234abcd, Time: when, HiddenSectors: 2048})
+		out, err := exec.Command(fsck, "-n", "-v", img).CombinedOutput()
+		if err != nil || strings.Contains(string(out), "Fixing") || strings.Contains(string(out), "should be") {
+			t.Errorf("%d MiB: fsck.fat -n: %v\n%s", size>>20, err, out)
+		}
+		out, err = exec.Command(mdir, "-i", img, "::/EFI/BOOT").CombinedOutput()
+		flat := strings.Join(strings.Fields(string(out)), " ")
+		if err != nil || !strings.Contains(flat, "BOOTX64 EFI 3000000 2024-05-06 7:08") || !strings.Contains(flat, "grub cfg 14") ||
+			!strings.Contains(string(out), "Volume Serial Number is 1234-ABCD") {
+			t.Errorf("%d MiB: mdir: %v\n%s", size>>20, err, out)
+		}
+		got, err := exec.Command(mtype, "-i", img, "::/EFI/BOOT/BOOTX64.EFI").Output()
+		if err != nil || !bytes.Equal(got, big) {
+			t.Errorf("%d MiB: the big file reads back wrong (%v, %d bytes)", size>>20, err, len(got))
+		}
+	}
+	// Reproducible.
+	a, _ := os.ReadFile(image(t, 40<<20, files, Options{VolumeID: 1, Time: when}))
+	b, _ := os.ReadFile(image(t, 40<<20, files, Options{VolumeID: 1, Time: when}))
+	if !bytes.Equal(a, b) {
+		t.Error("two writes differ")
+	}
+}
+
+func TestErrors(t *testing.T) {
+	f, _ := os.Create(filepath.Join(t.TempDir(), "x"))
+	defer f.Close()
+	for want, tc := range map[string]struct {
+		size  int64
+		files []File
+		o     Options
+	}{
+		"needs at least 65525": {16 << 20, nil, Options{}},
+		"not an 8.3 name":      {40 << 20, []File{{Path: "EFI/verylongname.efi"}}, Options{}},
+		"mixes cases":          {40 << 20, []File{{Path: "Grub.cfg"}}, Options{}},
+		"given twice":          {40 << 20, []File{{Path: "A"}, {Path: "A"}}, Options{}},
+		"longer than 11":       {40 << 20, nil, Options{Label: "a very long label"}},
+		"do not fit":           {34 << 20, []File{{Path: "BIG", Data: make([]byte, 40<<20)}}, Options{}},
+	} {
+		if err := Write(f, 0, tc.size, tc.files, tc.o); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v", want, err)
+		}
+	}
+}
