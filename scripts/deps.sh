@@ -47,6 +47,8 @@ check lxd lxd
 check sgdisk gdisk
 check e2fsck e2fsprogs
 check fsck.fat dosfstools
+check mdir mtools
+check sfdisk fdisk
 
 # The synthetic test repository takes aarch64 binaries from Debian's arm64
 # packages, so apt must know the arm64 architecture.
