@@ -10,13 +10,13 @@ package disk
 import (
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/alpinist/alpinist/internal/atomicfile"
 
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/partition/gpt"
@@ -137,23 +137,8 @@ func Write(path string, l Layout) ([]Placed, error) {
 		return nil, fmt.Errorf("disk: an MBR disk holds at most 2 TiB")
 	}
 
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	err := atomicfile.WriteFile(path, 0o644, func(f *os.File) error { return write(f, size, l, placed) })
 	if err != nil {
-		return nil, fmt.Errorf("disk: %w", err)
-	}
-	err = write(tmp, size, l, placed)
-	if err == nil {
-		err = tmp.Chmod(0o644)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	err = errors.Join(err, tmp.Close())
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
 		return nil, fmt.Errorf("disk: %s: %w", path, err)
 	}
 	return placed, nil

@@ -21,8 +21,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
+
+	"github.com/alpinist/alpinist/internal/atomicfile"
 )
 
 const (
@@ -71,23 +72,13 @@ func BuildFile(dst, src string, o Options) (Stats, error) {
 		return Stats{}, fmt.Errorf("ext4: %w", err)
 	}
 	defer in.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
+	var st Stats
+	err = atomicfile.WriteFile(dst, 0o644, func(f *os.File) error {
+		var err error
+		st, err = Build(f, in, o)
+		return err
+	})
 	if err != nil {
-		return Stats{}, fmt.Errorf("ext4: %w", err)
-	}
-	st, err := Build(tmp, in, o)
-	if err == nil {
-		err = tmp.Chmod(0o644)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	err = errors.Join(err, tmp.Close())
-	if err == nil {
-		err = os.Rename(tmp.Name(), dst)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
 		return Stats{}, fmt.Errorf("ext4: %s: %w", dst, err)
 	}
 	return st, nil

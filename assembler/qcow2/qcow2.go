@@ -13,11 +13,11 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
+
+	"github.com/alpinist/alpinist/internal/atomicfile"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -58,23 +58,8 @@ func WriteFile(dst, src string, o Options) error {
 	if err != nil {
 		return fmt.Errorf("qcow2: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
+	err = atomicfile.WriteFile(dst, 0o644, func(f *os.File) error { return Write(f, in, st.Size(), o) })
 	if err != nil {
-		return fmt.Errorf("qcow2: %w", err)
-	}
-	err = Write(tmp, in, st.Size(), o)
-	if err == nil {
-		err = tmp.Chmod(0o644)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	err = errors.Join(err, tmp.Close())
-	if err == nil {
-		err = os.Rename(tmp.Name(), dst)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
 		return fmt.Errorf("qcow2: %s: %w", dst, err)
 	}
 	return nil

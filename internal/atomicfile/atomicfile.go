@@ -13,6 +13,12 @@ import (
 
 // Write creates or replaces path with what fill writes, with mode.
 func Write(path string, mode os.FileMode, fill func(w io.Writer) error) error {
+	return WriteFile(path, mode, func(f *os.File) error { return fill(f) })
+}
+
+// WriteFile is Write for a fill that needs the file itself: to write at
+// offsets, truncate it to a size (sparse images), or seek.
+func WriteFile(path string, mode os.FileMode, fill func(f *os.File) error) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
