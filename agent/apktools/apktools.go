@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -106,7 +107,7 @@ func Install(d *pkgdisk.Reader, target, tools string, log io.Writer) (err error)
 	cmd := exec.Command("/sbin/apk", cmdArgs...)
 	cmd.Path = "/sbin/apk"
 	cmd.Dir = "/"
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C"}
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C", "SOURCE_DATE_EPOCH=" + strconv.FormatInt(d.Manifest.SourceDateEpoch, 10)}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: tools}
 	cmd.Stdout, cmd.Stderr = io.MultiWriter(&out, log), io.MultiWriter(&out, log)
 	if err := cmd.Run(); err != nil {

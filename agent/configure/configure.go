@@ -62,7 +62,7 @@ func Apply(target string, cfg pkgdisk.Config, trees Trees, epoch int64, mount bo
 	}
 	for i, c := range cfg.Run {
 		fmt.Fprintf(log, "run step %d: %s\n", i+1, c)
-		if err := install.Chroot(target, mount, log, fmt.Sprintf("run step %d (%s)", i+1, c), "/bin/sh", "-c", c); err != nil {
+		if err := install.Chroot(target, mount, epoch, log, fmt.Sprintf("run step %d (%s)", i+1, c), "/bin/sh", "-c", c); err != nil {
 			return err
 		}
 	}

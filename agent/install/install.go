@@ -21,6 +21,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -273,14 +274,15 @@ func (st *state) runScript(inst *db.Installed, t db.ScriptType, args ...string) 
 	if len(args) == 0 {
 		args = []string{inst.Package.Version}
 	}
-	return Chroot(st.in.Root, st.in.MountSpecial, st.in.Log, name, append([]string{"/bin/sh", "/" + rel}, args...)...)
+	return Chroot(st.in.Root, st.in.MountSpecial, st.mtime, st.in.Log, name, append([]string{"/bin/sh", "/" + rel}, args...)...)
 }
 
 // Chroot runs argv (argv[0] an absolute path inside root) in a chroot of
-// root, with /dev, /proc and /sys bind-mounted when mount is set, its
+// root, with /dev, /proc and /sys bind-mounted when mount is set and
+// SOURCE_DATE_EPOCH=epoch in its environment, its
 // output copied to log. A failure is an error naming what (a script, a
 // run step) with the output.
-func Chroot(root string, mount bool, log io.Writer, what string, argv ...string) error {
+func Chroot(root string, mount bool, epoch int64, log io.Writer, what string, argv ...string) error {
 	if mount {
 		unmount, err := mountSpecial(root)
 		if err != nil {
@@ -292,7 +294,10 @@ func Chroot(root string, mount bool, log io.Writer, what string, argv ...string)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Path = argv[0]
 	cmd.Dir = "/"
-	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C.UTF-8"}
+	// SOURCE_DATE_EPOCH: what scripts make (an initramfs, caches) can
+	// be dated by the build, not by the clock.
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C.UTF-8",
+		"SOURCE_DATE_EPOCH=" + strconv.FormatInt(epoch, 10)}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -73,6 +74,7 @@ outputs: [tar, tar.zst]
 run:
   - echo web >> /etc/run-log
   - "ls -ln /etc/app/app.conf /var/lib/app -d | awk '{print $1, $3, $4, $9}' > /etc/run-step"
+  - echo "$SOURCE_DATE_EPOCH" > /etc/run-epoch
 `, 0o644)
 	out := filepath.Join(dir, "out")
 	mustCLI(t, "build", spec, "-o", out, "--cache", t.TempDir())
@@ -95,8 +97,13 @@ run:
 		t.Errorf("web-x86_64.tar.zst: %v, %d bytes, want the %d of the tar", err, len(zst), len(plain))
 	}
 	hs, data := tarIndex(t, filepath.Join(out, "web-x86_64.tar"), "etc/passwd", "etc/group", "etc/shadow", "etc/hostname",
-		"etc/timezone", "etc/network/interfaces", "etc/resolv.conf", "etc/inittab", "etc/run-log", "etc/run-step",
+		"etc/timezone", "etc/network/interfaces", "etc/resolv.conf", "etc/inittab", "etc/run-log", "etc/run-step", "etc/run-epoch",
 		"etc/motd", "etc/issue.net", "etc/app/app.conf", "home/app/.ssh/authorized_keys")
+	// Run steps see the build's SOURCE_DATE_EPOCH: the date of every
+	// file they write.
+	if h := hs["etc/run-epoch"]; h == nil || strings.TrimSpace(string(data["etc/run-epoch"])) != strconv.FormatInt(h.ModTime.Unix(), 10) {
+		t.Errorf("run step's SOURCE_DATE_EPOCH %q, the build's %v", data["etc/run-epoch"], h)
+	}
 	want := map[string][]string{
 		"etc/passwd":                    {"app:x:1500:1500:Linux User,,,:/home/app:/bin/sh\n", "root:x:0:0:"},
 		"etc/group":                     {"devs:x:2000:app\n", "app:x:1500:\n"},
