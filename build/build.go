@@ -151,11 +151,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	ar := initramfs.New()
-	for _, err := range []error{ar.File("init", 0o755, agent), kit.AddTo(ar), ar.CharDev("dev/console", 0o600, 5, 1)} {
-		if err != nil {
-			return nil, err
-		}
+	ar, err := initramfs.WithAgent(agent, kit)
+	if err != nil {
+		return nil, err
 	}
 	initrd := filepath.Join(work, "initramfs.cpio")
 	if err := writeFile(initrd, func(w io.Writer) error { _, err := ar.WriteTo(w); return err }); err != nil {

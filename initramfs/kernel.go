@@ -2,6 +2,7 @@ package initramfs
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -20,6 +21,11 @@ import (
 // dependencies: the virtio transports, disks and the console port.
 // Those built into the kernel are skipped.
 var BuildVMModules = []string{"virtio_pci", "virtio_mmio", "virtio_blk", "virtio_console"}
+
+// BootModules are what a system booted from a disk image needs before
+// its root is mounted (those its kernel has): virtio and SCSI disks,
+// NVMe and SATA, and the root file system.
+var BootModules = []string{"virtio_pci", "virtio_mmio", "virtio_blk", "virtio_scsi", "sd_mod", "nvme", "ahci", "ext4"}
 
 // Module is one kernel module for the initramfs, uncompressed.
 type Module struct {
@@ -43,6 +49,19 @@ const (
 	ModulesList = "lib/modules/load"
 )
 
+// WithAgent is the initramfs alpinist boots: the agent as /init (the
+// build VM's, or a booted system's root switcher), the kit's modules,
+// and /dev/console for the kernel's first messages.
+func WithAgent(agent []byte, k *Kit) (*Archive, error) {
+	ar := New()
+	for _, err := range []error{ar.File("init", 0o755, agent), k.AddTo(ar), ar.CharDev("dev/console", 0o600, 5, 1)} {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return ar, nil
+}
+
 // AddTo puts the kit's modules into an initramfs: ModulesDir/NAME.ko
 // and ModulesList.
 func (k *Kit) AddTo(a *Archive) error {
@@ -62,10 +81,7 @@ func (k *Kit) AddTo(a *Archive) error {
 // The package is read twice (modules.dep sorts after the modules), so
 // only the needed modules are ever held in memory.
 func KitFromPackage(apkPath string, keys *sign.Keyring, dir string, want []string) (*Kit, error) {
-	k := &Kit{}
-	var depData, builtinData []byte
-	kernelOut := filepath.Join(dir, "vmlinuz")
-	read := func(fn func(h *tar.Header, r io.Reader) error) error {
+	return kitFrom(apkPath, "package", func(fn func(h *tar.Header, r io.Reader) error) error {
 		f, err := os.Open(apkPath)
 		if err != nil {
 			return err
@@ -73,7 +89,42 @@ func KitFromPackage(apkPath string, keys *sign.Keyring, dir string, want []strin
 		defer f.Close()
 		_, err = apkfile.Read(f, apkfile.ReadOptions{Keys: keys, Entry: fn})
 		return err
-	}
+	}, dir, want)
+}
+
+// KitFromTar is KitFromPackage for a root filesystem tar (the kernel a
+// system booted from a disk image runs, and its modules). Modules of
+// want the kernel has neither as a module nor built in are skipped.
+func KitFromTar(tarPath, dir string, want []string) (*Kit, error) {
+	return kitFrom(tarPath, "rootfs", func(fn func(h *tar.Header, r io.Reader) error) error {
+		f, err := os.Open(tarPath)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		tr := tar.NewReader(bufio.NewReaderSize(f, 1<<20))
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			h.Name = strings.TrimPrefix(h.Name, "./")
+			if err := fn(h, tr); err != nil {
+				return err
+			}
+		}
+	}, dir, want)
+}
+
+// kitFrom takes the kernel and modules out of the entries read gives,
+// reading them twice (modules.dep may come after the modules).
+func kitFrom(src, what string, read func(fn func(h *tar.Header, r io.Reader) error) error, dir string, want []string) (*Kit, error) {
+	k := &Kit{}
+	var depData, builtinData []byte
+	kernelOut := filepath.Join(dir, "vmlinuz")
 	err := read(func(h *tar.Header, r io.Reader) error {
 		switch {
 		case h.Typeflag != tar.TypeReg:
@@ -110,25 +161,36 @@ func KitFromPackage(apkPath string, keys *sign.Keyring, dir string, want []strin
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("kernel: %s: %w", apkPath, err)
+		return nil, fmt.Errorf("kernel: %s: %w", src, err)
 	}
 	if k.Kernel == "" {
-		return nil, fmt.Errorf("kernel: %s: no /boot/vmlinuz* in the package", apkPath)
+		return nil, fmt.Errorf("kernel: %s: no /boot/vmlinuz* in the %s", src, what)
 	}
 	k.Kernel = kernelOut
 	if len(want) == 0 {
 		return k, nil
 	}
 	if depData == nil {
-		return nil, fmt.Errorf("kernel: %s: no lib/modules/*/modules.dep, so modules %v cannot be found", apkPath, want)
+		return nil, fmt.Errorf("kernel: %s: no lib/modules/*/modules.dep, so modules %v cannot be found", src, want)
 	}
 	md, err := kmod.ParseModulesDep(bytes.NewReader(depData))
 	if err != nil {
-		return nil, fmt.Errorf("kernel: %s: %w", apkPath, err)
+		return nil, fmt.Errorf("kernel: %s: %w", src, err)
 	}
-	order, err := md.LoadOrder(want, kmod.ParseBuiltin(builtinData))
+	builtin := kmod.ParseBuiltin(builtinData)
+	if what == "rootfs" {
+		// A system's kernel: take what it has of the list.
+		var have []string
+		for _, m := range want {
+			if _, ok := md.Path[m]; ok || builtin[m] {
+				have = append(have, m)
+			}
+		}
+		want = have
+	}
+	order, err := md.LoadOrder(want, builtin)
 	if err != nil {
-		return nil, fmt.Errorf("kernel: %s: %w", apkPath, err)
+		return nil, fmt.Errorf("kernel: %s: %w", src, err)
 	}
 	needed := map[string]int{}
 	for i, p := range order {
@@ -151,11 +213,11 @@ func KitFromPackage(apkPath string, keys *sign.Keyring, dir string, want []strin
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("kernel: %s: %w", apkPath, err)
+		return nil, fmt.Errorf("kernel: %s: %w", src, err)
 	}
 	for i, m := range mods {
 		if m.Data == nil {
-			return nil, fmt.Errorf("kernel: %s: modules.dep lists %s, but the package does not hold it", apkPath, order[i])
+			return nil, fmt.Errorf("kernel: %s: modules.dep lists %s, but the %s does not hold it", src, order[i], what)
 		}
 	}
 	k.Modules = mods

@@ -1,4 +1,7 @@
-// Command alpinist-agent is PID 1 of alpinist's build VM. It mounts the
+// Command alpinist-agent is PID 1 of alpinist's build VM. As the
+// initramfs of a system booted from one of alpinist's disk images (root=
+// on the command line, no alpinist.mode), it mounts the root file system
+// and switches to it instead (boot.go). In the build VM it mounts the
 // kernel filesystems, loads the kernel modules listed in the initramfs,
 // finds its virtio disks by serial, reports to the host over the console
 // (see agent/proto), does the work the kernel command line asks for, and
@@ -132,6 +135,10 @@ func run() error {
 	args := cmdline()
 	if err := loadModules("/lib/modules"); err != nil {
 		return err
+	}
+	if _, build := args["alpinist.mode"]; !build && args["root"] != "" {
+		// The initramfs of a booted system: on success it never returns.
+		return bootRoot(args)
 	}
 	var want []string
 	if d := args["alpinist.disks"]; d != "" {

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// bootRoot is the agent as the initramfs of a system booted from a disk
+// image (alpinist's stand-in for mkinitfs when the target has none): it
+// loads the modules, waits for the root= device (UUID=..., LABEL=... or
+// /dev/...), mounts it (rootfstype=, default ext4; read-only unless rw
+// is on the command line, as the kernel does), moves /dev into it and
+// switches to it, running init= (default /sbin/init).
+func bootRoot(args map[string]string) error {
+	root := args["root"]
+	dev, err := waitRoot(root, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	const newRoot = "/newroot"
+	if err := os.MkdirAll(newRoot, 0o755); err != nil {
+		return err
+	}
+	fstype := args["rootfstype"]
+	if fstype == "" {
+		fstype = "ext4"
+	}
+	var flags uintptr = unix.MS_RDONLY
+	if _, rw := args["rw"]; rw {
+		flags = 0
+	}
+	if err := unix.Mount(dev, newRoot, fstype, flags, args["rootflags"]); err != nil {
+		return fmt.Errorf("mount %s (%s) on %s as %s: %w", root, dev, newRoot, fstype, err)
+	}
+	for _, m := range []string{"/proc", "/sys", "/tmp"} {
+		unix.Unmount(m, unix.MNT_DETACH)
+	}
+	if err := unix.Mount("/dev", newRoot+"/dev", "", unix.MS_MOVE, ""); err != nil {
+		unix.Unmount("/dev", unix.MNT_DETACH) // the system mounts its own
+	}
+	initPath := args["init"]
+	if initPath == "" {
+		initPath = "/sbin/init"
+	}
+	if _, err := os.Lstat(newRoot + initPath); err != nil {
+		return fmt.Errorf("the root file system %s has no %s", root, initPath)
+	}
+	if err := os.Chdir(newRoot); err != nil {
+		return err
+	}
+	if err := unix.Mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("switching root: %w", err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return fmt.Errorf("switching root: %w", err)
+	}
+	if err := os.Chdir("/"); err != nil {
+		return err
+	}
+	return syscall.Exec(initPath, []string{initPath}, []string{"HOME=/", "TERM=linux", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"})
+}
+
+// waitRoot waits for the device root= names.
+func waitRoot(root string, timeout time.Duration) (string, error) {
+	if root == "" {
+		return "", fmt.Errorf("no root= on the kernel command line")
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		if dev := findRoot(root); dev != "" {
+			return dev, nil
+		}
+		if time.Now().After(deadline) {
+			var seen []string
+			blocks, _ := filepath.Glob("/sys/class/block/*")
+			for _, b := range blocks {
+				seen = append(seen, filepath.Base(b))
+			}
+			return "", fmt.Errorf("root=%s: no such device after %v (block devices: %s)", root, timeout, strings.Join(seen, " "))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func findRoot(root string) string {
+	if strings.HasPrefix(root, "/dev/") {
+		if _, err := os.Stat(root); err == nil {
+			return root
+		}
+		return ""
+	}
+	kind, want, ok := strings.Cut(root, "=")
+	if !ok {
+		return ""
+	}
+	blocks, _ := filepath.Glob("/sys/class/block/*")
+	for _, b := range blocks {
+		dev := "/dev/" + filepath.Base(b)
+		uuid, label, ok := ext4ID(dev)
+		if !ok {
+			continue
+		}
+		if kind == "UUID" && strings.EqualFold(uuid, want) || kind == "LABEL" && label == want {
+			return dev
+		}
+	}
+	return ""
+}
+
+// ext4ID reads an ext2/3/4 superblock's UUID and label.
+func ext4ID(dev string) (string, string, bool) {
+	f, err := os.Open(dev)
+	if err != nil {
+		return "", "", false
+	}
+	defer f.Close()
+	sb := make([]byte, 1024)
+	if _, err := f.ReadAt(sb, 1024); err != nil {
+		return "", "", false
+	}
+	if binary.LittleEndian.Uint16(sb[0x38:]) != 0xEF53 {
+		return "", "", false
+	}
+	u := sb[0x68:0x78]
+	uuid := fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+	label := strings.TrimRight(string(sb[0x78:0x88]), "\x00")
+	return uuid, label, true
+}
