@@ -53,6 +53,15 @@ type Disk struct {
 	Cmdline string
 }
 
+// BootFor is the firmware a disk for arch boots from: Boot when given,
+// else UEFI (BIOS boot with extlinux is still to come).
+func (d *Disk) BootFor(arch string) []string {
+	if len(d.Boot) > 0 {
+		return d.Boot
+	}
+	return []string{"uefi"}
+}
+
 // SerialConsole gives the serial console device of QEMU's machine for an
 // architecture, the one a disk image gets a getty on by default.
 func SerialConsole(arch string) string {

@@ -9,6 +9,9 @@ package configure
 import (
 	"fmt"
 	"io"
+	"path"
+	"slices"
+	"strings"
 
 	"github.com/alpinist/alpinist/agent/fsroot"
 	"github.com/alpinist/alpinist/agent/install"
@@ -66,7 +69,43 @@ func Apply(target string, cfg pkgdisk.Config, trees Trees, epoch int64, mount bo
 			return err
 		}
 	}
+	if cfg.EFI != nil {
+		if err := grubEFI(target, r, *cfg.EFI, epoch, mount, log); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// grubRequired are the GRUB modules a disk cannot boot without.
+var grubRequired = []string{"part_gpt", "part_msdos", "fat", "ext2", "linux", "search_fs_uuid", "configfile", "normal"}
+
+// grubEFI makes GRUB's EFI image with the target's own grub-mkimage (a
+// program of the target's architecture: it runs here, natively).
+func grubEFI(target string, r *fsroot.Root, e pkgdisk.EFI, epoch int64, mount bool, log io.Writer) error {
+	const mkimage = "usr/bin/grub-mkimage"
+	platform := "usr/lib/grub/" + e.Format
+	for _, need := range []string{mkimage, platform + "/kernel.img"} {
+		if _, err := r.Lstat(need); err != nil {
+			return fmt.Errorf("boot: a disk that boots with UEFI needs GRUB for EFI in the system (/%s is missing): add the grub-efi package", need)
+		}
+	}
+	dir := path.Dir(strings.TrimPrefix(e.Output, "/"))
+	if err := r.MkdirAll(dir, 0o755, 0, 0); err != nil {
+		return fmt.Errorf("boot: %s: %w", dir, err)
+	}
+	// Modules this GRUB lacks are left out, but for those booting needs.
+	var mods []string
+	for _, m := range e.Modules {
+		if _, err := r.Lstat(platform + "/" + m + ".mod"); err == nil {
+			mods = append(mods, m)
+		} else if slices.Contains(grubRequired, m) {
+			return fmt.Errorf("boot: GRUB for %s has no %s module (/%s/%s.mod)", e.Format, m, platform, m)
+		}
+	}
+	argv := append([]string{"/" + mkimage, "-O", e.Format, "-d", "/" + platform, "-p", e.Prefix, "-o", e.Output}, mods...)
+	fmt.Fprintf(log, "boot: %s\n", strings.Join(argv, " "))
+	return install.Chroot(target, mount, epoch, log, "grub-mkimage", argv...)
 }
 
 // hostname writes /etc/hostname and an /etc/hosts naming the host on the

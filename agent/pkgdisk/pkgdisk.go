@@ -61,6 +61,22 @@ type Config struct {
 	// ("": none).
 	Console string   `json:"console,omitempty"`
 	Run     []string `json:"run,omitempty"`
+	// EFI, when set, has the target's grub-mkimage make GRUB's EFI image
+	// (for a disk image that boots with UEFI), after the run steps.
+	EFI *EFI `json:"efi,omitempty"`
+}
+
+// EFI is GRUB's EFI image to make in the target.
+type EFI struct {
+	// Format is grub-mkimage's -O: x86_64-efi, arm64-efi, riscv64-efi.
+	Format string `json:"format"`
+	// Output is the image's path in the target, such as
+	// /boot/efi/EFI/BOOT/BOOTX64.EFI.
+	Output string `json:"output"`
+	// Prefix is where GRUB finds grub.cfg on the ESP (/EFI/BOOT).
+	Prefix string `json:"prefix"`
+	// Modules are built into the image.
+	Modules []string `json:"modules"`
 }
 
 // File is one entry of the spec's files.

@@ -56,10 +56,12 @@ var Outputs = []Output{
 	{Name: "oci", File: func(name, _ string) string { return name + ".oci" }, Doc: "an OCI image layout directory (a multi-arch index for several arches)", add: (*Set).ociAdd, finish: (*Set).ociFinish},
 	{Name: "docker-archive", File: perArch(".docker.tar"), Doc: "a tarball for docker load and podman load", add: (*Set).docker},
 	{Name: "ext4", File: perArch(".ext4"), Doc: "an ext4 file system image of the rootfs (sparse; e2fsck-clean, reproducible)", add: (*Set).ext4},
+	{Name: "raw", File: perArch(".raw"), Doc: "a bootable disk image (GPT, ESP with GRUB, ext4 root; UEFI), sparse", add: (*Set).raw},
+	{Name: "qcow2", File: perArch(".qcow2"), Doc: "the same disk as qcow2 v3", add: (*Set).qcow2},
 }
 
 // Later are the outputs a later version writes.
-var Later = []string{"raw", "qcow2"}
+var Later = []string{}
 
 func perArch(suffix string) func(name, arch string) string {
 	return func(name, arch string) string { return name + "-" + arch + suffix }
@@ -143,6 +145,7 @@ type Set struct {
 	entries []oci.Entry
 	images  map[string]v1.Image // by arch
 	sboms   map[string][]byte
+	disks   map[string]string // arch -> the raw disk in the work dir
 }
 
 // New checks the plan and makes its work directory.
@@ -150,7 +153,7 @@ func New(p Plan) (*Set, error) {
 	if err := Check(p.Outputs); err != nil {
 		return nil, err
 	}
-	s := &Set{p: p, images: map[string]v1.Image{}, sboms: map[string][]byte{}}
+	s := &Set{p: p, images: map[string]v1.Image{}, sboms: map[string][]byte{}, disks: map[string]string{}}
 	if p.Log == nil {
 		s.p.Log = slog.New(slog.DiscardHandler)
 	}
@@ -167,14 +170,15 @@ func New(p Plan) (*Set, error) {
 	if err := os.MkdirAll(p.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("output: %w", err)
 	}
-	if p.Layout || slices.Contains(p.Outputs, "oci") || slices.Contains(p.Outputs, "docker-archive") {
-		s.work, err = os.MkdirTemp(p.Dir, "."+p.Spec.Name+".work-")
-		if err != nil {
+	if p.Layout || slices.ContainsFunc(p.Outputs, func(o string) bool { return slices.Contains([]string{"oci", "docker-archive", "raw", "qcow2"}, o) }) {
+		if s.work, err = os.MkdirTemp(p.Dir, "."+p.Spec.Name+".work-"); err != nil {
 			return nil, fmt.Errorf("output: %w", err)
 		}
 	}
 	return s, nil
 }
+
+func (s *Set) workDir() string { return s.work }
 
 // Tag is the image's reference: the spec's oci.tag, else its name in
 // lowercase (a '+' made '-') with :latest.

@@ -48,7 +48,6 @@ func TestAssemble(t *testing.T) {
 	for args, want := range map[string]string{
 		"assemble " + filepath.Join(out, "exported.oci") + " -o x --arch x86_64":          "is one image, for aarch64 (not x86_64)",
 		"assemble " + in + " -o x --arch x86_64,aarch64":                                  "a tar holds one architecture",
-		"assemble " + in + " -o x --output qcow2":                                         "not written by this version yet",
 		"assemble " + dir + " -o x":                                                       "neither a tar file nor an OCI layout",
 		"assemble " + in + " -o x --disk-size lots":                                       "--disk-size",
 		"assemble registry.example.org/x:1 -o " + filepath.Join(dir, "x") + " --insecure": "only for a registry on localhost",

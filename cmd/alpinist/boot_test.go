@@ -15,6 +15,7 @@ import (
 
 	"github.com/alpinist/alpinist/agent/embed"
 	"github.com/alpinist/alpinist/initramfs"
+	"github.com/alpinist/alpinist/internal/hosttool"
 	"github.com/alpinist/alpinist/internal/vmtest"
 	"github.com/alpinist/alpinist/qemu"
 )
@@ -120,4 +121,81 @@ outputs: [tar, ext4]
 	if !strings.Contains(console, "Welcome to Alpine Linux") || !strings.Contains(console, "(/dev/ttyS0)") {
 		t.Errorf("the login prompt is not the system's:\n%s", console)
 	}
+}
+
+// firmware finds the UEFI firmware of arch (Debian's ovmf and
+// qemu-efi-aarch64): its code and a copy of its variable store.
+func firmware(t *testing.T, arch string) (code, vars string) {
+	t.Helper()
+	cands := map[string][2]string{
+		"x86_64":  {"/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"},
+		"aarch64": {"/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.fd"},
+	}[arch]
+	pkg := map[string]string{"x86_64": "ovmf", "aarch64": "qemu-efi-aarch64"}[arch]
+	for _, f := range cands {
+		if _, err := os.Stat(f); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("%s is missing (make test installs %s)", f, pkg)
+			}
+			t.Skipf("%s is not installed (apt-get install %s)", f, pkg)
+		}
+	}
+	data, err := os.ReadFile(cands[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars = filepath.Join(t.TempDir(), "vars.fd")
+	os.WriteFile(vars, data, 0o644)
+	return cands[0], vars
+}
+
+// TestBootDiskUEFI builds the bootable qcow2 of a spec (GPT, an ESP with
+// GRUB made in the build VM, the ext4 root with fstab and alpinist's
+// initramfs) and boots it under UEFI (OVMF, TCG) to the login prompt.
+func TestBootDiskUEFI(t *testing.T) {
+	td := generatedRepo(t)
+	_, bin := vmtest.Binary(t, "x86_64")
+	code, vars := firmware(t, "x86_64")
+	repoDir, _ := filepath.Abs(filepath.Join(td, "repo"))
+	dir := t.TempDir()
+	spec := filepath.Join(dir, "uefi.yaml")
+	writeFile(t, spec, `name: uefi
+arch: [x86_64]
+repositories: [`+repoDir+`/main]
+keys: [`+repoDir+`/keys/]
+packages: [alpine-base, linux-virt, grub-efi]
+disk: {boot: [uefi], console: ttyS0}
+outputs: [qcow2, raw]
+`, 0o644)
+	out := filepath.Join(dir, "out")
+	mustCLI(t, "build", spec, "-o", out, "--cache", t.TempDir())
+	img := filepath.Join(out, "uefi-x86_64.qcow2")
+	qemuImg := hosttool.Need(t, "qemu-img", "qemu-utils")
+	for _, args := range [][]string{{"check", img}, {"compare", "-f", "raw", "-F", "qcow2", filepath.Join(out, "uefi-x86_64.raw"), img}} {
+		if b, err := exec.Command(qemuImg, args...).CombinedOutput(); err != nil {
+			t.Errorf("qemu-img %s: %v\n%s", args[0], err, b)
+		}
+	}
+	sgdisk := hosttool.Need(t, "sgdisk", "gdisk")
+	if b, err := exec.Command(sgdisk, "-v", filepath.Join(out, "uefi-x86_64.raw")).CombinedOutput(); err != nil || !strings.Contains(string(b), "No problems found") {
+		t.Errorf("sgdisk -v: %v\n%s", err, b)
+	}
+	args := []string{"-machine", "q35", "-accel", "tcg", "-cpu", "max", "-m", "512", "-smp", "1",
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-serial", "stdio",
+		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + code,
+		"-drive", "if=pflash,format=raw,unit=1,file=" + vars,
+		"-drive", "file=" + img + ",format=qcow2,if=virtio,snapshot=on"}
+	console, ok := bootUntil(t, bin, args, "login: ", 6*time.Minute)
+	if !ok {
+		t.Fatalf("no login prompt on the console:\n%s", console)
+	}
+	if !strings.Contains(console, "Welcome to Alpine Linux") {
+		t.Errorf("the login prompt is not the system's:\n%s", console)
+	}
+	t.Logf("console, last lines:\n%s", lastLines(console, 12))
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

@@ -163,7 +163,7 @@ func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 		res, err := build.Run(cmd.Context(), build.Options{
 			Name: sc.spec.Name, Arch: arch, OutDir: f.out, Entry: archs[i].entry, Indexes: archs[i].idx, World: sc.spec.Packages,
 			Client: sc.client, Keys: keys, SourceDateEpoch: epoch.Unix(), Accel: f.accel, Kernel: f.kernel, Modules: f.modules, Installer: sc.spec.Installer,
-			Config: specConfig(sc.spec, arch), Files: sc.spec.Files, MemoryMiB: f.memory, CPUs: f.cpus,
+			Config: specConfig(sc.spec, arch, outputs), Files: sc.spec.Files, MemoryMiB: f.memory, CPUs: f.cpus,
 			Console: console, Log: e.log, BootTimeout: f.bootTimeout, IdleTimeout: f.idle,
 		})
 		logFile.Close()
@@ -240,7 +240,7 @@ func readKeys(p string, keys map[string][]byte) error {
 // specConfig is the spec's system configuration as the agent takes it
 // for one architecture. A spec with a disk gets a getty on the serial
 // console and, unless it says otherwise, DHCP on eth0.
-func specConfig(s *spec.Spec, arch string) pkgdisk.Config {
+func specConfig(s *spec.Spec, arch string, outputs []string) pkgdisk.Config {
 	c := pkgdisk.Config{Hostname: s.Hostname, Timezone: s.Timezone, Services: s.Services, Run: s.Run}
 	for _, g := range s.Groups {
 		c.Groups = append(c.Groups, pkgdisk.Group{Name: g.Name, GID: g.GID})
@@ -273,6 +273,10 @@ func specConfig(s *spec.Spec, arch string) pkgdisk.Config {
 	}
 	if s.Disk != nil {
 		c.Console = s.Disk.ConsoleFor(arch)
+		diskImage := slices.Contains(outputs, "raw") || slices.Contains(outputs, "qcow2")
+		if diskImage && slices.Contains(s.Disk.BootFor(arch), "uefi") {
+			c.EFI = grubEFIFor(arch)
+		}
 	}
 	return c
 }
@@ -293,4 +297,28 @@ func outputsHelp() string {
 		fmt.Fprintf(&b, "    %-24s %s: %s\n", o.File("NAME", "ARCH"), o.Name, o.Doc)
 	}
 	return b.String()
+}
+
+// efiNames are GRUB's EFI platform and the removable-media boot file
+// name (EFI/BOOT/BOOT<ARCH>.EFI) per Alpine arch.
+var efiNames = map[string][2]string{
+	"x86_64": {"x86_64-efi", "BOOTX64.EFI"}, "x86": {"i386-efi", "BOOTIA32.EFI"}, "aarch64": {"arm64-efi", "BOOTAA64.EFI"},
+	"armv7": {"arm-efi", "BOOTARM.EFI"}, "riscv64": {"riscv64-efi", "BOOTRISCV64.EFI"}, "loongarch64": {"loongarch64-efi", "BOOTLOONGARCH64.EFI"},
+}
+
+// GRUBEFIDir is where the build puts GRUB's EFI image in the rootfs; the
+// disk assembler copies it to the ESP's EFI/BOOT.
+const GRUBEFIDir = "/boot/efi/EFI/BOOT"
+
+// grubEFIFor is the GRUB image a UEFI disk of arch needs, or nil for an
+// arch UEFI does not boot.
+func grubEFIFor(arch string) *pkgdisk.EFI {
+	n, ok := efiNames[arch]
+	if !ok {
+		return nil
+	}
+	return &pkgdisk.EFI{Format: n[0], Output: GRUBEFIDir + "/" + n[1], Prefix: "/EFI/BOOT", Modules: []string{
+		"part_gpt", "part_msdos", "fat", "ext2", "normal", "linux", "search", "search_fs_uuid", "configfile", "echo",
+		"serial", "terminal", "gzio", "efi_gop", "all_video", "sleep", "test",
+	}}
 }
