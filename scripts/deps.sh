@@ -28,6 +28,9 @@ need=""
 check() {
 	command -v "$1" >/dev/null 2>&1 || need="$need $2"
 }
+check_file() {
+	[ -e "$1" ] || need="$need $2"
+}
 check apt-get apt
 check dpkg-deb dpkg
 # The build VM runs under QEMU (TCG when KVM does not work).
@@ -49,6 +52,9 @@ check e2fsck e2fsprogs
 check fsck.fat dosfstools
 check mdir mtools
 check sfdisk fdisk
+# UEFI firmware for the boot tests.
+check_file /usr/share/OVMF/OVMF_CODE.fd ovmf
+check_file /usr/share/AAVMF/AAVMF_CODE.fd qemu-efi-aarch64
 
 # The synthetic test repository takes aarch64 binaries from Debian's arm64
 # packages, so apt must know the arm64 architecture.

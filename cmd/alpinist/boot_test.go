@@ -151,48 +151,54 @@ func firmware(t *testing.T, arch string) (code, vars string) {
 
 // TestBootDiskUEFI builds the bootable qcow2 of a spec (GPT, an ESP with
 // GRUB made in the build VM, the ext4 root with fstab and alpinist's
-// initramfs) and boots it under UEFI (OVMF, TCG) to the login prompt.
+// initramfs) for x86_64 and aarch64, and boots each under UEFI (OVMF,
+// AAVMF; TCG) to the login prompt on its serial console.
 func TestBootDiskUEFI(t *testing.T) {
 	td := generatedRepo(t)
-	_, bin := vmtest.Binary(t, "x86_64")
-	code, vars := firmware(t, "x86_64")
 	repoDir, _ := filepath.Abs(filepath.Join(td, "repo"))
-	dir := t.TempDir()
-	spec := filepath.Join(dir, "uefi.yaml")
-	writeFile(t, spec, `name: uefi
-arch: [x86_64]
+	for _, arch := range []string{"x86_64", "aarch64"} {
+		t.Run(arch, func(t *testing.T) {
+			p, bin := vmtest.Binary(t, arch)
+			code, vars := firmware(t, arch)
+			dir := t.TempDir()
+			spec := filepath.Join(dir, "uefi.yaml")
+			writeFile(t, spec, `name: uefi
+arch: [`+arch+`]
 repositories: [`+repoDir+`/main]
 keys: [`+repoDir+`/keys/]
 packages: [alpine-base, linux-virt, grub-efi]
-disk: {boot: [uefi], console: ttyS0}
+disk: {boot: [uefi]}
 outputs: [qcow2, raw]
 `, 0o644)
-	out := filepath.Join(dir, "out")
-	mustCLI(t, "build", spec, "-o", out, "--cache", t.TempDir())
-	img := filepath.Join(out, "uefi-x86_64.qcow2")
-	qemuImg := hosttool.Need(t, "qemu-img", "qemu-utils")
-	for _, args := range [][]string{{"check", img}, {"compare", "-f", "raw", "-F", "qcow2", filepath.Join(out, "uefi-x86_64.raw"), img}} {
-		if b, err := exec.Command(qemuImg, args...).CombinedOutput(); err != nil {
-			t.Errorf("qemu-img %s: %v\n%s", args[0], err, b)
-		}
+			out := filepath.Join(dir, "out")
+			mustCLI(t, "build", spec, "-o", out, "--cache", t.TempDir())
+			img := filepath.Join(out, "uefi-"+arch+".qcow2")
+			raw := filepath.Join(out, "uefi-"+arch+".raw")
+			qemuImg := hosttool.Need(t, "qemu-img", "qemu-utils")
+			for _, args := range [][]string{{"check", img}, {"compare", "-f", "raw", "-F", "qcow2", raw, img}} {
+				if b, err := exec.Command(qemuImg, args...).CombinedOutput(); err != nil {
+					t.Errorf("qemu-img %s: %v\n%s", args[0], err, b)
+				}
+			}
+			sgdisk := hosttool.Need(t, "sgdisk", "gdisk")
+			if b, err := exec.Command(sgdisk, "-v", raw).CombinedOutput(); err != nil || !strings.Contains(string(b), "No problems found") {
+				t.Errorf("sgdisk -v: %v\n%s", err, b)
+			}
+			args := []string{"-machine", p.Machine, "-accel", "tcg", "-cpu", p.CPU, "-m", "512", "-smp", "1",
+				"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-serial", "stdio",
+				"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + code,
+				"-drive", "if=pflash,format=raw,unit=1,file=" + vars,
+				"-drive", "file=" + img + ",format=qcow2,if=none,id=disk,snapshot=on", "-device", "virtio-blk-pci,drive=disk"}
+			console, ok := bootUntil(t, bin, args, "login: ", 8*time.Minute)
+			if !ok {
+				t.Fatalf("no login prompt on the console:\n%s", console)
+			}
+			if !strings.Contains(console, "Welcome to Alpine Linux") || !strings.Contains(console, "(/dev/"+p.Console+")") {
+				t.Errorf("the login prompt is not the system's on %s:\n%s", p.Console, console)
+			}
+			t.Logf("console, last lines:\n%s", lastLines(console, 12))
+		})
 	}
-	sgdisk := hosttool.Need(t, "sgdisk", "gdisk")
-	if b, err := exec.Command(sgdisk, "-v", filepath.Join(out, "uefi-x86_64.raw")).CombinedOutput(); err != nil || !strings.Contains(string(b), "No problems found") {
-		t.Errorf("sgdisk -v: %v\n%s", err, b)
-	}
-	args := []string{"-machine", "q35", "-accel", "tcg", "-cpu", "max", "-m", "512", "-smp", "1",
-		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-serial", "stdio",
-		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + code,
-		"-drive", "if=pflash,format=raw,unit=1,file=" + vars,
-		"-drive", "file=" + img + ",format=qcow2,if=virtio,snapshot=on"}
-	console, ok := bootUntil(t, bin, args, "login: ", 6*time.Minute)
-	if !ok {
-		t.Fatalf("no login prompt on the console:\n%s", console)
-	}
-	if !strings.Contains(console, "Welcome to Alpine Linux") {
-		t.Errorf("the login prompt is not the system's:\n%s", console)
-	}
-	t.Logf("console, last lines:\n%s", lastLines(console, 12))
 }
 
 func lastLines(s string, n int) string {
