@@ -172,6 +172,17 @@ outputs: [qcow2, raw]
 `, 0o644)
 			out := filepath.Join(dir, "out")
 			mustCLI(t, "build", spec, "-o", out, "--cache", t.TempDir())
+			if arch == "x86_64" {
+				// Building again gives the same disk, byte for byte.
+				again := filepath.Join(dir, "again")
+				mustCLI(t, "build", spec, "-o", again, "--cache", t.TempDir())
+				a, b := fileSums(t, out), fileSums(t, again)
+				for _, f := range []string{"uefi-x86_64.raw", "uefi-x86_64.qcow2"} {
+					if a[f] == "" || a[f] != b[f] {
+						t.Errorf("%s differs between two builds", f)
+					}
+				}
+			}
 			img := filepath.Join(out, "uefi-"+arch+".qcow2")
 			raw := filepath.Join(out, "uefi-"+arch+".raw")
 			qemuImg := hosttool.Need(t, "qemu-img", "qemu-utils")
