@@ -158,8 +158,8 @@ func TestBootDiskUEFI(t *testing.T) {
 	repoDir, _ := filepath.Abs(filepath.Join(td, "repo"))
 	for _, arch := range []string{"x86_64", "aarch64"} {
 		t.Run(arch, func(t *testing.T) {
-			p, bin := vmtest.Binary(t, arch)
-			code, vars := firmware(t, arch)
+			p, _ := vmtest.Binary(t, arch)
+			firmware(t, arch) // alpinist run finds it; the test says what to install
 			dir := t.TempDir()
 			spec := filepath.Join(dir, "uefi.yaml")
 			writeFile(t, spec, `name: uefi
@@ -195,14 +195,10 @@ outputs: [qcow2, raw]
 			if b, err := exec.Command(sgdisk, "-v", raw).CombinedOutput(); err != nil || !strings.Contains(string(b), "No problems found") {
 				t.Errorf("sgdisk -v: %v\n%s", err, b)
 			}
-			args := []string{"-machine", p.Machine, "-accel", "tcg", "-cpu", p.CPU, "-m", "512", "-smp", "1",
-				"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-serial", "stdio",
-				"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + code,
-				"-drive", "if=pflash,format=raw,unit=1,file=" + vars,
-				"-drive", "file=" + img + ",format=qcow2,if=none,id=disk,snapshot=on", "-device", "virtio-blk-pci,drive=disk"}
-			console, ok := bootUntil(t, bin, args, "login: ", 8*time.Minute)
-			if !ok {
-				t.Fatalf("no login prompt on the console:\n%s", console)
+			// alpinist run boots it, until the login prompt.
+			code, console, errs := cli(t, "run", img, "--until", "login: ", "--timeout", "8m")
+			if code != 0 {
+				t.Fatalf("alpinist run: exit %d: %s\n%s", code, errs, console)
 			}
 			if !strings.Contains(console, "Welcome to Alpine Linux") || !strings.Contains(console, "(/dev/"+p.Console+")") {
 				t.Errorf("the login prompt is not the system's on %s:\n%s", p.Console, console)
@@ -215,4 +211,19 @@ outputs: [qcow2, raw]
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+func TestRunErrors(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "x-aarch64.raw")
+	os.WriteFile(img, make([]byte, 1<<20), 0o644)
+	for args, want := range map[string]string{
+		"run " + filepath.Join(dir, "missing.qcow2"): "no such file",
+		"run " + img + " --bios":                     "boots with UEFI only",
+		"run " + img + " --arch m68k":                "no VM profile",
+	} {
+		if code, _, errs := cli(t, strings.Fields(args)...); code == 0 || !strings.Contains(errs, want) {
+			t.Errorf("alpinist %s: exit %d %q, want %q", args, code, errs, want)
+		}
+	}
 }

@@ -91,6 +91,7 @@ bootable disk images, byte for byte reproducibly.`,
 		newBuildCmd(e),
 		newPushCmd(e),
 		newAssembleCmd(e),
+		newRunCmd(e),
 		newValidateCmd(e),
 	)
 	return root

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/alpinist/alpinist/apk/repo"
+	"github.com/alpinist/alpinist/qemu"
+)
+
+type runFlags struct {
+	arch, accel, until string
+	bios, persist      bool
+	memory, cpus       int
+	timeout            time.Duration
+}
+
+func newRunCmd(e *env) *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run IMAGE",
+		Short: "Boot a disk image in QEMU, on a serial console",
+		Long: `run boots a raw or qcow2 disk image (alpinist's raw and qcow2 outputs) in
+QEMU with the serial console on this terminal: KVM when it works for the
+image's architecture, TCG emulation otherwise. The image boots with UEFI
+(the firmware is looked for where distributions put it) unless --bios.
+
+Writes go to a temporary overlay: the image is left as it was, unless
+--persist. In a terminal, Ctrl-A X quits and Ctrl-A C is QEMU's monitor.
+
+--until TEXT runs without a terminal: the console is copied to stdout,
+and run stops QEMU and succeeds when TEXT appears (such as "login:"),
+or fails after --timeout.`,
+		Example: `  alpinist run out/web-x86_64.qcow2
+  alpinist run out/web-aarch64.qcow2 --memory 1024
+  alpinist run out/demo-x86_64.qcow2 --until "login:" --timeout 5m`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runImage(cmd.Context(), e, args[0], f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.arch, "arch", "", "the image's architecture (default: from its name NAME-ARCH.qcow2, else the host's)")
+	fl.StringVar(&f.accel, "accel", "", "force kvm or tcg (default: probe KVM)")
+	fl.BoolVar(&f.bios, "bios", false, "boot with the BIOS (x86) instead of UEFI")
+	fl.BoolVar(&f.persist, "persist", false, "write to the image itself")
+	fl.IntVar(&f.memory, "memory", 512, "memory in MiB")
+	fl.IntVar(&f.cpus, "cpus", 1, "CPUs")
+	fl.StringVar(&f.until, "until", "", "stop and succeed when the console shows `TEXT`")
+	fl.DurationVar(&f.timeout, "timeout", 10*time.Minute, "with --until: how long to wait")
+	return cmd
+}
+
+var imageArchRE = regexp.MustCompile(`-(x86_64|x86|aarch64|armv7|armhf|riscv64|ppc64le|s390x|loongarch64)\.(qcow2|raw|img)$`)
+
+func runImage(ctx context.Context, e *env, image string, f runFlags) error {
+	head := make([]byte, 4)
+	in, err := os.Open(image)
+	if err != nil {
+		return err
+	}
+	io.ReadFull(in, head)
+	in.Close()
+	format := "raw"
+	if string(head) == "QFI\xfb" {
+		format = "qcow2"
+	}
+	arch := f.arch
+	if arch == "" {
+		if m := imageArchRE.FindStringSubmatch(image); m != nil {
+			arch = m[1]
+		} else {
+			arch = qemu.HostArch()
+		}
+	}
+	prof, err := qemu.Lookup(arch)
+	if err != nil {
+		return err
+	}
+	bin, err := exec.LookPath(prof.Binary)
+	if err != nil {
+		return fmt.Errorf("%s is not installed: %w", prof.Binary, err)
+	}
+	accel := f.accel
+	if accel == "" {
+		accel = "tcg"
+		if prof.KVM && arch == qemu.HostArch() && qemu.DetectKVM(ctx, bin, cacheDir(), e.log).Usable {
+			accel = "kvm"
+		}
+	}
+	abs, err := filepath.Abs(image)
+	if err != nil {
+		return err
+	}
+	v := &qemu.DiskVM{Profile: prof, Accel: accel, MemoryMiB: f.memory, CPUs: f.cpus, Image: abs, Format: format, Snapshot: !f.persist}
+	if f.bios {
+		if arch != "x86_64" && arch != "x86" {
+			return fmt.Errorf("--bios: %s boots with UEFI only", arch)
+		}
+	} else {
+		fw, err := qemu.FindUEFI(arch)
+		if err != nil {
+			return err
+		}
+		vars, err := os.CreateTemp("", "alpinist-efivars-*.fd")
+		if err != nil {
+			return err
+		}
+		defer os.Remove(vars.Name())
+		src, err := os.Open(fw.Vars)
+		if err == nil {
+			_, err = io.Copy(vars, src)
+			src.Close()
+		}
+		if err = errors.Join(err, vars.Close()); err != nil {
+			return fmt.Errorf("UEFI variables: %w", err)
+		}
+		v.UEFI = qemu.Firmware{Code: fw.Code, Vars: vars.Name()}
+	}
+	v.Monitor = f.until == "" && isTerminal(e.stdout)
+	args, err := v.Args()
+	if err != nil {
+		return err
+	}
+	e.log.Info("booting", "image", image, "arch", arch, "format", format, "accel", accel, "uefi", !f.bios)
+	if f.until == "" {
+		if v.Monitor {
+			fmt.Fprintln(e.stderr, "alpinist run: Ctrl-A X quits, Ctrl-A C is QEMU's monitor")
+		}
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = e.stdin, e.stdout, e.stderr
+		return cmd.Run()
+	}
+	return runUntil(ctx, e, bin, args, f.until, f.timeout)
+}
+
+// runUntil copies QEMU's console to stdout until text appears.
+func runUntil(ctx context.Context, e *env, bin string, args []string, text string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait(); pw.Close() }()
+	var tail bytes.Buffer
+	buf := make([]byte, 4096)
+	for {
+		n, err := pr.Read(buf)
+		if n > 0 {
+			e.stdout.Write(buf[:n])
+			tail.Write(buf[:n])
+			if bytes.Contains(tail.Bytes(), []byte(text)) {
+				cancel()
+				go io.Copy(io.Discard, pr)
+				<-done
+				fmt.Fprintf(e.stdout, "\nalpinist run: %q appeared on the console\n", text)
+				return nil
+			}
+			if tail.Len() > 64<<10 {
+				keep := tail.Bytes()[tail.Len()-len(text):]
+				tail = *bytes.NewBuffer(append([]byte{}, keep...))
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	werr := <-done
+	if ctx.Err() == context.DeadlineExceeded {
+		return fmt.Errorf("%q did not appear on the console within %v", text, timeout)
+	}
+	return fmt.Errorf("QEMU stopped before %q appeared on the console (%v)", text, werr)
+}
+
+// cacheDir is the default cache directory (for the KVM probe's answer),
+// or "" for none.
+func cacheDir() string {
+	d, _ := repo.DefaultCacheDir()
+	return d
+}

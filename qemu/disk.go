@@ -1,0 +1,122 @@
+package qemu
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+)
+
+// Firmware is a UEFI firmware: its code and the variable store template
+// (copied for each VM, which writes it).
+type Firmware struct {
+	Code, Vars string
+}
+
+// firmwares are where distributions put QEMU's UEFI firmware, per arch,
+// and what to install when none is found.
+var firmwares = map[string]struct {
+	paths   []Firmware
+	install string
+}{
+	"x86_64": {[]Firmware{
+		{"/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"},               // Debian, Ubuntu
+		{"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"},         // Debian, Ubuntu
+		{"/usr/share/edk2/ovmf/OVMF_CODE.fd", "/usr/share/edk2/ovmf/OVMF_VARS.fd"},     // Fedora
+		{"/usr/share/edk2/x64/OVMF_CODE.4m.fd", "/usr/share/edk2/x64/OVMF_VARS.4m.fd"}, // Arch
+		{"/opt/homebrew/share/qemu/edk2-x86_64-code.fd", "/opt/homebrew/share/qemu/edk2-i386-vars.fd"},
+		{"/usr/local/share/qemu/edk2-x86_64-code.fd", "/usr/local/share/qemu/edk2-i386-vars.fd"},
+	}, "Debian/Ubuntu: apt-get install ovmf; Fedora: dnf install edk2-ovmf; Arch: pacman -S edk2-ovmf; macOS: brew install qemu"},
+	"aarch64": {[]Firmware{
+		{"/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.fd"},                                // Debian, Ubuntu
+		{"/usr/share/edk2/aarch64/QEMU_EFI-pflash.raw", "/usr/share/edk2/aarch64/vars-template-pflash.raw"}, // Fedora
+		{"/usr/share/edk2/aarch64/QEMU_CODE.fd", "/usr/share/edk2/aarch64/QEMU_VARS.fd"},                    // Arch
+		{"/opt/homebrew/share/qemu/edk2-aarch64-code.fd", "/opt/homebrew/share/qemu/edk2-arm-vars.fd"},
+		{"/usr/local/share/qemu/edk2-aarch64-code.fd", "/usr/local/share/qemu/edk2-arm-vars.fd"},
+	}, "Debian/Ubuntu: apt-get install qemu-efi-aarch64; Fedora: dnf install edk2-aarch64; Arch: pacman -S edk2-aarch64; macOS: brew install qemu"},
+}
+
+// FindUEFI finds arch's UEFI firmware on this host.
+func FindUEFI(arch string) (Firmware, error) {
+	f, ok := firmwares[arch]
+	if !ok {
+		return Firmware{}, fmt.Errorf("qemu: no UEFI firmware known for %s", arch)
+	}
+	for _, fw := range f.paths {
+		if _, err := os.Stat(fw.Code); err != nil {
+			continue
+		}
+		if _, err := os.Stat(fw.Vars); err != nil {
+			continue
+		}
+		return fw, nil
+	}
+	return Firmware{}, fmt.Errorf("qemu: no UEFI firmware for %s found (looked for %s); install it: %s", arch, f.paths[0].Code, f.install)
+}
+
+// DiskVM is a VM that boots a disk image with its firmware: what
+// alpinist run starts.
+type DiskVM struct {
+	Profile   Profile
+	Accel     string
+	MemoryMiB int
+	CPUs      int
+	// Image is a raw or qcow2 disk image, Format "raw" or "qcow2".
+	Image, Format string
+	// Snapshot leaves the image unchanged (writes go to a temporary file).
+	Snapshot bool
+	// UEFI, when Code is set, boots with that firmware; Vars is the
+	// VM's own copy of the variable store.
+	UEFI Firmware
+	// Monitor multiplexes QEMU's monitor on the console (Ctrl-A C), and
+	// Ctrl-A X quits: for an interactive terminal.
+	Monitor bool
+}
+
+// Args is QEMU's command line for a disk VM: the serial console on
+// stdio, no display, a virtio disk.
+func (v *DiskVM) Args() ([]string, error) {
+	p := v.Profile
+	if v.Accel != "kvm" && v.Accel != "tcg" {
+		return nil, fmt.Errorf("qemu: accelerator %q (want kvm or tcg)", v.Accel)
+	}
+	if v.Format != "raw" && v.Format != "qcow2" {
+		return nil, fmt.Errorf("qemu: image format %q (want raw or qcow2)", v.Format)
+	}
+	if strings.Contains(v.Image, ",") {
+		return nil, fmt.Errorf("qemu: image path %q contains a comma", v.Image)
+	}
+	cpu := p.CPU
+	if v.Accel == "kvm" {
+		cpu = "host"
+	}
+	mem, cpus := max(v.MemoryMiB, 256), max(v.CPUs, 1)
+	serial := "stdio"
+	if v.Monitor {
+		serial = "mon:stdio"
+	}
+	a := []string{"-machine", p.Machine, "-accel", v.Accel, "-cpu", cpu, "-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus),
+		"-nodefaults", "-no-user-config", "-display", "none", "-serial", serial}
+	if v.UEFI.Code != "" {
+		a = append(a, "-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+v.UEFI.Code,
+			"-drive", "if=pflash,format=raw,unit=1,file="+v.UEFI.Vars)
+	}
+	drive := "file=" + v.Image + ",format=" + v.Format + ",if=none,id=disk"
+	if v.Snapshot {
+		drive += ",snapshot=on"
+	}
+	dev := "virtio-blk-pci,drive=disk"
+	switch p.Transport {
+	case "mmio":
+		dev = "virtio-blk-device,drive=disk"
+	case "ccw":
+		dev = "virtio-blk-ccw,drive=disk"
+	}
+	return append(a, "-drive", drive, "-device", dev), nil
+}
+
+// HostArch is the Alpine arch of this host.
+func HostArch() string {
+	return map[string]string{"amd64": "x86_64", "arm64": "aarch64", "riscv64": "riscv64", "386": "x86", "ppc64le": "ppc64le", "s390x": "s390x"}[runtime.GOARCH]
+}

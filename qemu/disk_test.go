@@ -1,0 +1,39 @@
+package qemu
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestDiskVMArgs(t *testing.T) {
+	p, _ := Lookup("aarch64")
+	v := &DiskVM{Profile: p, Accel: "tcg", Image: "/x/disk.qcow2", Format: "qcow2", Snapshot: true, Monitor: true,
+		UEFI: Firmware{Code: "/fw/code.fd", Vars: "/tmp/vars.fd"}}
+	args, err := v.Args()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(args, " ")
+	for _, want := range []string{
+		"-machine virt,gic-version=3 -accel tcg -cpu cortex-a57 -m 256 -smp 1",
+		"-serial mon:stdio",
+		"-drive if=pflash,format=raw,unit=0,readonly=on,file=/fw/code.fd -drive if=pflash,format=raw,unit=1,file=/tmp/vars.fd",
+		"-drive file=/x/disk.qcow2,format=qcow2,if=none,id=disk,snapshot=on -device virtio-blk-pci,drive=disk",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("args lack %q:\n%s", want, got)
+		}
+	}
+	for _, bad := range []DiskVM{
+		{Profile: p, Accel: "hvf", Image: "a", Format: "raw"},
+		{Profile: p, Accel: "tcg", Image: "a", Format: "vmdk"},
+		{Profile: p, Accel: "tcg", Image: "a,b", Format: "raw"},
+	} {
+		if _, err := bad.Args(); err == nil {
+			t.Errorf("%+v accepted", bad)
+		}
+	}
+	if _, err := FindUEFI("s390x"); err == nil {
+		t.Error("UEFI firmware for s390x")
+	}
+}
