@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,35 +17,6 @@ import (
 	"github.com/alpinist/alpinist/internal/vmtest"
 	"github.com/alpinist/alpinist/qemu"
 )
-
-// bootUntil runs QEMU and reads its console until want appears (then
-// kills it) or timeout passes; it returns the console.
-func bootUntil(t *testing.T, bin string, args []string, want string, timeout time.Duration) (string, bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { cmd.Wait(); pw.Close() }()
-	var out strings.Builder
-	found := false
-	sc := bufio.NewScanner(pr)
-	sc.Split(bufio.ScanBytes)
-	for sc.Scan() {
-		out.Write(sc.Bytes())
-		if strings.HasSuffix(out.String(), want) {
-			found = true
-			cancel()
-			break
-		}
-	}
-	go io.Copy(io.Discard, pr)
-	return out.String(), found
-}
 
 // ext4UUID reads an ext4 image's UUID.
 func ext4UUID(t *testing.T, img string) string {
@@ -111,10 +80,11 @@ outputs: [tar, ext4]
 	if err != nil {
 		t.Fatal(err)
 	}
-	console, ok := bootUntil(t, bin, args, "login: ", 4*time.Minute)
-	if !ok {
-		t.Fatalf("no login prompt on the console:\n%s", console)
+	var con strings.Builder
+	if err := qemu.RunUntil(context.Background(), bin, args, &con, "login: ", 4*time.Minute); err != nil {
+		t.Fatalf("%v:\n%s", err, con.String())
 	}
+	console := con.String()
 	// The getty of the system's own inittab, with its /etc/issue: the
 	// root switched to the ext4 image. (The test repository has no
 	// OpenRC, so its sysinit lines fail and the hostname stays unset.)
