@@ -1,9 +1,9 @@
 #!/bin/sh
-# make demo: build testdata/specs/demo.yaml's root filesystem for x86_64 and
-# aarch64 from the generated, signed test repository, each inside a QEMU VM
+# make demo: build testdata/specs/demo-vm.yaml (demo.yaml as a VM) for x86_64
+# and aarch64 from the generated, signed test repository, each inside a QEMU VM
 # of its own architecture (TCG emulation when KVM does not work), and show
-# what came out: rootfs tars and a multi-arch OCI image. Disk images and
-# booting them come with the disk outputs; see README.md.
+# what came out: rootfs tars, a multi-arch OCI image and qcow2 disk images,
+# the x86_64 one booted under UEFI to its login prompt; see README.md.
 set -eu
 cd "$(dirname "$0")/.."
 a=bin/alpinist
@@ -17,8 +17,8 @@ echo "== alpinist resolve testdata/specs/demo.yaml"
 $a resolve testdata/specs/demo.yaml
 
 echo
-echo "== alpinist build testdata/specs/demo.yaml -o $out --output tar,oci   (installs inside a VM per arch)"
-$a build testdata/specs/demo.yaml -o "$out" --output tar,oci
+echo "== alpinist build testdata/specs/demo-vm.yaml -o $out   (demo.yaml as a VM: installs inside a VM per arch)"
+$a build testdata/specs/demo-vm.yaml -o "$out"
 
 for arch in x86_64 aarch64; do
 	echo
@@ -37,5 +37,9 @@ fi
 grep -c '"SPDXID": "SPDXRef-Package-' "$out/demo-x86_64.spdx.json" | sed 's/^/packages in the SBOM demo-x86_64.spdx.json: /'
 
 echo
-echo "Outputs are in $out/ (rootfs tars, the OCI layout, SBOMs, the lock file, the build logs)."
-echo "Try: tar -tvf $out/demo-aarch64.tar | less ; skopeo inspect oci:$out/demo.oci:latest ; alpinist build --help"
+echo "== alpinist run $out/demo-x86_64.qcow2 --until login:   (boots the disk image under UEFI)"
+$a run "$out/demo-x86_64.qcow2" --until "login:" --timeout 10m | tail -n 6
+
+echo
+echo "Outputs are in $out/ (rootfs tars, qcow2 disk images, the OCI layout, SBOMs, the lock file, the build logs)."
+echo "Try: bin/alpinist run $out/demo-aarch64.qcow2 (Ctrl-A X quits) ; skopeo inspect oci:$out/demo.oci:latest ; bin/alpinist build --help"
