@@ -363,8 +363,12 @@ func TestSpecsResolveLikeRealApk(t *testing.T) {
 	}
 	for _, spec := range specs {
 		t.Run(filepath.Base(spec), func(t *testing.T) {
-			if data, _ := os.ReadFile(spec); !strings.Contains(string(data), "x86_64") {
+			data, _ := os.ReadFile(spec)
+			if !strings.Contains(string(data), "arch: [x86_64") && !strings.Contains(string(data), ", x86_64") {
 				t.Skip("the real apk here is x86_64; this spec builds other arches (resolved above)")
+			}
+			if strings.Contains("\n"+string(data), "\nextends:") {
+				t.Skip("its packages are the spec's it extends, compared on its own")
 			}
 			ours := mustCLI(t, "resolve", spec, "--arch", "x86_64")
 			var world []string
@@ -373,7 +377,6 @@ func TestSpecsResolveLikeRealApk(t *testing.T) {
 				f := strings.Fields(l)
 				want = append(want, f[0]+" "+f[1])
 			}
-			data, _ := os.ReadFile(spec)
 			in := false
 			for _, l := range strings.Split(string(data), "\n") {
 				if strings.HasPrefix(l, "packages:") {
