@@ -181,3 +181,18 @@ func BenchmarkWrite(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkQemuImgConvert is qemu-img convert -O qcow2 on the raw image
+// BenchmarkWrite converts: the two side by side give the ratio.
+func BenchmarkQemuImgConvert(b *testing.B) {
+	qemuImg := hosttool.Need(b, "qemu-img", "qemu-utils")
+	dir := b.TempDir()
+	raw := rawImage(b, dir, 64<<20, 3)
+	out := filepath.Join(dir, "b.qcow2")
+	b.SetBytes(64 << 20)
+	for b.Loop() {
+		if o, err := exec.Command(qemuImg, "convert", "-f", "raw", "-O", "qcow2", raw, out).CombinedOutput(); err != nil {
+			b.Fatalf("qemu-img convert: %v\n%s", err, o)
+		}
+	}
+}
