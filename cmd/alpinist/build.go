@@ -120,6 +120,9 @@ func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 		if err != nil {
 			return err
 		}
+		if err := checkDiskPackages(sc.spec, arch, outputs, entry); err != nil {
+			return fmt.Errorf("%s: %s: %w", specPath, arch, err)
+		}
 		lf.Set(entry)
 		archs = append(archs, resolved{idx, entry})
 	}
@@ -321,4 +324,26 @@ func grubEFIFor(arch string) *pkgdisk.EFI {
 		"part_gpt", "part_msdos", "fat", "ext2", "normal", "linux", "search", "search_fs_uuid", "configfile", "echo",
 		"serial", "terminal", "gzio", "efi_gop", "all_video", "sleep", "test",
 	}}
+}
+
+// checkDiskPackages says, before any VM boots, what a disk image output
+// lacks among the resolved packages: a kernel, and GRUB for EFI.
+func checkDiskPackages(s *spec.Spec, arch string, outputs []string, entry lock.Arch) error {
+	if !slices.Contains(outputs, "raw") && !slices.Contains(outputs, "qcow2") {
+		return nil
+	}
+	has := func(prefix string) bool {
+		return slices.ContainsFunc(entry.Packages, func(p lock.Package) bool { return strings.HasPrefix(p.Name, prefix) })
+	}
+	if !has("linux-") {
+		return fmt.Errorf("a disk image needs a kernel: add a linux-* package (such as linux-virt) to packages")
+	}
+	d := s.Disk
+	if d == nil {
+		d = &spec.Disk{}
+	}
+	if slices.Contains(d.BootFor(arch), "uefi") && !has("grub-efi") {
+		return fmt.Errorf("a disk that boots with UEFI needs GRUB for EFI: add grub-efi to packages")
+	}
+	return nil
 }

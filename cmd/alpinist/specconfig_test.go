@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/alpinist/alpinist/agent/pkgdisk"
+	"github.com/alpinist/alpinist/apk/lock"
 	"github.com/alpinist/alpinist/spec"
 )
 
@@ -42,5 +43,31 @@ func TestSpecConfig(t *testing.T) {
 	}
 	if c = specConfig(parse("disk: {boot: [bios]}\n"), "x86_64", []string{"raw"}); c.EFI != nil {
 		t.Errorf("a BIOS-only disk gets GRUB for EFI: %+v", c.EFI)
+	}
+}
+
+func TestCheckDiskPackages(t *testing.T) {
+	entry := func(names ...string) lock.Arch {
+		var a lock.Arch
+		for _, n := range names {
+			a.Packages = append(a.Packages, lock.Package{Name: n})
+		}
+		return a
+	}
+	s := &spec.Spec{Disk: &spec.Disk{}}
+	for _, tc := range []struct {
+		outputs []string
+		pkgs    lock.Arch
+		want    string
+	}{
+		{[]string{"tar"}, entry("busybox"), ""},
+		{[]string{"qcow2"}, entry("busybox"), "needs a kernel"},
+		{[]string{"raw"}, entry("linux-virt"), "add grub-efi"},
+		{[]string{"qcow2"}, entry("linux-virt", "grub-efi", "grub"), ""},
+	} {
+		err := checkDiskPackages(s, "x86_64", tc.outputs, tc.pkgs)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%v %v: %v, want %q", tc.outputs, tc.pkgs.Packages, err, tc.want)
+		}
 	}
 }
