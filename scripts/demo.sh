@@ -1,6 +1,6 @@
 #!/bin/sh
-# make demo: build testdata/specs/demo-vm.yaml (demo.yaml as a VM) for x86_64
-# and aarch64 from the generated, signed test repository, each inside a QEMU VM
+# make demo: build testdata/specs/demo.yaml for x86_64 and aarch64 from the
+# generated, signed test repository, each inside a QEMU VM
 # of its own architecture (TCG emulation when KVM does not work), and show
 # what came out: rootfs tars, a multi-arch OCI image and qcow2 disk images,
 # the x86_64 one booted under UEFI to its login prompt; see README.md.
@@ -17,8 +17,8 @@ echo "== alpinist resolve testdata/specs/demo.yaml"
 $a resolve testdata/specs/demo.yaml
 
 echo
-echo "== alpinist build testdata/specs/demo-vm.yaml -o $out   (demo.yaml as a VM: installs inside a VM per arch)"
-$a build testdata/specs/demo-vm.yaml -o "$out"
+echo "== alpinist build testdata/specs/demo.yaml -o $out --output tar,oci,qcow2   (installs inside a VM per arch)"
+$a build testdata/specs/demo.yaml -o "$out" --output tar,oci,qcow2
 
 for arch in x86_64 aarch64; do
 	echo
