@@ -189,7 +189,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	accel := opts.Accel
 	if accel == "" {
 		accel = "tcg"
-		if prof.KVM && hostArch() == opts.Arch {
+		if prof.KVM && spec.HostArch() == opts.Arch {
 			p := qemu.DetectKVM(ctx, prof.Binary, opts.Client.Cache.Dir, log)
 			if p.Usable {
 				accel = "kvm"
@@ -420,16 +420,6 @@ func sparseFile(p string, size int64) error {
 }
 
 func roundMiB(n int64) int64 { return (n + 1<<20 - 1) &^ (1<<20 - 1) }
-
-func hostArch() string {
-	switch runtime.GOARCH {
-	case "amd64":
-		return "x86_64"
-	case "arm64":
-		return "aarch64"
-	}
-	return runtime.GOARCH
-}
 
 // Summary formats the phase times on one line.
 func (r *Result) Summary() string {

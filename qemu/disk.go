@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -120,11 +119,6 @@ func (v *DiskVM) Args() ([]string, error) {
 		dev = "virtio-blk-ccw,drive=disk"
 	}
 	return append(a, "-drive", drive, "-device", dev), nil
-}
-
-// HostArch is the Alpine arch of this host.
-func HostArch() string {
-	return map[string]string{"amd64": "x86_64", "arm64": "aarch64", "riscv64": "riscv64", "386": "x86", "ppc64le": "ppc64le", "s390x": "s390x"}[runtime.GOARCH]
 }
 
 // RunUntil runs QEMU (bin with args), copying its console to out, until

@@ -362,3 +362,24 @@ func BenchmarkLayer(b *testing.B) {
 		os.Remove(l.Path())
 	}
 }
+
+func TestArch(t *testing.T) {
+	for arch := range platforms {
+		p, _ := Platform(arch)
+		if got, ok := Arch(p); !ok || got != arch {
+			t.Errorf("Arch(Platform(%s)) = %s, %v", arch, got, ok)
+		}
+	}
+	for _, tc := range []struct {
+		p    v1.Platform
+		want string
+	}{
+		{v1.Platform{OS: "linux", Architecture: "arm64"}, "aarch64"}, {v1.Platform{OS: "linux", Architecture: "arm"}, "armv7"},
+		{v1.Platform{Architecture: "amd64"}, "x86_64"}, {v1.Platform{OS: "windows", Architecture: "amd64"}, ""},
+		{v1.Platform{OS: "linux", Architecture: "mips"}, ""},
+	} {
+		if got, _ := Arch(tc.p); got != tc.want {
+			t.Errorf("Arch(%v) = %q, want %q", tc.p, got, tc.want)
+		}
+	}
+}

@@ -8,6 +8,8 @@ package oci
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -33,4 +35,26 @@ func Platform(arch string) (v1.Platform, error) {
 		return v1.Platform{}, fmt.Errorf("oci: no OCI platform for arch %q", arch)
 	}
 	return p, nil
+}
+
+// Arch is the Alpine arch of an OCI platform (linux only). A platform
+// without a variant takes the arch's usual one: arm is armv7.
+func Arch(p v1.Platform) (string, bool) {
+	if p.OS != "" && p.OS != "linux" {
+		return "", false
+	}
+	var loose string
+	for _, a := range slices.Sorted(maps.Keys(platforms)) {
+		q := platforms[a]
+		if q.Architecture != p.Architecture {
+			continue
+		}
+		if q.Variant == p.Variant {
+			return a, true
+		}
+		if p.Variant == "" && (loose == "" || a == "armv7") {
+			loose = a
+		}
+	}
+	return loose, loose != ""
 }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -78,9 +77,6 @@ Outputs (--output): ` + outputNames() + `.`,
 	return cmd
 }
 
-// goArches maps Go's GOARCH to Alpine's arch names.
-var goArches = map[string]string{"amd64": "x86_64", "arm64": "aarch64", "386": "x86", "arm": "armv7", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64", "loong64": "loongarch64"}
-
 var nameUnsafe = regexp.MustCompile(`[^A-Za-z0-9._+-]+`)
 
 // inputName is a default NAME from INPUT.
@@ -144,7 +140,7 @@ func runAssemble(ctx context.Context, e *env, input string, f assembleFlags) err
 	case statErr == nil && !st.IsDir():
 		arches := f.arch
 		if len(arches) == 0 {
-			arches = []string{goArches[runtime.GOARCH]}
+			arches = []string{spec.HostArch()}
 		}
 		if len(arches) != 1 {
 			return fmt.Errorf("a tar holds one architecture: give one --arch")
@@ -277,7 +273,7 @@ func openImages(ctx context.Context, input string, arches []string, insecure, is
 		if err != nil {
 			return nil, spec.OCI{}, err
 		}
-		arch := alpineArch(cf.Architecture, cf.Variant)
+		arch := platformArch(v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant})
 		if len(arches) > 0 && (len(arches) != 1 || arches[0] != arch) {
 			return nil, spec.OCI{}, fmt.Errorf("%s is one image, for %s (not %s)", input, arch, strings.Join(arches, ", "))
 		}
@@ -291,13 +287,12 @@ func openImages(ctx context.Context, input string, arches []string, insecure, is
 			return nil, spec.OCI{}, fmt.Errorf("%s is a multi-arch index: give --arch (it has %s)", input, indexArches(m))
 		}
 		for _, a := range arches {
-			plat, err := oci.Platform(a)
-			if err != nil {
+			if _, err := oci.Platform(a); err != nil {
 				return nil, spec.OCI{}, err
 			}
 			var found *v1.Descriptor
 			for i, d := range m.Manifests {
-				if d.Platform != nil && d.Platform.OS == plat.OS && d.Platform.Architecture == plat.Architecture && (plat.Variant == "" || d.Platform.Variant == "" || d.Platform.Variant == plat.Variant) {
+				if d.Platform != nil && platformArch(*d.Platform) == a {
 					found = &m.Manifests[i]
 					break
 				}
@@ -323,21 +318,19 @@ func indexArches(m *v1.IndexManifest) string {
 	var as []string
 	for _, d := range m.Manifests {
 		if d.Platform != nil {
-			as = append(as, alpineArch(d.Platform.Architecture, d.Platform.Variant))
+			as = append(as, platformArch(*d.Platform))
 		}
 	}
 	return strings.Join(as, ", ")
 }
 
-// alpineArch is the Alpine arch of an OCI platform.
-func alpineArch(arch, variant string) string {
-	if arch == "arm" && variant == "v6" {
-		return "armhf"
-	}
-	if a, ok := goArches[arch]; ok {
+// platformArch names an OCI platform by its Alpine arch, or as OCI does
+// when it has none.
+func platformArch(p v1.Platform) string {
+	if a, ok := oci.Arch(p); ok {
 		return a
 	}
-	return arch
+	return p.String()
 }
 
 // ociFromConfig carries an image's runtime config over to the outputs.

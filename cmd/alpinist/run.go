@@ -15,6 +15,7 @@ import (
 
 	"github.com/alpinist/alpinist/apk/repo"
 	"github.com/alpinist/alpinist/qemu"
+	"github.com/alpinist/alpinist/spec"
 )
 
 type runFlags struct {
@@ -79,7 +80,7 @@ func runImage(ctx context.Context, e *env, image string, f runFlags) error {
 		if m := imageArchRE.FindStringSubmatch(image); m != nil {
 			arch = m[1]
 		} else {
-			arch = qemu.HostArch()
+			arch = spec.HostArch()
 		}
 	}
 	prof, err := qemu.Lookup(arch)
@@ -93,7 +94,7 @@ func runImage(ctx context.Context, e *env, image string, f runFlags) error {
 	accel := f.accel
 	if accel == "" {
 		accel = "tcg"
-		if prof.KVM && arch == qemu.HostArch() && qemu.DetectKVM(ctx, bin, cacheDir(), e.log).Usable {
+		if prof.KVM && arch == spec.HostArch() && qemu.DetectKVM(ctx, bin, cacheDir(), e.log).Usable {
 			accel = "kvm"
 		}
 	}
