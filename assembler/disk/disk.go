@@ -246,13 +246,19 @@ func CopyImage(image string) func(f *os.File, offset, size int64) error {
 	}
 }
 
+// VolumeID is the ESP's FAT volume ID for a seed: what /etc/fstab names
+// it by (UUID=XXXX-XXXX).
+func VolumeID(seed []byte) uint32 {
+	h := sha256.Sum256(append(append([]byte{}, seed...), "esp volume id"...))
+	return binary.LittleEndian.Uint32(h[:4])
+}
+
 // ESP fills a partition with a FAT32 file system (assembler/fat)
 // holding files, dated mtime, with a volume ID from the seed.
 func ESP(label string, files []fat.File, seed []byte, mtime time.Time) func(f *os.File, offset, size int64) error {
 	return func(f *os.File, offset, size int64) error {
-		h := sha256.Sum256(append(append([]byte{}, seed...), "esp volume id"...))
 		return fat.Write(f, offset, size, files, fat.Options{
-			Label: label, VolumeID: binary.LittleEndian.Uint32(h[:4]), Time: mtime, HiddenSectors: uint32(offset / sector),
+			Label: label, VolumeID: VolumeID(seed), Time: mtime, HiddenSectors: uint32(offset / sector),
 		})
 	}
 }

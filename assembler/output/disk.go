@@ -3,7 +3,6 @@ package output
 import (
 	"archive/tar"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -71,7 +70,7 @@ func (s *Set) diskImage(a Arch) (string, error) {
 	} else {
 		copy(uuid[:], b)
 	}
-	espID := binary.LittleEndian.Uint32(sha(seed, "esp volume id"))
+	espID := disk.VolumeID(seed)
 	espUUID := fmt.Sprintf("%04X-%04X", espID>>16, espID&0xffff)
 	console := d.ConsoleFor(a.Arch)
 
@@ -156,11 +155,6 @@ func (s *Set) diskImage(a Arch) (string, error) {
 	os.Remove(rootImg)
 	s.disks[a.Arch] = raw
 	return raw, nil
-}
-
-func sha(seed []byte, what string) []byte {
-	h := sha256.Sum256(append(append([]byte{}, seed...), what...))
-	return h[:]
 }
 
 // bootInfo is what the disk needs from the rootfs.

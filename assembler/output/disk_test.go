@@ -111,8 +111,16 @@ func TestDiskImage(t *testing.T) {
 			t.Errorf("want %q in:\n%s", want, what)
 		}
 	}
-	if !strings.Contains(string(fstab), "/boot/efi\tvfat") {
-		t.Errorf("fstab: %s", fstab)
+	// fstab names the ESP by the volume ID it has.
+	dir2, _ := exec.Command("mdir", "-i", esp, "::/").Output()
+	var serial string
+	for _, l := range strings.Split(string(dir2), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "Volume Serial Number is "); ok {
+			serial = v
+		}
+	}
+	if serial == "" || !strings.Contains(string(fstab), "UUID="+serial+"\t/boot/efi\tvfat") {
+		t.Errorf("fstab does not name the ESP %q: %s", serial, fstab)
 	}
 	qemuImg := hosttool.Need(t, "qemu-img", "qemu-utils")
 	if b, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "qcow2", raw, filepath.Join(dir, "vm-x86_64.qcow2")).CombinedOutput(); err != nil {
