@@ -11,12 +11,12 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
 	"time"
 
 	"github.com/alpinist/alpinist/internal/atomicfile"
+	"github.com/alpinist/alpinist/internal/sparse"
 
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/partition/gpt"
@@ -222,27 +222,8 @@ func CopyImage(image string) func(f *os.File, offset, size int64) error {
 		if st.Size() > size {
 			return fmt.Errorf("%s is %d bytes, the partition %d", image, st.Size(), size)
 		}
-		buf := make([]byte, 1<<20)
-		zero := make([]byte, 4096)
-		for pos := int64(0); ; {
-			n, err := io.ReadFull(in, buf)
-			for i := 0; i < n; i += 4096 {
-				blk := buf[i:min(i+4096, n)]
-				if string(blk) == string(zero[:len(blk)]) {
-					continue
-				}
-				if _, err := f.WriteAt(blk, offset+pos+int64(i)); err != nil {
-					return err
-				}
-			}
-			pos += int64(n)
-			if err == io.EOF || err == io.ErrUnexpectedEOF {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-		}
+		_, err = sparse.Copy(f, offset, in)
+		return err
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"os"
 	"slices"
 	"time"
+
+	"github.com/alpinist/alpinist/internal/sparse"
 )
 
 const (
@@ -21,8 +23,6 @@ const (
 )
 
 var le = binary.LittleEndian
-
-var zeroBlock [blockSize]byte
 
 // writeData copies a regular file's data into its extents, leaving
 // all-zero blocks unwritten (the image is sparse).
@@ -40,35 +40,13 @@ func (fs *fsys) writeData(f *os.File, n *node, r io.Reader) error {
 			if _, err := io.ReadFull(r, buf[:k]); err != nil {
 				return fmt.Errorf("reading the data: %w", err)
 			}
-			if err := writeSparse(f, buf[:k], off); err != nil {
+			if err := sparse.WriteAt(f, buf[:k], off); err != nil {
 				return err
 			}
 			off += k
 			span -= k
 			left -= k
 		}
-	}
-	return nil
-}
-
-// writeSparse writes b at off, skipping whole zero blocks.
-func writeSparse(f *os.File, b []byte, off int64) error {
-	for len(b) > 0 {
-		// A run of non-zero blocks goes in one write.
-		i := 0
-		for i < len(b) && !bytes.Equal(b[i:min(i+blockSize, len(b))], zeroBlock[:min(blockSize, len(b)-i)]) {
-			i += blockSize
-		}
-		i = min(i, len(b))
-		if i > 0 {
-			if _, err := f.WriteAt(b[:i], off); err != nil {
-				return err
-			}
-		}
-		if i < len(b) {
-			i += min(blockSize, len(b)-i) // the zero block
-		}
-		b, off = b[i:], off+int64(i)
 	}
 	return nil
 }
@@ -150,7 +128,7 @@ func (fs *fsys) writeMetadata(f *os.File, o Options, epoch time.Time) error {
 		fs.inodeChecksum(b, ino)
 	}
 	for g, t := range tables {
-		if err := writeSparse(f, t, int64(fs.inodeTable(g))*blockSize); err != nil {
+		if err := sparse.WriteAt(f, t, int64(fs.inodeTable(g))*blockSize); err != nil {
 			return err
 		}
 	}

@@ -11,13 +11,13 @@ package qcow2
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
 
 	"github.com/alpinist/alpinist/internal/atomicfile"
+	"github.com/alpinist/alpinist/internal/sparse"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -112,7 +112,7 @@ func Write(w io.WriterAt, r io.Reader, size int64, o Options) error {
 			return fmt.Errorf("qcow2: reading the raw image at %d: %w", i*cs, err)
 		}
 		clear(buf[n:])
-		if allZero(buf) {
+		if sparse.Zero(buf) {
 			continue
 		}
 		if enc != nil {
@@ -265,19 +265,6 @@ func (o *offsetWriter) Write(p []byte) (int, error) {
 }
 
 func roundUp(n, to int64) int64 { return (n + to - 1) / to * to }
-
-var zeroPage [4096]byte
-
-func allZero(b []byte) bool {
-	for len(b) > 0 {
-		k := min(len(b), len(zeroPage))
-		if !bytes.Equal(b[:k], zeroPage[:k]) {
-			return false
-		}
-		b = b[k:]
-	}
-	return true
-}
 
 func allZeroU64(v []uint64) bool {
 	for _, e := range v {
