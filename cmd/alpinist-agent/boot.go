@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/alpinist/alpinist/assembler/ext4"
 	"golang.org/x/sys/unix"
 )
 
@@ -114,22 +114,12 @@ func findRoot(root string) string {
 	return ""
 }
 
-// ext4ID reads an ext2/3/4 superblock's UUID and label.
+// ext4ID reads the UUID and label of the ext file system on dev.
 func ext4ID(dev string) (string, string, bool) {
 	f, err := os.Open(dev)
 	if err != nil {
 		return "", "", false
 	}
 	defer f.Close()
-	sb := make([]byte, 1024)
-	if _, err := f.ReadAt(sb, 1024); err != nil {
-		return "", "", false
-	}
-	if binary.LittleEndian.Uint16(sb[0x38:]) != 0xEF53 {
-		return "", "", false
-	}
-	u := sb[0x68:0x78]
-	uuid := fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
-	label := strings.TrimRight(string(sb[0x78:0x88]), "\x00")
-	return uuid, label, true
+	return ext4.Identify(f)
 }

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +10,7 @@ import (
 	"time"
 
 	"github.com/alpinist/alpinist/agent/embed"
+	"github.com/alpinist/alpinist/assembler/ext4"
 	"github.com/alpinist/alpinist/initramfs"
 	"github.com/alpinist/alpinist/internal/hosttool"
 	"github.com/alpinist/alpinist/internal/vmtest"
@@ -25,13 +24,11 @@ func ext4UUID(t *testing.T, img string) string {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	sb := make([]byte, 1024)
-	f.ReadAt(sb, 1024)
-	if binary.LittleEndian.Uint16(sb[0x38:]) != 0xEF53 {
+	uuid, _, ok := ext4.Identify(f)
+	if !ok {
 		t.Fatalf("%s is not ext4", img)
 	}
-	u := sb[0x68:0x78]
-	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+	return uuid
 }
 
 // TestBootRootfs builds a system with a kernel, writes its ext4 image,
