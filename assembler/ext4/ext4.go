@@ -20,6 +20,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"strings"
@@ -101,24 +102,30 @@ func Build(f *os.File, src io.ReadSeeker, o Options) (Stats, error) {
 	if epoch.IsZero() {
 		epoch = time.Unix(0, 0)
 	}
-	// First reading: the tree, and the tar's digest, which gives the UUID
-	// (when none is set) and the directory hash seed.
-	sum := sha256.New()
-	br := bufio.NewReaderSize(src, 1<<20)
-	t, err := scan(io.TeeReader(br, sum), epoch, nil)
+	// First reading: the tree. Without a UUID, the tar's digest gives it,
+	// so every byte is read; with one, the tar reader seeks over the data.
+	var br *bufio.Reader
+	var sum hash.Hash
+	var r io.Reader = src
+	if o.UUID == ([16]byte{}) {
+		sum = sha256.New()
+		br = bufio.NewReaderSize(src, 1<<20)
+		r = io.TeeReader(br, sum)
+	}
+	t, err := scan(r, epoch, nil)
 	if err != nil {
 		return Stats{}, err
 	}
-	if _, err := io.Copy(sum, br); err != nil {
-		return Stats{}, err
-	}
-	digest := sum.Sum(nil)
-	if o.UUID == ([16]byte{}) {
-		h := sha256.Sum256(append(digest, "alpinist ext4 uuid"...))
+	if sum != nil {
+		if _, err := io.Copy(sum, br); err != nil {
+			return Stats{}, err
+		}
+		h := sha256.Sum256(append(sum.Sum(nil), "alpinist ext4 uuid"...))
 		copy(o.UUID[:], h[:16])
 		o.UUID[6] = o.UUID[6]&0x0f | 0x40 // shaped as a version 4 UUID
 		o.UUID[8] = o.UUID[8]&0x3f | 0x80
 	}
+	// The directory hash seed comes from the UUID.
 	seed := sha256.Sum256(append(o.UUID[:], "alpinist ext4 hash seed"...))
 	fs, err := plan(t, o, seed)
 	if err != nil {
@@ -132,8 +139,7 @@ func Build(f *os.File, src io.ReadSeeker, o Options) (Stats, error) {
 		return Stats{}, err
 	}
 	i := 0
-	br.Reset(src)
-	_, err = scan(br, epoch, func(n *node, r io.Reader) error {
+	_, err = scan(bufio.NewReaderSize(src, 1<<20), epoch, func(n *node, r io.Reader) error {
 		if i >= len(t.files) || t.files[i].size != n.size {
 			return errors.New("the tar changed between its two readings")
 		}
