@@ -81,7 +81,7 @@ func (k *Kit) AddTo(a *Archive) error {
 // The package is read twice (modules.dep sorts after the modules), so
 // only the needed modules are ever held in memory.
 func KitFromPackage(apkPath string, keys *sign.Keyring, dir string, want []string) (*Kit, error) {
-	return kitFrom(apkPath, "package", func(fn func(h *tar.Header, r io.Reader) error) error {
+	return kitFrom(apkPath, "package", false, func(fn func(h *tar.Header, r io.Reader) error) error {
 		f, err := os.Open(apkPath)
 		if err != nil {
 			return err
@@ -96,7 +96,7 @@ func KitFromPackage(apkPath string, keys *sign.Keyring, dir string, want []strin
 // system booted from a disk image runs, and its modules). Modules of
 // want the kernel has neither as a module nor built in are skipped.
 func KitFromTar(tarPath, dir string, want []string) (*Kit, error) {
-	return kitFrom(tarPath, "rootfs", func(fn func(h *tar.Header, r io.Reader) error) error {
+	return kitFrom(tarPath, "rootfs", true, func(fn func(h *tar.Header, r io.Reader) error) error {
 		f, err := os.Open(tarPath)
 		if err != nil {
 			return err
@@ -119,9 +119,11 @@ func KitFromTar(tarPath, dir string, want []string) (*Kit, error) {
 	}, dir, want)
 }
 
-// kitFrom takes the kernel and modules out of the entries read gives,
+// kitFrom takes the kernel and modules out of the entries read gives
+// (what names the source in messages; available keeps only the wanted
+// modules the kernel has, instead of failing on the others),
 // reading them twice (modules.dep may come after the modules).
-func kitFrom(src, what string, read func(fn func(h *tar.Header, r io.Reader) error) error, dir string, want []string) (*Kit, error) {
+func kitFrom(src, what string, available bool, read func(fn func(h *tar.Header, r io.Reader) error) error, dir string, want []string) (*Kit, error) {
 	k := &Kit{}
 	var depData, builtinData []byte
 	kernelOut := filepath.Join(dir, "vmlinuz")
@@ -178,7 +180,7 @@ func kitFrom(src, what string, read func(fn func(h *tar.Header, r io.Reader) err
 		return nil, fmt.Errorf("kernel: %s: %w", src, err)
 	}
 	builtin := kmod.ParseBuiltin(builtinData)
-	if what == "rootfs" {
+	if available {
 		// A system's kernel: take what it has of the list.
 		var have []string
 		for _, m := range want {

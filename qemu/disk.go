@@ -111,14 +111,7 @@ func (v *DiskVM) Args() ([]string, error) {
 	if v.Snapshot {
 		drive += ",snapshot=on"
 	}
-	dev := "virtio-blk-pci,drive=disk"
-	switch p.Transport {
-	case "mmio":
-		dev = "virtio-blk-device,drive=disk"
-	case "ccw":
-		dev = "virtio-blk-ccw,drive=disk"
-	}
-	return append(a, "-drive", drive, "-device", dev), nil
+	return append(a, "-drive", drive, "-device", p.blockDevice()+",drive=disk"), nil
 }
 
 // RunUntil runs QEMU (bin with args), copying its console to out, until

@@ -126,13 +126,7 @@ func (v *VM) Args() ([]string, error) {
 	}
 	cmdline := append([]string{"console=" + p.Console}, p.BootArgs...)
 	a = append(a, "-append", strings.Join(append(cmdline, v.Cmdline...), " "))
-	dev := "virtio-blk-pci"
-	switch p.Transport {
-	case "mmio":
-		dev = "virtio-blk-device"
-	case "ccw":
-		dev = "virtio-blk-ccw"
-	}
+	dev := p.blockDevice()
 	for i, d := range v.Disks {
 		if strings.ContainsAny(d.Path, ",") {
 			return nil, fmt.Errorf("qemu: disk path %q contains a comma", d.Path)
@@ -152,4 +146,15 @@ func (v *VM) Args() ([]string, error) {
 		a = append(a, "-qmp", "unix:"+v.QMP+",server=on,wait=off")
 	}
 	return a, nil
+}
+
+// blockDevice is QEMU's virtio disk device on the profile's transport.
+func (p Profile) blockDevice() string {
+	switch p.Transport {
+	case "mmio":
+		return "virtio-blk-device"
+	case "ccw":
+		return "virtio-blk-ccw"
+	}
+	return "virtio-blk-pci"
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"math/bits"
 	"slices"
 	"strings"
 	"time"
@@ -361,5 +360,3 @@ func inodeTime(t time.Time) (uint32, uint32) {
 	epochBits := uint32((s - int64(int32(s))) >> 32)
 	return lo, epochBits&3 | uint32(t.Nanosecond())<<2
 }
-
-var _ = bits.Len

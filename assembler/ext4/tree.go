@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"fmt"
 	"io"
+	"maps"
 	"path"
 	"slices"
 	"strings"
@@ -255,23 +256,13 @@ func setAttrs(n *node, h *tar.Header) {
 	n.uid, n.gid = uint32(h.Uid), uint32(h.Gid)
 	n.mtime = h.ModTime
 	n.xattrs = nil
-	for _, k := range slices.Sorted(mapKeys(h.PAXRecords)) {
+	for _, k := range slices.Sorted(maps.Keys(h.PAXRecords)) {
 		full, ok := strings.CutPrefix(k, "SCHILY.xattr.")
 		if !ok {
 			continue
 		}
 		if idx, name, ok := splitXattr(full); ok {
 			n.xattrs = append(n.xattrs, xattr{index: idx, name: name, value: []byte(h.PAXRecords[k])})
-		}
-	}
-}
-
-func mapKeys(m map[string]string) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
 		}
 	}
 }

@@ -29,9 +29,13 @@ import (
 // espSize is the EFI system partition's size: FAT32 needs 33 MiB at least.
 const espSize = 64 << 20
 
-// efiDir is where the build left GRUB's EFI image in the rootfs (the
-// ESP's files, mounted at /boot/efi).
-const efiDir = "boot/efi/"
+// ESPMount is where the ESP is mounted in the system: the build leaves
+// the ESP's files (GRUB's EFI image) there in the rootfs, and the disk
+// copies them onto the ESP.
+const ESPMount = "/boot/efi"
+
+// efiDir is ESPMount as a tar name prefix.
+var efiDir = ESPMount[1:] + "/"
 
 // diskImage makes the arch's bootable raw disk image in the work dir
 // (once: raw and qcow2 share it) and returns its path.
@@ -80,7 +84,7 @@ func (s *Set) diskImage(a Arch) (string, error) {
 	var extra []tarFile
 	fstab := "# /etc/fstab, written by alpinist for the disk image\n" +
 		"UUID=" + strings.ToLower(rootUUID) + "\t/\text4\trw,relatime\t0 1\n" +
-		"UUID=" + espUUID + "\t/boot/efi\tvfat\trw,relatime,fmask=0133,dmask=0022\t0 2\n"
+		"UUID=" + espUUID + "\t" + ESPMount + "\tvfat\trw,relatime,fmask=0133,dmask=0022\t0 2\n"
 	extra = append(extra, tarFile{"etc/fstab", []byte(fstab), 0o644})
 	if initrd == "" {
 		kit, err := initramfs.KitFromTar(a.Tar, work, initramfs.BootModules)
@@ -114,12 +118,8 @@ func (s *Set) diskImage(a Arch) (string, error) {
 			return "", fmt.Errorf("disk.size %d leaves no room for the root file system", d.Size)
 		}
 	}
-	label := s.p.Spec.Name
-	if len(label) > 16 {
-		label = label[:16]
-	}
 	rootImg := filepath.Join(work, "root.ext4")
-	st, err := ext4.BuildFile(rootImg, rootTar, ext4.Options{UUID: uuid, Label: label, Time: s.p.Created, Size: rootSize})
+	st, err := ext4.BuildFile(rootImg, rootTar, ext4.Options{UUID: uuid, Label: s.label(), Time: s.p.Created, Size: rootSize})
 	if err != nil {
 		return "", err
 	}

@@ -60,9 +60,6 @@ var Outputs = []Output{
 	{Name: "qcow2", File: perArch(".qcow2"), Doc: "the same disk as qcow2 v3", add: (*Set).qcow2},
 }
 
-// Later are the outputs a later version writes.
-var Later = []string{}
-
 func perArch(suffix string) func(name, arch string) string {
 	return func(name, arch string) string { return name + "-" + arch + suffix }
 }
@@ -84,9 +81,6 @@ func Check(names []string) error {
 	for _, n := range names {
 		if _, ok := Lookup(n); ok {
 			continue
-		}
-		if slices.Contains(Later, n) {
-			return fmt.Errorf("%s: the disk image outputs (raw, qcow2) are not written by this version yet", n)
 		}
 		var known []string
 		for _, o := range Outputs {
@@ -384,12 +378,14 @@ func (s *Set) docker(o Output, a Arch) (string, error) {
 // Plan.DiskSize).
 func (s *Set) ext4(o Output, a Arch) (string, error) {
 	p := s.path(o, a.Arch)
-	label := s.p.Spec.Name
-	if len(label) > 16 {
-		label = label[:16]
-	}
-	_, err := ext4.BuildFile(p, a.Tar, ext4.Options{Time: s.p.Created, Label: label, Size: s.p.DiskSize})
+	_, err := ext4.BuildFile(p, a.Tar, ext4.Options{Time: s.p.Created, Label: s.label(), Size: s.p.DiskSize})
 	return p, err
+}
+
+// label is the ext4 volume label: the spec's name, cut to ext4's 16 bytes.
+func (s *Set) label() string {
+	l := s.p.Spec.Name
+	return l[:min(len(l), 16)]
 }
 
 // sbom is the SPDX document of the arch's installed packages.

@@ -309,9 +309,6 @@ var efiNames = map[string][2]string{
 	"armv7": {"arm-efi", "BOOTARM.EFI"}, "riscv64": {"riscv64-efi", "BOOTRISCV64.EFI"}, "loongarch64": {"loongarch64-efi", "BOOTLOONGARCH64.EFI"},
 }
 
-// GRUBEFIDir is where the build puts GRUB's EFI image in the rootfs; the
-// disk assembler copies it to the ESP's EFI/BOOT.
-const GRUBEFIDir = "/boot/efi/EFI/BOOT"
 
 // grubEFIFor is the GRUB image a UEFI disk of arch needs, or nil for an
 // arch UEFI does not boot.
@@ -320,7 +317,7 @@ func grubEFIFor(arch string) *pkgdisk.EFI {
 	if !ok {
 		return nil
 	}
-	return &pkgdisk.EFI{Format: n[0], Output: GRUBEFIDir + "/" + n[1], Prefix: "/EFI/BOOT", Modules: []string{
+	return &pkgdisk.EFI{Format: n[0], Output: output.ESPMount + "/EFI/BOOT/" + n[1], Prefix: "/EFI/BOOT", Modules: []string{
 		"part_gpt", "part_msdos", "fat", "ext2", "normal", "linux", "search", "search_fs_uuid", "configfile", "echo",
 		"serial", "terminal", "gzio", "efi_gop", "all_video", "sleep", "test",
 	}}
