@@ -309,7 +309,6 @@ var efiNames = map[string][2]string{
 	"armv7": {"arm-efi", "BOOTARM.EFI"}, "riscv64": {"riscv64-efi", "BOOTRISCV64.EFI"}, "loongarch64": {"loongarch64-efi", "BOOTLOONGARCH64.EFI"},
 }
 
-
 // grubEFIFor is the GRUB image a UEFI disk of arch needs, or nil for an
 // arch UEFI does not boot.
 func grubEFIFor(arch string) *pkgdisk.EFI {
