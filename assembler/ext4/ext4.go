@@ -59,12 +59,18 @@ type Options struct {
 	Time time.Time
 	// Inodes is the inode count wanted; 0 computes it from the content.
 	Inodes int
+	// Pin names regular files (tar names: "boot/ldlinux.sys") whose
+	// blocks must never move, because a boot sector points at them: they
+	// get the immutable flag, and Stats.Pinned says where they are.
+	Pin []string
 }
 
 // Stats describe a written file system.
 type Stats struct {
 	Blocks, FreeBlocks, Inodes, FreeInodes uint32
 	UUID                                   [16]byte
+	// Pinned gives each of Options.Pin's files' blocks, in file order.
+	Pinned map[string][]uint32
 }
 
 // BuildFile writes the ext4 image dst from the rootfs tar file src; dst
@@ -153,7 +159,21 @@ func Build(f *os.File, src io.ReadSeeker, o Options) (Stats, error) {
 	if err := fs.writeMetadata(f, o, epoch); err != nil {
 		return Stats{}, err
 	}
-	return Stats{Blocks: fs.blocks, FreeBlocks: fs.freeBlocks, Inodes: fs.inodes, FreeInodes: fs.inodes - fs.usedInodes, UUID: o.UUID}, nil
+	st := Stats{Blocks: fs.blocks, FreeBlocks: fs.freeBlocks, Inodes: fs.inodes, FreeInodes: fs.inodes - fs.usedInodes, UUID: o.UUID}
+	if len(o.Pin) > 0 {
+		st.Pinned = map[string][]uint32{}
+		for _, name := range o.Pin {
+			n, _ := t.lookup(name) // plan checked it
+			var blocks []uint32
+			for _, e := range n.extents {
+				for b := range e.length {
+					blocks = append(blocks, e.start+b)
+				}
+			}
+			st.Pinned[name] = blocks
+		}
+	}
+	return st, nil
 }
 
 // Identify reads an ext2/3/4 superblock from r (a device or an image):

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -194,7 +195,7 @@ func TestReproducible(t *testing.T) {
 	b, sb := build(t, data, Options{})
 	x, _ := os.ReadFile(a)
 	y, _ := os.ReadFile(b)
-	if !bytes.Equal(x, y) || sa != sb {
+	if !bytes.Equal(x, y) || !reflect.DeepEqual(sa, sb) {
 		t.Error("two builds of one tar differ")
 	}
 	// Another tar, another UUID; a given UUID is kept.
@@ -269,6 +270,8 @@ func TestErrors(t *testing.T) {
 		"twice":     {[]entry{{tar.Header{Name: "x", Typeflag: tar.TypeReg}, nil}, {tar.Header{Name: "x", Typeflag: tar.TypeReg}, nil}}, Options{}, "listed twice"},
 		"dangling":  {[]entry{{tar.Header{Name: "x", Typeflag: tar.TypeLink, Linkname: "y"}, nil}}, Options{}, "not an earlier file"},
 		"file dir":  {[]entry{{tar.Header{Name: "x", Typeflag: tar.TypeReg}, nil}, {tar.Header{Name: "x/y", Typeflag: tar.TypeReg}, nil}}, Options{}, "not a directory"},
+		"pin gone":  {everyKind(t), Options{Pin: []string{"boot/ldlinux.sys"}}, "/boot/ldlinux.sys: not in the tree"},
+		"pin dir":   {[]entry{{tar.Header{Name: "d/", Typeflag: tar.TypeDir, Mode: 0o755}, nil}}, Options{Pin: []string{"d"}}, "/d: only regular files can be pinned"},
 	} {
 		src := filepath.Join(dir, "src.tar")
 		os.WriteFile(src, makeTar(t, tc.ents), 0o644)
@@ -280,6 +283,41 @@ func TestErrors(t *testing.T) {
 		if _, err := os.Stat(dst); err == nil {
 			t.Errorf("%s: a failed build left its image", name)
 		}
+	}
+}
+
+// TestPin: a pinned file is immutable and Stats.Pinned lists the blocks
+// debugfs finds it in.
+func TestPin(t *testing.T) {
+	body := bytes.Repeat([]byte("ldlinux!"), 59392/8)
+	ents := append(everyKind(t), entry{tar.Header{Name: "boot/", Typeflag: tar.TypeDir, Mode: 0o755}, nil},
+		entry{tar.Header{Name: "boot/ldlinux.sys", Typeflag: tar.TypeReg, Mode: 0o444}, body})
+	img, st := build(t, makeTar(t, ents), Options{Pin: []string{"boot/ldlinux.sys"}})
+	fsck(t, img)
+	blocks := st.Pinned["boot/ldlinux.sys"]
+	if len(blocks) != 15 {
+		t.Fatalf("pinned blocks %v, want 15 of them", blocks)
+	}
+	out := debugfs(t, img, "stat /boot/ldlinux.sys", "blocks /boot/ldlinux.sys")
+	if !strings.Contains(out, "Flags: 0x80010") {
+		t.Errorf("ldlinux.sys is not immutable (flags 0x80010 wanted):\n%s", out)
+	}
+	var want []string
+	for _, b := range blocks {
+		want = append(want, fmt.Sprint(b))
+	}
+	if !strings.Contains(out, "\n"+strings.Join(want, " ")+" \n") {
+		t.Errorf("debugfs blocks differ from %v:\n%s", want, out)
+	}
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got := make([]byte, 4096)
+	f.ReadAt(got, int64(blocks[1])*4096)
+	if !bytes.Equal(got, body[4096:8192]) {
+		t.Error("the second pinned block does not hold the file's second block")
 	}
 }
 

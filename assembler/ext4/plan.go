@@ -163,6 +163,17 @@ func plan(t *tree, o Options, seed [32]byte) (*fsys, error) {
 	slices.Sort(fs.inos)
 	fs.usedInodes = next - 1
 
+	for _, name := range o.Pin {
+		n, err := t.lookup(name)
+		if err != nil {
+			return nil, err
+		}
+		if !n.isReg() {
+			return nil, fmt.Errorf("/%s: only regular files can be pinned", name)
+		}
+		n.immutable = true
+	}
+
 	// Directory contents (the hash seed orders htree leaves).
 	var dirBlockCount, dataBlocks uint32
 	for _, ino := range fs.inos {

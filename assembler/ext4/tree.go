@@ -28,12 +28,14 @@ type node struct {
 	childIndex map[string]int
 
 	// Filled in by the layout.
-	extents  []extent // data (regular files, slow symlinks, directories)
-	meta     []uint32 // extent tree blocks
-	xblock   uint32   // external xattr block (0: none)
-	htree    bool
-	dirData  [][]byte // directory blocks, built by layout
-	isDirCnt int
+	extents []extent // data (regular files, slow symlinks, directories)
+	meta    []uint32 // extent tree blocks
+	xblock  uint32   // external xattr block (0: none)
+	htree   bool
+	// immutable: the inode's blocks must not move (Options.Pin).
+	immutable bool
+	dirData   [][]byte // directory blocks, built by layout
+	isDirCnt  int
 }
 
 type dirent struct {
@@ -265,6 +267,26 @@ func setAttrs(n *node, h *tar.Header) {
 			n.xattrs = append(n.xattrs, xattr{index: idx, name: name, value: []byte(h.PAXRecords[k])})
 		}
 	}
+}
+
+// lookup finds the node of a tar name.
+func (t *tree) lookup(name string) (*node, error) {
+	clean, err := entryName(name)
+	if err != nil {
+		return nil, err
+	}
+	n := t.root
+	if clean == "" {
+		return n, nil
+	}
+	for _, part := range strings.Split(clean, "/") {
+		i, ok := n.childIndex[part]
+		if !ok {
+			return nil, fmt.Errorf("/%s: not in the tree", clean)
+		}
+		n = n.children[i].n
+	}
+	return n, nil
 }
 
 func (t *tree) add(parent *node, name string, n *node) {

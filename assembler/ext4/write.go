@@ -16,8 +16,9 @@ import (
 const (
 	leafExtents = (blockSize - 12 - 4) / 12 // extents in a leaf block (340)
 
-	flagExtents = 0x80000
-	flagIndex   = 0x1000
+	flagExtents   = 0x80000
+	flagIndex     = 0x1000
+	flagImmutable = 0x10
 
 	xattrMagic = 0xEA020000
 )
@@ -236,6 +237,9 @@ func (fs *fsys) encodeInode(b []byte, n *node, epoch time.Time) {
 		flags := uint32(flagExtents)
 		if n.htree {
 			flags |= flagIndex
+		}
+		if n.immutable {
+			flags |= flagImmutable
 		}
 		le.PutUint32(b[0x20:], flags)
 		if len(n.meta) == 0 {
