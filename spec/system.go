@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/alpinist/alpinist/apk"
 )
 
 // Runlevels are the OpenRC runlevels services can be added to, in the
@@ -54,12 +56,35 @@ type Disk struct {
 }
 
 // BootFor is the firmware a disk for arch boots from: Boot when given,
-// else UEFI (BIOS boot with extlinux is still to come).
+// less BIOS on the architectures without one; by default BIOS and UEFI
+// on x86 and x86_64, UEFI elsewhere.
 func (d *Disk) BootFor(arch string) []string {
-	if len(d.Boot) > 0 {
-		return d.Boot
+	boot := d.Boot
+	if len(boot) == 0 {
+		boot = []string{"bios", "uefi"}
 	}
-	return []string{"uefi"}
+	if HasBIOS(arch) {
+		return boot
+	}
+	return slices.DeleteFunc(slices.Clone(boot), func(b string) bool { return b == "bios" })
+}
+
+// HasBIOS tells whether an architecture's machines boot with a PC BIOS.
+func HasBIOS(arch string) bool { return arch == "x86_64" || arch == "x86" }
+
+// BootLoaders are the packages a disk for arch needs for its firmware:
+// syslinux (extlinux) for BIOS, grub-efi for UEFI.
+func (d *Disk) BootLoaders(arch string) []string {
+	var out []string
+	for _, b := range d.BootFor(arch) {
+		switch b {
+		case "bios":
+			out = append(out, "syslinux")
+		case "uefi":
+			out = append(out, "grub-efi")
+		}
+	}
+	return out
 }
 
 // SerialConsole gives the serial console device of QEMU's machine for an
@@ -255,14 +280,14 @@ func (p *parser) disk(v *yaml.Node, s *Spec) {
 }
 
 // checkArches checks what depends on the architectures, once the whole
-// spec (and the ones it extends) is read.
+// spec (and the ones it extends) is read: every arch's disk boots.
 func (p *parser) checkArches(root *yaml.Node, s *Spec) {
-	if s.Disk == nil || !slices.Contains(s.Disk.Boot, "bios") {
+	if s.Disk == nil {
 		return
 	}
 	for _, a := range s.Arch {
-		if a != "x86_64" && a != "x86" {
-			p.errorf(root, "disk.boot: bios boots x86 and x86_64 only, not %s; use uefi, or a spec per architecture", a)
+		if len(s.Disk.BootFor(a)) == 0 {
+			p.errorf(root, "disk.boot: bios boots x86 and x86_64 only, not %s; add uefi", a)
 		}
 	}
 }
@@ -295,4 +320,19 @@ func (p *parser) boolean(n *yaml.Node, field string) bool {
 		p.errorf(n, "%s: %q is not true or false", field, v)
 		return false
 	}
+}
+
+// World is what to install for arch: the packages, then the boot loaders
+// the disk's firmware needs (BootLoaders) that the packages do not name.
+func (s *Spec) World(arch string) []apk.Dependency {
+	world := slices.Clone(s.Packages)
+	if s.Disk == nil {
+		return world
+	}
+	for _, name := range s.Disk.BootLoaders(arch) {
+		if !slices.ContainsFunc(s.Packages, func(d apk.Dependency) bool { return d.Name == name }) {
+			world = append(world, apk.Dependency{Name: name})
+		}
+	}
+	return world
 }

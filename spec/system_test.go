@@ -5,8 +5,12 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/alpinist/alpinist/apk"
+	"github.com/alpinist/alpinist/apk/version"
 )
 
 var posRE = regexp.MustCompile(`\.yaml:\d+:\d+: `)
@@ -94,6 +98,7 @@ outputs: [tar, qcow2]
 		"disk: {boot: [coreboot]}\n":                                                      `disk.boot: "coreboot" is not bios or uefi`,
 		"disk: {console: /dev/ttyS0}\n":                                                   "is not a tty name",
 		"arch: [aarch64]\ndisk: {boot: [bios]}\n":                                         "bios boots x86 and x86_64 only, not aarch64",
+		"arch: [x86_64, riscv64]\ndisk: {boot: [bios]}\n":                                 "not riscv64; add uefi",
 		"outputs: [iso]\n":                                                                `outputs: unknown output "iso"`,
 		"outputs: [tar, tar]\n":                                                           "outputs: tar listed twice",
 		"oci: {env: {1A: x}}\n":                                                           `oci.env: "1A" is not an environment variable name`,
@@ -330,4 +335,48 @@ default = alice
 		"wsl: {user: {}, user: {}}\n":     "given twice",
 		"wsl: {interop: {enabled: 1}}\n":  `wsl.interop.enabled: "1" is not true or false`,
 	})
+}
+
+func TestBootFor(t *testing.T) {
+	for _, tc := range []struct {
+		boot      []string
+		arch      string
+		want      []string
+		loaders   string
+		worldTail string
+	}{
+		{nil, "x86_64", []string{"bios", "uefi"}, "syslinux grub-efi", "busybox syslinux grub-efi"},
+		{nil, "aarch64", []string{"uefi"}, "grub-efi", "busybox grub-efi"},
+		{[]string{"bios"}, "x86_64", []string{"bios"}, "syslinux", "busybox syslinux"},
+		{[]string{"bios", "uefi"}, "aarch64", []string{"uefi"}, "grub-efi", "busybox grub-efi"},
+		{[]string{"bios"}, "riscv64", []string{}, "", "busybox"},
+	} {
+		d := &Disk{Boot: tc.boot}
+		if got := d.BootFor(tc.arch); !slices.Equal(got, tc.want) {
+			t.Errorf("%v on %s: %v, want %v", tc.boot, tc.arch, got, tc.want)
+		}
+		if got := strings.Join(d.BootLoaders(tc.arch), " "); got != tc.loaders {
+			t.Errorf("%v on %s: loaders %q, want %q", tc.boot, tc.arch, got, tc.loaders)
+		}
+		s := &Spec{Packages: []apk.Dependency{{Name: "busybox"}}, Disk: d}
+		var names []string
+		for _, w := range s.World(tc.arch) {
+			names = append(names, w.Name)
+		}
+		if got := strings.Join(names, " "); got != tc.worldTail {
+			t.Errorf("%v on %s: world %q, want %q", tc.boot, tc.arch, got, tc.worldTail)
+		}
+	}
+	// A loader the packages name (with a version) is not added again,
+	// and the spec's own list is not changed.
+	s := &Spec{Packages: []apk.Dependency{{Name: "grub-efi", Op: version.Greater | version.Equal, Version: "2.06"}}, Disk: &Disk{}}
+	if w := s.World("aarch64"); len(w) != 1 || w[0].Version != "2.06" {
+		t.Errorf("world %+v", w)
+	}
+	if w := s.World("x86_64"); len(w) != 2 || len(s.Packages) != 1 {
+		t.Errorf("world %+v, packages %+v", w, s.Packages)
+	}
+	if w := (&Spec{Packages: s.Packages}).World("x86_64"); len(w) != 1 {
+		t.Errorf("no disk, world %+v", w)
+	}
 }

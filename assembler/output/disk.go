@@ -2,14 +2,18 @@ package output
 
 import (
 	"archive/tar"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,6 +22,7 @@ import (
 	"github.com/alpinist/alpinist/agent/embed"
 	"github.com/alpinist/alpinist/assembler/disk"
 	"github.com/alpinist/alpinist/assembler/ext4"
+	"github.com/alpinist/alpinist/assembler/extlinux"
 	"github.com/alpinist/alpinist/assembler/fat"
 	"github.com/alpinist/alpinist/assembler/qcow2"
 	"github.com/alpinist/alpinist/assembler/tarball"
@@ -37,6 +42,10 @@ const ESPMount = "/boot/efi"
 // efiDir is ESPMount as a tar name prefix.
 var efiDir = ESPMount[1:] + "/"
 
+// bootDir is where EXTLINUX goes in the root file system, as Alpine's
+// update-extlinux has it: /boot/ldlinux.sys, ldlinux.c32, extlinux.conf.
+const bootDir = "boot"
+
 // diskImage makes the arch's bootable raw disk image in the work dir
 // (once: raw and qcow2 share it) and returns its path.
 func (s *Set) diskImage(a Arch) (string, error) {
@@ -48,8 +57,13 @@ func (s *Set) diskImage(a Arch) (string, error) {
 		d = &spec.Disk{}
 	}
 	boot := d.BootFor(a.Arch)
-	if slices.Contains(boot, "bios") {
-		return "", fmt.Errorf("disk.boot: bios (extlinux) is not written by this version yet; boot: [uefi] is")
+	bios, uefi := slices.Contains(boot, "bios"), slices.Contains(boot, "uefi")
+	if !bios && !uefi {
+		return "", fmt.Errorf("disk.boot: %s boots with neither bios nor uefi (bios is for x86 and x86_64)", a.Arch)
+	}
+	table := d.Table
+	if table == "" {
+		table = "gpt"
 	}
 	work, err := os.MkdirTemp(s.workDir(), "disk-"+a.Arch+"-")
 	if err != nil {
@@ -62,8 +76,22 @@ func (s *Set) diskImage(a Arch) (string, error) {
 	if info.kernel == "" {
 		return "", fmt.Errorf("the system has no kernel (/boot/vmlinuz-*): add one, such as linux-virt")
 	}
-	if info.efi == nil {
+	if uefi && info.efi == nil {
 		return "", fmt.Errorf("the rootfs has no GRUB EFI image under /%s (the build makes it when the spec has disk: and a raw or qcow2 output)", efiDir)
+	}
+	var loader *extlinux.Loader
+	var mbrCode []byte
+	if bios {
+		if info.extlinux == nil {
+			return "", fmt.Errorf("BIOS boot needs EXTLINUX, and the system has no extlinux program (package syslinux)")
+		}
+		if loader, err = extlinux.Extract(info.extlinux); err != nil {
+			return "", fmt.Errorf("/%s: %w", info.extlinuxPath, err)
+		}
+		code := map[string]string{"gpt": "gptmbr.bin", "mbr": "mbr.bin"}[table]
+		if mbrCode = info.mbrCode[code]; mbrCode == nil {
+			return "", fmt.Errorf("BIOS boot from %s needs syslinux's %s, and the system has none under /usr/share/syslinux", table, code)
+		}
 	}
 	// Identities from the inputs: the same rootfs gives the same disk.
 	seed := append([]byte(s.p.Spec.Name+"\x00"+a.Arch+"\x00"), info.digest...)
@@ -78,13 +106,16 @@ func (s *Set) diskImage(a Arch) (string, error) {
 	espUUID := fmt.Sprintf("%04X-%04X", espID>>16, espID&0xffff)
 	console := d.ConsoleFor(a.Arch)
 
-	// The root file system: the rootfs with /etc/fstab, and an initramfs
-	// when the system has none (the agent as a root switcher).
+	// The root file system: the rootfs with /etc/fstab, an initramfs
+	// when the system has none (the agent as a root switcher), and
+	// EXTLINUX for BIOS.
 	initrd := info.initrd
 	var extra []tarFile
 	fstab := "# /etc/fstab, written by alpinist for the disk image\n" +
-		"UUID=" + strings.ToLower(rootUUID) + "\t/\text4\trw,relatime\t0 1\n" +
-		"UUID=" + espUUID + "\t" + ESPMount + "\tvfat\trw,relatime,fmask=0133,dmask=0022\t0 2\n"
+		"UUID=" + strings.ToLower(rootUUID) + "\t/\text4\trw,relatime\t0 1\n"
+	if uefi {
+		fstab += "UUID=" + espUUID + "\t" + ESPMount + "\tvfat\trw,relatime,fmask=0133,dmask=0022\t0 2\n"
+	}
 	extra = append(extra, tarFile{"etc/fstab", []byte(fstab), 0o644})
 	if initrd == "" {
 		kit, err := initramfs.KitFromTar(a.Tar, work, initramfs.BootModules)
@@ -107,25 +138,6 @@ func (s *Set) diskImage(a Arch) (string, error) {
 		extra = append(extra, tarFile{initrd, data, 0o644})
 		s.p.Log.Info("no initramfs in the system: alpinist's root switcher is used", "arch", a.Arch, "initramfs", "/"+initrd)
 	}
-	rootTar := filepath.Join(work, "root.tar")
-	if err := rewriteTar(rootTar, a.Tar, extra); err != nil {
-		return "", err
-	}
-	var rootSize int64
-	if d.Size > 0 {
-		rootSize = d.Size - espSize - 2<<20
-		if rootSize < 16<<20 {
-			return "", fmt.Errorf("disk.size %d leaves no room for the root file system", d.Size)
-		}
-	}
-	rootImg := filepath.Join(work, "root.ext4")
-	st, err := ext4.BuildFile(rootImg, rootTar, ext4.Options{UUID: uuid, Label: s.label(), Time: s.p.Created, Size: rootSize})
-	if err != nil {
-		return "", err
-	}
-	os.Remove(rootTar)
-
-	// The ESP: the build's EFI files and grub.cfg.
 	cmdline := "root=UUID=" + strings.ToLower(rootUUID) + " rw"
 	if console != "none" {
 		cmdline += " console=" + console
@@ -133,23 +145,76 @@ func (s *Set) diskImage(a Arch) (string, error) {
 	if d.Cmdline != "" {
 		cmdline += " " + d.Cmdline
 	}
-	grubCfg := "# grub.cfg, written by alpinist\nset timeout=0\n" +
-		"search --no-floppy --fs-uuid --set=root " + strings.ToLower(rootUUID) + "\n" +
-		"linux /" + info.kernel + " " + cmdline + "\n" +
-		"initrd /" + initrd + "\n" +
-		"boot\n"
-	files := append(info.efi, fat.File{Path: "EFI/BOOT/grub.cfg", Data: []byte(grubCfg)})
-
-	table := d.Table
-	if table == "" {
-		table = "gpt"
+	var pin []string
+	if bios {
+		serial := -1
+		if n, ok := strings.CutPrefix(console, "ttyS"); ok {
+			if port, err := strconv.Atoi(n); err == nil && port < 4 {
+				serial = port
+			}
+		}
+		conf := extlinux.Config{Serial: serial, Kernel: "/" + info.kernel, Initrd: "/" + initrd, Append: cmdline}
+		extra = append(extra,
+			tarFile{bootDir + "/ldlinux.sys", loader.SysFile(), 0o444},
+			tarFile{bootDir + "/ldlinux.c32", loader.C32, 0o444},
+			tarFile{bootDir + "/extlinux.conf", []byte(conf.String()), 0o644})
+		pin = []string{bootDir + "/ldlinux.sys"}
+		if info.updateExtlinux != nil {
+			// Alpine's update-extlinux rewrites extlinux.conf when a
+			// kernel is upgraded: it must keep booting this disk.
+			extra = append(extra, tarFile{"etc/update-extlinux.conf", updateExtlinuxConf(info.updateExtlinux, rootUUID, console, serial, d.Cmdline), 0o644})
+		}
 	}
-	raw := filepath.Join(work, "disk.raw")
-	_, err = disk.Write(raw, disk.Layout{Table: table, Size: d.Size, Seed: seed, Partitions: []disk.Partition{
-		{Name: "ESP", Type: disk.TypeESP, MBRType: mbr.EFISystem, Size: espSize, Fill: disk.ESP("ESP", files, seed, s.p.Created)},
-		{Name: "root", Type: disk.RootType(a.Arch), MBRType: mbr.Linux, Size: int64(st.Blocks) * 4096, Fill: disk.CopyImage(rootImg)},
-	}})
+	rootTar := filepath.Join(work, "root.tar")
+	if err := rewriteTar(rootTar, a.Tar, extra); err != nil {
+		return "", err
+	}
+	var rootSize int64
+	if d.Size > 0 {
+		rootSize = d.Size - 2<<20
+		if uefi {
+			rootSize -= espSize
+		}
+		if rootSize < 16<<20 {
+			return "", fmt.Errorf("disk.size %d leaves no room for the root file system", d.Size)
+		}
+	}
+	rootImg := filepath.Join(work, "root.ext4")
+	st, err := ext4.BuildFile(rootImg, rootTar, ext4.Options{UUID: uuid, Label: s.label(), Time: s.p.Created, Size: rootSize, Pin: pin})
 	if err != nil {
+		return "", err
+	}
+	os.Remove(rootTar)
+	fillRoot := disk.CopyImage(rootImg)
+	if bios {
+		inst, err := installExtlinux(rootImg, loader, st.Pinned[pin[0]])
+		if err != nil {
+			return "", err
+		}
+		copyRoot := fillRoot
+		fillRoot = func(f *os.File, offset, size int64) error {
+			if err := copyRoot(f, offset, size); err != nil {
+				return err
+			}
+			_, err := f.WriteAt(inst.BootSector(uint64(offset/512), uint64(size/512)), offset)
+			return err
+		}
+	}
+
+	var parts []disk.Partition
+	if uefi {
+		// The ESP: the build's EFI files and grub.cfg.
+		grubCfg := "# grub.cfg, written by alpinist\nset timeout=0\n" +
+			"search --no-floppy --fs-uuid --set=root " + strings.ToLower(rootUUID) + "\n" +
+			"linux /" + info.kernel + " " + cmdline + "\n" +
+			"initrd /" + initrd + "\n" +
+			"boot\n"
+		files := append(info.efi, fat.File{Path: "EFI/BOOT/grub.cfg", Data: []byte(grubCfg)})
+		parts = append(parts, disk.Partition{Name: "ESP", Type: disk.TypeESP, MBRType: mbr.EFISystem, Size: espSize, Fill: disk.ESP("ESP", files, seed, s.p.Created)})
+	}
+	parts = append(parts, disk.Partition{Name: "root", Type: disk.RootType(a.Arch), MBRType: mbr.Linux, Size: int64(st.Blocks) * 4096, Bootable: bios, Fill: fillRoot})
+	raw := filepath.Join(work, "disk.raw")
+	if _, err = disk.Write(raw, disk.Layout{Table: table, Size: d.Size, Seed: seed, MBRCode: mbrCode, Partitions: parts}); err != nil {
 		return "", err
 	}
 	os.Remove(rootImg)
@@ -157,15 +222,83 @@ func (s *Set) diskImage(a Arch) (string, error) {
 	return raw, nil
 }
 
+// installExtlinux patches ldlinux.sys where the ext4 writer put it
+// (blocks, of 4 KiB) in the root file system image, and returns what
+// makes the partition's boot sector.
+func installExtlinux(rootImg string, loader *extlinux.Loader, blocks []uint32) (*extlinux.Install, error) {
+	const perBlock = 4096 / 512
+	var sectors []uint64
+	for _, b := range blocks {
+		for k := range uint64(perBlock) {
+			sectors = append(sectors, uint64(b)*perBlock+k)
+		}
+	}
+	inst, err := loader.Patch(sectors, "/"+bootDir)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(rootImg, os.O_WRONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	for i := 0; i < len(inst.Sys); i += 4096 {
+		if _, err := f.WriteAt(inst.Sys[i:min(i+4096, len(inst.Sys))], int64(blocks[i/4096])*4096); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("extlinux: %w", err)
+		}
+	}
+	return inst, f.Close()
+}
+
+// updateExtlinuxConf sets what Alpine's update-extlinux needs to write
+// an extlinux.conf that boots this disk: the root by UUID, the kernel
+// arguments and the serial console (as alpine-make-vm-image does).
+func updateExtlinuxConf(conf []byte, rootUUID, console string, serial int, cmdline string) []byte {
+	opts := "rw"
+	if console != "none" {
+		opts += " console=" + console
+	}
+	if cmdline != "" {
+		opts += " " + cmdline
+	}
+	set := []struct{ key, value string }{
+		{"root", "UUID=" + strings.ToLower(rootUUID)},
+		{"default_kernel_opts", strconv.Quote(opts)},
+	}
+	if serial >= 0 {
+		set = append(set, struct{ key, value string }{"serial_port", strconv.Itoa(serial)}, struct{ key, value string }{"serial_baud", "115200"})
+	}
+	lines := strings.SplitAfter(string(conf), "\n")
+	for _, kv := range set {
+		re := regexp.MustCompile(`^[#\s]*` + kv.key + `=`)
+		i := slices.IndexFunc(lines, func(l string) bool { return re.MatchString(l) })
+		if i < 0 {
+			if n := len(lines); n > 0 && lines[n-1] != "" && !strings.HasSuffix(lines[n-1], "\n") {
+				lines[n-1] += "\n"
+			}
+			lines = append(lines, kv.key+"="+kv.value+"\n")
+			continue
+		}
+		lines[i] = kv.key + "=" + kv.value + "\n"
+	}
+	return []byte(strings.Join(lines, ""))
+}
+
 // bootInfo is what the disk needs from the rootfs.
 type bootInfo struct {
 	kernel, initrd string // boot/vmlinuz-FLAVOR, boot/initramfs-FLAVOR
 	efi            []fat.File
 	digest         []byte
+	// extlinux is the extlinux program (at extlinuxPath), mbrCode
+	// syslinux's MBR boot code by name (mbr.bin, gptmbr.bin).
+	extlinux       []byte
+	extlinuxPath   string
+	mbrCode        map[string][]byte
+	updateExtlinux []byte // etc/update-extlinux.conf (nil: none)
 }
 
-// scanBoot reads the rootfs tar for the kernel, its initramfs and the
-// ESP's files, and its digest.
+// scanBoot reads the rootfs tar for the kernel, its initramfs, the ESP's
+// files, syslinux's files, and its digest.
 func scanBoot(tarPath string) (*bootInfo, error) {
 	f, err := os.Open(tarPath)
 	if err != nil {
@@ -174,7 +307,8 @@ func scanBoot(tarPath string) (*bootInfo, error) {
 	defer f.Close()
 	h := sha256.New()
 	tr := tar.NewReader(io.TeeReader(f, h))
-	info := &bootInfo{}
+	info := &bootInfo{mbrCode: map[string][]byte{}}
+
 	var kernels []string
 	initrds := map[string]bool{}
 	for {
@@ -193,11 +327,30 @@ func scanBoot(tarPath string) (*bootInfo, error) {
 		case strings.HasPrefix(name, "boot/initramfs-"):
 			initrds[name] = true
 		case strings.HasPrefix(name, efiDir):
-			data, err := io.ReadAll(io.LimitReader(tr, 32<<20))
+			data, err := readSmall(tr, name, 32<<20)
 			if err != nil {
 				return nil, err
 			}
 			info.efi = append(info.efi, fat.File{Path: strings.TrimPrefix(name, efiDir), Data: data})
+		case path.Base(name) == "extlinux" && info.extlinux == nil && hd.Size < 16<<20:
+			// The program (a wrapper script may share its name).
+			data, err := readSmall(tr, name, 16<<20)
+			if err != nil {
+				return nil, err
+			}
+			if bytes.HasPrefix(data, []byte("\x7fELF")) {
+				info.extlinux, info.extlinuxPath = data, name
+			}
+		case (path.Dir(name) == "usr/share/syslinux" || path.Dir(name) == "usr/lib/syslinux/mbr") && (path.Base(name) == "mbr.bin" || path.Base(name) == "gptmbr.bin"):
+			data, err := readSmall(tr, name, 440)
+			if err != nil {
+				return nil, err
+			}
+			info.mbrCode[path.Base(name)] = data
+		case name == "etc/update-extlinux.conf":
+			if info.updateExtlinux, err = readSmall(tr, name, 1<<20); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if _, err := io.Copy(h, f); err != nil {
@@ -216,6 +369,18 @@ func scanBoot(tarPath string) (*bootInfo, error) {
 		}
 	}
 	return info, nil
+}
+
+// readSmall reads a file of the rootfs tar that must be small.
+func readSmall(r io.Reader, name string, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("rootfs tar: /%s: %w", name, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("rootfs tar: /%s: larger than %d bytes", name, limit)
+	}
+	return b, nil
 }
 
 type tarFile struct {

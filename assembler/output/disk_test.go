@@ -3,6 +3,7 @@ package output
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/binary"
 	"io"
 	"os"
 	"os/exec"
@@ -12,13 +13,15 @@ import (
 
 	"github.com/alpinist/alpinist/internal/hosttool"
 	"github.com/alpinist/alpinist/internal/rootfstest"
+	"github.com/alpinist/alpinist/internal/testrepo"
 	"github.com/alpinist/alpinist/spec"
 )
 
 // bootableTar is the test rootfs with what a disk needs: a kernel, its
 // initramfs and GRUB's EFI image (stand-ins: the disk is not booted here;
-// cmd/alpinist's TestBootDiskUEFI boots real ones).
-func bootableTar(t *testing.T) []byte {
+// cmd/alpinist's TestBootDisk boots real ones) and, for BIOS, syslinux's
+// real files from the test repository.
+func bootableTar(t *testing.T, bios bool) []byte {
 	var b bytes.Buffer
 	tw := tar.NewWriter(&b)
 	tr := tar.NewReader(bytes.NewReader(rootfstest.Tar(t)))
@@ -30,11 +33,125 @@ func bootableTar(t *testing.T) []byte {
 		tw.WriteHeader(h)
 		io.Copy(tw, tr)
 	}
-	for _, f := range []struct{ name, body string }{
+	files := []struct{ name, body string }{
 		{"boot/vmlinuz-virt", "kernel"}, {"boot/initramfs-virt", "initramfs"}, {"boot/efi/EFI/BOOT/BOOTX64.EFI", "MZ grub"},
-	} {
+	}
+	if bios {
+		files = append(files, struct{ name, body string }{"etc/update-extlinux.conf", "# update-extlinux\noverwrite=1\n#root=\ndefault_kernel_opts=\"quiet\"\n"})
+		for _, name := range []string{"usr/libexec/syslinux/extlinux", "usr/share/syslinux/mbr.bin", "usr/share/syslinux/gptmbr.bin"} {
+			data, err := os.ReadFile(testrepo.Extract(t, "x86_64", "syslinux", name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			files = append(files, struct{ name, body string }{name, string(data)})
+		}
+	}
+	for _, f := range files {
 		tw.WriteHeader(&tar.Header{Name: f.name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(f.body)), ModTime: rootfstest.Created})
 		tw.Write([]byte(f.body))
+	}
+	tw.Close()
+	return b.Bytes()
+}
+
+// checkBIOS checks a disk's EXTLINUX install: the MBR code, the root
+// partition's boot sector, /boot's files.
+func checkBIOS(t *testing.T, raw, root, mbrCode, rootUUID string) {
+	t.Helper()
+	disk, _ := os.ReadFile(raw)
+	code, _ := os.ReadFile(testrepo.Extract(t, "x86_64", "syslinux", "usr/share/syslinux/"+mbrCode))
+	if len(code) != 440 || !bytes.Equal(disk[:440], code) {
+		t.Errorf("the MBR does not hold %s", mbrCode)
+	}
+	vbr, _ := os.ReadFile(root)
+	if string(vbr[3:11]) != "SYSLINUX" || vbr[510] != 0x55 || vbr[511] != 0xAA {
+		t.Errorf("the root partition has no EXTLINUX boot sector: % x", vbr[:16])
+	}
+	if start := binary.LittleEndian.Uint32(vbr[0x1C:]); !bytes.Equal(disk[int64(start)*512:int64(start)*512+512], vbr[:512]) {
+		t.Errorf("the boot sector's partition start %d is wrong", start)
+	}
+	out, _ := exec.Command("debugfs", "-R", "cat /boot/extlinux.conf", root).Output()
+	want := "SERIAL 1 115200\nDEFAULT alpine\nPROMPT 0\nTIMEOUT 0\n\nLABEL alpine\n  LINUX /boot/vmlinuz-virt\n  INITRD /boot/initramfs-virt\n  APPEND root=UUID=" + rootUUID + " rw console=ttyS1 quiet\n"
+	if !strings.HasSuffix(string(out), want) {
+		t.Errorf("extlinux.conf:\n%s\nwant\n%s", out, want)
+	}
+	st, _ := exec.Command("debugfs", "-R", "stat /boot/ldlinux.sys", root).Output()
+	if !strings.Contains(string(st), "Flags: 0x80010") || !strings.Contains(string(st), "Size: 59392") {
+		t.Errorf("ldlinux.sys:\n%s", st)
+	}
+	ls, _ := exec.Command("debugfs", "-R", "ls -l /boot", root).Output()
+	if !strings.Contains(string(ls), "ldlinux.c32") {
+		t.Errorf("no ldlinux.c32:\n%s", ls)
+	}
+}
+
+// TestDiskImageMBR: a BIOS-only disk with an MBR: mbr.bin, the root
+// partition active, no ESP.
+func TestDiskImageMBR(t *testing.T) {
+	dir := t.TempDir()
+	sp := &spec.Spec{Name: "vm", Disk: &spec.Disk{Table: "mbr", Boot: []string{"bios"}, Console: "ttyS1", Cmdline: "quiet"}}
+	s, err := New(Plan{Spec: sp, Dir: dir, Outputs: []string{"raw"}, Created: rootfstest.Created, Tool: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	tarPath := filepath.Join(dir, "vm-x86_64.tar")
+	os.WriteFile(tarPath, noEFI(t, true), 0o644)
+	if _, err := s.Add(Arch{Arch: "x86_64", Tar: tarPath}); err != nil {
+		t.Fatal(err)
+	}
+	raw := filepath.Join(dir, "vm-x86_64.raw")
+	out, err := exec.Command(hosttool.Need(t, "sfdisk", "fdisk"), "-d", raw).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parts []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, raw) {
+			parts = append(parts, l)
+		}
+	}
+	if len(parts) != 1 || !strings.Contains(parts[0], "type=83, bootable") {
+		t.Fatalf("want one active Linux partition:\n%s", out)
+	}
+	start := atoi(strings.TrimSuffix(strings.Fields(strings.SplitN(parts[0], "start=", 2)[1])[0], ","))
+	in, _ := os.Open(raw)
+	defer in.Close()
+	root := filepath.Join(dir, "root.ext4")
+	f, _ := os.Create(root)
+	io.Copy(f, io.NewSectionReader(in, start*512, 1<<40))
+	f.Close()
+	if b, err := exec.Command(hosttool.Need(t, "e2fsck", "e2fsprogs"), "-fn", root).CombinedOutput(); err != nil {
+		t.Errorf("e2fsck: %v\n%s", err, b)
+	}
+	uuid, _ := exec.Command("debugfs", "-R", "stats", root).Output()
+	var rootUUID string
+	for _, l := range strings.Split(string(uuid), "\n") {
+		if v, ok := strings.CutPrefix(l, "Filesystem UUID:"); ok {
+			rootUUID = strings.TrimSpace(v)
+		}
+	}
+	checkBIOS(t, raw, root, "mbr.bin", rootUUID)
+	fstab, _ := exec.Command("debugfs", "-R", "cat /etc/fstab", root).Output()
+	if strings.Contains(string(fstab), "vfat") {
+		t.Errorf("a disk without an ESP mounts one:\n%s", fstab)
+	}
+}
+
+// noEFI is bootableTar without the ESP's files.
+func noEFI(t *testing.T, bios bool) []byte {
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	tr := tar.NewReader(bytes.NewReader(bootableTar(t, bios)))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if !strings.HasPrefix(h.Name, "boot/efi/") {
+			tw.WriteHeader(h)
+			io.Copy(tw, tr)
+		}
 	}
 	tw.Close()
 	return b.Bytes()
@@ -49,7 +166,7 @@ func TestDiskImage(t *testing.T) {
 	}
 	defer s.Close()
 	tarPath := filepath.Join(dir, "vm-x86_64.tar")
-	os.WriteFile(tarPath, bootableTar(t), 0o644)
+	os.WriteFile(tarPath, bootableTar(t, true), 0o644)
 	if _, err := s.Add(Arch{Arch: "x86_64", Tar: tarPath}); err != nil {
 		t.Fatal(err)
 	}
@@ -122,6 +239,17 @@ func TestDiskImage(t *testing.T) {
 	if serial == "" || !strings.Contains(string(fstab), "UUID="+serial+"\t/boot/efi\tvfat") {
 		t.Errorf("fstab does not name the ESP %q: %s", serial, fstab)
 	}
+	// BIOS: gptmbr.bin chains to the root partition (legacy BIOS
+	// bootable), whose boot sector loads /boot/ldlinux.sys.
+	info, _ := exec.Command(sgdisk, "-i", "2", raw).Output()
+	if !strings.Contains(string(info), "Attribute flags: 0000000000000004") {
+		t.Errorf("the root partition is not legacy BIOS bootable:\n%s", info)
+	}
+	checkBIOS(t, raw, root, "gptmbr.bin", rootUUID)
+	uec, _ := exec.Command("debugfs", "-R", "cat /etc/update-extlinux.conf", root).Output()
+	if want := "# update-extlinux\noverwrite=1\nroot=UUID=" + rootUUID + "\ndefault_kernel_opts=\"rw console=ttyS1 quiet\"\nserial_port=1\nserial_baud=115200\n"; string(uec) != want {
+		t.Errorf("update-extlinux.conf:\n%s\nwant\n%s", uec, want)
+	}
 	qemuImg := hosttool.Need(t, "qemu-img", "qemu-utils")
 	if b, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "qcow2", raw, filepath.Join(dir, "vm-x86_64.qcow2")).CombinedOutput(); err != nil {
 		t.Errorf("qemu-img compare: %v\n%s", err, b)
@@ -132,9 +260,10 @@ func TestDiskImage(t *testing.T) {
 		tar  []byte
 		disk spec.Disk
 	}{
-		"has no kernel":          {rootfstest.Tar(t), spec.Disk{}},
-		"bios (extlinux) is not": {bootableTar(t), spec.Disk{Boot: []string{"bios"}}},
-		"leaves no room":         {bootableTar(t), spec.Disk{Size: 70 << 20}},
+		"has no kernel":       {rootfstest.Tar(t), spec.Disk{}},
+		"no extlinux program": {bootableTar(t, false), spec.Disk{Boot: []string{"bios"}}},
+		"leaves no room":      {bootableTar(t, false), spec.Disk{Size: 70 << 20, Boot: []string{"uefi"}}},
+		"no GRUB EFI image":   {noEFI(t, false), spec.Disk{Boot: []string{"uefi"}}},
 	} {
 		d := tc.disk
 		s, _ := New(Plan{Spec: &spec.Spec{Name: "bad", Disk: &d}, Dir: dir, Outputs: []string{"qcow2"}, Created: rootfstest.Created, Tool: "t"})

@@ -120,7 +120,7 @@ func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 		if err != nil {
 			return err
 		}
-		if err := checkDiskPackages(sc.spec, arch, outputs, entry); err != nil {
+		if err := checkDiskPackages(outputs, entry); err != nil {
 			return fmt.Errorf("%s: %s: %w", specPath, arch, err)
 		}
 		lf.Set(entry)
@@ -164,7 +164,7 @@ func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 			console = io.MultiWriter(logFile, e.stderr)
 		}
 		res, err := build.Run(cmd.Context(), build.Options{
-			Name: sc.spec.Name, Arch: arch, OutDir: f.out, Entry: archs[i].entry, Indexes: archs[i].idx, World: sc.spec.Packages,
+			Name: sc.spec.Name, Arch: arch, OutDir: f.out, Entry: archs[i].entry, Indexes: archs[i].idx, World: sc.spec.World(arch),
 			Client: sc.client, Keys: keys, SourceDateEpoch: epoch.Unix(), Accel: f.accel, Kernel: f.kernel, Modules: f.modules, Installer: sc.spec.Installer,
 			Config: specConfig(sc.spec, arch, outputs), Files: sc.spec.Files, MemoryMiB: f.memory, CPUs: f.cpus,
 			Console: console, Log: e.log, BootTimeout: f.bootTimeout, IdleTimeout: f.idle,
@@ -323,8 +323,9 @@ func grubEFIFor(arch string) *pkgdisk.EFI {
 }
 
 // checkDiskPackages says, before any VM boots, what a disk image output
-// lacks among the resolved packages: a kernel, and GRUB for EFI.
-func checkDiskPackages(s *spec.Spec, arch string, outputs []string, entry lock.Arch) error {
+// lacks among the resolved packages: a kernel (the boot loaders are in
+// the world, spec.World).
+func checkDiskPackages(outputs []string, entry lock.Arch) error {
 	if !slices.Contains(outputs, "raw") && !slices.Contains(outputs, "qcow2") {
 		return nil
 	}
@@ -333,13 +334,6 @@ func checkDiskPackages(s *spec.Spec, arch string, outputs []string, entry lock.A
 	}
 	if !has("linux-") {
 		return fmt.Errorf("a disk image needs a kernel: add a linux-* package (such as linux-virt) to packages")
-	}
-	d := s.Disk
-	if d == nil {
-		d = &spec.Disk{}
-	}
-	if slices.Contains(d.BootFor(arch), "uefi") && !has("grub-efi") {
-		return fmt.Errorf("a disk that boots with UEFI needs GRUB for EFI: add grub-efi to packages")
 	}
 	return nil
 }

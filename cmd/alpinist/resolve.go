@@ -167,21 +167,42 @@ func resolveArch(ctx context.Context, client *repo.Client, s *spec.Spec, specPat
 	if err != nil {
 		return nil, lock.Arch{}, err
 	}
+	if err := checkBootLoaders(s, arch, idx); err != nil {
+		return nil, lock.Arch{}, fmt.Errorf("%s: %s: %w", specPath, arch, err)
+	}
 	if locked != nil {
 		la, ok := locked.Find(arch)
 		if !ok {
 			return nil, lock.Arch{}, fmt.Errorf("%s: no entry for %s; run resolve --lock again", lockPath, arch)
 		}
-		if err := repo.CheckLock(la, s.Packages, idx, client.Cache); err != nil {
+		if err := repo.CheckLock(la, s.World(arch), idx, client.Cache); err != nil {
 			return nil, lock.Arch{}, fmt.Errorf("%s: %s: %w", lockPath, arch, err)
 		}
 		return idx, *la, nil
 	}
-	installs, err := solve(idx, s.Packages)
+	installs, err := solve(idx, s.World(arch))
 	if err != nil {
 		return nil, lock.Arch{}, fmt.Errorf("%s: %s: %w", specPath, arch, err)
 	}
-	return idx, repo.LockArch(arch, s.Packages, idx, installs), nil
+	return idx, repo.LockArch(arch, s.World(arch), idx, installs), nil
+}
+
+// checkBootLoaders says clearly when the repositories lack a boot loader
+// the disk adds to the world (before the solver names it without a why).
+func checkBootLoaders(s *spec.Spec, arch string, idx []*repo.Index) error {
+	if s.Disk == nil {
+		return nil
+	}
+	for _, name := range s.Disk.BootLoaders(arch) {
+		found := slices.ContainsFunc(idx, func(x *repo.Index) bool {
+			return slices.ContainsFunc(x.Packages, func(p *apk.Package) bool { return p.Name == name })
+		})
+		if !found {
+			boot := map[string]string{"syslinux": "bios (extlinux)", "grub-efi": "uefi (GRUB)"}[name]
+			return fmt.Errorf("disk.boot: %s needs the package %s, which the repositories do not have", boot, name)
+		}
+	}
+	return nil
 }
 
 // specArches checks --arch values against the spec.

@@ -6,7 +6,9 @@ import (
 	"testing"
 
 	"github.com/alpinist/alpinist/agent/pkgdisk"
+	"github.com/alpinist/alpinist/apk"
 	"github.com/alpinist/alpinist/apk/lock"
+	"github.com/alpinist/alpinist/apk/repo"
 	"github.com/alpinist/alpinist/spec"
 )
 
@@ -54,7 +56,6 @@ func TestCheckDiskPackages(t *testing.T) {
 		}
 		return a
 	}
-	s := &spec.Spec{Disk: &spec.Disk{}}
 	for _, tc := range []struct {
 		outputs []string
 		pkgs    lock.Arch
@@ -62,12 +63,25 @@ func TestCheckDiskPackages(t *testing.T) {
 	}{
 		{[]string{"tar"}, entry("busybox"), ""},
 		{[]string{"qcow2"}, entry("busybox"), "needs a kernel"},
-		{[]string{"raw"}, entry("linux-virt"), "add grub-efi"},
-		{[]string{"qcow2"}, entry("linux-virt", "grub-efi", "grub"), ""},
+		{[]string{"raw"}, entry("linux-virt"), ""},
 	} {
-		err := checkDiskPackages(s, "x86_64", tc.outputs, tc.pkgs)
+		err := checkDiskPackages(tc.outputs, tc.pkgs)
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%v %v: %v, want %q", tc.outputs, tc.pkgs.Packages, err, tc.want)
 		}
+	}
+}
+
+func TestCheckBootLoaders(t *testing.T) {
+	idx := []*repo.Index{{Packages: []*apk.Package{{Name: "grub-efi"}, {Name: "busybox"}}}}
+	s := &spec.Spec{Disk: &spec.Disk{}}
+	if err := checkBootLoaders(s, "aarch64", idx); err != nil {
+		t.Error(err)
+	}
+	if err := checkBootLoaders(s, "x86_64", idx); err == nil || !strings.Contains(err.Error(), "disk.boot: bios (extlinux) needs the package syslinux") {
+		t.Errorf("x86_64 without syslinux: %v", err)
+	}
+	if err := checkBootLoaders(&spec.Spec{}, "x86_64", nil); err != nil {
+		t.Errorf("no disk: %v", err)
 	}
 }
