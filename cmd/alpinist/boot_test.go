@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -102,63 +104,117 @@ func firmware(t *testing.T, arch string) {
 	}
 }
 
-// TestBootDiskUEFI builds the bootable qcow2 of a spec (GPT, an ESP with
-// GRUB made in the build VM, the ext4 root with fstab and alpinist's
-// initramfs) for x86_64 and aarch64, and boots each under UEFI (OVMF,
-// AAVMF; TCG) to the login prompt on its serial console.
-func TestBootDiskUEFI(t *testing.T) {
-	td := generatedRepo(t)
-	repoDir, _ := filepath.Abs(filepath.Join(td, "repo"))
-	for _, arch := range []string{"x86_64", "aarch64"} {
-		t.Run(arch, func(t *testing.T) {
-			p, _ := vmtest.Binary(t, arch)
-			firmware(t, arch) // alpinist run finds it; the test says what to install
-			dir := t.TempDir()
-			spec := filepath.Join(dir, "uefi.yaml")
-			writeFile(t, spec, `name: uefi
-arch: [`+arch+`]
-repositories: [`+repoDir+`/main]
-keys: [`+repoDir+`/keys/]
-packages: [alpine-base, linux-virt, grub-efi]
-disk: {boot: [uefi]}
-outputs: [qcow2, raw]
-`, 0o644)
-			out := filepath.Join(dir, "out")
-			mustCLI(t, "build", spec, "-o", out, "--cache", t.TempDir())
-			if arch == "x86_64" {
-				// Building again gives the same disk, byte for byte.
-				again := filepath.Join(dir, "again")
-				mustCLI(t, "build", spec, "-o", again, "--cache", t.TempDir())
-				a, b := fileSums(t, out), fileSums(t, again)
-				for _, f := range []string{"uefi-x86_64.raw", "uefi-x86_64.qcow2"} {
-					if a[f] == "" || a[f] != b[f] {
-						t.Errorf("%s differs between two builds", f)
-					}
-				}
-			}
-			img := filepath.Join(out, "uefi-"+arch+".qcow2")
-			raw := filepath.Join(out, "uefi-"+arch+".raw")
-			qemuImg := hosttool.Need(t, "qemu-img", "qemu-utils")
-			for _, args := range [][]string{{"check", img}, {"compare", "-f", "raw", "-F", "qcow2", raw, img}} {
-				if b, err := exec.Command(qemuImg, args...).CombinedOutput(); err != nil {
-					t.Errorf("qemu-img %s: %v\n%s", args[0], err, b)
-				}
-			}
-			sgdisk := hosttool.Need(t, "sgdisk", "gdisk")
-			if b, err := exec.Command(sgdisk, "-v", raw).CombinedOutput(); err != nil || !strings.Contains(string(b), "No problems found") {
-				t.Errorf("sgdisk -v: %v\n%s", err, b)
-			}
-			// alpinist run boots it, until the login prompt.
-			code, console, errs := cli(t, "run", img, "--until", "login: ", "--timeout", "8m")
-			if code != 0 {
-				t.Fatalf("alpinist run: exit %d: %s\n%s", code, errs, console)
-			}
-			if !strings.Contains(console, "Welcome to Alpine Linux") || !strings.Contains(console, "(/dev/"+p.Console+")") {
-				t.Errorf("the login prompt is not the system's on %s:\n%s", p.Console, console)
-			}
-			t.Logf("console, last lines:\n%s", lastLines(console, 12))
-		})
+// checkDisk checks a disk image with tools no one here wrote: qemu-img
+// check of the qcow2 and compare with the raw image, the partition table
+// (sgdisk -v for GPT), fsck.fat -n of the ESP and e2fsck -fn of the root.
+// It returns the partition table as sfdisk reads it.
+func checkDisk(t *testing.T, raw, qcow2 string) sfdiskTable {
+	t.Helper()
+	qemuImg := hosttool.Need(t, "qemu-img", "qemu-utils")
+	for _, args := range [][]string{{"check", qcow2}, {"compare", "-f", "raw", "-F", "qcow2", raw, qcow2}} {
+		if b, err := exec.Command(qemuImg, args...).CombinedOutput(); err != nil {
+			t.Errorf("qemu-img %s: %v\n%s", args[0], err, b)
+		}
 	}
+	out, err := exec.Command(hosttool.Need(t, "sfdisk", "fdisk"), "-J", raw).Output()
+	if err != nil {
+		t.Fatalf("sfdisk -J %s: %v", raw, err)
+	}
+	var pt struct{ PartitionTable sfdiskTable }
+	if err := json.Unmarshal(out, &pt); err != nil {
+		t.Fatal(err)
+	}
+	if pt.PartitionTable.Label == "gpt" {
+		if b, err := exec.Command(hosttool.Need(t, "sgdisk", "gdisk"), "-v", raw).CombinedOutput(); err != nil || !strings.Contains(string(b), "No problems found") {
+			t.Errorf("sgdisk -v: %v\n%s", err, b)
+		}
+	}
+	in, err := os.Open(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	for _, p := range pt.PartitionTable.Partitions {
+		part := filepath.Join(t.TempDir(), "part")
+		f, _ := os.Create(part)
+		_, err := io.Copy(f, io.NewSectionReader(in, p.Start*512, p.Size*512))
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cmd *exec.Cmd
+		switch strings.ToUpper(p.Type) {
+		case "C12A7328-F81F-11D2-BA4B-00A0C93EC93B", "EF":
+			cmd = exec.Command(hosttool.Need(t, "fsck.fat", "dosfstools"), "-n", part)
+		default:
+			cmd = exec.Command(hosttool.Need(t, "e2fsck", "e2fsprogs"), "-fn", part)
+		}
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("%s of partition %s: %v\n%s", filepath.Base(cmd.Path), p.Node, err, b)
+		}
+		os.Remove(part)
+	}
+	return pt.PartitionTable
+}
+
+// sfdiskTable is what sfdisk -J says of a partition table.
+type sfdiskTable struct {
+	Label      string
+	Partitions []struct {
+		Node, Type, Attrs string
+		Start, Size       int64
+		Bootable          bool
+	}
+}
+
+// bootToLogin boots a disk image with alpinist run (BIOS or UEFI) to the
+// login prompt of the system's getty on the serial console.
+func bootToLogin(t *testing.T, img, arch string, bios bool) {
+	t.Helper()
+	p, _ := vmtest.Binary(t, arch)
+	args := []string{"run", img, "--until", "login: ", "--timeout", "8m"}
+	if bios {
+		args = append(args, "--bios")
+	} else {
+		firmware(t, arch) // alpinist run finds it; the test says what to install
+	}
+	code, console, errs := cli(t, args...)
+	if code != 0 {
+		t.Fatalf("alpinist %s: exit %d: %s\n%s", strings.Join(args, " "), code, errs, console)
+	}
+	if !strings.Contains(console, "Welcome to Alpine Linux") || !strings.Contains(console, "(/dev/"+p.Console+")") {
+		t.Errorf("the login prompt is not the system's on %s:\n%s", p.Console, console)
+	}
+	if bios && !strings.Contains(console, "SYSLINUX 6.04") {
+		t.Errorf("EXTLINUX did not boot it:\n%s", console)
+	}
+	t.Logf("console, last lines:\n%s", lastLines(console, 6))
+}
+
+// TestBootDiskMBR builds testdata/specs/demo-mbr.yaml (demo.yaml on a
+// BIOS-only MBR disk) twice, checks the two disks are the same bytes and
+// sound, and boots it with SeaBIOS (TCG): mbr.bin, EXTLINUX, the login
+// prompt. TestBuildDemo boots demo.yaml's GPT disks.
+func TestBootDiskMBR(t *testing.T) {
+	td := generatedRepo(t)
+	vmtest.Binary(t, "x86_64")
+	spec := filepath.Join(td, "specs", "demo-mbr.yaml")
+	cache := t.TempDir()
+	out, again := t.TempDir(), t.TempDir()
+	mustCLI(t, "build", spec, "-o", out, "--cache", cache, "--output", "raw,qcow2")
+	mustCLI(t, "build", spec, "-o", again, "--cache", cache, "--output", "raw,qcow2")
+	a, b := fileSums(t, out), fileSums(t, again)
+	for _, f := range []string{"demo-mbr-x86_64.raw", "demo-mbr-x86_64.qcow2"} {
+		if a[f] == "" || a[f] != b[f] {
+			t.Errorf("%s differs between two builds", f)
+		}
+	}
+	raw, img := filepath.Join(out, "demo-mbr-x86_64.raw"), filepath.Join(out, "demo-mbr-x86_64.qcow2")
+	pt := checkDisk(t, raw, img)
+	if pt.Label != "dos" || len(pt.Partitions) != 1 || !pt.Partitions[0].Bootable || pt.Partitions[0].Type != "83" {
+		t.Errorf("want an MBR with one active Linux partition: %+v", pt)
+	}
+	bootToLogin(t, img, "x86_64", true)
 }
 
 func lastLines(s string, n int) string {

@@ -59,7 +59,7 @@ func tarIndex(t *testing.T, p string, want ...string) (map[string]*tar.Header, m
 // and checks the rootfs tars: busybox of the right arch, its post-install
 // applet links, the trigger's and the test scripts' effects, the apk
 // database listing exactly the locked packages; for x86_64 the real
-// apk-tools reads and audits the result.
+// apk-tools reads and audits the result. Then it boots its disk images.
 func TestBuildDemo(t *testing.T) {
 	td := generatedRepo(t)
 	spec := filepath.Join(td, "specs", "demo.yaml")
@@ -69,7 +69,7 @@ func TestBuildDemo(t *testing.T) {
 	for _, arch := range arches {
 		vmtest.Binary(t, arch)
 	}
-	res := mustCLI(t, "build", spec, "-o", out, "--cache", cache)
+	res := mustCLI(t, "build", spec, "-o", out, "--cache", cache, "--output", "tar,raw,qcow2")
 	t.Log(res)
 	lock := mustCLI(t, "resolve", spec, "--locked", filepath.Join(out, "demo.lock"), "--cache", cache)
 	for _, arch := range arches {
@@ -156,13 +156,38 @@ func TestBuildDemo(t *testing.T) {
 			}
 		}
 	})
-	// Building again gives the same bytes.
+	// Building again gives the same bytes: the x86_64 build's outputs
+	// are those of the two-arch build.
 	again := t.TempDir()
-	mustCLI(t, "build", spec, "-o", again, "--cache", cache, "--arch", "x86_64")
-	a, _ := os.ReadFile(filepath.Join(out, "demo-x86_64.tar"))
-	b, _ := os.ReadFile(filepath.Join(again, "demo-x86_64.tar"))
-	if !bytes.Equal(a, b) {
-		t.Error("two builds of the same spec differ")
+	mustCLI(t, "build", spec, "-o", again, "--cache", cache, "--arch", "x86_64", "--output", "tar,raw,qcow2")
+	a, b := fileSums(t, out), fileSums(t, again)
+	for _, f := range []string{"demo-x86_64.tar", "demo-x86_64.raw", "demo-x86_64.qcow2"} {
+		if a[f] == "" || a[f] != b[f] {
+			t.Errorf("%s differs between two builds", f)
+		}
+	}
+
+	// The disk images (GPT) boot to the system's login prompt: x86_64
+	// with BIOS (SeaBIOS, gptmbr.bin, EXTLINUX) and UEFI (OVMF, GRUB),
+	// aarch64 with UEFI (AAVMF, GRUB); all under TCG.
+	for _, tc := range []struct {
+		arch string
+		bios bool
+	}{{"x86_64", true}, {"x86_64", false}, {"aarch64", false}} {
+		t.Run(tc.arch+map[bool]string{true: " bios", false: " uefi"}[tc.bios], func(t *testing.T) {
+			raw, img := filepath.Join(out, "demo-"+tc.arch+".raw"), filepath.Join(out, "demo-"+tc.arch+".qcow2")
+			if !tc.bios {
+				pt := checkDisk(t, raw, img)
+				wantRoot := "LegacyBIOSBootable"
+				if tc.arch != "x86_64" {
+					wantRoot = ""
+				}
+				if pt.Label != "gpt" || len(pt.Partitions) != 2 || pt.Partitions[0].Type != "C12A7328-F81F-11D2-BA4B-00A0C93EC93B" || pt.Partitions[1].Attrs != wantRoot {
+					t.Errorf("want a GPT with an ESP and a root partition (attributes %q): %+v", wantRoot, pt)
+				}
+			}
+			bootToLogin(t, img, tc.arch, tc.bios)
+		})
 	}
 }
 
