@@ -56,7 +56,23 @@ func (s *Set) diskImage(a Arch) (string, error) {
 	if d == nil {
 		d = &spec.Disk{}
 	}
+	info, err := scanBoot(a.Tar)
+	if err != nil {
+		return "", err
+	}
 	boot := d.BootFor(a.Arch)
+	if s.p.AutoBoot && len(d.Boot) == 0 {
+		boot = nil
+		if info.extlinux != nil && spec.HasBIOS(a.Arch) {
+			boot = append(boot, "bios")
+		}
+		if info.efi != nil {
+			boot = append(boot, "uefi")
+		}
+		if boot == nil {
+			return "", fmt.Errorf("the rootfs has no boot loader to boot a disk with: install syslinux for BIOS (x86), or put GRUB's EFI image in /%sEFI/BOOT/ for UEFI (grub-install --efi-directory=%s --removable), or build it with alpinist build and a disk: section", efiDir, ESPMount)
+		}
+	}
 	bios, uefi := slices.Contains(boot, "bios"), slices.Contains(boot, "uefi")
 	if !bios && !uefi {
 		return "", fmt.Errorf("disk.boot: %s boots with neither bios nor uefi (bios is for x86 and x86_64)", a.Arch)
@@ -66,10 +82,6 @@ func (s *Set) diskImage(a Arch) (string, error) {
 		table = "gpt"
 	}
 	work, err := os.MkdirTemp(s.workDir(), "disk-"+a.Arch+"-")
-	if err != nil {
-		return "", err
-	}
-	info, err := scanBoot(a.Tar)
 	if err != nil {
 		return "", err
 	}

@@ -113,6 +113,10 @@ type Plan struct {
 	// NoSBOM leaves the SBOM out when the rootfs has no apk database (a
 	// rootfs alpinist did not build): it is then not an error.
 	NoSBOM bool
+	// AutoBoot, when the spec's disk names no firmware, boots a disk with
+	// what the rootfs has (an extlinux program: BIOS; GRUB's EFI image
+	// under /boot/efi: UEFI), for a rootfs alpinist did not build.
+	AutoBoot bool
 }
 
 // Arch is one arch's build.

@@ -31,6 +31,8 @@ type assembleFlags struct {
 	arch      []string
 	outputs   []string
 	diskSize  string
+	boot      []string
+	table     string
 	insecure  bool
 }
 
@@ -54,7 +56,10 @@ The root filesystem is first made canonical (entries sorted, hard links
 after their file, numeric owners, times clamped to SOURCE_DATE_EPOCH, else
 to the newest time in the input), so that the outputs are reproducible.
 An image's config (entrypoint, cmd, env, ...) carries over to the oci and
-docker-archive outputs. The SBOM is written when the rootfs has an apk
+docker-archive outputs. A raw or qcow2 disk needs a kernel (/boot/vmlinuz-*)
+and a boot loader in the rootfs: the extlinux program (syslinux) for BIOS,
+which alpinist installs itself, and GRUB's EFI image under /boot/efi for
+UEFI (alpinist build puts it there); it boots with both when it can. The SBOM is written when the rootfs has an apk
 database.
 
 Outputs (--output): ` + outputNames() + `.`,
@@ -72,7 +77,9 @@ Outputs (--output): ` + outputNames() + `.`,
 	fl.StringSliceVar(&f.outputs, "output", []string{"tar"}, "outputs to write: "+outputNames())
 	fl.StringSliceVar(&f.arch, "arch", nil, "architectures (default: the host's for a tar, the image's for a single image)")
 	fl.StringVar(&f.name, "name", "", "NAME of the outputs (default: from INPUT)")
-	fl.StringVar(&f.diskSize, "disk-size", "", "size of the ext4 image, such as 2G (default: from the content)")
+	fl.StringVar(&f.diskSize, "disk-size", "", "size of the ext4 image and of the raw/qcow2 disk, such as 2G (default: from the content)")
+	fl.StringSliceVar(&f.boot, "boot", nil, "firmware the raw/qcow2 disk boots with: bios, uefi (default: what the rootfs has a boot loader for)")
+	fl.StringVar(&f.table, "table", "gpt", "partition table of the raw/qcow2 disk: gpt or mbr")
 	fl.BoolVar(&f.insecure, "insecure", false, "plain HTTP, for a registry on localhost only")
 	return cmd
 }
@@ -117,7 +124,16 @@ func runAssemble(ctx context.Context, e *env, input string, f assembleFlags) err
 		}
 		diskSize = n
 	}
-	sp := &spec.Spec{Name: f.name}
+	disk := &spec.Disk{Size: diskSize, Table: f.table, Boot: f.boot}
+	if f.table != "" && f.table != "gpt" && f.table != "mbr" {
+		return fmt.Errorf("--table %q: want gpt or mbr", f.table)
+	}
+	for _, b := range f.boot {
+		if b != "bios" && b != "uefi" {
+			return fmt.Errorf("--boot %q: want bios, uefi or both", b)
+		}
+	}
+	sp := &spec.Spec{Name: f.name, Disk: disk}
 	if sp.Name == "" {
 		sp.Name = inputName(input)
 	}
@@ -196,7 +212,7 @@ func runAssemble(ctx context.Context, e *env, input string, f assembleFlags) err
 		epoch = newest.UTC().Truncate(time.Second)
 	}
 	set, err := output.New(output.Plan{Spec: sp, Dir: f.out, Outputs: f.outputs, Created: epoch, Tool: "alpinist-" + versionString(),
-		Log: e.log, DiskSize: diskSize, NoSBOM: true})
+		Log: e.log, DiskSize: diskSize, NoSBOM: true, AutoBoot: true})
 	if err != nil {
 		return err
 	}
