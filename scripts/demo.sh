@@ -3,7 +3,8 @@
 # generated, signed test repository, each inside a QEMU VM
 # of its own architecture (TCG emulation when KVM does not work), and show
 # what came out: rootfs tars, a multi-arch OCI image and qcow2 disk images,
-# the x86_64 one booted under UEFI to its login prompt; see README.md.
+# the x86_64 one booted with UEFI and with the BIOS to its login prompt;
+# see README.md.
 set -eu
 cd "$(dirname "$0")/.."
 a=bin/alpinist
@@ -39,6 +40,10 @@ grep -c '"SPDXID": "SPDXRef-Package-' "$out/demo-x86_64.spdx.json" | sed 's/^/pa
 echo
 echo "== alpinist run $out/demo-x86_64.qcow2 --until login:   (boots the disk image under UEFI)"
 $a run "$out/demo-x86_64.qcow2" --until "login:" --timeout 10m | tail -n 6
+
+echo
+echo "== alpinist run $out/demo-x86_64.qcow2 --bios --until login:   (the same disk with SeaBIOS and EXTLINUX)"
+$a run "$out/demo-x86_64.qcow2" --bios --until "login:" --timeout 10m | grep -E 'SYSLINUX|Loading|login:'
 
 echo
 echo "Outputs are in $out/ (rootfs tars, qcow2 disk images, the OCI layout, SBOMs, the lock file, the build logs)."
