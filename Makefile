@@ -61,7 +61,10 @@ test-short: deps
 fuzz: deps
 	@scripts/fuzz.sh $(FUZZTIME)
 
+# The writers against the reference tools first, side by side (ratio < 1:
+# ours is faster), then every benchmark.
 bench: build testrepo
+	$(GO) test -run '^$$' -bench 'Vs' -benchtime 5x ./assembler/...
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 clean:

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alpinist/alpinist/internal/benchcmp"
 	"github.com/alpinist/alpinist/internal/hosttool"
 	"github.com/alpinist/alpinist/internal/rootfstest"
 	"github.com/alpinist/alpinist/internal/treecmp"
@@ -345,32 +346,25 @@ func benchTree(b *testing.B) (tarPath, dir string) {
 	return tarPath, dir
 }
 
-// BenchmarkBuild is our writer on the tree; BenchmarkMke2fs is mke2fs -d
-// on the same tree with the same size and features (make bench prints
-// both: the ratio is the figure).
-func BenchmarkBuild(b *testing.B) {
-	tarPath, _ := benchTree(b)
-	out := filepath.Join(b.TempDir(), "fs.ext4")
-	for b.Loop() {
-		if _, err := BuildFile(out, tarPath, Options{Size: 256 << 20, Time: epoch}); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-func BenchmarkMke2fs(b *testing.B) {
+// BenchmarkVsMke2fs times our writer and mke2fs -d on the same tree,
+// with the same size and features, side by side: the ratio is the figure.
+func BenchmarkVsMke2fs(b *testing.B) {
 	mke2fs := hosttool.Need(b, "mke2fs", "e2fsprogs")
-	_, dir := benchTree(b)
-	out := filepath.Join(b.TempDir(), "fs.ext4")
-	for b.Loop() {
-		os.Remove(out)
+	tarPath, dir := benchTree(b)
+	ours, theirs := filepath.Join(b.TempDir(), "ours.ext4"), filepath.Join(b.TempDir(), "mke2fs.ext4")
+	benchcmp.SideBySide(b, "mke2fs", func() error {
+		_, err := BuildFile(ours, tarPath, Options{Size: 256 << 20, Time: epoch})
+		return err
+	}, func() error {
+		os.Remove(theirs)
 		cmd := exec.Command(mke2fs, "-q", "-F", "-t", "ext4", "-b", "4096", "-O", "^resize_inode,^flex_bg,^64bit,metadata_csum", "-E", "lazy_itable_init=1,lazy_journal_init=1",
-			"-d", dir, out, "256M")
+			"-d", dir, theirs, "256M")
 		cmd.Env = append(os.Environ(), "E2FSPROGS_FAKE_TIME=1700000000")
 		if o, err := cmd.CombinedOutput(); err != nil {
-			b.Fatalf("mke2fs: %v %s", err, o)
+			return fmt.Errorf("%v %s", err, o)
 		}
-	}
+		return nil
+	})
 }
 
 func FuzzBuild(f *testing.F) {
