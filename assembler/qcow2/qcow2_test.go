@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -185,5 +186,98 @@ func BenchmarkVsQemuImg(b *testing.B) {
 			return fmt.Errorf("%v\n%s", err, o)
 		}
 		return nil
+	})
+}
+
+// TestReader reads back what we write and what qemu-img writes: plain,
+// zstd- and deflate-compressed, version 2 and 3, several cluster sizes.
+func TestReader(t *testing.T) {
+	qemuImg := hosttool.Need(t, "qemu-img", "qemu-utils")
+	dir := t.TempDir()
+	raw := rawImage(t, dir, 3<<20+512, 5)
+	want, _ := os.ReadFile(raw)
+	check := func(name, img string) {
+		t.Helper()
+		f, err := os.Open(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		r, err := NewReader(f)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if r.Size() != int64(len(want)) {
+			t.Fatalf("%s: size %d, want %d", name, r.Size(), len(want))
+		}
+		got := make([]byte, len(want))
+		if _, err := r.ReadAt(got, 0); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s: the virtual disk differs from the raw image", name)
+		}
+		// Unaligned reads across clusters, and the end.
+		part := make([]byte, 100_000)
+		if n, err := r.ReadAt(part, 12345); n != len(part) || err != nil || !bytes.Equal(part, want[12345:12345+len(part)]) {
+			t.Errorf("%s: unaligned read: %d %v", name, n, err)
+		}
+		if n, err := r.ReadAt(part, int64(len(want))-10); n != 10 || err != io.EOF {
+			t.Errorf("%s: read past the end: %d %v", name, n, err)
+		}
+	}
+	for _, o := range []Options{{}, {Compress: true}, {ClusterBits: 12, Compress: true}, {ClusterBits: 21}} {
+		p := filepath.Join(dir, "ours.qcow2")
+		if err := WriteFile(p, raw, o); err != nil {
+			t.Fatal(err)
+		}
+		check(fmt.Sprintf("ours %+v", o), p)
+	}
+	for _, args := range [][]string{{}, {"-c"}, {"-o", "compat=0.10"}, {"-c", "-o", "compression_type=zstd,cluster_size=4096"}} {
+		p := filepath.Join(dir, "qemu.qcow2")
+		cmd := append(append([]string{"convert", "-f", "raw", "-O", "qcow2"}, args...), raw, p)
+		if o, err := exec.Command(qemuImg, cmd...).CombinedOutput(); err != nil {
+			t.Fatalf("qemu-img %v: %v\n%s", cmd, err, o)
+		}
+		check(fmt.Sprintf("qemu-img %v", args), p)
+	}
+	// What it refuses.
+	base := filepath.Join(dir, "base.qcow2")
+	WriteFile(base, raw, Options{})
+	over := filepath.Join(dir, "over.qcow2")
+	if o, err := exec.Command(qemuImg, "create", "-f", "qcow2", "-b", base, "-F", "qcow2", over).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, o)
+	}
+	f, _ := os.Open(over)
+	defer f.Close()
+	if _, err := NewReader(f); err == nil || !strings.Contains(err.Error(), "backing file") {
+		t.Errorf("overlay: %v", err)
+	}
+	if _, err := NewReader(bytes.NewReader([]byte("not a qcow2 image at all, but long enough to hold a header of 72 bytes..."))); err == nil || !strings.Contains(err.Error(), "not a qcow2") {
+		t.Errorf("garbage: %v", err)
+	}
+}
+
+// FuzzReader: no input makes the reader panic or allocate without bound.
+func FuzzReader(f *testing.F) {
+	dir := f.TempDir()
+	raw := rawImage(f, dir, 8<<10, 9)
+	for _, o := range []Options{{ClusterBits: 9}, {ClusterBits: 9, Compress: true}} {
+		p := filepath.Join(dir, "seed.qcow2")
+		WriteFile(p, raw, o)
+		b, _ := os.ReadFile(p)
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := NewReader(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		buf := make([]byte, 64<<10)
+		for off := int64(0); off < min(r.Size(), 1<<20); off += int64(len(buf)) {
+			if _, err := r.ReadAt(buf, off); err != nil {
+				return
+			}
+		}
 	})
 }
