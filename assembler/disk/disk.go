@@ -8,11 +8,17 @@
 package disk
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/alpinist/alpinist/internal/atomicfile"
@@ -242,4 +248,86 @@ func ESP(label string, files []fat.File, seed []byte, mtime time.Time) func(f *o
 			Label: label, VolumeID: VolumeID(seed), Time: mtime, HiddenSectors: uint32(offset / sector),
 		})
 	}
+}
+
+// Firmware is what a disk image can boot with.
+type Firmware struct {
+	// BIOS: boot code in the MBR and a partition it boots (active in an
+	// MBR, legacy-BIOS-bootable in a GPT).
+	BIOS bool
+	// UEFI: an EFI system partition.
+	UEFI bool
+}
+
+// Detect reads a disk's partition table (r is the raw disk: a file, or a
+// qcow2.Reader) for the firmware it boots with.
+func Detect(r io.ReaderAt) (Firmware, error) {
+	var fw Firmware
+	lba0 := make([]byte, sector)
+	if _, err := r.ReadAt(lba0, 0); err != nil {
+		return fw, fmt.Errorf("disk: reading the MBR: %w", err)
+	}
+	if lba0[510] != 0x55 || lba0[511] != 0xAA {
+		return fw, errors.New("disk: no partition table (no MBR signature)")
+	}
+	code := !sparse.Zero(lba0[:440])
+	gptDisk := false
+	for i := range 4 {
+		e := lba0[446+16*i : 446+16*(i+1)]
+		switch e[4] {
+		case 0xEE:
+			gptDisk = true
+		case 0xEF:
+			fw.UEFI = true
+		}
+		if e[0] == 0x80 && e[4] != 0 && code {
+			fw.BIOS = true
+		}
+	}
+	if !gptDisk {
+		return fw, nil
+	}
+	fw.BIOS = false
+	hdr := make([]byte, sector)
+	if _, err := r.ReadAt(hdr, sector); err != nil {
+		return fw, fmt.Errorf("disk: reading the GPT header: %w", err)
+	}
+	if string(hdr[:8]) != "EFI PART" {
+		return fw, errors.New("disk: a protective MBR without a GPT header")
+	}
+	le := binary.LittleEndian
+	start, count, size := le.Uint64(hdr[72:]), le.Uint32(hdr[80:]), le.Uint32(hdr[84:])
+	if size < 128 || size > 4096 || count > 1024 {
+		return fw, fmt.Errorf("disk: GPT with %d entries of %d bytes", count, size)
+	}
+	entries := make([]byte, int(count)*int(size))
+	if _, err := r.ReadAt(entries, int64(start)*sector); err != nil {
+		return fw, fmt.Errorf("disk: reading the GPT entries: %w", err)
+	}
+	esp := gptGUID(string(TypeESP))
+	for i := range int(count) {
+		e := entries[i*int(size):]
+		if sparse.Zero(e[:16]) {
+			continue
+		}
+		if bytes.Equal(e[:16], esp[:]) {
+			fw.UEFI = true
+		}
+		if le.Uint64(e[48:])&(1<<2) != 0 && code {
+			fw.BIOS = true
+		}
+	}
+	return fw, nil
+}
+
+// gptGUID is a GUID in its on-disk form (the first three fields little
+// endian).
+func gptGUID(s string) [16]byte {
+	var g [16]byte
+	h, _ := hex.DecodeString(strings.ReplaceAll(s, "-", ""))
+	copy(g[:], h)
+	slices.Reverse(g[0:4])
+	slices.Reverse(g[4:6])
+	slices.Reverse(g[6:8])
+	return g
 }

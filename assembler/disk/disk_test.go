@@ -145,3 +145,60 @@ func TestErrors(t *testing.T) {
 		t.Errorf("left: %v", ents)
 	}
 }
+
+// TestDetect: the firmware a disk boots with, read back from GPT and MBR
+// disks with and without an ESP, boot code and a bootable partition, raw
+// and through the qcow2 reader.
+func TestDetect(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		table     string
+		esp, code bool
+		bootable  bool
+		want      Firmware
+	}{
+		{"gpt both", "gpt", true, true, true, Firmware{BIOS: true, UEFI: true}},
+		{"gpt uefi", "gpt", true, false, false, Firmware{UEFI: true}},
+		{"gpt no code", "gpt", true, false, true, Firmware{UEFI: true}},
+		{"gpt bios", "gpt", false, true, true, Firmware{BIOS: true}},
+		{"mbr both", "mbr", true, true, true, Firmware{BIOS: true, UEFI: true}},
+		{"mbr bios", "mbr", false, true, true, Firmware{BIOS: true}},
+		{"mbr inactive", "mbr", false, true, false, Firmware{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, dir := layout(t, tc.table)
+			if !tc.esp {
+				l.Partitions = l.Partitions[1:]
+			}
+			if !tc.code {
+				l.MBRCode = nil
+			}
+			l.Partitions[len(l.Partitions)-1].Bootable = tc.bootable
+			img := filepath.Join(dir, "disk.raw")
+			if _, err := Write(img, l); err != nil {
+				t.Fatal(err)
+			}
+			f, _ := os.Open(img)
+			defer f.Close()
+			if got, err := Detect(f); err != nil || got != tc.want {
+				t.Errorf("raw: %+v %v, want %+v", got, err, tc.want)
+			}
+			q := filepath.Join(dir, "disk.qcow2")
+			if err := qcow2.WriteFile(q, img, qcow2.Options{Compress: true}); err != nil {
+				t.Fatal(err)
+			}
+			qf, _ := os.Open(q)
+			defer qf.Close()
+			r, err := qcow2.NewReader(qf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err := Detect(r); err != nil || got != tc.want {
+				t.Errorf("qcow2: %+v %v, want %+v", got, err, tc.want)
+			}
+		})
+	}
+	if _, err := Detect(bytes.NewReader(make([]byte, 4096))); err == nil || !strings.Contains(err.Error(), "no partition table") {
+		t.Errorf("blank disk: %v", err)
+	}
+}

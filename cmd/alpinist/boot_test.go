@@ -167,15 +167,18 @@ type sfdiskTable struct {
 	}
 }
 
-// bootToLogin boots a disk image with alpinist run (BIOS or UEFI) to the
-// login prompt of the system's getty on the serial console.
-func bootToLogin(t *testing.T, img, arch string, bios bool) {
+// bootToLogin boots a disk image with alpinist run to the login prompt
+// of the system's getty on the serial console. flag is --bios, --uefi or
+// "" (run picks the firmware from the disk); wantBIOS says which it
+// must have booted with.
+func bootToLogin(t *testing.T, img, arch, flag string, wantBIOS bool) {
 	t.Helper()
 	p, _ := vmtest.Binary(t, arch)
 	args := []string{"run", img, "--until", "login: ", "--timeout", "8m"}
-	if bios {
-		args = append(args, "--bios")
-	} else {
+	if flag != "" {
+		args = append(args, flag)
+	}
+	if !wantBIOS {
 		firmware(t, arch) // alpinist run finds it; the test says what to install
 	}
 	code, console, errs := cli(t, args...)
@@ -185,8 +188,11 @@ func bootToLogin(t *testing.T, img, arch string, bios bool) {
 	if !strings.Contains(console, "Welcome to Alpine Linux") || !strings.Contains(console, "(/dev/"+p.Console+")") {
 		t.Errorf("the login prompt is not the system's on %s:\n%s", p.Console, console)
 	}
-	if bios && !strings.Contains(console, "SYSLINUX 6.04") {
-		t.Errorf("EXTLINUX did not boot it:\n%s", console)
+	if bios := strings.Contains(console, "SYSLINUX 6.04"); bios != wantBIOS {
+		t.Errorf("booted with EXTLINUX: %v, want %v:\n%s", bios, wantBIOS, console)
+	}
+	if uefi := strings.Contains(errs, "uefi=true"); uefi == wantBIOS {
+		t.Errorf("alpinist run's firmware is not the one wanted (BIOS: %v):\n%s", wantBIOS, errs)
 	}
 	t.Logf("console, last lines:\n%s", lastLines(console, 6))
 }
@@ -214,7 +220,7 @@ func TestBootDiskMBR(t *testing.T) {
 	if pt.Label != "dos" || len(pt.Partitions) != 1 || !pt.Partitions[0].Bootable || pt.Partitions[0].Type != "83" {
 		t.Errorf("want an MBR with one active Linux partition: %+v", pt)
 	}
-	bootToLogin(t, img, "x86_64", true)
+	bootToLogin(t, img, "x86_64", "", true) // run finds no ESP: the BIOS
 }
 
 func lastLines(s string, n int) string {
@@ -229,6 +235,7 @@ func TestRunErrors(t *testing.T) {
 	for args, want := range map[string]string{
 		"run " + filepath.Join(dir, "missing.qcow2"): "no such file",
 		"run " + img + " --bios":                     "boots with UEFI only",
+		"run " + img + " --bios --uefi":              "choose one",
 		"run " + img + " --arch m68k":                "no VM profile",
 	} {
 		if code, _, errs := cli(t, strings.Fields(args)...); code == 0 || !strings.Contains(errs, want) {

@@ -182,10 +182,11 @@ func TestBuildDemo(t *testing.T) {
 	// The disk images (GPT) boot to the system's login prompt: x86_64
 	// with BIOS (SeaBIOS, gptmbr.bin, EXTLINUX) and UEFI (OVMF, GRUB),
 	// aarch64 with UEFI (AAVMF, GRUB); all under TCG.
+	// alpinist run picks UEFI for a disk with an ESP.
 	for _, tc := range []struct {
-		arch string
-		bios bool
-	}{{"x86_64", true}, {"x86_64", false}, {"aarch64", false}} {
+		arch, flag string
+		bios       bool
+	}{{"x86_64", "--bios", true}, {"x86_64", "", false}, {"aarch64", "", false}} {
 		t.Run(tc.arch+map[bool]string{true: " bios", false: " uefi"}[tc.bios], func(t *testing.T) {
 			raw, img := filepath.Join(out, "demo-"+tc.arch+".raw"), filepath.Join(out, "demo-"+tc.arch+".qcow2")
 			if !tc.bios {
@@ -198,7 +199,7 @@ func TestBuildDemo(t *testing.T) {
 					t.Errorf("want a GPT with an ESP and a root partition (attributes %q): %+v", wantRoot, pt)
 				}
 			}
-			bootToLogin(t, img, tc.arch, tc.bios)
+			bootToLogin(t, img, tc.arch, tc.flag, tc.bios)
 		})
 	}
 }

@@ -14,15 +14,17 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/alpinist/alpinist/apk/repo"
+	"github.com/alpinist/alpinist/assembler/disk"
+	"github.com/alpinist/alpinist/assembler/qcow2"
 	"github.com/alpinist/alpinist/qemu"
 	"github.com/alpinist/alpinist/spec"
 )
 
 type runFlags struct {
-	arch, accel, until string
-	bios, persist      bool
-	memory, cpus       int
-	timeout            time.Duration
+	arch, accel, until  string
+	bios, uefi, persist bool
+	memory, cpus        int
+	timeout             time.Duration
 }
 
 func newRunCmd(e *env) *cobra.Command {
@@ -32,8 +34,10 @@ func newRunCmd(e *env) *cobra.Command {
 		Short: "Boot a disk image in QEMU, on a serial console",
 		Long: `run boots a raw or qcow2 disk image (alpinist's raw and qcow2 outputs) in
 QEMU with the serial console on this terminal: KVM when it works for the
-image's architecture, TCG emulation otherwise. The image boots with UEFI
-(the firmware is looked for where distributions put it) unless --bios.
+image's architecture, TCG emulation otherwise. The firmware follows the
+disk: UEFI when it has an EFI system partition (the firmware is looked for
+where distributions put it), else the BIOS (SeaBIOS, x86) when its MBR has
+boot code and a bootable partition; --bios or --uefi chooses.
 
 Writes go to a temporary overlay: the image is left as it was, unless
 --persist. In a terminal, Ctrl-A X quits and Ctrl-A C is QEMU's monitor.
@@ -52,7 +56,8 @@ or fails after --timeout.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.arch, "arch", "", "the image's architecture (default: from its name NAME-ARCH.qcow2, else the host's)")
 	fl.StringVar(&f.accel, "accel", "", "force kvm or tcg (default: probe KVM)")
-	fl.BoolVar(&f.bios, "bios", false, "boot with the BIOS (x86) instead of UEFI")
+	fl.BoolVar(&f.bios, "bios", false, "boot with the BIOS (SeaBIOS; x86 only)")
+	fl.BoolVar(&f.uefi, "uefi", false, "boot with UEFI")
 	fl.BoolVar(&f.persist, "persist", false, "write to the image itself")
 	fl.IntVar(&f.memory, "memory", 512, "memory in MiB")
 	fl.IntVar(&f.cpus, "cpus", 1, "CPUs")
@@ -103,11 +108,16 @@ func runImage(ctx context.Context, e *env, image string, f runFlags) error {
 		return err
 	}
 	v := &qemu.DiskVM{Profile: prof, Accel: accel, MemoryMiB: f.memory, CPUs: f.cpus, Image: abs, Format: format, Snapshot: !f.persist}
-	if f.bios {
-		if arch != "x86_64" && arch != "x86" {
-			return fmt.Errorf("--bios: %s boots with UEFI only", arch)
-		}
-	} else {
+	bios := f.bios
+	switch {
+	case f.bios && f.uefi:
+		return errors.New("--bios and --uefi: choose one")
+	case f.bios && !spec.HasBIOS(arch):
+		return fmt.Errorf("--bios: %s boots with UEFI only", arch)
+	case !f.bios && !f.uefi:
+		bios = detectBIOS(e, image, format, arch)
+	}
+	if !bios {
 		fw, err := qemu.FindUEFI(arch)
 		if err != nil {
 			return err
@@ -132,7 +142,7 @@ func runImage(ctx context.Context, e *env, image string, f runFlags) error {
 	if err != nil {
 		return err
 	}
-	e.log.Info("booting", "image", image, "arch", arch, "format", format, "accel", accel, "uefi", !f.bios)
+	e.log.Info("booting", "image", image, "arch", arch, "format", format, "accel", accel, "uefi", !bios)
 	if f.until == "" {
 		if v.Monitor {
 			fmt.Fprintln(e.stderr, "alpinist run: Ctrl-A X quits, Ctrl-A C is QEMU's monitor")
@@ -153,4 +163,37 @@ func runImage(ctx context.Context, e *env, image string, f runFlags) error {
 func cacheDir() string {
 	d, _ := repo.DefaultCacheDir()
 	return d
+}
+
+// detectBIOS tells whether a disk boots with the BIOS rather than UEFI:
+// when it has BIOS boot code and no EFI system partition (x86 only).
+func detectBIOS(e *env, image, format, arch string) bool {
+	if !spec.HasBIOS(arch) {
+		return false
+	}
+	f, err := os.Open(image)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var r io.ReaderAt = f
+	if format == "qcow2" {
+		q, err := qcow2.NewReader(f)
+		if err != nil {
+			e.log.Warn("cannot read the image's partition table: booting with UEFI", "image", image, "err", err)
+			return false
+		}
+		r = q
+	}
+	fw, err := disk.Detect(r)
+	switch {
+	case err != nil:
+		e.log.Warn("cannot read the image's partition table: booting with UEFI", "image", image, "err", err)
+		return false
+	case fw.UEFI:
+		return false
+	case !fw.BIOS:
+		e.log.Warn("the image has neither an EFI system partition nor BIOS boot code: trying the BIOS", "image", image)
+	}
+	return true
 }
