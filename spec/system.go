@@ -53,6 +53,10 @@ type Disk struct {
 	Console string
 	// Cmdline holds extra kernel arguments.
 	Cmdline string
+	// SeparateBoot puts /boot on a partition of its own (ext4) of
+	// BootSize bytes (0: from the content, with headroom).
+	SeparateBoot bool
+	BootSize     int64
 }
 
 // BootFor is the firmware a disk for arch boots from: Boot when given,
@@ -268,6 +272,21 @@ func (p *parser) disk(v *yaml.Node, s *Spec) {
 			if d.Console != "" && !ttyRE.MatchString(d.Console) {
 				p.errorf(v, "disk.console: %q is not a tty name such as ttyS0, or none", d.Console)
 			}
+		},
+		"boot_partition": func(v *yaml.Node) {
+			text := p.scalar(v, "disk.boot_partition")
+			d.SeparateBoot = true
+			if text == "auto" {
+				return
+			}
+			n, err := ParseSize(text)
+			switch {
+			case err != nil:
+				p.errorf(v, "disk.boot_partition: %v (or auto)", err)
+			case n < 16<<20:
+				p.errorf(v, "disk.boot_partition: %s is below the 16 MiB an ext4 /boot needs", text)
+			}
+			d.BootSize = n
 		},
 		"cmdline": func(v *yaml.Node) {
 			d.Cmdline = p.scalar(v, "disk.cmdline")

@@ -108,23 +108,35 @@ func (s *Set) diskImage(a Arch) (string, error) {
 	// Identities from the inputs: the same rootfs gives the same disk.
 	seed := append([]byte(s.p.Spec.Name+"\x00"+a.Arch+"\x00"), info.digest...)
 	rootUUID := disk.UUID(seed, "root file system")
-	var uuid [16]byte
-	if b, err := hex.DecodeString(strings.ReplaceAll(rootUUID, "-", "")); err != nil || len(b) != 16 {
-		return "", fmt.Errorf("root UUID %q: %v", rootUUID, err)
-	} else {
-		copy(uuid[:], b)
-	}
 	espID := disk.VolumeID(seed)
 	espUUID := fmt.Sprintf("%04X-%04X", espID>>16, espID&0xffff)
 	console := d.ConsoleFor(a.Arch)
 
-	// The root file system: the rootfs with /etc/fstab, an initramfs
-	// when the system has none (the agent as a root switcher), and
-	// EXTLINUX for BIOS.
+	// /boot on its own partition, or on the root file system: where the
+	// boot loaders find the kernel.
+	sep := d.SeparateBoot
+	bootUUID := strings.ToLower(disk.UUID(seed, "boot file system"))
+	loaderPath := func(p string) string {
+		if sep {
+			return "/" + strings.TrimPrefix(p, bootDir+"/")
+		}
+		return "/" + p
+	}
+	loaderDir, loaderFSUUID := "/"+bootDir, strings.ToLower(rootUUID)
+	if sep {
+		loaderDir, loaderFSUUID = "/", bootUUID
+	}
+
+	// The system's files: the rootfs with /etc/fstab, an initramfs when
+	// the system has none (the agent as a root switcher), and EXTLINUX
+	// for BIOS.
 	initrd := info.initrd
 	var extra []tarFile
 	fstab := "# /etc/fstab, written by alpinist for the disk image\n" +
 		"UUID=" + strings.ToLower(rootUUID) + "\t/\text4\trw,relatime\t0 1\n"
+	if sep {
+		fstab += "UUID=" + bootUUID + "\t/" + bootDir + "\text4\trw,relatime\t0 2\n"
+	}
 	if uefi {
 		fstab += "UUID=" + espUUID + "\t" + ESPMount + "\tvfat\trw,relatime,fmask=0133,dmask=0022\t0 2\n"
 	}
@@ -146,7 +158,7 @@ func (s *Set) diskImage(a Arch) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		initrd = "boot/initramfs-" + strings.TrimPrefix(filepath.Base(info.kernel), "vmlinuz-")
+		initrd = bootDir + "/initramfs-" + strings.TrimPrefix(filepath.Base(info.kernel), "vmlinuz-")
 		extra = append(extra, tarFile{initrd, data, 0o644})
 		s.p.Log.Info("no initramfs in the system: alpinist's root switcher is used", "arch", a.Arch, "initramfs", "/"+initrd)
 	}
@@ -157,7 +169,6 @@ func (s *Set) diskImage(a Arch) (string, error) {
 	if d.Cmdline != "" {
 		cmdline += " " + d.Cmdline
 	}
-	var pin []string
 	if bios {
 		serial := -1
 		if n, ok := strings.CutPrefix(console, "ttyS"); ok {
@@ -165,51 +176,101 @@ func (s *Set) diskImage(a Arch) (string, error) {
 				serial = port
 			}
 		}
-		conf := extlinux.Config{Serial: serial, Kernel: "/" + info.kernel, Initrd: "/" + initrd, Append: cmdline}
+		conf := extlinux.Config{Serial: serial, Kernel: loaderPath(info.kernel), Initrd: loaderPath(initrd), Append: cmdline}
 		extra = append(extra,
 			tarFile{bootDir + "/ldlinux.sys", loader.SysFile(), 0o444},
 			tarFile{bootDir + "/ldlinux.c32", loader.C32, 0o444},
 			tarFile{bootDir + "/extlinux.conf", []byte(conf.String()), 0o644})
-		pin = []string{bootDir + "/ldlinux.sys"}
 		if info.updateExtlinux != nil {
 			// Alpine's update-extlinux rewrites extlinux.conf when a
 			// kernel is upgraded: it must keep booting this disk.
 			extra = append(extra, tarFile{"etc/update-extlinux.conf", updateExtlinuxConf(info.updateExtlinux, rootUUID, console, serial, d.Cmdline), 0o644})
 		}
 	}
-	rootTar := filepath.Join(work, "root.tar")
-	if err := rewriteTar(rootTar, a.Tar, extra); err != nil {
+	fullTar := filepath.Join(work, "full.tar")
+	if err := rewriteTar(fullTar, a.Tar, extra); err != nil {
 		return "", err
+	}
+
+	// The file systems: /boot's first when it has its own.
+	rootTar := fullTar
+	avail := d.Size - 2<<20 // what the partitions may take of a sized disk
+	if uefi {
+		avail -= espSize
+	}
+	var bootImg string
+	var bootBlocks uint32
+	var pinned []uint32 // ldlinux.sys's blocks
+	if sep {
+		rootTar, bootImg = filepath.Join(work, "root.tar"), filepath.Join(work, "boot.ext4")
+		bootTar := filepath.Join(work, "boot.tar")
+		if err := splitBoot(fullTar, rootTar, bootTar); err != nil {
+			return "", err
+		}
+		os.Remove(fullTar)
+		o := ext4.Options{Label: "boot", Time: s.p.Created, Size: d.BootSize}
+		if o.UUID, err = uuidBytes(bootUUID); err != nil {
+			return "", err
+		}
+		if bios {
+			o.Pin = []string{"ldlinux.sys"}
+		}
+		st, err := ext4.BuildFile(bootImg, bootTar, o)
+		if err != nil {
+			return "", fmt.Errorf("/boot: %w", err)
+		}
+		os.Remove(bootTar)
+		bootBlocks, pinned = st.Blocks, st.Pinned["ldlinux.sys"]
+		avail -= (int64(bootBlocks)*4096 + 1<<20 - 1) &^ (1<<20 - 1)
 	}
 	var rootSize int64
 	if d.Size > 0 {
-		rootSize = d.Size - 2<<20
-		if uefi {
-			rootSize -= espSize
-		}
-		if rootSize < 16<<20 {
+		if rootSize = avail; rootSize < 16<<20 {
 			return "", fmt.Errorf("disk.size %d leaves no room for the root file system", d.Size)
 		}
 	}
 	rootImg := filepath.Join(work, "root.ext4")
-	st, err := ext4.BuildFile(rootImg, rootTar, ext4.Options{UUID: uuid, Label: s.label(), Time: s.p.Created, Size: rootSize, Pin: pin})
+	o := ext4.Options{Label: s.label(), Time: s.p.Created, Size: rootSize}
+	if o.UUID, err = uuidBytes(rootUUID); err != nil {
+		return "", err
+	}
+	if bios && !sep {
+		o.Pin = []string{bootDir + "/ldlinux.sys"}
+	}
+	st, err := ext4.BuildFile(rootImg, rootTar, o)
 	if err != nil {
 		return "", err
 	}
 	os.Remove(rootTar)
-	fillRoot := disk.CopyImage(rootImg)
+	if !sep {
+		pinned = st.Pinned[bootDir+"/ldlinux.sys"]
+	}
+
+	// EXTLINUX goes into the file system /boot is on, its boot sector at
+	// that partition's start.
+	fillRoot, fillBoot := disk.CopyImage(rootImg), disk.CopyImage(bootImg)
 	if bios {
-		inst, err := installExtlinux(rootImg, loader, st.Pinned[pin[0]])
+		img := rootImg
+		if sep {
+			img = bootImg
+		}
+		inst, err := installExtlinux(img, loader, pinned, loaderDir)
 		if err != nil {
 			return "", err
 		}
-		copyRoot := fillRoot
-		fillRoot = func(f *os.File, offset, size int64) error {
-			if err := copyRoot(f, offset, size); err != nil {
+		withVBR := func(fill func(*os.File, int64, int64) error) func(*os.File, int64, int64) error {
+			return func(f *os.File, offset, size int64) error {
+				if err := fill(f, offset, size); err != nil {
+					return err
+				}
+				_, err := f.WriteAt(inst.BootSector(uint64(offset/512), uint64(size/512)), offset)
 				return err
 			}
-			_, err := f.WriteAt(inst.BootSector(uint64(offset/512), uint64(size/512)), offset)
-			return err
+		}
+		if sep {
+			fillBoot = withVBR(fillBoot)
+		} else {
+			fillRoot = withVBR(fillRoot)
 		}
 	}
 
@@ -217,27 +278,104 @@ func (s *Set) diskImage(a Arch) (string, error) {
 	if uefi {
 		// The ESP: the build's EFI files and grub.cfg.
 		grubCfg := "# grub.cfg, written by alpinist\nset timeout=0\n" +
-			"search --no-floppy --fs-uuid --set=root " + strings.ToLower(rootUUID) + "\n" +
-			"linux /" + info.kernel + " " + cmdline + "\n" +
-			"initrd /" + initrd + "\n" +
+			"search --no-floppy --fs-uuid --set=root " + loaderFSUUID + "\n" +
+			"linux " + loaderPath(info.kernel) + " " + cmdline + "\n" +
+			"initrd " + loaderPath(initrd) + "\n" +
 			"boot\n"
 		files := append(info.efi, fat.File{Path: "EFI/BOOT/grub.cfg", Data: []byte(grubCfg)})
 		parts = append(parts, disk.Partition{Name: "ESP", Type: disk.TypeESP, MBRType: mbr.EFISystem, Size: espSize, Fill: disk.ESP("ESP", files, seed, s.p.Created)})
 	}
-	parts = append(parts, disk.Partition{Name: "root", Type: disk.RootType(a.Arch), MBRType: mbr.Linux, Size: int64(st.Blocks) * 4096, Bootable: bios, Fill: fillRoot})
+	if sep {
+		parts = append(parts, disk.Partition{Name: "boot", Type: disk.TypeLinuxFS, MBRType: mbr.Linux, Size: int64(bootBlocks) * 4096, Bootable: bios, Fill: fillBoot})
+	}
+	parts = append(parts, disk.Partition{Name: "root", Type: disk.RootType(a.Arch), MBRType: mbr.Linux, Size: int64(st.Blocks) * 4096, Bootable: bios && !sep, Fill: fillRoot})
 	raw := filepath.Join(work, "disk.raw")
 	if _, err = disk.Write(raw, disk.Layout{Table: table, Size: d.Size, Seed: seed, MBRCode: mbrCode, Partitions: parts}); err != nil {
 		return "", err
 	}
 	os.Remove(rootImg)
+	if bootImg != "" {
+		os.Remove(bootImg)
+	}
 	s.disks[a.Arch] = raw
 	return raw, nil
 }
 
+// uuidBytes parses a UUID.
+func uuidBytes(s string) ([16]byte, error) {
+	var u [16]byte
+	b, err := hex.DecodeString(strings.ReplaceAll(s, "-", ""))
+	if err != nil || len(b) != 16 {
+		return u, fmt.Errorf("UUID %q: %v", s, err)
+	}
+	copy(u[:], b)
+	return u, nil
+}
+
+// splitBoot splits the rootfs tar src into the root file system's (with
+// /boot empty, a mount point) and /boot's (its content at the top).
+func splitBoot(src, rootDst, bootDst string) error {
+	under := func(name string) (string, bool) {
+		rest, ok := strings.CutPrefix(strings.TrimPrefix(name, "./"), bootDir+"/")
+		return rest, ok && rest != ""
+	}
+	for _, part := range []struct {
+		dst  string
+		boot bool
+	}{{rootDst, false}, {bootDst, true}} {
+		in, err := os.Open(src)
+		if err != nil {
+			return err
+		}
+		err = atomicfile.Write(part.dst, 0o644, func(w io.Writer) error {
+			tw := tar.NewWriter(w)
+			var linkErr error
+			sawBoot := false
+			err := tarball.Copy(tw, in, func(h *tar.Header) (keep bool) {
+				rest, inBoot := under(h.Name)
+				if strings.TrimSuffix(strings.TrimPrefix(h.Name, "./"), "/") == bootDir {
+					// /boot itself: the root's mount point, and the
+					// attributes of the boot file system's root.
+					sawBoot = true
+					if part.boot {
+						h.Name = "./"
+					}
+					return true
+				}
+				if h.Typeflag == tar.TypeLink {
+					if _, to := under(h.Linkname); to != inBoot && linkErr == nil {
+						linkErr = fmt.Errorf("/%s is a hard link to /%s, across the /%s partition's edge", h.Name, h.Linkname, bootDir)
+					}
+				}
+				if inBoot != part.boot {
+					return false
+				}
+				if part.boot {
+					h.Name = rest
+					if h.Typeflag == tar.TypeLink {
+						h.Linkname, _ = under(h.Linkname)
+					}
+				}
+				return true
+			})
+			if err == nil && !sawBoot && !part.boot {
+				// The mount point.
+				err = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: bootDir + "/", Mode: 0o755})
+			}
+			return errors.Join(err, linkErr, tw.Close())
+		})
+		in.Close()
+		if err != nil {
+			return fmt.Errorf("splitting /%s off: %w", bootDir, err)
+		}
+	}
+	return nil
+}
+
 // installExtlinux patches ldlinux.sys where the ext4 writer put it
-// (blocks, of 4 KiB) in the root file system image, and returns what
-// makes the partition's boot sector.
-func installExtlinux(rootImg string, loader *extlinux.Loader, blocks []uint32) (*extlinux.Install, error) {
+// (blocks, of 4 KiB) in the file system image, in directory dir of it,
+// and returns what makes the partition's boot sector.
+func installExtlinux(rootImg string, loader *extlinux.Loader, blocks []uint32, dir string) (*extlinux.Install, error) {
 	const perBlock = 4096 / 512
 	var sectors []uint64
 	for _, b := range blocks {
@@ -245,7 +383,7 @@ func installExtlinux(rootImg string, loader *extlinux.Loader, blocks []uint32) (
 			sectors = append(sectors, uint64(b)*perBlock+k)
 		}
 	}
-	inst, err := loader.Patch(sectors, "/"+bootDir)
+	inst, err := loader.Patch(sectors, dir)
 	if err != nil {
 		return nil, err
 	}

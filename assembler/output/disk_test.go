@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -11,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/alpinist/alpinist/assembler/ext4"
 	"github.com/alpinist/alpinist/internal/hosttool"
 	"github.com/alpinist/alpinist/internal/rootfstest"
 	"github.com/alpinist/alpinist/internal/testrepo"
@@ -56,30 +59,32 @@ func bootableTar(t *testing.T, bios bool) []byte {
 
 // checkBIOS checks a disk's EXTLINUX install: the MBR code, the root
 // partition's boot sector, /boot's files.
-func checkBIOS(t *testing.T, raw, root, mbrCode, rootUUID string) {
+// dir is where /boot's files are on the file system fs: "/boot", or ""
+// on a /boot partition.
+func checkBIOS(t *testing.T, raw, fs, mbrCode, rootUUID, dir string) {
 	t.Helper()
 	disk, _ := os.ReadFile(raw)
 	code, _ := os.ReadFile(testrepo.Extract(t, "x86_64", "syslinux", "usr/share/syslinux/"+mbrCode))
 	if len(code) != 440 || !bytes.Equal(disk[:440], code) {
 		t.Errorf("the MBR does not hold %s", mbrCode)
 	}
-	vbr, _ := os.ReadFile(root)
+	vbr, _ := os.ReadFile(fs)
 	if string(vbr[3:11]) != "SYSLINUX" || vbr[510] != 0x55 || vbr[511] != 0xAA {
 		t.Errorf("the root partition has no EXTLINUX boot sector: % x", vbr[:16])
 	}
 	if start := binary.LittleEndian.Uint32(vbr[0x1C:]); !bytes.Equal(disk[int64(start)*512:int64(start)*512+512], vbr[:512]) {
 		t.Errorf("the boot sector's partition start %d is wrong", start)
 	}
-	out, _ := exec.Command("debugfs", "-R", "cat /boot/extlinux.conf", root).Output()
-	want := "SERIAL 1 115200\nDEFAULT alpine\nPROMPT 0\nTIMEOUT 0\n\nLABEL alpine\n  LINUX /boot/vmlinuz-virt\n  INITRD /boot/initramfs-virt\n  APPEND root=UUID=" + rootUUID + " rw console=ttyS1 quiet\n"
+	out, _ := exec.Command("debugfs", "-R", "cat "+dir+"/extlinux.conf", fs).Output()
+	want := "SERIAL 1 115200\nDEFAULT alpine\nPROMPT 0\nTIMEOUT 0\n\nLABEL alpine\n  LINUX " + dir + "/vmlinuz-virt\n  INITRD " + dir + "/initramfs-virt\n  APPEND root=UUID=" + rootUUID + " rw console=ttyS1 quiet\n"
 	if !strings.HasSuffix(string(out), want) {
 		t.Errorf("extlinux.conf:\n%s\nwant\n%s", out, want)
 	}
-	st, _ := exec.Command("debugfs", "-R", "stat /boot/ldlinux.sys", root).Output()
+	st, _ := exec.Command("debugfs", "-R", "stat "+dir+"/ldlinux.sys", fs).Output()
 	if !strings.Contains(string(st), "Flags: 0x80010") || !strings.Contains(string(st), "Size: 59392") {
 		t.Errorf("ldlinux.sys:\n%s", st)
 	}
-	ls, _ := exec.Command("debugfs", "-R", "ls -l /boot", root).Output()
+	ls, _ := exec.Command("debugfs", "-R", "ls -l "+dir+"/", fs).Output()
 	if !strings.Contains(string(ls), "ldlinux.c32") {
 		t.Errorf("no ldlinux.c32:\n%s", ls)
 	}
@@ -131,7 +136,7 @@ func TestDiskImageMBR(t *testing.T) {
 			rootUUID = strings.TrimSpace(v)
 		}
 	}
-	checkBIOS(t, raw, root, "mbr.bin", rootUUID)
+	checkBIOS(t, raw, root, "mbr.bin", rootUUID, "/boot")
 	fstab, _ := exec.Command("debugfs", "-R", "cat /etc/fstab", root).Output()
 	if strings.Contains(string(fstab), "vfat") {
 		t.Errorf("a disk without an ESP mounts one:\n%s", fstab)
@@ -245,7 +250,7 @@ func TestDiskImage(t *testing.T) {
 	if !strings.Contains(string(info), "Attribute flags: 0000000000000004") {
 		t.Errorf("the root partition is not legacy BIOS bootable:\n%s", info)
 	}
-	checkBIOS(t, raw, root, "gptmbr.bin", rootUUID)
+	checkBIOS(t, raw, root, "gptmbr.bin", rootUUID, "/boot")
 	uec, _ := exec.Command("debugfs", "-R", "cat /etc/update-extlinux.conf", root).Output()
 	if want := "# update-extlinux\noverwrite=1\nroot=UUID=" + rootUUID + "\ndefault_kernel_opts=\"rw console=ttyS1 quiet\"\nserial_port=1\nserial_baud=115200\n"; string(uec) != want {
 		t.Errorf("update-extlinux.conf:\n%s\nwant\n%s", uec, want)
@@ -282,4 +287,99 @@ func atoi(s string) int64 {
 		n = n*10 + int64(c-'0')
 	}
 	return n
+}
+
+// partitions copies each partition of a disk image out (sfdisk -J reads
+// the table).
+func partitions(t *testing.T, raw string) (files []string, attrs []string) {
+	t.Helper()
+	out, err := exec.Command(hosttool.Need(t, "sfdisk", "fdisk"), "-J", raw).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pt struct {
+		PartitionTable struct {
+			Partitions []struct {
+				Start, Size int64
+				Attrs       string
+			}
+		}
+	}
+	if err := json.Unmarshal(out, &pt); err != nil {
+		t.Fatal(err)
+	}
+	in, _ := os.Open(raw)
+	defer in.Close()
+	for i, p := range pt.PartitionTable.Partitions {
+		name := filepath.Join(t.TempDir(), fmt.Sprintf("part%d", i+1))
+		f, _ := os.Create(name)
+		io.Copy(f, io.NewSectionReader(in, p.Start*512, p.Size*512))
+		f.Close()
+		files, attrs = append(files, name), append(attrs, p.Attrs)
+	}
+	return files, attrs
+}
+
+// TestDiskImageSeparateBoot: /boot on a partition of its own, between
+// the ESP and the root: EXTLINUX and its boot sector there, GRUB and
+// fstab pointing at it, the root's /boot an empty mount point.
+func TestDiskImageSeparateBoot(t *testing.T) {
+	dir := t.TempDir()
+	sp := &spec.Spec{Name: "vm", Disk: &spec.Disk{Console: "ttyS1", Cmdline: "quiet", SeparateBoot: true}}
+	s, err := New(Plan{Spec: sp, Dir: dir, Outputs: []string{"raw"}, Created: rootfstest.Created, Tool: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	tarPath := filepath.Join(dir, "vm-x86_64.tar")
+	os.WriteFile(tarPath, bootableTar(t, true), 0o644)
+	if _, err := s.Add(Arch{Arch: "x86_64", Tar: tarPath}); err != nil {
+		t.Fatal(err)
+	}
+	raw := filepath.Join(dir, "vm-x86_64.raw")
+	parts, attrs := partitions(t, raw)
+	if len(parts) != 3 || attrs[0] != "" || attrs[1] != "LegacyBIOSBootable" || attrs[2] != "" {
+		t.Fatalf("want ESP, boot (legacy BIOS bootable), root: %v", attrs)
+	}
+	esp, boot, root := parts[0], parts[1], parts[2]
+	for _, fs := range []string{boot, root} {
+		if b, err := exec.Command(hosttool.Need(t, "e2fsck", "e2fsprogs"), "-fn", fs).CombinedOutput(); err != nil {
+			t.Errorf("e2fsck: %v\n%s", err, b)
+		}
+	}
+	rootUUID := ext4UUID(t, root)
+	bootUUID := ext4UUID(t, boot)
+	checkBIOS(t, raw, boot, "gptmbr.bin", rootUUID, "")
+	ls, _ := exec.Command("debugfs", "-R", "ls /boot", root).Output()
+	if strings.Contains(string(ls), "vmlinuz") || !strings.Contains(string(ls), "..") {
+		t.Errorf("the root's /boot is not an empty mount point:\n%s", ls)
+	}
+	ls, _ = exec.Command("debugfs", "-R", "ls /", boot).Output()
+	for _, want := range []string{"vmlinuz-virt", "initramfs-virt", "efi", "extlinux.conf"} {
+		if !strings.Contains(string(ls), want) {
+			t.Errorf("no %s on /boot:\n%s", want, ls)
+		}
+	}
+	fstab, _ := exec.Command("debugfs", "-R", "cat /etc/fstab", root).Output()
+	if !strings.Contains(string(fstab), "UUID="+bootUUID+"\t/boot\text4\trw,relatime\t0 2\nUUID=") {
+		t.Errorf("fstab does not mount /boot before the ESP:\n%s", fstab)
+	}
+	cfg, _ := exec.Command(hosttool.Need(t, "mtype", "mtools"), "-i", esp, "::/EFI/BOOT/grub.cfg").Output()
+	if want := "search --no-floppy --fs-uuid --set=root " + bootUUID + "\nlinux /vmlinuz-virt root=UUID=" + rootUUID + " rw console=ttyS1 quiet\ninitrd /initramfs-virt\n"; !strings.Contains(string(cfg), want) {
+		t.Errorf("grub.cfg:\n%s\nwant\n%s", cfg, want)
+	}
+}
+
+// ext4UUID is a file system image's UUID.
+func ext4UUID(t *testing.T, img string) string {
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	uuid, _, ok := ext4.Identify(f)
+	if !ok {
+		t.Fatalf("%s: not ext4", img)
+	}
+	return uuid
 }

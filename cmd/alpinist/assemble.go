@@ -33,6 +33,7 @@ type assembleFlags struct {
 	diskSize  string
 	boot      []string
 	table     string
+	bootPart  string
 	insecure  bool
 }
 
@@ -80,6 +81,7 @@ Outputs (--output): ` + outputNames() + `.`,
 	fl.StringVar(&f.diskSize, "disk-size", "", "size of the ext4 image and of the raw/qcow2 disk, such as 2G (default: from the content)")
 	fl.StringSliceVar(&f.boot, "boot", nil, "firmware the raw/qcow2 disk boots with: bios, uefi (default: what the rootfs has a boot loader for)")
 	fl.StringVar(&f.table, "table", "gpt", "partition table of the raw/qcow2 disk: gpt or mbr")
+	fl.StringVar(&f.bootPart, "boot-partition", "", "put /boot on a partition of its own of `SIZE` (or auto: from the content)")
 	fl.BoolVar(&f.insecure, "insecure", false, "plain HTTP, for a registry on localhost only")
 	return cmd
 }
@@ -125,6 +127,16 @@ func runAssemble(ctx context.Context, e *env, input string, f assembleFlags) err
 		diskSize = n
 	}
 	disk := &spec.Disk{Size: diskSize, Table: f.table, Boot: f.boot}
+	if f.bootPart != "" {
+		disk.SeparateBoot = true
+		if f.bootPart != "auto" {
+			n, err := spec.ParseSize(f.bootPart)
+			if err != nil {
+				return fmt.Errorf("--boot-partition: %w (or auto)", err)
+			}
+			disk.BootSize = n
+		}
+	}
 	if f.table != "" && f.table != "gpt" && f.table != "mbr" {
 		return fmt.Errorf("--table %q: want gpt or mbr", f.table)
 	}

@@ -51,6 +51,7 @@ func TestAssemble(t *testing.T) {
 		"assemble " + dir + " -o x":                                                       "neither a tar file nor an OCI layout",
 		"assemble " + in + " -o x --disk-size lots":                                       "--disk-size",
 		"assemble " + in + " -o x --table gpt2":                                           `--table "gpt2": want gpt or mbr`,
+		"assemble " + in + " -o x --boot-partition big":                                   "--boot-partition: ",
 		"assemble " + in + " -o x --boot efi":                                             `--boot "efi": want bios, uefi or both`,
 		"assemble " + in + " -o " + filepath.Join(dir, "x") + " --output raw":             "the rootfs has no boot loader to boot a disk with: install syslinux",
 		"assemble registry.example.org/x:1 -o " + filepath.Join(dir, "x") + " --insecure": "only for a registry on localhost",

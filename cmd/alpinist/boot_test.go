@@ -198,9 +198,10 @@ func bootToLogin(t *testing.T, img, arch, flag string, wantBIOS bool) {
 }
 
 // TestBootDiskMBR builds testdata/specs/demo-mbr.yaml (demo.yaml on a
-// BIOS-only MBR disk) twice, checks the two disks are the same bytes and
-// sound, and boots it with SeaBIOS (TCG): mbr.bin, EXTLINUX, the login
-// prompt. TestBuildDemo boots demo.yaml's GPT disks.
+// BIOS-only MBR disk, /boot on a partition of its own) twice, checks the
+// two disks are the same bytes and sound, and boots it with SeaBIOS
+// (TCG): mbr.bin, EXTLINUX on /boot, the login prompt, /boot mounted.
+// TestBuildDemo boots demo.yaml's GPT disks.
 func TestBootDiskMBR(t *testing.T) {
 	td := generatedRepo(t)
 	vmtest.Binary(t, "x86_64")
@@ -217,8 +218,8 @@ func TestBootDiskMBR(t *testing.T) {
 	}
 	raw, img := filepath.Join(out, "demo-mbr-x86_64.raw"), filepath.Join(out, "demo-mbr-x86_64.qcow2")
 	pt := checkDisk(t, raw, img)
-	if pt.Label != "dos" || len(pt.Partitions) != 1 || !pt.Partitions[0].Bootable || pt.Partitions[0].Type != "83" {
-		t.Errorf("want an MBR with one active Linux partition: %+v", pt)
+	if pt.Label != "dos" || len(pt.Partitions) != 2 || !pt.Partitions[0].Bootable || pt.Partitions[1].Bootable || pt.Partitions[0].Type != "83" || pt.Partitions[1].Type != "83" {
+		t.Errorf("want an MBR with two Linux partitions, /boot active: %+v", pt)
 	}
 	bootToLogin(t, img, "x86_64", "", true) // run finds no ESP: the BIOS
 }
