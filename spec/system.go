@@ -57,6 +57,9 @@ type Disk struct {
 	// BootSize bytes (0: from the content, with headroom).
 	SeparateBoot bool
 	BootSize     int64
+	// Compress stores the qcow2 output's clusters zstd-compressed.
+	Compress    bool
+	compressSet bool // given, even as false (for extends)
 }
 
 // BootFor is the firmware a disk for arch boots from: Boot when given,
@@ -287,6 +290,9 @@ func (p *parser) disk(v *yaml.Node, s *Spec) {
 				p.errorf(v, "disk.boot_partition: %s is below the 16 MiB an ext4 /boot needs", text)
 			}
 			d.BootSize = n
+		},
+		"compress": func(v *yaml.Node) {
+			d.Compress, d.compressSet = p.boolean(v, "disk.compress"), true
 		},
 		"cmdline": func(v *yaml.Node) {
 			d.Cmdline = p.scalar(v, "disk.cmdline")

@@ -55,7 +55,7 @@ network:
       address: [192.168.1.10/24, "2001:db8::10/64"]
       gateway: [192.168.1.1, "2001:db8::1"]
   dns: [1.1.1.1]
-disk: {size: 1.5G, table: mbr, boot: [bios], console: ttyS1, cmdline: quiet, boot_partition: 256M}
+disk: {size: 1.5G, table: mbr, boot: [bios], console: ttyS1, cmdline: quiet, boot_partition: 256M, compress: true}
 outputs: [tar, qcow2]
 `)
 	if s.Timezone != "Europe/Paris" {
@@ -70,7 +70,7 @@ outputs: [tar, qcow2]
 	if !reflect.DeepEqual(s.Network, wantNet) {
 		t.Errorf("network %+v", s.Network)
 	}
-	if d := s.Disk; d.Size != 3<<29 || d.Table != "mbr" || d.Boot[0] != "bios" || d.ConsoleFor("x86_64") != "ttyS1" || d.Cmdline != "quiet" || !d.SeparateBoot || d.BootSize != 256<<20 {
+	if d := s.Disk; d.Size != 3<<29 || d.Table != "mbr" || d.Boot[0] != "bios" || d.ConsoleFor("x86_64") != "ttyS1" || d.Cmdline != "quiet" || !d.SeparateBoot || d.BootSize != 256<<20 || !d.Compress {
 		t.Errorf("disk %+v", d)
 	}
 	if (&Disk{}).ConsoleFor("aarch64") != "ttyAMA0" || (&Disk{Console: "none"}).ConsoleFor("x86_64") != "" {
@@ -95,6 +95,7 @@ outputs: [tar, qcow2]
 		"network: {wifi: yes}\n":                                                          `network: unknown field "wifi"`,
 		"disk: {size: big}\n":                                                             `disk.size: "big" is not a size`,
 		"disk: {boot_partition: huge}\n":                                                  `disk.boot_partition: "huge" is not a size such as 512M, 2G or 1.5GiB (or auto)`,
+		"disk: {compress: zstd}\n":                                                        `disk.compress: "zstd" is not true or false`,
 		"disk: {boot_partition: 1M}\n":                                                    "below the 16 MiB",
 		"disk: {table: gpt2}\n":                                                           `disk.table: "gpt2" is not gpt or mbr`,
 		"disk: {boot: [coreboot]}\n":                                                      `disk.boot: "coreboot" is not bios or uefi`,
@@ -222,7 +223,7 @@ services: {default: [sshd]}
 files: [{src: motd, dst: /etc/motd}]
 run: ["echo base"]
 oci: {env: {A: "1", B: "2"}, cmd: [sh]}
-disk: {size: 1G, boot: [uefi]}
+disk: {size: 1G, boot: [uefi], compress: true}
 wsl: {user: {default: app}, interop: {enabled: false}}
 `), 0o644)
 	os.WriteFile(filepath.Join(dir, "web.yaml"), []byte(`name: web
@@ -235,7 +236,7 @@ users: [{name: app, uid: 2000, shell: /bin/ash}]
 services: {default: [nginx, sshd], boot: [networking]}
 run: ["echo web"]
 oci: {env: {B: "3"}, user: app}
-disk: {table: mbr, boot_partition: auto}
+disk: {table: mbr, boot_partition: auto, compress: false}
 wsl: {user: {default: root}, boot: {systemd: true}}
 `), 0o644)
 	s, err := Load(filepath.Join(dir, "web.yaml"))
@@ -269,7 +270,7 @@ wsl: {user: {default: root}, boot: {systemd: true}}
 		{"cmd", s.OCI.Cmd, []string{"sh"}},
 		{"wsl", s.WSL, WSL{"user": {"default": "root"}, "interop": {"enabled": "false"}, "boot": {"systemd": "true"}}},
 		{"user", s.OCI.User, "app"},
-		{"disk", *s.Disk, Disk{Size: 1 << 30, Table: "mbr", Boot: []string{"uefi"}, SeparateBoot: true}},
+		{"disk", *s.Disk, Disk{Size: 1 << 30, Table: "mbr", Boot: []string{"uefi"}, SeparateBoot: true, compressSet: true}},
 		{"extends", s.Extends, filepath.Join(dir, "base", "base.yaml")},
 	}
 	for _, c := range checks {

@@ -580,7 +580,8 @@ func (s *Set) qcow2(o Output, a Arch) (string, error) {
 		return "", err
 	}
 	p := s.path(o, a.Arch)
-	return p, qcow2.WriteFile(p, img, qcow2.Options{})
+	d := s.p.Spec.Disk
+	return p, qcow2.WriteFile(p, img, qcow2.Options{Compress: d != nil && d.Compress})
 }
 
 // copySparse copies a sparse image, leaving zero blocks unwritten.

@@ -164,7 +164,7 @@ func noEFI(t *testing.T, bios bool) []byte {
 
 func TestDiskImage(t *testing.T) {
 	dir := t.TempDir()
-	sp := &spec.Spec{Name: "vm", Disk: &spec.Disk{Size: 200 << 20, Console: "ttyS1", Cmdline: "quiet"}}
+	sp := &spec.Spec{Name: "vm", Disk: &spec.Disk{Size: 200 << 20, Console: "ttyS1", Cmdline: "quiet", Compress: true}}
 	s, err := New(Plan{Spec: sp, Dir: dir, Outputs: []string{"raw", "qcow2"}, Created: rootfstest.Created, Tool: "t"})
 	if err != nil {
 		t.Fatal(err)
@@ -258,6 +258,9 @@ func TestDiskImage(t *testing.T) {
 	qemuImg := hosttool.Need(t, "qemu-img", "qemu-utils")
 	if b, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "qcow2", raw, filepath.Join(dir, "vm-x86_64.qcow2")).CombinedOutput(); err != nil {
 		t.Errorf("qemu-img compare: %v\n%s", err, b)
+	}
+	if b, _ := exec.Command(qemuImg, "info", filepath.Join(dir, "vm-x86_64.qcow2")).CombinedOutput(); !strings.Contains(string(b), "compression type: zstd") {
+		t.Errorf("disk.compress: the qcow2 is not zstd-compressed:\n%s", b)
 	}
 
 	// What a disk cannot be made without.

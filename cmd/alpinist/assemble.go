@@ -34,6 +34,7 @@ type assembleFlags struct {
 	boot      []string
 	table     string
 	bootPart  string
+	compress  bool
 	insecure  bool
 }
 
@@ -81,6 +82,7 @@ Outputs (--output): ` + outputNames() + `.`,
 	fl.StringVar(&f.diskSize, "disk-size", "", "size of the ext4 image and of the raw/qcow2 disk, such as 2G (default: from the content)")
 	fl.StringSliceVar(&f.boot, "boot", nil, "firmware the raw/qcow2 disk boots with: bios, uefi (default: what the rootfs has a boot loader for)")
 	fl.StringVar(&f.table, "table", "gpt", "partition table of the raw/qcow2 disk: gpt or mbr")
+	fl.BoolVar(&f.compress, "compress", false, "store the qcow2 disk's clusters zstd-compressed (QEMU 5.1 and newer read them)")
 	fl.StringVar(&f.bootPart, "boot-partition", "", "put /boot on a partition of its own of `SIZE` (or auto: from the content)")
 	fl.BoolVar(&f.insecure, "insecure", false, "plain HTTP, for a registry on localhost only")
 	return cmd
@@ -126,7 +128,7 @@ func runAssemble(ctx context.Context, e *env, input string, f assembleFlags) err
 		}
 		diskSize = n
 	}
-	disk := &spec.Disk{Size: diskSize, Table: f.table, Boot: f.boot}
+	disk := &spec.Disk{Size: diskSize, Table: f.table, Boot: f.boot, Compress: f.compress}
 	if f.bootPart != "" {
 		disk.SeparateBoot = true
 		if f.bootPart != "auto" {
