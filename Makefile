@@ -6,6 +6,7 @@
 #   make testrepo   generate the signed synthetic Alpine repositories
 #   make fuzz       run every fuzz target for FUZZTIME each
 #   make bench      run the benchmarks
+#   make repro      build the demo twice in varied conditions, compare every output
 
 SHELL   := /bin/sh
 export PATH := $(PATH):/usr/local/go/bin
@@ -17,7 +18,7 @@ FUZZTIME ?= 30s
 CACHE    ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/alpinist
 TESTREPO ?= $(CACHE)/testrepo
 
-.PHONY: all build agents deps deps-test demo test test-short testrepo fuzz bench vet clean
+.PHONY: all build agents deps deps-test demo test test-short testrepo fuzz bench repro vet clean
 
 all: build
 
@@ -52,8 +53,16 @@ vet:
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-test: deps-test testrepo vet
+# build: the repro test runs bin/alpinist as a user would.
+test: deps-test testrepo vet build
 	$(GO) test -timeout 25m ./...
+
+# Two builds of testdata/specs/demo.yaml (x86_64 and aarch64; tar, oci,
+# ext4, raw, qcow2, SBOMs, lock) under another umask, time zone, locale,
+# directory, cache (cold, then a warm copy elsewhere) and user; every
+# output must be the same bytes (alpinist compare names any difference).
+repro: build testrepo
+	$(GO) test -count=1 -timeout 20m -run '^TestRepro$$' -v ./cmd/alpinist
 
 test-short: deps
 	$(GO) test -short ./...

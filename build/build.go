@@ -263,7 +263,7 @@ func kernelPackage(idx []*repo.Index, arch string) (repo.Item, error) {
 }
 
 func writePackageDisk(w io.Writer, opts Options, items []repo.Item, paths []string) (int64, error) {
-	m := pkgdisk.Manifest{Arch: opts.Arch, Repositories: opts.Entry.Repositories, SourceDateEpoch: opts.SourceDateEpoch, Config: opts.Config}
+	m := pkgdisk.Manifest{Arch: opts.Arch, Repositories: lock.SystemRepositories(opts.Entry.Repositories), SourceDateEpoch: opts.SourceDateEpoch, Config: opts.Config}
 	var tools *os.File
 	if opts.Installer.Type == "apk-tools" {
 		m.Installer, m.Tools = "apk-tools", true

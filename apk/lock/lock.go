@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 
@@ -217,4 +218,34 @@ func absRepo(r, dir string) string {
 		p = filepath.Join(dir, filepath.FromSlash(p))
 	}
 	return joinTag(tag, filepath.Clean(p))
+}
+
+// Local tells whether a repository line (as in Repositories, with an
+// optional @tag) is a directory of the build host.
+func Local(r string) bool {
+	_, u := splitTag(r)
+	return isLocal(u)
+}
+
+// LocalLabel names a local repository without the host's path to it (which
+// must not leak into what a build makes): its last path element, after
+// its tag ("@edge testing").
+func LocalLabel(r string) string {
+	tag, u := splitTag(r)
+	return joinTag(tag, path.Base(strings.TrimSuffix(strings.TrimPrefix(u, "file://"), "/")))
+}
+
+// SystemRepositories is /etc/apk/repositories for the built system: the
+// repositories' lines, where those of the build host's directories, which
+// the system cannot reach and whose paths must not leak, are comments
+// naming them.
+func SystemRepositories(repos []string) []string {
+	out := make([]string, len(repos))
+	for i, r := range repos {
+		out[i] = r
+		if Local(r) {
+			out[i] = "# " + LocalLabel(r) + ": a local repository of the build host"
+		}
+	}
+	return out
 }

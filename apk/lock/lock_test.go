@@ -3,6 +3,7 @@ package lock
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -85,5 +86,18 @@ func TestSet(t *testing.T) {
 	f.Set(Arch{Arch: "x86_64", World: []string{"a"}})
 	if len(f.Arches) != 2 || f.Arches[0].Arch != "x86_64" || len(f.Arches[0].World) != 1 {
 		t.Errorf("Set: %+v", f.Arches)
+	}
+}
+
+func TestSystemRepositories(t *testing.T) {
+	got := SystemRepositories([]string{"/tmp/a/repo/main", "@edge file:///srv/alpine/testing/", "https://dl-cdn.alpinelinux.org/alpine/v3.22/main", "@c https://example.org/custom"})
+	want := []string{
+		"# main: a local repository of the build host",
+		"# @edge testing: a local repository of the build host",
+		"https://dl-cdn.alpinelinux.org/alpine/v3.22/main",
+		"@c https://example.org/custom",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %q\nwant %q", got, want)
 	}
 }

@@ -254,9 +254,17 @@ func spdxPackage(p apk.Package, id, arch, repo string) Package {
 		sp.BuiltDate = time.Unix(p.BuildTime, 0).UTC().Format(time.RFC3339)
 	}
 	if repo != "" {
-		if isURL(repo) {
-			sp.DownloadLocation = strings.TrimSuffix(repo, "/") + "/" + arch + "/" + p.Filename()
-		} else {
+		u := repo
+		if strings.HasPrefix(u, "@") {
+			_, u, _ = strings.Cut(u, " ") // "@tag URL"
+		}
+		switch {
+		case lock.Local(repo):
+			// Not the host's path: it must not leak into the SBOM.
+			sp.Comment = "installed from a local repository of the build host: " + lock.LocalLabel(repo)
+		case isURL(u):
+			sp.DownloadLocation = strings.TrimSuffix(u, "/") + "/" + arch + "/" + p.Filename()
+		default:
 			sp.Comment = "installed from the repository " + repo
 		}
 	}

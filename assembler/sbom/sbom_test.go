@@ -127,7 +127,7 @@ func TestDocument(t *testing.T) {
 		bb.ExternalRefs[0].ReferenceLocator != "pkg:apk/alpine/busybox@1.36.1-r29?arch=x86_64" {
 		t.Errorf("busybox: %+v", bb)
 	}
-	if m := byName["musl"]; m.DownloadLocation != "NOASSERTION" || m.Comment != "installed from the repository ../repo/main" {
+	if m := byName["musl"]; m.DownloadLocation != "NOASSERTION" || m.Comment != "installed from a local repository of the build host: main" {
 		t.Errorf("musl: %+v", m)
 	}
 	odd := byName["odd_name"]

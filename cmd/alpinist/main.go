@@ -93,6 +93,7 @@ bootable disk images, byte for byte reproducibly.`,
 		newAssembleCmd(e),
 		newRunCmd(e),
 		newValidateCmd(e),
+		newCompareCmd(e),
 	)
 	return root
 }
