@@ -73,6 +73,9 @@ type Options struct {
 	Log     *slog.Logger
 	// BootTimeout and IdleTimeout bound the VM (see qemu.RunOptions).
 	BootTimeout, IdleTimeout time.Duration
+	// NoCache boots the VM even when the build cache has the rootfs
+	// (and does not store it).
+	NoCache bool
 }
 
 // Result tells what a build made and how long each phase took.
@@ -80,6 +83,8 @@ type Result struct {
 	Tar    string // NAME-ARCH.tar
 	Size   int64
 	Phases []Phase
+	// Cached: the rootfs came from the build cache, no VM ran.
+	Cached bool
 }
 
 // Phase is one timed step.
@@ -165,9 +170,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	start = time.Now()
 	pkgDisk := filepath.Join(work, "pkgs.img")
 	var installed int64
+	pkgSum := sha256.New()
 	if err := writeFile(pkgDisk, func(w io.Writer) error {
 		var err error
-		installed, err = writePackageDisk(w, opts, items, paths)
+		installed, err = writePackageDisk(io.MultiWriter(w, pkgSum), opts, items, paths)
 		return err
 	}); err != nil {
 		return nil, err
@@ -183,7 +189,42 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err := sparseFile(outDisk, outSize); err != nil {
 		return nil, err
 	}
+	// The build cache's key: everything the VM is given.
+	key, err := cacheKey(opts, kit.Kernel, initrd, pkgSum.Sum(nil))
+	if err != nil {
+		return nil, err
+	}
 	phase("disks", start)
+
+	res.Tar = filepath.Join(opts.OutDir, opts.Name+"-"+opts.Arch+".tar")
+	cache := rootfsCache{dir: RootfsDir(opts.Client.Cache.Dir), log: log}
+	if !opts.NoCache {
+		unlock, err := cache.lock(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+		start = time.Now()
+		ok, n, err := cache.get(key, res.Tar, opts.Console)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			res.Size, res.Cached = n, true
+			phase("build cache", start)
+			log.Info("the rootfs comes from the build cache: nothing the build VM is given changed", "arch", opts.Arch, "key", key[:16])
+			return res, nil
+		}
+	}
+	consoleLog, err := os.Create(filepath.Join(work, "console.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer consoleLog.Close()
+	var console io.Writer = consoleLog
+	if opts.Console != nil {
+		console = io.MultiWriter(opts.Console, consoleLog)
+	}
 
 	// The VM.
 	accel := opts.Accel
@@ -213,7 +254,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	start = time.Now()
 	var phaseStart = start
 	var current = "boot"
-	_, err = qemu.Run(ctx, vm, qemu.RunOptions{Console: opts.Console, BootTimeout: opts.BootTimeout, IdleTimeout: opts.IdleTimeout,
+	_, err = qemu.Run(ctx, vm, qemu.RunOptions{Console: console, BootTimeout: opts.BootTimeout, IdleTimeout: opts.IdleTimeout,
 		OnMessage: func(m proto.Message) error {
 			switch m.Type {
 			case proto.TypeReady, proto.TypePhase, proto.TypeDone:
@@ -233,7 +274,6 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 
 	// The rootfs tar: the output disk up to the tar's end.
 	start = time.Now()
-	res.Tar = filepath.Join(opts.OutDir, opts.Name+"-"+opts.Arch+".tar")
 	if err := writeFile(res.Tar, func(w io.Writer) error {
 		var err error
 		res.Size, err = copyTar(w, outDisk)
@@ -242,7 +282,36 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	phase("tar", start)
+	if !opts.NoCache {
+		// A cache that cannot be written costs the next build time, not
+		// this one its result.
+		if err := cache.put(key, res.Tar, consoleLog.Name(), Entry{Key: key, Name: opts.Name, Arch: opts.Arch, Size: res.Size, Created: time.Now().UTC()}); err != nil {
+			log.Warn("the rootfs could not be stored in the build cache", "arch", opts.Arch, "err", err)
+		}
+	}
 	return res, nil
+}
+
+// cacheKey hashes what the build VM is given: the kernel, the initramfs
+// (agent, modules) and the package disk (its sha256), with the arch and
+// installer.
+func cacheKey(opts Options, kernel, initrd string, pkgDisk []byte) (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "alpinist rootfs cache 1\narch %s\ninstaller %s\npackage disk %x\n", opts.Arch, opts.Installer.Type, pkgDisk)
+	for i, p := range []string{kernel, initrd} {
+		f, err := os.Open(p)
+		if err != nil {
+			return "", err
+		}
+		fh := sha256.New()
+		_, err = io.Copy(fh, f)
+		f.Close()
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "file %d %x\n", i, fh.Sum(nil))
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // kernelPackage is the newest linux-virt in the indexes: the build VM's

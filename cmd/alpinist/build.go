@@ -23,7 +23,7 @@ type buildFlags struct {
 	arch, outputs     []string
 	out, lockedIn     string
 	push              string
-	insecure          bool
+	insecure, noCache bool
 	cacheDir, accel   string
 	kernel, modules   string
 	memory, cpus      int
@@ -74,6 +74,7 @@ of docker login or podman login (see alpinist push --help).`,
 	fl.StringVar(&f.modules, "modules", "", "with --kernel: its lib/modules/KVER `DIR` (with modules.dep) to take the virtio modules from")
 	fl.IntVar(&f.memory, "memory", 0, "VM memory in MiB (default: from the packages' installed size)")
 	fl.IntVar(&f.cpus, "cpus", 0, "VM CPUs (default: up to 2)")
+	fl.BoolVar(&f.noCache, "no-cache", false, "boot the build VM even when the build cache has the rootfs (nothing the VM is given changed)")
 	fl.DurationVar(&f.bootTimeout, "boot-timeout", 3*time.Minute, "time allowed until the VM's agent is up")
 	fl.DurationVar(&f.idle, "idle-timeout", 30*time.Minute, "time allowed without news from the VM")
 	return cmd
@@ -167,7 +168,7 @@ func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 			Name: sc.spec.Name, Arch: arch, OutDir: f.out, Entry: archs[i].entry, Indexes: archs[i].idx, World: sc.spec.World(arch),
 			Client: sc.client, Keys: keys, SourceDateEpoch: epoch.Unix(), Accel: f.accel, Kernel: f.kernel, Modules: f.modules, Installer: sc.spec.Installer,
 			Config: specConfig(sc.spec, arch, outputs), Files: sc.spec.Files, MemoryMiB: f.memory, CPUs: f.cpus,
-			Console: console, Log: e.log, BootTimeout: f.bootTimeout, IdleTimeout: f.idle,
+			Console: console, Log: e.log, BootTimeout: f.bootTimeout, IdleTimeout: f.idle, NoCache: f.noCache,
 		})
 		logFile.Close()
 		if err != nil {

@@ -94,6 +94,7 @@ bootable disk images, byte for byte reproducibly.`,
 		newRunCmd(e),
 		newValidateCmd(e),
 		newCompareCmd(e),
+		newCacheCmd(e),
 	)
 	return root
 }
