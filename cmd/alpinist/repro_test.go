@@ -71,7 +71,7 @@ func reproTree(t *testing.T, td, root string) {
 //	TZ          UTC                   Pacific/Chatham (UTC+13:45)
 //	locale      C                     fr_FR.UTF-8
 //	directory   A                     B
-//	cache       A/cache, cold         B/cache, a copy of A's: warm
+//	cache       A/cache, cold         B/cache, a copy of A's packages: warm
 //	user        the test's            nobody (as root), else root in a
 //	                                  user namespace
 //
@@ -124,6 +124,8 @@ func TestRepro(t *testing.T) {
 	if out, err := exec.Command("cp", "-a", filepath.Join(a, "cache"), filepath.Join(b, "cache")).CombinedOutput(); err != nil {
 		t.Fatalf("cp cache: %v\n%s", err, out)
 	}
+	// Not the build cache: the second build's VM must run.
+	os.RemoveAll(filepath.Join(b, "cache", "rootfs"))
 	envB := environ(b, "TZ=Pacific/Chatham", "LC_ALL=fr_FR.UTF-8", "LANG=fr_FR.UTF-8")
 	var attr *syscall.SysProcAttr
 	switch {
