@@ -181,14 +181,6 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err := padTo512(pkgDisk); err != nil {
 		return nil, err
 	}
-	outDisk := filepath.Join(work, "out.img")
-	outSize := roundMiB(installed*3/2 + 64<<20)
-	if opts.Installer.Type == "apk-tools" {
-		installed += 64 << 20 // the unpacked tools root lives in the VM's memory too
-	}
-	if err := sparseFile(outDisk, outSize); err != nil {
-		return nil, err
-	}
 	// The build cache's key: everything the VM is given.
 	key, err := cacheKey(opts, kit.Kernel, initrd, pkgSum.Sum(nil))
 	if err != nil {
@@ -215,6 +207,14 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			log.Info("the rootfs comes from the build cache: nothing the build VM is given changed", "arch", opts.Arch, "key", key[:16])
 			return res, nil
 		}
+	}
+	outDisk := filepath.Join(work, "out.img")
+	outSize := roundMiB(installed*3/2 + 64<<20)
+	if opts.Installer.Type == "apk-tools" {
+		installed += 64 << 20 // the unpacked tools root lives in the VM's memory too
+	}
+	if err := sparseFile(outDisk, outSize); err != nil {
+		return nil, err
 	}
 	consoleLog, err := os.Create(filepath.Join(work, "console.log"))
 	if err != nil {

@@ -221,10 +221,12 @@ func plan(t *tree, o Options, seed [32]byte) (*fsys, error) {
 		}
 		blocks = 2048
 	}
-	// Enough groups for the inodes (a group holds at most 32768).
+	// Enough groups for the inodes (a group holds at most 32768); the
+	// last one may be partial, but big enough to be kept.
 	if need := uint64(max(o.Inodes, len(fs.inos)*6/5+firstIno+64)); o.Size == 0 {
-		groups := (need + blockSize*8 - 1) / (blockSize * 8)
-		blocks = max(blocks, groups*blocksPerGroup)
+		if groups := (need + blockSize*8 - 1) / (blockSize * 8); groups > 1 {
+			blocks = max(blocks, (groups-1)*blocksPerGroup+blocksPerGroup/2)
+		}
 	}
 	if blocks > math.MaxUint32 {
 		return nil, fmt.Errorf("%d blocks: beyond 16 TiB", blocks)

@@ -155,9 +155,11 @@ func runAssemble(ctx context.Context, e *env, input string, f assembleFlags) err
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(f.out, 0o755); err != nil {
+	stage, err := newStaging(f.out, sp.Name)
+	if err != nil {
 		return err
 	}
+	defer stage.cleanup()
 
 	// Each arch's input stream, and the image config when there is one.
 	type source struct {
@@ -195,7 +197,7 @@ func runAssemble(ctx context.Context, e *env, input string, f assembleFlags) err
 	var canons []canon
 	var newest time.Time
 	for _, s := range sources {
-		p := filepath.Join(f.out, sp.Name+"-"+s.arch+".tar")
+		p := filepath.Join(stage.dir, sp.Name+"-"+s.arch+".tar")
 		var stats rootfs.Stats
 		err := atomicfile.Write(p, 0o644, func(w io.Writer) error {
 			rc, err := s.open()
@@ -211,7 +213,7 @@ func runAssemble(ctx context.Context, e *env, input string, f assembleFlags) err
 			if haveEpoch {
 				clamp = epoch
 			}
-			stats, err = rootfs.Canonicalize(w, r, clamp, f.out)
+			stats, err = rootfs.Canonicalize(w, r, clamp, stage.dir)
 			return err
 		})
 		if err != nil {
@@ -225,7 +227,7 @@ func runAssemble(ctx context.Context, e *env, input string, f assembleFlags) err
 	if !haveEpoch {
 		epoch = newest.UTC().Truncate(time.Second)
 	}
-	set, err := output.New(output.Plan{Spec: sp, Dir: f.out, Outputs: f.outputs, Created: epoch, Tool: "alpinist-" + versionString(),
+	set, err := output.New(output.Plan{Spec: sp, Dir: stage.dir, Outputs: f.outputs, Created: epoch, Tool: "alpinist-" + versionString(),
 		Log: e.log, DiskSize: diskSize, NoSBOM: true, AutoBoot: true})
 	if err != nil {
 		return err
@@ -236,13 +238,17 @@ func runAssemble(ctx context.Context, e *env, input string, f assembleFlags) err
 		if err != nil {
 			return fmt.Errorf("%s: %w", c.arch, err)
 		}
-		printResults(e, res)
+		stage.add(res)
 	}
 	res, err := set.Finish()
 	if err != nil {
 		return err
 	}
-	printResults(e, res)
+	stage.add(res)
+	if err := stage.commit(ctx); err != nil {
+		return err
+	}
+	printResults(e, stage.results)
 	return nil
 }
 

@@ -146,16 +146,24 @@ func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 		}
 		epoch = time.Unix(se, 0).UTC()
 	}
+	// Everything goes to a staging directory first, and replaces the
+	// previous outputs only once all is written.
+	stage, err := newStaging(f.out, sc.spec.Name)
+	if err != nil {
+		return err
+	}
+	defer stage.cleanup()
 	set, err := output.New(output.Plan{
-		Spec: sc.spec, Dir: f.out, Outputs: outputs, Created: epoch, Tool: "alpinist-" + versionString(),
+		Spec: sc.spec, Dir: stage.dir, Outputs: outputs, Created: epoch, Tool: "alpinist-" + versionString(),
 		Layout: f.push != "", Log: e.log,
 	})
 	if err != nil {
 		return err
 	}
 	defer set.Close()
+	var summaries []string
 	for i, arch := range sc.arches {
-		logPath := filepath.Join(f.out, sc.spec.Name+"-"+arch+".log")
+		logPath := filepath.Join(stage.dir, sc.spec.Name+"-"+arch+".log")
 		logFile, err := os.Create(logPath)
 		if err != nil {
 			return err
@@ -165,37 +173,47 @@ func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 			console = io.MultiWriter(logFile, e.stderr)
 		}
 		res, err := build.Run(cmd.Context(), build.Options{
-			Name: sc.spec.Name, Arch: arch, OutDir: f.out, Entry: archs[i].entry, Indexes: archs[i].idx, World: sc.spec.World(arch),
+			Name: sc.spec.Name, Arch: arch, OutDir: stage.dir, Entry: archs[i].entry, Indexes: archs[i].idx, World: sc.spec.World(arch),
 			Client: sc.client, Keys: keys, SourceDateEpoch: epoch.Unix(), Accel: f.accel, Kernel: f.kernel, Modules: f.modules, Installer: sc.spec.Installer,
 			Config: specConfig(sc.spec, arch, outputs), Files: sc.spec.Files, MemoryMiB: f.memory, CPUs: f.cpus,
 			Console: console, Log: e.log, BootTimeout: f.bootTimeout, IdleTimeout: f.idle, NoCache: f.noCache,
 		})
 		logFile.Close()
 		if err != nil {
-			// No partial output: the error carries the console's last
-			// lines, and -v shows the whole console live.
-			os.Remove(logPath)
+			// No output: the error carries the console's last lines,
+			// and -v shows the whole console live.
 			return fmt.Errorf("%s: %w", arch, err)
 		}
 		written, err := set.Add(output.Arch{Arch: arch, Tar: res.Tar, Lock: &archs[i].entry})
 		if err != nil {
 			return fmt.Errorf("%s: %w", arch, err)
 		}
-		printResults(e, written)
-		fmt.Fprintf(e.stdout, "%s: %s\n", arch, res.Summary())
+		stage.add(written)
+		summaries = append(summaries, fmt.Sprintf("%s: %s", arch, res.Summary()))
 	}
 	written, err := set.Finish()
 	if err != nil {
 		return err
 	}
-	printResults(e, written)
-	lockPath := filepath.Join(f.out, sc.spec.Name+".lock")
-	if err := lock.Write(lockPath, lf); err != nil {
+	stage.add(written)
+	lockName := sc.spec.Name + ".lock"
+	if err := lock.Write(filepath.Join(stage.dir, lockName), lf); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "lock: %s\n", lockPath)
+	layout := set.Layout() // the work layout, in the stage until the end, unless oci is an output
+	if slices.Contains(outputs, "oci") {
+		layout = stage.final(layout)
+	}
+	if err := stage.commit(cmd.Context()); err != nil {
+		return err
+	}
+	printResults(e, stage.results)
+	for _, l := range summaries {
+		fmt.Fprintln(e.stdout, l)
+	}
+	fmt.Fprintf(e.stdout, "lock: %s\n", filepath.Join(f.out, lockName))
 	if f.push != "" {
-		return push(cmd.Context(), e, set.Layout(), f.push, f.insecure)
+		return push(cmd.Context(), e, layout, f.push, f.insecure)
 	}
 	return nil
 }

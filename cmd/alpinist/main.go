@@ -55,6 +55,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 0
 	}
 	fmt.Fprintln(stderr, "alpinist:", err)
+	switch {
+	case ctx.Err() != nil:
+		fmt.Fprintln(stderr, "alpinist: interrupted: QEMU is stopped, temporary files are removed, and the outputs of an earlier run are left as they were")
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EFBIG), errors.Is(err, syscall.EDQUOT):
+		fmt.Fprintln(stderr, "alpinist: the disk is full (or a file size or quota limit was reached): nothing half-written is left, and the outputs of an earlier run are left as they were")
+	}
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee.code

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/alpinist/alpinist/internal/hosttool"
+	"github.com/alpinist/alpinist/internal/vmtest"
+)
+
+// dirState is an output directory's files and their sha256: what must
+// not change when a build fails or is interrupted.
+func dirState(t *testing.T, dir string) string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	sums := fileSums(t, dir)
+	var b strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&b, "%s %s\n", n, sums[n])
+	}
+	return b.String()
+}
+
+// qemuFor lists the QEMU processes whose command line names path.
+func qemuFor(path string) []string {
+	var out []string
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		cmd := string(bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
+		if strings.Contains(cmd, "qemu-system") && strings.Contains(cmd, path) {
+			out = append(out, filepath.Base(filepath.Dir(p))+": "+cmd)
+		}
+	}
+	return out
+}
+
+// startUntil starts alpinist and returns once its log shows marker (the
+// rest of stderr is collected).
+func startUntil(t *testing.T, cmd *exec.Cmd, marker string) (*bytes.Buffer, chan error) {
+	t.Helper()
+	pr, pw := io.Pipe()
+	cmd.Stderr = pw
+	var stderr bytes.Buffer
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait(); pw.Close() }()
+	seen := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		found := false
+		for sc.Scan() {
+			stderr.WriteString(sc.Text() + "\n")
+			if !found && strings.Contains(sc.Text(), marker) {
+				found = true
+				seen <- true
+			}
+		}
+		if !found {
+			seen <- false
+		}
+	}()
+	select {
+	case ok := <-seen:
+		if !ok {
+			t.Fatalf("alpinist ended before %q:\n%s", marker, stderr.String())
+		}
+	case <-time.After(5 * time.Minute):
+		cmd.Process.Kill()
+		t.Fatalf("no %q in 5 minutes", marker)
+	}
+	return &stderr, done
+}
+
+// TestFaults: a build interrupted (SIGTERM while the VM runs, SIGINT
+// while the outputs are written) or out of disk space (a file size limit)
+// fails with a clear message, stops QEMU, leaves no temporary file, and
+// leaves the outputs of the earlier build as they were.
+func TestFaults(t *testing.T) {
+	td := generatedRepo(t)
+	bin := alpinistBinary(t)
+	vmtest.Binary(t, "x86_64")
+	repoDir, _ := filepath.Abs(filepath.Join(td, "repo"))
+	dir := t.TempDir()
+	spec := filepath.Join(dir, "small.yaml")
+	body := `name: small
+arch: [x86_64]
+repositories: [` + repoDir + `/main]
+keys: [` + repoDir + `/keys/]
+packages: [busybox, alpine-baselayout]
+`
+	writeFile(t, spec, body, 0o644)
+	changed := filepath.Join(dir, "changed.yaml")
+	writeFile(t, changed, body+"run: [\"echo changed > /etc/changed\"]\n", 0o644)
+	out, cache := filepath.Join(dir, "out"), filepath.Join(dir, "cache")
+	outputs := "tar,ext4,tar.zst,lxc"
+	alp := func(args ...string) *exec.Cmd {
+		c := exec.Command(bin, args...)
+		c.Env = append(os.Environ(), "SOURCE_DATE_EPOCH=1700000000")
+		return c
+	}
+	if o, err := alp("build", spec, "-o", out, "--cache", cache, "--output", outputs).CombinedOutput(); err != nil {
+		t.Fatalf("the first build: %v\n%s", err, o)
+	}
+	before := dirState(t, out)
+	check := func(name string, stderr string, err error, want string) {
+		t.Helper()
+		if err == nil {
+			t.Fatalf("%s: the build succeeded", name)
+		}
+		if !strings.Contains(stderr, want) {
+			t.Errorf("%s: stderr does not say %q:\n%s", name, want, lastLines(stderr, 8))
+		}
+		if q := qemuFor(out); len(q) > 0 {
+			t.Errorf("%s: QEMU still runs: %v", name, q)
+		}
+		if got := dirState(t, out); got != before {
+			t.Errorf("%s: the earlier outputs changed:\nbefore:\n%s\nafter:\n%s", name, before, got)
+		}
+	}
+
+	t.Run("SIGTERM in the VM", func(t *testing.T) {
+		cmd := alp("build", changed, "-o", out, "--cache", cache, "--output", outputs)
+		stderr, done := startUntil(t, cmd, "starting the build VM")
+		time.Sleep(time.Second)
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-done:
+			time.Sleep(100 * time.Millisecond) // the stderr reader
+			check("SIGTERM", stderr.String(), err, "interrupted: QEMU is stopped")
+		case <-time.After(time.Minute):
+			cmd.Process.Kill()
+			t.Fatal("alpinist did not stop within a minute of SIGTERM")
+		}
+	})
+
+	// The changed system in the build cache, so that the next build
+	// goes straight to its outputs.
+	if o, err := alp("build", changed, "-o", filepath.Join(dir, "warm"), "--cache", cache, "--output", "tar").CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, o)
+	}
+	t.Run("SIGINT in the outputs", func(t *testing.T) {
+		cmd := alp("build", changed, "-o", out, "--cache", cache, "--output", outputs)
+		stderr, done := startUntil(t, cmd, "the rootfs comes from the build cache")
+		cmd.Process.Signal(syscall.SIGINT)
+		err := <-done
+		time.Sleep(100 * time.Millisecond)
+		if err == nil {
+			// The signal came after the outputs were in place: they are
+			// whole (the next subtests need the earlier ones back).
+			t.Log("the outputs were in place before the signal came")
+			os.RemoveAll(out)
+			if o, err := alp("build", spec, "-o", out, "--cache", cache, "--output", outputs).CombinedOutput(); err != nil {
+				t.Fatalf("%v\n%s", err, o)
+			}
+			before = dirState(t, out)
+			return
+		}
+		check("SIGINT", stderr.String(), err, "interrupted")
+	})
+
+	// A file size limit (RLIMIT_FSIZE) stands in for a full disk: writes
+	// beyond it fail with EFBIG as they would with ENOSPC. 4 MiB stops
+	// the build at the build VM's kernel; 16 MiB (the rootfs coming from
+	// the build cache) at the ext4 output.
+	for _, tc := range []struct{ limit, where string }{{"4194304", "kernel"}, {"16777216", "output ext4"}} {
+		t.Run("disk full at "+tc.where, func(t *testing.T) {
+			prlimit := hosttool.Need(t, "prlimit", "util-linux")
+			cmd := exec.Command(prlimit, "--fsize="+tc.limit, bin, "build", changed, "-o", out, "--cache", cache, "--output", outputs)
+			cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH=1700000000")
+			o, err := cmd.CombinedOutput()
+			check("disk full", string(o), err, "the disk is full")
+			if !strings.Contains(string(o), "x86_64: "+tc.where) {
+				t.Errorf("not stopped at %s:\n%s", tc.where, lastLines(string(o), 4))
+			}
+		})
+	}
+
+	ents, _ := os.ReadDir(out)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".") {
+			t.Errorf("left behind in the output directory: %s", e.Name())
+		}
+	}
+	if !slices.ContainsFunc(ents, func(e os.DirEntry) bool { return e.Name() == "small-x86_64.ext4" }) {
+		t.Error("the earlier outputs are gone")
+	}
+}

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/alpinist/alpinist/assembler/output"
+)
+
+// staging is where a command writes its outputs before they replace the
+// previous ones in the output directory, all at the end: an error, a full
+// disk or a signal before then leaves the previous outputs as they were
+// and nothing half-made beside them.
+type staging struct {
+	out, dir string
+	results  []output.Result
+	made     bool // out did not exist before
+}
+
+func newStaging(out, name string) (*staging, error) {
+	_, err := os.Stat(out)
+	made := os.IsNotExist(err)
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp(out, "."+name+".stage-")
+	if err != nil {
+		return nil, err
+	}
+	return &staging{out: out, dir: dir, made: made}, nil
+}
+
+// final is where a staged path goes.
+func (s *staging) final(p string) string {
+	if rel, err := filepath.Rel(s.dir, p); err == nil && !strings.HasPrefix(rel, "..") {
+		return filepath.Join(s.out, rel)
+	}
+	return p
+}
+
+// add records written outputs, to print once they are in place.
+func (s *staging) add(rs []output.Result) {
+	for _, r := range rs {
+		r.Path = s.final(r.Path)
+		s.results = append(s.results, r)
+	}
+}
+
+// commit moves every staged output into the output directory (a
+// directory output, such as NAME.oci, replaces the previous one whole),
+// unless ctx was cancelled (Ctrl-C, SIGTERM) meanwhile.
+func (s *staging) commit(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("interrupted: the previous outputs in %s are left as they were", s.out)
+	}
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return err
+	}
+	// Files first, then directories, each in name order.
+	slices.SortStableFunc(ents, func(a, b os.DirEntry) int {
+		if a.IsDir() != b.IsDir() {
+			if a.IsDir() {
+				return 1
+			}
+			return -1
+		}
+		return strings.Compare(a.Name(), b.Name())
+	})
+	for _, en := range ents {
+		if strings.HasPrefix(en.Name(), ".") {
+			continue // work directories
+		}
+		src, dst := filepath.Join(s.dir, en.Name()), filepath.Join(s.out, en.Name())
+		if en.IsDir() {
+			if st, err := os.Lstat(dst); err == nil && st.IsDir() {
+				old, err := os.MkdirTemp(s.out, "."+en.Name()+".old-")
+				if err != nil {
+					return err
+				}
+				if err := os.Rename(dst, filepath.Join(old, "x")); err != nil {
+					os.Remove(old)
+					return err
+				}
+				defer os.RemoveAll(old)
+			}
+		}
+		if err := os.Rename(src, dst); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cleanup removes the staging directory and what is left in it, and the
+// output directory when it made it and nothing went there.
+func (s *staging) cleanup() {
+	os.RemoveAll(s.dir)
+	if s.made {
+		os.Remove(s.out) // only when empty
+	}
+}
