@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	specpkg "github.com/alpinist/alpinist/spec"
+
 	"github.com/alpinist/alpinist/internal/minirootfs"
 )
 
@@ -377,15 +379,13 @@ func TestSpecsResolveLikeRealApk(t *testing.T) {
 				f := strings.Fields(l)
 				want = append(want, f[0]+" "+f[1])
 			}
-			in := false
-			for _, l := range strings.Split(string(data), "\n") {
-				if strings.HasPrefix(l, "packages:") {
-					in = true
-					continue
-				}
-				if in && strings.HasPrefix(l, "  - ") {
-					world = append(world, strings.TrimSpace(strings.TrimPrefix(l, "  - ")))
-				}
+			// The world: the packages, and the boot loaders a disk adds.
+			sp, err := specpkg.Load(spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range sp.World("x86_64") {
+				world = append(world, d.String())
 			}
 			out, err := minirootfs.Apk(root, append([]string{"--root", "/target", "--simulate", "--no-network",
 				"--keys-dir", "/testkeys", "-X", "/repo", "--arch", "x86_64", "add"}, world...)...)
