@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"path"
 	"strings"
 
 	"github.com/alpinist/alpinist/apk"
@@ -52,8 +53,9 @@ type ReadOptions struct {
 	// first data entry: an installer runs .pre-install here. Info.Size
 	// is not known yet.
 	Control func(p *Package) error
-	// MaxDataSize caps the uncompressed data (0: no cap); a package
-	// inflating beyond it is rejected as a decompression bomb.
+	// MaxDataSize caps the uncompressed data further (0: only the cap
+	// from .PKGINFO's size); a package inflating beyond its cap is
+	// rejected as a decompression bomb.
 	MaxDataSize int64
 }
 
@@ -351,12 +353,15 @@ func (pr *reader) readData(hs ...io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%w: data part: %v", ErrFormat, err)
 	}
-	var src io.Reader = dm
+	// A decompression bomb stops at the size .PKGINFO declares (the
+	// files' installed size), with room for the tar's headers.
+	limit := dataLimit(pr.pkg.Info.InstalledSize)
 	if pr.opts.MaxDataSize > 0 {
-		src = &capReader{r: dm, max: pr.opts.MaxDataSize, left: pr.opts.MaxDataSize}
+		limit = min(limit, pr.opts.MaxDataSize)
 	}
+	var src io.Reader = &capReader{r: dm, max: limit, left: limit}
 	tr := tar.NewReader(src)
-	seen := map[string]bool{}
+	seen := map[string]byte{} // entry -> tar type
 	buf := make([]byte, 64<<10)
 	for {
 		h, err := tr.Next()
@@ -377,15 +382,22 @@ func (pr *reader) readData(hs ...io.Writer) error {
 	return nil
 }
 
-func (pr *reader) entry(h *tar.Header, tr io.Reader, seen map[string]bool, buf []byte) error {
+func (pr *reader) entry(h *tar.Header, tr io.Reader, seen map[string]byte, buf []byte) error {
 	name, err := CleanPath(h.Name)
 	if err != nil {
 		return fmt.Errorf("%w: data part: %v", ErrFormat, err)
 	}
-	if seen[name] {
+	if _, dup := seen[name]; dup {
 		return fmt.Errorf("%w: data part: %s appears twice", ErrFormat, name)
 	}
-	seen[name] = true
+	// Nothing is written through a link of the package itself (tar,
+	// which made the package, never lists entries under a symlink).
+	for dir := path.Dir(name); dir != "."; dir = path.Dir(dir) {
+		if seen[dir] == tar.TypeSymlink {
+			return fmt.Errorf("%w: data part: %s is under %s, a symlink of the package", ErrFormat, name, dir)
+		}
+	}
+	seen[name] = h.Typeflag
 	h.Name = name
 	switch h.Typeflag {
 	case tar.TypeReg, tar.TypeRegA, tar.TypeDir, tar.TypeSymlink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
@@ -394,7 +406,7 @@ func (pr *reader) entry(h *tar.Header, tr io.Reader, seen map[string]bool, buf [
 		if err != nil {
 			return fmt.Errorf("%w: data part: %s: hard link: %v", ErrFormat, name, err)
 		}
-		if !seen[t] {
+		if _, ok := seen[t]; !ok {
 			return fmt.Errorf("%w: data part: %s: hard link to %s, which is not earlier in the package", ErrFormat, name, t)
 		}
 		h.Linkname = t
@@ -426,6 +438,16 @@ func (pr *reader) entry(h *tar.Header, tr io.Reader, seen map[string]bool, buf [
 		}
 	}
 	return nil
+}
+
+// dataLimit is the most a data tar may inflate to for a package whose
+// .PKGINFO says size: twice that (tar headers, PAX records and padding
+// for many small files), plus 16 MiB.
+func dataLimit(size int64) int64 {
+	if size < 0 || size > 1<<50 {
+		return 1 << 51
+	}
+	return 2*size + 16<<20
 }
 
 // capReader fails once more than left bytes were read.
