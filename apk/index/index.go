@@ -149,6 +149,10 @@ func read(r io.Reader, keys *sign.Keyring, name string) (string, []*apk.Package,
 	if err != nil {
 		return "", nil, err
 	}
+	if h, err := tar.NewReader(bytes.NewReader(sb)).Next(); err == nil && (h.Name == "DESCRIPTION" || h.Name == "APKINDEX") {
+		// The index itself comes first: nobody signed it.
+		return "", nil, fmt.Errorf("%w: not signed (sign it with abuild-sign, or make it with alpinist repo index --key)", sign.ErrUntrusted)
+	}
 	sigs, err := apkfile.ParseSignatures(sb)
 	if err != nil {
 		return "", nil, err

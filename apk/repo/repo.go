@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -75,6 +76,9 @@ type Transport struct {
 	Attempts int
 	// Backoff is the first retry delay, doubled each time (default 500ms).
 	Backoff time.Duration
+	// IdleTimeout ends a request that receives nothing for this long,
+	// before the headers or in the body: a stalled server (default 30s).
+	IdleTimeout time.Duration
 	// Log receives retry messages; nil discards them.
 	Log *slog.Logger
 }
@@ -139,8 +143,18 @@ func (t *Transport) Open(ctx context.Context, location string) (io.ReadCloser, e
 }
 
 func (t *Transport) get(ctx context.Context, location string) (io.ReadCloser, bool, error) {
+	idle := t.IdleTimeout
+	if idle <= 0 {
+		idle = 30 * time.Second
+	}
+	// A watchdog cancels the request when nothing arrives for idle.
+	ctx, cancel := context.WithCancel(ctx)
+	w := &watchdog{idle: idle, location: location}
+	w.timer = time.AfterFunc(idle, func() { w.stalled.Store(true); cancel() })
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, location, nil)
 	if err != nil {
+		w.timer.Stop()
+		cancel()
 		return nil, false, err
 	}
 	req.Header.Set("User-Agent", "alpinist")
@@ -150,17 +164,66 @@ func (t *Transport) get(ctx context.Context, location string) (io.ReadCloser, bo
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, true, err
+		w.timer.Stop()
+		cancel()
+		return nil, true, w.explain(err)
 	}
 	switch {
 	case resp.StatusCode == http.StatusOK:
-		return resp.Body, false, nil
+		w.timer.Reset(idle)
+		return &watchedBody{rc: resp.Body, w: w, cancel: cancel}, false, nil
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
+		w.timer.Stop()
 		resp.Body.Close()
+		cancel()
 		return nil, false, &NotFoundError{Location: location}
 	default:
+		w.timer.Stop()
 		resp.Body.Close()
+		cancel()
 		transient := resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout
 		return nil, transient, fmt.Errorf("%s: HTTP %s", location, resp.Status)
 	}
+}
+
+// watchdog ends a request that stalls.
+type watchdog struct {
+	idle     time.Duration
+	location string
+	timer    *time.Timer
+	stalled  atomic.Bool
+}
+
+// explain names a stall as such, rather than as the cancellation it
+// caused.
+func (w *watchdog) explain(err error) error {
+	if w.stalled.Load() {
+		return fmt.Errorf("%s: the server sent nothing for %v (stalled)", w.location, w.idle)
+	}
+	return err
+}
+
+// watchedBody is a response body whose reads feed the watchdog.
+type watchedBody struct {
+	rc     io.ReadCloser
+	w      *watchdog
+	cancel context.CancelFunc
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if n > 0 {
+		b.w.timer.Reset(b.w.idle)
+	}
+	if err != nil && err != io.EOF {
+		err = b.w.explain(err)
+	}
+	return n, err
+}
+
+func (b *watchedBody) Close() error {
+	b.w.timer.Stop()
+	err := b.rc.Close()
+	b.cancel()
+	return err
 }

@@ -1,0 +1,113 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/alpinist/alpinist/apk/gzmember"
+	"github.com/alpinist/alpinist/apk/sign"
+)
+
+// TestClientHTTPFaults: what a broken or hostile server does, each
+// failing the fetch fast with an error naming the package or index and
+// the problem, and caching nothing.
+func TestClientHTTPFaults(t *testing.T) {
+	dir, k, pkgs := localRepo(t, "v1 ")
+	signed, err := os.ReadFile(filepath.Join(dir, "x86_64", "APKINDEX.tar.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same index with its signature member cut off.
+	gz := gzmember.NewReader(bytes.NewReader(signed))
+	first, _ := gz.Next()
+	io.Copy(io.Discard, first)
+	unsigned := signed[gz.Offset():]
+
+	for _, tc := range []struct {
+		name string
+		// serve answers a package request (index requests get the good
+		// index unless index is set).
+		serve func(w http.ResponseWriter, data []byte)
+		index func(w http.ResponseWriter)
+		want  string
+		is    error
+	}{
+		{name: "stall before the headers", serve: func(w http.ResponseWriter, data []byte) { time.Sleep(2 * time.Second) },
+			want: "a-1.0-r0.apk: the server sent nothing for 200ms (stalled) (after 2 attempts)"},
+		{name: "stall in the body", serve: func(w http.ResponseWriter, data []byte) {
+			w.Header().Set("Content-Length", "100000")
+			w.Write(data[:len(data)/2])
+			w.(http.Flusher).Flush()
+			time.Sleep(2 * time.Second)
+		}, want: "stalled"},
+		{name: "html", serve: func(w http.ResponseWriter, data []byte) {
+			w.Write([]byte("<html><body>502 Bad Gateway</body></html>\n"))
+		}, want: "x86_64/a-1.0-r0.apk): not a valid APK v2 package: gzip member at byte 0: gzip: invalid header"},
+		{name: "gone after the index", serve: func(w http.ResponseWriter, data []byte) { w.WriteHeader(http.StatusNotFound) },
+			want: "x86_64/a-1.0-r0.apk: not found"},
+		{name: "index html", index: func(w http.ResponseWriter) { w.Write([]byte("<html>captive portal</html>")) },
+			want: "APKINDEX.tar.gz: gzip member at byte 0: gzip: invalid header"},
+		{name: "index unsigned", index: func(w http.ResponseWriter) { w.Write(unsigned) },
+			want: "APKINDEX.tar.gz: UNTRUSTED signature: not signed", is: sign.ErrUntrusted},
+		{name: "index gone", index: func(w http.ResponseWriter) { w.WriteHeader(http.StatusNotFound) },
+			want: "has no index for x86_64"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var requests atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(strings.TrimPrefix(r.URL.Path, "/"))))
+				if err != nil {
+					http.NotFound(w, r)
+					return
+				}
+				if strings.HasSuffix(r.URL.Path, ".apk") && tc.serve != nil {
+					requests.Add(1)
+					tc.serve(w, data)
+					return
+				}
+				if strings.HasSuffix(r.URL.Path, "APKINDEX.tar.gz") && tc.index != nil {
+					tc.index(w)
+					return
+				}
+				w.Write(data)
+			}))
+			defer srv.Close()
+			cache, _ := OpenCache(t.TempDir())
+			c := &Client{Keys: keyring(k), Cache: cache, Transport: Transport{Backoff: time.Millisecond, Attempts: 2, IdleTimeout: 200 * time.Millisecond}}
+			r := Repository{URL: srv.URL}
+			start := time.Now()
+			_, err := c.Index(context.Background(), r, "x86_64")
+			if tc.index == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = c.Fetch(context.Background(), items(r, pkgs[:1]))
+			}
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !strings.Contains(err.Error(), tc.want) || tc.is != nil && !errors.Is(err, tc.is) {
+				t.Errorf("%v\nwant %q", err, tc.want)
+			}
+			if strings.HasPrefix(tc.name, "stall") && !strings.Contains(err.Error(), "stalled") {
+				t.Errorf("a stall is not named as one: %v", err)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Errorf("took %v", d)
+			}
+			if n := cached(t, cache); len(n) != 0 {
+				t.Errorf("cached after a failure: %v", n)
+			}
+		})
+	}
+}
