@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/alpinist/alpinist/apk"
@@ -204,9 +206,42 @@ func (c *Client) download(ctx context.Context, loc string, p *apk.Package) (path
 		if got.Name != p.Name || got.Version != p.Version {
 			return fmt.Errorf("%s (%s): the file holds %s", p, loc, got)
 		}
+		if d := indexDiffers(p, got); d != "" {
+			return fmt.Errorf("%s (%s): the index does not describe this package: %s", p, loc, d)
+		}
 		return nil
 	})
 	return path, retry, err
+}
+
+// indexDiffers says how an index entry differs from the package's own
+// .PKGINFO in what resolving and sizing rely on ("" when it does not).
+func indexDiffers(idx, pkg *apk.Package) string {
+	if idx.Arch != "" && pkg.Arch != "" && idx.Arch != pkg.Arch && pkg.Arch != "noarch" {
+		return fmt.Sprintf("arch %s, the package says %s", idx.Arch, pkg.Arch)
+	}
+	if idx.InstalledSize != 0 && idx.InstalledSize != pkg.InstalledSize {
+		return fmt.Sprintf("installed size %d, the package says %d", idx.InstalledSize, pkg.InstalledSize)
+	}
+	for _, f := range []struct {
+		what     string
+		idx, pkg []apk.Dependency
+	}{{"depends", idx.Depends, pkg.Depends}, {"provides", idx.Provides, pkg.Provides}, {"install_if", idx.InstallIf, pkg.InstallIf}} {
+		a, b := depStrings(f.idx), depStrings(f.pkg)
+		if !slices.Equal(a, b) {
+			return fmt.Sprintf("%s %q, the package says %q", f.what, strings.Join(a, " "), strings.Join(b, " "))
+		}
+	}
+	return ""
+}
+
+func depStrings(ds []apk.Dependency) []string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = d.String()
+	}
+	slices.Sort(out)
+	return out
 }
 
 // trackingReader remembers a read error of the transfer itself.

@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alpinist/alpinist/apk"
 	"github.com/alpinist/alpinist/apk/gzmember"
+	"github.com/alpinist/alpinist/apk/index"
 	"github.com/alpinist/alpinist/apk/sign"
 )
 
@@ -107,6 +109,44 @@ func TestClientHTTPFaults(t *testing.T) {
 			}
 			if n := cached(t, cache); len(n) != 0 {
 				t.Errorf("cached after a failure: %v", n)
+			}
+		})
+	}
+}
+
+// TestClientIndexLies: an index whose entry does not describe the
+// package it points at (checksum and name right, dependencies or sizes
+// not) is refused: the solver and the VM's sizing trust the index.
+func TestClientIndexLies(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		lie  func(p *apk.Package)
+		want string
+	}{
+		{"installed size", func(p *apk.Package) { p.InstalledSize = 999999999 }, "installed size 999999999, the package says"},
+		{"depends", func(p *apk.Package) { p.Depends, _ = apk.ParseDependencies("evil-helper") }, `depends "evil-helper", the package says ""`},
+		{"provides", func(p *apk.Package) { p.Provides, _ = apk.ParseDependencies("cmd:sudo=1") }, `provides "cmd:sudo=1"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, k, pkgs := localRepo(t, "v1 ")
+			lied := *pkgs[0]
+			tc.lie(&lied)
+			if err := index.WriteFile(filepath.Join(dir, "x86_64", index.FileName), "test", []*apk.Package{&lied, pkgs[1]}, index.WriteOptions{Key: k, Mtime: time.Unix(1, 0)}); err != nil {
+				t.Fatal(err)
+			}
+			cache, _ := OpenCache(t.TempDir())
+			c := &Client{Keys: keyring(k), Cache: cache}
+			r := Repository{URL: dir}
+			idx, err := c.Index(context.Background(), r, "x86_64")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.Fetch(context.Background(), []Item{{Repository: r, Arch: "x86_64", Package: idx.Packages[0]}})
+			if err == nil || !strings.Contains(err.Error(), "a-1.0-r0") || !strings.Contains(err.Error(), "the index does not describe this package: "+tc.want) {
+				t.Errorf("%v\nwant %q", err, tc.want)
+			}
+			if n := cached(t, cache); len(n) != 0 {
+				t.Errorf("cached: %v", n)
 			}
 		})
 	}
