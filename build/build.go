@@ -208,6 +208,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			return res, nil
 		}
 	}
+	if _, err := prof.Find(); err != nil {
+		return nil, err
+	}
 	outDisk := filepath.Join(work, "out.img")
 	outSize := roundMiB(installed*3/2 + 64<<20)
 	if opts.Installer.Type == "apk-tools" {

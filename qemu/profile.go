@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"fmt"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -157,4 +158,27 @@ func (p Profile) blockDevice() string {
 		return "virtio-blk-ccw"
 	}
 	return "virtio-blk-pci"
+}
+
+// debianPackage is the Debian/Ubuntu package of each QEMU system binary.
+var debianPackage = map[string]string{
+	"qemu-system-x86_64": "qemu-system-x86", "qemu-system-i386": "qemu-system-x86",
+	"qemu-system-aarch64": "qemu-system-arm", "qemu-system-arm": "qemu-system-arm",
+	"qemu-system-riscv64": "qemu-system-misc", "qemu-system-s390x": "qemu-system-misc",
+	"qemu-system-ppc64": "qemu-system-ppc",
+}
+
+// Find looks the profile's QEMU binary up in PATH, and says what to
+// install when it is missing.
+func (p *Profile) Find() (string, error) {
+	bin, err := exec.LookPath(p.Binary)
+	if err == nil {
+		return bin, nil
+	}
+	deb := debianPackage[p.Binary]
+	if deb == "" {
+		deb = "qemu-system"
+	}
+	return "", fmt.Errorf("%s is not installed (a %s VM needs it): Debian/Ubuntu: apt-get install %s; Fedora: dnf install qemu; Arch: pacman -S qemu-full; macOS: brew install qemu",
+		p.Binary, p.Arch, deb)
 }

@@ -233,6 +233,14 @@ func TestRunErrors(t *testing.T) {
 	dir := t.TempDir()
 	img := filepath.Join(dir, "x-aarch64.raw")
 	os.WriteFile(img, make([]byte, 1<<20), 0o644)
+	t.Run("qemu missing", func(t *testing.T) {
+		t.Setenv("PATH", t.TempDir())
+		x86 := filepath.Join(dir, "x-x86_64.raw")
+		os.WriteFile(x86, make([]byte, 1<<20), 0o644)
+		if code, _, errs := cli(t, "run", x86, "--bios"); code == 0 || !strings.Contains(errs, "qemu-system-x86_64 is not installed") || !strings.Contains(errs, "apt-get install qemu-system-x86") {
+			t.Errorf("exit %d: %s", code, errs)
+		}
+	})
 	for args, want := range map[string]string{
 		"run " + filepath.Join(dir, "missing.qcow2"): "no such file",
 		"run " + img + " --bios":                     "boots with UEFI only",

@@ -198,6 +198,13 @@ packages: [busybox, alpine-baselayout]
 		})
 	}
 
+	t.Run("qemu missing", func(t *testing.T) {
+		cmd := alp("build", changed, "-o", out, "--cache", cache, "--output", outputs, "--no-cache")
+		cmd.Env = append(cmd.Env, "PATH="+t.TempDir())
+		o, err := cmd.CombinedOutput()
+		check("qemu missing", string(o), err, "qemu-system-x86_64 is not installed (a x86_64 VM needs it): Debian/Ubuntu: apt-get install qemu-system-x86")
+	})
+
 	ents, _ := os.ReadDir(out)
 	for _, e := range ents {
 		if strings.HasPrefix(e.Name(), ".") {

@@ -92,9 +92,9 @@ func runImage(ctx context.Context, e *env, image string, f runFlags) error {
 	if err != nil {
 		return err
 	}
-	bin, err := exec.LookPath(prof.Binary)
+	bin, err := prof.Find()
 	if err != nil {
-		return fmt.Errorf("%s is not installed: %w", prof.Binary, err)
+		return err
 	}
 	accel := f.accel
 	if accel == "" {

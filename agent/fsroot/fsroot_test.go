@@ -1,0 +1,65 @@
+package fsroot
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestEscapes: symlinks in the target pointing out of it (absolute,
+// relative, ..) are resolved inside the target by every operation, so a
+// hostile package or spec cannot write to the host.
+func TestEscapes(t *testing.T) {
+	base := t.TempDir()
+	rootDir, outside := filepath.Join(base, "root"), filepath.Join(base, "outside")
+	for _, d := range []string{rootDir, outside} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(outside, "secret"), []byte("host"), 0o644)
+	for name, target := range map[string]string{
+		"abs":    outside,
+		"rel":    strings.Repeat("../", 8) + strings.TrimPrefix(outside, "/"),
+		"up":     "..",
+		"secret": filepath.Join(outside, "secret"),
+	} {
+		if err := os.Symlink(target, filepath.Join(rootDir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := Open(rootDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	uid, gid := os.Getuid(), os.Getgid()
+	ops := map[string]func() error{
+		"write abs/x":      func() error { return r.WriteFile("abs/x", strings.NewReader("x"), 0o644, uid, gid, nil, 0) },
+		"write rel/x":      func() error { return r.WriteFile("rel/x", strings.NewReader("x"), 0o644, uid, gid, nil, 0) },
+		"write up/x":       func() error { return r.WriteFile("up/x", strings.NewReader("x"), 0o644, uid, gid, nil, 0) },
+		"mkdir abs/d":      func() error { return r.MkdirAll("abs/d/e", 0o755, uid, gid) },
+		"symlink rel/l":    func() error { return r.Symlink("rel/l", "/etc/passwd", uid, gid, 0) },
+		"link to secret":   func() error { return r.Link("h", "secret") },
+		"link abs/secret":  func() error { return r.Link("h2", "abs/secret") },
+		"chmod abs/secret": func() error { return r.Chmod("abs/secret", 0o777) },
+	}
+	for name, op := range ops {
+		op() // an error or a file inside the root: either is safe
+		ents, _ := os.ReadDir(outside)
+		if len(ents) != 1 {
+			t.Errorf("%s: wrote outside the root: %v", name, ents)
+		}
+		if st, _ := os.Stat(filepath.Join(outside, "secret")); st.Mode().Perm() != 0o644 {
+			t.Errorf("%s: changed the host's file: %v", name, st.Mode())
+		}
+	}
+	// What went where it could: under the root.
+	if _, err := os.Stat(filepath.Join(rootDir, "x")); err != nil {
+		t.Errorf("up/x did not land in the root: %v", err)
+	}
+	if b, err := r.ReadFile("secret"); err == nil {
+		t.Errorf("read the host's file through a symlink: %q", b)
+	}
+}
