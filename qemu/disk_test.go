@@ -1,6 +1,7 @@
 package qemu
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -35,5 +36,26 @@ func TestDiskVMArgs(t *testing.T) {
 	}
 	if _, err := FindUEFI("s390x"); err == nil {
 		t.Error("UEFI firmware for s390x")
+	}
+}
+
+// TestFindUEFIMissing: with no firmware where distributions put it, the
+// error says what to install, per arch.
+func TestFindUEFIMissing(t *testing.T) {
+	saved := firmwares
+	defer func() { firmwares = saved }()
+	firmwares = map[string]struct {
+		paths   []Firmware
+		install string
+	}{}
+	for arch, f := range saved {
+		missing := f
+		missing.paths = []Firmware{{Code: filepath.Join(t.TempDir(), "CODE.fd"), Vars: filepath.Join(t.TempDir(), "VARS.fd")}}
+		firmwares[arch] = missing
+	}
+	for arch, want := range map[string]string{"x86_64": "apt-get install ovmf", "aarch64": "apt-get install qemu-efi-aarch64"} {
+		if _, err := FindUEFI(arch); err == nil || !strings.Contains(err.Error(), "no UEFI firmware for "+arch+" found") || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v", arch, err)
+		}
 	}
 }

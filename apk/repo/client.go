@@ -200,6 +200,11 @@ func (c *Client) download(ctx context.Context, loc string, p *apk.Package) (path
 		if err != nil {
 			return fmt.Errorf("%s (%s): %w", p, loc, err)
 		}
+		if len(p.Checksum) != len(got.Checksum) {
+			// An APK v2 package is named by the SHA-1 of its control part
+			// (Q1); a SHA-256 (Q2) there is apk-tools 3's.
+			return fmt.Errorf("%s (%s): the index gives a %d-byte checksum %s, but an APK v2 package is identified by the SHA-1 of its control part (Q1): is this an apk-tools 3 repository?", p, loc, len(p.Checksum), apk.EncodeChecksum(p.Checksum))
+		}
 		if !bytes.Equal(got.Checksum, p.Checksum) {
 			return fmt.Errorf("%s (%s): checksum %s does not match the index's %s", p, loc, apk.EncodeChecksum(got.Checksum), apk.EncodeChecksum(p.Checksum))
 		}

@@ -151,3 +151,18 @@ func TestClientIndexLies(t *testing.T) {
 		})
 	}
 }
+
+// TestClientQ2: an index entry with a SHA-256 (Q2) checksum, which APK v2
+// packages are not identified by, is refused saying so.
+func TestClientQ2(t *testing.T) {
+	dir, k, pkgs := localRepo(t, "v1 ")
+	q2 := *pkgs[0]
+	q2.Checksum = bytes.Repeat([]byte{7}, 32)
+	cache, _ := OpenCache(t.TempDir())
+	c := &Client{Keys: keyring(k), Cache: cache}
+	r := Repository{URL: dir}
+	_, err := c.Fetch(context.Background(), []Item{{Repository: r, Arch: "x86_64", Package: &q2}})
+	if err == nil || !strings.Contains(err.Error(), "a-1.0-r0") || !strings.Contains(err.Error(), "identified by the SHA-1 of its control part (Q1)") {
+		t.Errorf("%v", err)
+	}
+}
