@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 
+	"github.com/alpinist/alpinist/apk/gzmember"
 	"github.com/alpinist/alpinist/apk/sign"
 )
 
@@ -94,5 +96,37 @@ func TestReadRejects(t *testing.T) {
 				t.Errorf("the error does not name the package: %v", err)
 			}
 		})
+	}
+}
+
+// TestDataHashMismatch: a signed package whose data part was replaced
+// (here: the same tar compressed anew) fails the SHA-256 that .PKGINFO,
+// which the signature covers, gives for it.
+func TestDataHashMismatch(t *testing.T) {
+	ka, _ := testKeys(t)
+	data, _ := build(t, ka, sign.RSA)
+	gz := gzmember.NewReader(bytes.NewReader(data))
+	var ends []int64
+	var parts [][]byte
+	for {
+		r, err := gz.Next()
+		if err != nil {
+			break
+		}
+		b, _ := io.ReadAll(r)
+		parts = append(parts, b)
+		ends = append(ends, gz.Offset())
+	}
+	if len(parts) != 3 {
+		t.Fatalf("%d members", len(parts))
+	}
+	var z bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&z, gzip.BestSpeed)
+	zw.Write(parts[2])
+	zw.Close()
+	swapped := append(bytes.Clone(data[:ends[1]]), z.Bytes()...)
+	_, err := Read(bytes.NewReader(swapped), ReadOptions{Keys: ring(t, ka)})
+	if !errors.Is(err, ErrChecksum) || !strings.Contains(err.Error(), "data part has sha256") || !strings.Contains(err.Error(), "hello-1.2-r3") {
+		t.Errorf("%v", err)
 	}
 }
