@@ -12,6 +12,8 @@ SHELL   := /bin/sh
 export PATH := $(PATH):/usr/local/go/bin
 GO      ?= go
 FUZZTIME ?= 30s
+# make test fuzzes every target briefly too (make fuzz: FUZZTIME each).
+TEST_FUZZTIME ?= 3s
 
 # The synthetic test repository lives in the user cache, not in git;
 # testdata/repo points at it so specs in testdata/specs can use ../repo.
@@ -56,6 +58,7 @@ vet:
 # build: the repro test runs bin/alpinist as a user would.
 test: deps-test testrepo vet build
 	$(GO) test -timeout 25m ./...
+	@scripts/fuzz.sh $(TEST_FUZZTIME)
 
 # Two builds of testdata/specs/demo.yaml (x86_64 and aarch64; tar, oci,
 # ext4, raw, qcow2, SBOMs, lock) under another umask, time zone, locale,
