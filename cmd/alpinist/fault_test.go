@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -153,6 +155,50 @@ packages: [busybox, alpine-baselayout]
 		case <-time.After(time.Minute):
 			cmd.Process.Kill()
 			t.Fatal("alpinist did not stop within a minute of SIGTERM")
+		}
+	})
+
+	t.Run("SIGTERM in the fetch", func(t *testing.T) {
+		// The repository over HTTP, stalling on packages.
+		asked := make(chan bool, 1)
+		files := http.FileServer(http.Dir(repoDir))
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasSuffix(r.URL.Path, ".apk") {
+				select {
+				case asked <- true:
+				default:
+				}
+				<-r.Context().Done()
+				return
+			}
+			files.ServeHTTP(w, r)
+		}))
+		defer srv.Close()
+		remote := filepath.Join(dir, "remote.yaml")
+		writeFile(t, remote, strings.ReplaceAll(body, repoDir+"/main", srv.URL+"/main"), 0o644)
+		cmd := alp("build", remote, "-o", out, "--cache", t.TempDir(), "--output", outputs)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-asked:
+		case err := <-done:
+			t.Fatalf("ended before fetching: %v\n%s", err, stderr.String())
+		case <-time.After(time.Minute):
+			cmd.Process.Kill()
+			t.Fatal("no package was asked for within a minute")
+		}
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-done:
+			check("SIGTERM in the fetch", stderr.String(), err, "interrupted")
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			t.Fatal("alpinist did not stop within 30 s of SIGTERM")
 		}
 	})
 
