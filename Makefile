@@ -60,8 +60,8 @@ test: deps-test testrepo vet build
 	$(GO) test -timeout 25m ./...
 	@scripts/fuzz.sh $(TEST_FUZZTIME)
 
-# Two builds of testdata/specs/demo.yaml (x86_64 and aarch64; tar, oci,
-# ext4, raw, qcow2, SBOMs, lock) under another umask, time zone, locale,
+# Two builds of testdata/specs/demo.yaml (x86_64 and aarch64; every
+# output, SBOMs, lock) under another umask, time zone, locale,
 # directory, cache (cold, then a warm copy elsewhere) and user; every
 # output must be the same bytes (alpinist compare names any difference).
 repro: build testrepo

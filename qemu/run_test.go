@@ -64,6 +64,7 @@ func TestRunFailures(t *testing.T) {
 		{"phase hang", ready + "echo '" + frame(proto.Message{Type: "phase", Phase: "install"}) + "'\nexec sleep 60\n", RunOptions{IdleTimeout: 300 * time.Millisecond}, `after "install" (killed as hung)`},
 		{"agent error", ready + "echo '" + frame(proto.Message{Type: "error", Text: "busybox-1.36: pre-install failed"}) + "'\nexec sleep 60\n", RunOptions{}, "agent: busybox-1.36: pre-install failed"},
 		{"qemu dies", "echo 'qemu: could not load kernel' >&2\nexit 1\n", RunOptions{}, "QEMU ended (exit status 1)"},
+		{"dies in a phase", ready + "echo '" + frame(proto.Message{Type: "phase", Phase: "install"}) + "'\necho 'Kernel panic - not syncing: Out of memory'\nexit 0\n", RunOptions{}, "Kernel panic"},
 		{"garbage frame", "echo '@@alpinist@@ {nope'\nexec sleep 60\n", RunOptions{}, "agent message"},
 	}
 	for _, c := range cases {

@@ -299,6 +299,14 @@ func TestFetch(t *testing.T) {
 	if code, _, errs := cli(t, "fetch", spec, "--arch", "x86_64", "--cache", t.TempDir(), "--locked", badLock); code == 0 || !strings.Contains(errs, "neither in") {
 		t.Errorf("stale lock: exit %d %s", code, errs)
 	}
+	// build --locked refuses it too, before any VM, writing nothing.
+	buildOut := filepath.Join(t.TempDir(), "out")
+	if code, _, errs := cli(t, "build", spec, "--arch", "x86_64", "-o", buildOut, "--cache", t.TempDir(), "--locked", badLock); code == 0 || !strings.Contains(errs, "neither in") || !strings.Contains(errs, "bad.lock") {
+		t.Errorf("build with a stale lock: exit %d %s", code, errs)
+	}
+	if _, err := os.Stat(buildOut); err == nil {
+		t.Error("a refused build made its output directory")
+	}
 }
 
 // TestFetchTampered copies the generated repository, corrupts one package

@@ -61,8 +61,9 @@ func reproTree(t *testing.T, td, root string) {
 	}
 }
 
-// TestRepro builds demo.yaml for x86_64 and aarch64 twice, with the
-// outputs tar, oci, ext4, raw and qcow2 (and the SBOMs and the lock), in
+// TestRepro builds demo.yaml for x86_64 and aarch64 twice, with every
+// output (tar, tar.gz, tar.zst, wsl, lxc, oci, docker-archive, ext4,
+// raw, qcow2, and the SBOMs and the lock), in
 // conditions that differ in everything a build must not depend on, and
 // checks every output is the same, byte for byte:
 //
@@ -89,7 +90,7 @@ func TestRepro(t *testing.T) {
 	a, b := filepath.Join(base, "a"), filepath.Join(base, "b")
 	reproTree(t, td, a)
 	reproTree(t, td, b)
-	args := []string{"build", "specs/demo.yaml", "-o", "out", "--cache", "cache", "--output", "tar,oci,ext4,raw,qcow2"}
+	args := []string{"build", "specs/demo.yaml", "-o", "out", "--cache", "cache", "--output", "tar,tar.gz,tar.zst,wsl,lxc,oci,docker-archive,ext4,raw,qcow2"}
 
 	build := func(dir, umask string, env []string, attr *syscall.SysProcAttr) {
 		t.Helper()
@@ -155,7 +156,7 @@ func TestRepro(t *testing.T) {
 	}
 	sums := fileSums(t, filepath.Join(a, "out"))
 	for _, arch := range []string{"x86_64", "aarch64"} {
-		for _, ext := range []string{".tar", ".ext4", ".raw", ".qcow2", ".spdx.json"} {
+		for _, ext := range []string{".tar", ".tar.gz", ".tar.zst", ".wsl.tar.gz", ".lxc.tar.xz", ".docker.tar", ".ext4", ".raw", ".qcow2", ".spdx.json"} {
 			if sums["demo-"+arch+ext] == "" {
 				t.Errorf("no output demo-%s%s", arch, ext)
 			}
