@@ -29,8 +29,14 @@ all: build
 AGENTS := agent/embed/agents/alpinist-agent-amd64 agent/embed/agents/alpinist-agent-arm64 agent/embed/agents/alpinist-agent-riscv64
 AGENT_SRC := $(shell find cmd/alpinist-agent agent -name '*.go' ! -name '*_test.go' 2>/dev/null) go.mod go.sum
 
+# The commit and its date for alpinist --version (not the build's date:
+# the binary stays reproducible).
+COMMIT      := $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
+COMMIT_DATE := $(shell git log -1 --format=%cI 2>/dev/null)
+LDFLAGS     := -X main.commit=$(COMMIT) -X main.commitDate=$(COMMIT_DATE)
+
 build: deps $(AGENTS)
-	$(GO) build -trimpath -tags alpinist_agents -o bin/alpinist ./cmd/alpinist
+	$(GO) build -trimpath -tags alpinist_agents -ldflags "$(LDFLAGS)" -o bin/alpinist ./cmd/alpinist
 
 agents: $(AGENTS)
 

@@ -160,14 +160,6 @@ func (p Profile) blockDevice() string {
 	return "virtio-blk-pci"
 }
 
-// debianPackage is the Debian/Ubuntu package of each QEMU system binary.
-var debianPackage = map[string]string{
-	"qemu-system-x86_64": "qemu-system-x86", "qemu-system-i386": "qemu-system-x86",
-	"qemu-system-aarch64": "qemu-system-arm", "qemu-system-arm": "qemu-system-arm",
-	"qemu-system-riscv64": "qemu-system-misc", "qemu-system-s390x": "qemu-system-misc",
-	"qemu-system-ppc64": "qemu-system-ppc",
-}
-
 // Find looks the profile's QEMU binary up in PATH, and says what to
 // install when it is missing.
 func (p *Profile) Find() (string, error) {
@@ -175,10 +167,5 @@ func (p *Profile) Find() (string, error) {
 	if err == nil {
 		return bin, nil
 	}
-	deb := debianPackage[p.Binary]
-	if deb == "" {
-		deb = "qemu-system"
-	}
-	return "", fmt.Errorf("%s is not installed (a %s VM needs it): Debian/Ubuntu: apt-get install %s; Fedora: dnf install qemu; Arch: pacman -S qemu-full; macOS: brew install qemu",
-		p.Binary, p.Arch, deb)
+	return "", fmt.Errorf("%s is not installed (a %s VM needs it): %s", p.Binary, p.Arch, InstallHint(p.Binary))
 }

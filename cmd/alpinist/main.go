@@ -88,6 +88,9 @@ bootable disk images, byte for byte reproducibly.`,
 		},
 	}
 	root.PersistentFlags().BoolVarP(&e.verbose, "verbose", "v", false, "show debug messages")
+	root.Version = "" // set below: cobra's --version prints versionLine
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.Version = versionLine()
 	root.AddCommand(
 		newVersionCmd(e),
 		newResolveCmd(e),
@@ -101,6 +104,7 @@ bootable disk images, byte for byte reproducibly.`,
 		newValidateCmd(e),
 		newCompareCmd(e),
 		newCacheCmd(e),
+		newDoctorCmd(e),
 	)
 	return root
 }

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/alpinist/alpinist/apk/repo"
+	"github.com/alpinist/alpinist/qemu"
+	"github.com/alpinist/alpinist/spec"
+)
+
+// check is one line of alpinist doctor.
+type check struct {
+	what, state, detail string
+	// fix says what to do (install hints) when the state is not ok.
+	fix string
+	// required: a build for the host's arch cannot do without it.
+	required bool
+}
+
+func newDoctorCmd(e *env) *cobra.Command {
+	var arches []string
+	var cacheFlag string
+	cmd := &cobra.Command{
+		Use:   "doctor",
+		Short: "Check this host: QEMU, firmware, KVM, cache, free disk",
+		Long: `doctor checks what alpinist needs on this host and says what to install
+for each missing piece (Debian/Ubuntu, Fedora, Arch, macOS):
+
+    qemu-system-* for each architecture (--arch; default x86_64, aarch64,
+                  riscv64): builds and alpinist run boot them
+    qemu-img      optional: to check and convert images yourself
+    UEFI firmware OVMF (x86_64) and AAVMF (aarch64), for alpinist run
+    /dev/kvm      whether it exists, and whether KVM really runs guest code
+                  (else builds use TCG emulation: slower, same result)
+    the cache     where it is, that it is writable, what it holds
+    free disk     in the cache and the current directory
+
+It exits 1 when something the host's own architecture needs is missing.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			checks := doctor(cmd.Context(), e, arches, cacheFlag)
+			tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+			missing := 0
+			for _, c := range checks {
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", c.what, c.state, c.detail)
+				if c.state != "ok" && c.required {
+					missing++
+				}
+			}
+			tw.Flush()
+			var fixes []string
+			for _, c := range checks {
+				if c.state != "ok" && c.fix != "" {
+					fixes = append(fixes, fmt.Sprintf("  %s: %s", c.what, c.fix))
+				}
+			}
+			if len(fixes) > 0 {
+				fmt.Fprintf(e.stdout, "\nto fix:\n%s\n", strings.Join(fixes, "\n"))
+			}
+			if missing > 0 {
+				return &exitError{code: 1, err: fmt.Errorf("%d required piece(s) missing", missing)}
+			}
+			fmt.Fprintln(e.stdout, "\nalpinist can build here.")
+			return nil
+		},
+	}
+	cmd.Flags().StringSliceVar(&arches, "arch", []string{"x86_64", "aarch64", "riscv64"}, "architectures to check QEMU for")
+	cmd.Flags().StringVar(&cacheFlag, "cache", "", "cache `DIR` (default $ALPINIST_CACHE or ~/.cache/alpinist)")
+	return cmd
+}
+
+func doctor(ctx context.Context, e *env, arches []string, cacheFlag string) []check {
+	var out []check
+	host := spec.HostArch()
+	for _, arch := range arches {
+		prof, err := qemu.Lookup(arch)
+		if err != nil {
+			out = append(out, check{what: "qemu " + arch, state: "unknown", detail: err.Error()})
+			continue
+		}
+		c := check{what: prof.Binary, required: arch == host}
+		if bin, err := exec.LookPath(prof.Binary); err != nil {
+			c.state, c.detail, c.fix = "missing", "builds for "+arch+" need it", qemu.InstallHint(prof.Binary)
+		} else {
+			c.state, c.detail = "ok", bin+" "+qemuVersion(bin)
+		}
+		out = append(out, c)
+	}
+	if bin, err := exec.LookPath("qemu-img"); err != nil {
+		out = append(out, check{what: "qemu-img", state: "missing", detail: "optional: to check and convert images yourself", fix: qemu.InstallHint("qemu-img")})
+	} else {
+		out = append(out, check{what: "qemu-img", state: "ok", detail: bin})
+	}
+	for _, fw := range []struct{ arch, name, tool string }{{"x86_64", "OVMF", "ovmf"}, {"aarch64", "AAVMF", "aavmf"}} {
+		c := check{what: "UEFI firmware " + fw.arch + " (" + fw.name + ")"}
+		if f, err := qemu.FindUEFI(fw.arch); err != nil {
+			c.state, c.detail, c.fix = "missing", "alpinist run needs it to boot "+fw.arch+" disks with UEFI", qemu.InstallHint(fw.tool)
+		} else {
+			c.state, c.detail = "ok", f.Code
+		}
+		out = append(out, c)
+	}
+	out = append(out, kvmCheck(ctx, e, host))
+	cache, err := repo.DefaultCacheDir()
+	if cacheFlag != "" {
+		cache, err = cacheFlag, nil
+	}
+	if err != nil {
+		out = append(out, check{what: "cache", state: "missing", detail: err.Error(), fix: "set ALPINIST_CACHE or XDG_CACHE_HOME, or give --cache", required: true})
+	} else {
+		out = append(out, cacheCheck(cache))
+	}
+	wd, _ := os.Getwd()
+	for _, d := range []struct{ what, dir string }{{"free disk (cache)", cache}, {"free disk (here)", wd}} {
+		if d.dir == "" {
+			continue
+		}
+		out = append(out, diskCheck(d.what, d.dir))
+	}
+	return out
+}
+
+// qemuVersion is the first line of qemu-system-* --version, shortened.
+func qemuVersion(bin string) string {
+	b, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		return ""
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	return "(" + strings.TrimSpace(strings.TrimPrefix(line, "QEMU emulator ")) + ")"
+}
+
+func kvmCheck(ctx context.Context, e *env, host string) check {
+	c := check{what: "KVM"}
+	if _, err := os.Stat("/dev/kvm"); err != nil {
+		c.state, c.detail = "absent", "no /dev/kvm: builds use TCG emulation (slower, same result)"
+		c.fix = "enable virtualization in the firmware and load kvm_intel or kvm_amd; in a VM, enable nested virtualization"
+		return c
+	}
+	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err != nil {
+		c.state, c.detail = "no access", "/dev/kvm: "+err.Error()+": builds use TCG emulation"
+		c.fix = "add your user to the kvm group (sudo usermod -aG kvm $USER), then log in again"
+		return c
+	} else {
+		f.Close()
+	}
+	prof, err := qemu.Lookup(host)
+	if err != nil || !prof.KVM {
+		c.state, c.detail = "unused", "alpinist does not use KVM on "+host+" yet: builds use TCG"
+		return c
+	}
+	bin, err := exec.LookPath(prof.Binary)
+	if err != nil {
+		c.state, c.detail = "unknown", "/dev/kvm is there; "+prof.Binary+" is needed to try it"
+		return c
+	}
+	p := qemu.DetectKVM(ctx, bin, cacheDir(), slog.New(slog.DiscardHandler)) // the line says it
+	if !p.Usable {
+		c.state, c.detail = "broken", "/dev/kvm is there but KVM does not run guest code ("+p.Reason+"): builds use TCG emulation (slower, same result)"
+		c.fix = "often nested virtualization: enable it on the outer host, or ignore (TCG works)"
+		return c
+	}
+	c.state, c.detail = "ok", "guest code runs under KVM"
+	return c
+}
+
+func cacheCheck(dir string) check {
+	c := check{what: "cache", required: true}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		c.state, c.detail, c.fix = "not writable", err.Error(), "give --cache DIR or set ALPINIST_CACHE to a writable directory"
+		return c
+	}
+	f, err := os.CreateTemp(dir, ".doctor-*")
+	if err != nil {
+		c.state, c.detail, c.fix = "not writable", err.Error(), "give --cache DIR or set ALPINIST_CACHE to a writable directory"
+		return c
+	}
+	f.Close()
+	os.Remove(f.Name())
+	n, size, _ := dirUsage(filepath.Join(dir, "packages"))
+	var rootfs int64
+	var entries int
+	if ents, err := filepathGlobSizes(filepath.Join(dir, "rootfs", "*.tar")); err == nil {
+		entries, rootfs = len(ents), sum(ents)
+	}
+	c.state = "ok"
+	c.detail = fmt.Sprintf("%s: %d packages (%s), %d rootfs in the build cache (%s)", dir, n, humanSize(size), entries, humanSize(rootfs))
+	return c
+}
+
+func filepathGlobSizes(pattern string) ([]int64, error) {
+	names, err := filepath.Glob(pattern)
+	if err != nil {
+		return nil, err
+	}
+	var out []int64
+	for _, n := range names {
+		if st, err := os.Stat(n); err == nil {
+			out = append(out, st.Size())
+		}
+	}
+	return out, nil
+}
+
+func sum(xs []int64) int64 {
+	var s int64
+	for _, x := range xs {
+		s += x
+	}
+	return s
+}
+
+// diskCheck warns below 2 GiB free: a build needs its packages, a
+// rootfs and the outputs.
+func diskCheck(what, dir string) check {
+	c := check{what: what}
+	for d := dir; ; d = filepath.Dir(d) {
+		var st syscall.Statfs_t
+		err := syscall.Statfs(d, &st)
+		if errors.Is(err, os.ErrNotExist) && d != filepath.Dir(d) {
+			continue
+		}
+		if err != nil {
+			c.state, c.detail = "unknown", err.Error()
+			return c
+		}
+		free := int64(st.Bavail) * int64(st.Bsize)
+		c.state, c.detail = "ok", fmt.Sprintf("%s free in %s", humanSize(free), d)
+		if free < 2<<30 {
+			c.state, c.fix = "low", "free some space: a build needs its packages, the rootfs and the outputs (alpinist cache prune helps)"
+		}
+		return c
+	}
+}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/alpinist/alpinist/internal/hosttool"
+)
+
+func TestDoctor(t *testing.T) {
+	hosttool.Need(t, "qemu-system-x86_64", "qemu-system-x86")
+	cache := t.TempDir()
+	code, out, errs := cli(t, "doctor", "--cache", cache, "--arch", "x86_64,aarch64")
+	if code != 0 {
+		t.Errorf("doctor on this host: exit %d: %s\n%s", code, errs, out)
+	}
+	for _, want := range []string{"qemu-system-x86_64", "qemu-system-aarch64", "qemu-img", "UEFI firmware x86_64 (OVMF)",
+		"UEFI firmware aarch64 (AAVMF)", "KVM ", "cache ", cache + ": 0 packages", "free disk (cache)", "free disk (here)", "alpinist can build here"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+
+	// Without QEMU: what is missing and what to install, on each system.
+	t.Setenv("PATH", t.TempDir())
+	code, out, _ = cli(t, "doctor", "--cache", cache, "--arch", "x86_64")
+	if code != 1 {
+		t.Errorf("doctor without QEMU: exit %d", code)
+	}
+	if !regexp.MustCompile(`qemu-system-x86_64\s+missing`).MatchString(out) {
+		t.Errorf("qemu-system-x86_64 is not said missing:\n%s", out)
+	}
+	for _, want := range []string{"qemu-img", "to fix:",
+		"apt-get install qemu-system-x86", "dnf install qemu-system-x86", "pacman -S qemu-system-x86", "brew install qemu", "apt-get install qemu-utils"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	saved, savedDate := commit, commitDate
+	defer func() { commit, commitDate = saved, savedDate }()
+	commit, commitDate = "0123456789abcdef0123456789abcdef01234567-dirty", "2026-11-23T16:32:57+00:00"
+	got := versionLine()
+	if !strings.HasPrefix(got, "alpinist devel-0123456789ab (commit 0123456789abcdef0123456789abcdef01234567 of 2026-11-23T16:32:57+00:00, with local changes) ") {
+		t.Errorf("version line %q", got)
+	}
+	if code, out, _ := cli(t, "version"); code != 0 || !strings.HasPrefix(out, "alpinist ") {
+		t.Errorf("version: %d %q", code, out)
+	}
+	// The built binary answers --version with its commit (make passes it).
+	bin := alpinistBinary(t)
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil || !regexp.MustCompile(`^alpinist \S+ \(commit [0-9a-f]{40} of \d{4}-`).Match(out) {
+		t.Errorf("bin/alpinist --version: %v %q", err, out)
+	}
+}
