@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"os"
@@ -218,15 +219,34 @@ func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 	return nil
 }
 
-// printResults prints what was written, one line each.
+// printResults prints what was written, one line each, with its size
+// and sha256 (of index.json for a directory such as an OCI layout).
 func printResults(e *env, rs []output.Result) {
 	for _, r := range rs {
 		what := r.Output
 		if r.Arch != "" {
 			what = r.Arch + ": " + r.Output
 		}
-		fmt.Fprintf(e.stdout, "%s: %s (%d bytes)\n", what, r.Path, r.Size)
+		fmt.Fprintf(e.stdout, "%s: %s (%d bytes, %s)\n", what, r.Path, r.Size, fileDigest(r.Path))
 	}
+}
+
+// fileDigest is "sha256 HEX" of a file, or of a directory's index.json.
+func fileDigest(p string) string {
+	name := "sha256"
+	if st, err := os.Stat(p); err == nil && st.IsDir() {
+		p, name = filepath.Join(p, "index.json"), "index.json sha256"
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return "no digest: " + err.Error()
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "no digest: " + err.Error()
+	}
+	return fmt.Sprintf("%s %x", name, h.Sum(nil))
 }
 
 // readKeys adds the public keys of a key directory or file (name -> PEM).

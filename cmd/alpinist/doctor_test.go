@@ -1,12 +1,16 @@
 package main
 
 import (
+	"encoding/json"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/alpinist/alpinist/internal/hosttool"
+	"github.com/alpinist/alpinist/internal/rootfstest"
 )
 
 func TestDoctor(t *testing.T) {
@@ -56,5 +60,33 @@ func TestVersion(t *testing.T) {
 	out, err := exec.Command(bin, "--version").Output()
 	if err != nil || !regexp.MustCompile(`^alpinist \S+ \(commit [0-9a-f]{40} of \d{4}-`).Match(out) {
 		t.Errorf("bin/alpinist --version: %v %q", err, out)
+	}
+}
+
+// TestLogFlags: -q leaves only warnings and errors, --log-format json
+// writes one JSON object per line, and bad combinations are refused.
+func TestLogFlags(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "rootfs.tar")
+	os.WriteFile(in, rootfstest.Tar(t), 0o644)
+	_, _, errs := cli(t, "assemble", in, "-o", filepath.Join(dir, "a"), "--arch", "x86_64", "--output", "tar,ext4", "--log-format", "json")
+	lines := strings.Split(strings.TrimSpace(errs), "\n")
+	if len(lines) < 2 {
+		t.Fatalf("log: %q", errs)
+	}
+	for _, l := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil || m["level"] == nil || m["msg"] == nil {
+			t.Errorf("not a JSON log line: %q", l)
+		}
+	}
+	code, out, errs := cli(t, "assemble", in, "-o", filepath.Join(dir, "b"), "--arch", "x86_64", "--output", "tar,ext4", "-q")
+	if code != 0 || strings.TrimSpace(errs) != "" || !strings.Contains(out, "x86_64: ext4: ") || !strings.Contains(out, "sha256 ") {
+		t.Errorf("-q: exit %d, stderr %q, stdout %q", code, errs, out)
+	}
+	for args, want := range map[string]string{"-q -v version": "-v and -q: choose one", "--log-format xml version": `--log-format "xml": want text or json`} {
+		if code, _, errs := cli(t, strings.Fields(args)...); code == 0 || !strings.Contains(errs, want) {
+			t.Errorf("%s: exit %d %s", args, code, errs)
+		}
 	}
 }

@@ -70,7 +70,7 @@ func runFetch(cmd *cobra.Command, e *env, specPath string, f fetchFlags) error {
 				total += it.Package.Size
 			}
 		}
-		bar := newByteBar(e.stderr, arch, total)
+		bar := newByteBar(e.progress(), arch, total)
 		client.OnBytes = bar.add
 		paths, err := client.Fetch(cmd.Context(), items)
 		bar.done()

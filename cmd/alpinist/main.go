@@ -29,7 +29,8 @@ func main() {
 type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
-	verbose        bool
+	verbose, quiet bool
+	logFormat      string
 	log            *slog.Logger
 }
 
@@ -79,18 +80,33 @@ triggers run natively), and writes root filesystem tarballs, OCI images and
 bootable disk images, byte for byte reproducibly.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		PersistentPreRun: func(cmd *cobra.Command, args []string) {
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			level := slog.LevelInfo
-			if e.verbose {
+			switch {
+			case e.verbose && e.quiet:
+				return errors.New("-v and -q: choose one")
+			case e.verbose:
 				level = slog.LevelDebug
+			case e.quiet:
+				level = slog.LevelWarn
 			}
-			e.log = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+			o := &slog.HandlerOptions{Level: level}
+			switch e.logFormat {
+			case "text":
+				e.log = slog.New(slog.NewTextHandler(e.stderr, o))
+			case "json":
+				e.log = slog.New(slog.NewJSONHandler(e.stderr, o))
+			default:
+				return fmt.Errorf("--log-format %q: want text or json", e.logFormat)
+			}
+			return nil
 		},
 	}
-	root.PersistentFlags().BoolVarP(&e.verbose, "verbose", "v", false, "show debug messages")
-	root.Version = "" // set below: cobra's --version prints versionLine
+	root.PersistentFlags().BoolVarP(&e.verbose, "verbose", "v", false, "show debug messages (and the build VM's console)")
+	root.PersistentFlags().BoolVarP(&e.quiet, "quiet", "q", false, "show only warnings and errors (and what was written)")
+	root.PersistentFlags().StringVar(&e.logFormat, "log-format", "text", "log as `text` or json (one object per line)")
+	root.Version = versionLine() // --version
 	root.SetVersionTemplate("{{.Version}}\n")
-	root.Version = versionLine()
 	root.AddCommand(
 		newVersionCmd(e),
 		newResolveCmd(e),

@@ -20,6 +20,14 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
+// progress is where progress bars go: stderr, or nowhere with -q.
+func (e *env) progress() io.Writer {
+	if e.quiet {
+		return io.Discard
+	}
+	return e.stderr
+}
+
 // byteBar is a progress bar over a byte count, or a counter when the
 // output is not a terminal.
 type byteBar struct {

@@ -39,7 +39,7 @@ on this machine (localhost, 127.0.0.0/8, ::1).`,
 }
 
 func push(ctx context.Context, e *env, dir, ref string, insecure bool) error {
-	bar := newByteBar(e.stderr, "push", 0)
+	bar := newByteBar(e.progress(), "push", 0)
 	var last int64
 	d, err := oci.Push(ctx, dir, ref, oci.PushOptions{Insecure: insecure, Progress: func(done, total int64) {
 		if bar.bar != nil {
