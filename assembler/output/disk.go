@@ -89,7 +89,7 @@ func (s *Set) diskImage(a Arch) (string, error) {
 		return "", fmt.Errorf("the system has no kernel (/boot/vmlinuz-*): add one, such as linux-virt")
 	}
 	if uefi && info.efi == nil {
-		return "", fmt.Errorf("the rootfs has no GRUB EFI image under /%s (the build makes it when the spec has disk: and a raw or qcow2 output)", efiDir)
+		return "", fmt.Errorf("the rootfs has no GRUB EFI image under /%s (alpinist build makes it when the spec has a disk: that boots with uefi)", efiDir)
 	}
 	var loader *extlinux.Loader
 	var mbrCode []byte

@@ -176,7 +176,7 @@ func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 		res, err := build.Run(cmd.Context(), build.Options{
 			Name: sc.spec.Name, Arch: arch, OutDir: stage.dir, Entry: archs[i].entry, Indexes: archs[i].idx, World: sc.spec.World(arch),
 			Client: sc.client, Keys: keys, SourceDateEpoch: epoch.Unix(), Accel: f.accel, Kernel: f.kernel, Modules: f.modules, Installer: sc.spec.Installer,
-			Config: specConfig(sc.spec, arch, outputs), Files: sc.spec.Files, MemoryMiB: f.memory, CPUs: f.cpus,
+			Config: specConfig(sc.spec, arch), Files: sc.spec.Files, MemoryMiB: f.memory, CPUs: f.cpus,
 			Console: console, Log: e.log, BootTimeout: f.bootTimeout, IdleTimeout: f.idle, NoCache: f.noCache,
 		})
 		logFile.Close()
@@ -282,7 +282,7 @@ func readKeys(p string, keys map[string][]byte) error {
 // specConfig is the spec's system configuration as the agent takes it
 // for one architecture. A spec with a disk gets a getty on the serial
 // console and, unless it says otherwise, DHCP on eth0.
-func specConfig(s *spec.Spec, arch string, outputs []string) pkgdisk.Config {
+func specConfig(s *spec.Spec, arch string) pkgdisk.Config {
 	c := pkgdisk.Config{Hostname: s.Hostname, Timezone: s.Timezone, Services: s.Services, Run: s.Run}
 	for _, g := range s.Groups {
 		c.Groups = append(c.Groups, pkgdisk.Group{Name: g.Name, GID: g.GID})
@@ -315,8 +315,10 @@ func specConfig(s *spec.Spec, arch string, outputs []string) pkgdisk.Config {
 	}
 	if s.Disk != nil {
 		c.Console = s.Disk.ConsoleFor(arch)
-		diskImage := slices.Contains(outputs, "raw") || slices.Contains(outputs, "qcow2")
-		if diskImage && slices.Contains(s.Disk.BootFor(arch), "uefi") {
+		// GRUB's EFI image whenever the disk boots with UEFI, whatever
+		// the outputs: the rootfs is the same system for a tar and a disk
+		// (and the build cache and alpinist assemble see one system).
+		if slices.Contains(s.Disk.BootFor(arch), "uefi") {
 			c.EFI = grubEFIFor(arch)
 		}
 	}

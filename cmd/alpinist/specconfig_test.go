@@ -23,7 +23,7 @@ func TestSpecConfig(t *testing.T) {
 		}
 		return s
 	}
-	c := specConfig(parse("disk: {}\nfiles: [{dst: /a, symlink: /b}, {dst: /c, hardlink: /d, mode: 0600}, {dst: /e, content: x, mode: 0600}]\n"), "aarch64", nil)
+	c := specConfig(parse("disk: {}\nfiles: [{dst: /a, symlink: /b}, {dst: /c, hardlink: /d, mode: 0600}, {dst: /e, content: x, mode: 0600}]\n"), "aarch64")
 	if c.Console != "ttyAMA0" || !reflect.DeepEqual(c.Network, &pkgdisk.Network{Interfaces: []pkgdisk.Interface{{Name: "eth0", DHCP: true}}}) {
 		t.Errorf("disk defaults: console %q network %+v", c.Console, c.Network)
 	}
@@ -31,19 +31,20 @@ func TestSpecConfig(t *testing.T) {
 	if !reflect.DeepEqual(c.Files, want) {
 		t.Errorf("files %+v", c.Files)
 	}
-	c = specConfig(parse("disk: {console: none}\nnetwork: {interfaces: [{name: eth1, dhcp: true}]}\n"), "x86_64", nil)
+	c = specConfig(parse("disk: {console: none}\nnetwork: {interfaces: [{name: eth1, dhcp: true}]}\n"), "x86_64")
 	if c.Console != "" || c.Network.Interfaces[0].Name != "eth1" {
 		t.Errorf("console %q network %+v", c.Console, c.Network)
 	}
-	if c = specConfig(parse(""), "x86_64", nil); !reflect.DeepEqual(c, pkgdisk.Config{}) {
+	if c = specConfig(parse(""), "x86_64"); !reflect.DeepEqual(c, pkgdisk.Config{}) {
 		t.Errorf("no disk: %+v", c)
 	}
-	// A disk image output asks for GRUB's EFI image, per arch.
-	c = specConfig(parse("disk: {}\n"), "aarch64", []string{"qcow2"})
+	// A disk that boots with UEFI asks for GRUB's EFI image, per arch,
+	// whatever the outputs.
+	c = specConfig(parse("disk: {}\n"), "aarch64")
 	if c.EFI == nil || c.EFI.Format != "arm64-efi" || c.EFI.Output != "/boot/efi/EFI/BOOT/BOOTAA64.EFI" || c.EFI.Prefix != "/EFI/BOOT" {
 		t.Errorf("EFI %+v", c.EFI)
 	}
-	if c = specConfig(parse("disk: {boot: [bios]}\n"), "x86_64", []string{"raw"}); c.EFI != nil {
+	if c = specConfig(parse("disk: {boot: [bios]}\n"), "x86_64"); c.EFI != nil {
 		t.Errorf("a BIOS-only disk gets GRUB for EFI: %+v", c.EFI)
 	}
 }
