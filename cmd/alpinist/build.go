@@ -1,13 +1,16 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,14 +24,14 @@ import (
 )
 
 type buildFlags struct {
-	arch, outputs     []string
-	out, lockedIn     string
-	push              string
-	insecure, noCache bool
-	cacheDir, accel   string
-	kernel, modules   string
-	memory, cpus      int
-	bootTimeout, idle time.Duration
+	arch, outputs      []string
+	out, lockedIn      string
+	push               string
+	insecure, noCache  bool
+	cacheDir, accel    string
+	kernel, modules    string
+	memory, cpus, jobs int
+	bootTimeout, idle  time.Duration
 }
 
 func newBuildCmd(e *env) *cobra.Command {
@@ -75,6 +78,7 @@ of docker login or podman login (see alpinist push --help).`,
 	fl.StringVar(&f.modules, "modules", "", "with --kernel: its lib/modules/KVER `DIR` (with modules.dep) to take the virtio modules from")
 	fl.IntVar(&f.memory, "memory", 0, "VM memory in MiB (default: from the packages' installed size)")
 	fl.IntVar(&f.cpus, "cpus", 0, "VM CPUs (default: up to 2)")
+	fl.IntVar(&f.jobs, "jobs", 0, "build VMs run at once, one per arch (default: all the arches)")
 	fl.BoolVar(&f.noCache, "no-cache", false, "boot the build VM even when the build cache has the rootfs (nothing the VM is given changed)")
 	fl.DurationVar(&f.bootTimeout, "boot-timeout", 3*time.Minute, "time allowed until the VM's agent is up")
 	fl.DurationVar(&f.idle, "idle-timeout", 30*time.Minute, "time allowed without news from the VM")
@@ -162,29 +166,72 @@ func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 		return err
 	}
 	defer set.Close()
+	// The arches' VMs run side by side (--jobs at a time); their outputs
+	// are then written in the spec's arch order.
+	type archRun struct {
+		res *build.Result
+		err error
+	}
+	runs := make([]archRun, len(sc.arches))
+	jobs := f.jobs
+	if jobs <= 0 {
+		jobs = len(sc.arches)
+	}
+	ctx, cancel := context.WithCancel(cmd.Context())
+	defer cancel()
+	sem := make(chan struct{}, jobs)
+	var wg sync.WaitGroup
+	for i, arch := range sc.arches {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if ctx.Err() != nil {
+				runs[i].err = ctx.Err()
+				return
+			}
+			logPath := filepath.Join(stage.dir, sc.spec.Name+"-"+arch+".log")
+			logFile, err := os.Create(logPath)
+			if err != nil {
+				runs[i].err = err
+				cancel()
+				return
+			}
+			var console io.Writer = logFile
+			if e.verbose {
+				console = io.MultiWriter(logFile, e.stderr)
+			}
+			runs[i].res, runs[i].err = build.Run(ctx, build.Options{
+				Name: sc.spec.Name, Arch: arch, OutDir: stage.dir, Entry: archs[i].entry, Indexes: archs[i].idx, World: sc.spec.World(arch),
+				Client: sc.client, Keys: keys, SourceDateEpoch: epoch.Unix(), Accel: f.accel, Kernel: f.kernel, Modules: f.modules, Installer: sc.spec.Installer,
+				Config: specConfig(sc.spec, arch), Files: sc.spec.Files, MemoryMiB: f.memory, CPUs: f.cpus,
+				Console: console, Log: e.log, BootTimeout: f.bootTimeout, IdleTimeout: f.idle, NoCache: f.noCache,
+			})
+			logFile.Close()
+			if runs[i].err != nil {
+				cancel() // the other arches stop: the build fails anyway
+			}
+		}()
+	}
+	wg.Wait()
+	// The first real failure, not another arch's stop because of it (or
+	// the interruption, when that is all there is). No output: the error
+	// carries the console's last lines, and -v shows the whole console.
+	var firstErr error
+	for i, r := range runs {
+		switch {
+		case r.err == nil:
+		case firstErr == nil, errors.Is(firstErr, context.Canceled) && !errors.Is(r.err, context.Canceled):
+			firstErr = fmt.Errorf("%s: %w", sc.arches[i], r.err)
+		}
+	}
+	if firstErr != nil {
+		return firstErr
+	}
 	var summaries []string
 	for i, arch := range sc.arches {
-		logPath := filepath.Join(stage.dir, sc.spec.Name+"-"+arch+".log")
-		logFile, err := os.Create(logPath)
-		if err != nil {
-			return err
-		}
-		var console io.Writer = logFile
-		if e.verbose {
-			console = io.MultiWriter(logFile, e.stderr)
-		}
-		res, err := build.Run(cmd.Context(), build.Options{
-			Name: sc.spec.Name, Arch: arch, OutDir: stage.dir, Entry: archs[i].entry, Indexes: archs[i].idx, World: sc.spec.World(arch),
-			Client: sc.client, Keys: keys, SourceDateEpoch: epoch.Unix(), Accel: f.accel, Kernel: f.kernel, Modules: f.modules, Installer: sc.spec.Installer,
-			Config: specConfig(sc.spec, arch), Files: sc.spec.Files, MemoryMiB: f.memory, CPUs: f.cpus,
-			Console: console, Log: e.log, BootTimeout: f.bootTimeout, IdleTimeout: f.idle, NoCache: f.noCache,
-		})
-		logFile.Close()
-		if err != nil {
-			// No output: the error carries the console's last lines,
-			// and -v shows the whole console live.
-			return fmt.Errorf("%s: %w", arch, err)
-		}
+		res := runs[i].res
 		written, err := set.Add(output.Arch{Arch: arch, Tar: res.Tar, Lock: &archs[i].entry})
 		if err != nil {
 			return fmt.Errorf("%s: %w", arch, err)
