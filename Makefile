@@ -5,7 +5,7 @@
 #   make test       the whole test suite (installs what it needs)
 #   make testrepo   generate the signed synthetic Alpine repositories
 #   make fuzz       run every fuzz target for FUZZTIME each
-#   make bench      run the benchmarks
+#   make bench      one table of timings and ratios (docs/performance.md)
 #   make repro      build the demo twice in varied conditions, compare every output
 
 SHELL   := /bin/sh
@@ -20,7 +20,7 @@ TEST_FUZZTIME ?= 3s
 CACHE    ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/alpinist
 TESTREPO ?= $(CACHE)/testrepo
 
-.PHONY: all build agents deps deps-test demo test test-short testrepo fuzz bench repro vet clean
+.PHONY: all build agents deps deps-test demo test test-short testrepo fuzz bench bench-go repro vet clean
 
 all: build
 
@@ -79,10 +79,14 @@ test-short: deps
 fuzz: deps
 	@scripts/fuzz.sh $(FUZZTIME)
 
-# The writers against the reference tools first, side by side (ratio < 1:
-# ours is faster), then every benchmark.
+# One table from one run: a build's phases, a cache hit, one arch and
+# two, the writers against mke2fs, qemu-img and gzip side by side, the
+# build VM's boot against a bare kernel, peak RSS on a 1 GiB rootfs
+# (docs/performance.md). bench-go: every go test benchmark.
 bench: build testrepo
-	$(GO) test -run '^$$' -bench 'Vs' -benchtime 5x ./assembler/...
+	$(GO) run ./cmd/bench
+
+bench-go: build testrepo
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 clean:

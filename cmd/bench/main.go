@@ -36,6 +36,15 @@ import (
 	"github.com/alpinist/alpinist/qemu"
 )
 
+// work is the scratch directory, removed even when the bench fails.
+var work string
+
+// fatal reports, removes the scratch directory and exits.
+func fatal(format string, args ...any) {
+	os.RemoveAll(work)
+	log.Fatalf(format, args...)
+}
+
 // row is one line of the table.
 type row struct{ what, value, target string }
 
@@ -52,9 +61,10 @@ func main() {
 	skipRSS := flag.Bool("no-rss", false, "skip the 1 GiB peak RSS measure")
 	flag.Parse()
 	log.SetFlags(0)
-	work, err := os.MkdirTemp("", "alpinist-bench-")
+	var err error
+	work, err = os.MkdirTemp("", "alpinist-bench-")
 	if err != nil {
-		log.Fatal(err)
+		fatal("%v", err)
 	}
 	defer os.RemoveAll(work)
 	ctx := context.Background()
@@ -82,7 +92,7 @@ func alp(bin string, args ...string) (time.Duration, string, []map[string]any) {
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
 	if err := cmd.Run(); err != nil {
-		log.Fatalf("alpinist %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+		fatal("alpinist %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
 	}
 	d := time.Since(start)
 	var events []map[string]any
@@ -161,7 +171,7 @@ func ratios() {
 	cmd := exec.Command("go", "test", "-run", "^$", "-bench", "Vs", "-benchtime", "5x", "./assembler/ext4", "./assembler/qcow2", "./assembler/oci")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		log.Fatalf("go test -bench Vs: %v\n%s", err, out)
+		fatal("go test -bench Vs: %v\n%s", err, out)
 	}
 	names := map[string][2]string{
 		"VsMke2fs":  {"ext4 writer / mke2fs -d (128 MiB tree, 4,000 files)", "≤ 1.0×"},
@@ -198,29 +208,29 @@ func ratios() {
 func boot(ctx context.Context, work string) {
 	prof, err := qemu.Lookup("x86_64")
 	if err != nil {
-		log.Fatal(err)
+		fatal("%v", err)
 	}
 	bin, err := prof.Find()
 	if err != nil {
-		log.Fatal(err)
+		fatal("%v", err)
 	}
 	pkgs, _ := filepath.Glob("testdata/repo/main/x86_64/linux-virt-*.apk")
 	bbs, _ := filepath.Glob("testdata/repo/main/x86_64/busybox-[0-9]*.apk")
 	if len(pkgs) != 1 || len(bbs) != 1 {
-		log.Fatalf("the test repository (make testrepo) has no linux-virt or busybox: %v %v", pkgs, bbs)
+		fatal("the test repository (make testrepo) has no linux-virt or busybox: %v %v", pkgs, bbs)
 	}
 	keys, err := sign.LoadKeyring("testdata/repo/keys")
 	if err != nil {
-		log.Fatal(err)
+		fatal("%v", err)
 	}
 	kit, err := initramfs.KitFromPackage(pkgs[0], keys, work, initramfs.BuildVMModules)
 	if err != nil {
-		log.Fatal(err)
+		fatal("%v", err)
 	}
 	busybox := fileFromAPK(bbs[0], "bin/busybox")
 	agent, err := embed.Agent("x86_64")
 	if err != nil {
-		log.Fatal(err)
+		fatal("%v", err)
 	}
 	disk := filepath.Join(work, "empty.img")
 	os.WriteFile(disk, make([]byte, 1<<20), 0o644)
@@ -235,12 +245,12 @@ func boot(ctx context.Context, work string) {
 		errs = append(errs, a.CharDev("dev/console", 0o600, 5, 1))
 		for _, err := range errs {
 			if err != nil {
-				log.Fatal(err)
+				fatal("%v", err)
 			}
 		}
 		img, err := a.Bytes()
 		if err != nil {
-			log.Fatal(err)
+			fatal("%v", err)
 		}
 		initrd := filepath.Join(work, "initrd")
 		os.WriteFile(initrd, img, 0o644)
@@ -250,17 +260,17 @@ func boot(ctx context.Context, work string) {
 			start := time.Now()
 			args, err := v.Args()
 			if err != nil {
-				log.Fatal(err)
+				fatal("%v", err)
 			}
 			cmd := exec.CommandContext(ctx, bin, args...)
 			if out, err := cmd.CombinedOutput(); err != nil {
-				log.Fatalf("the busybox floor VM: %v\n%s", err, out)
+				fatal("the busybox floor VM: %v\n%s", err, out)
 			}
 			return time.Since(start)
 		}
 		res, err := qemu.Run(ctx, v, qemu.RunOptions{Binary: bin, BootTimeout: 2 * time.Minute})
 		if err != nil {
-			log.Fatal(err)
+			fatal("%v", err)
 		}
 		return res.Ready
 	}
@@ -279,7 +289,7 @@ func boot(ctx context.Context, work string) {
 func fileFromAPK(p, name string) []byte {
 	f, err := os.Open(p)
 	if err != nil {
-		log.Fatal(err)
+		fatal("%v", err)
 	}
 	defer f.Close()
 	var data []byte
@@ -292,7 +302,7 @@ func fileFromAPK(p, name string) []byte {
 		return nil
 	}})
 	if err != nil || data == nil {
-		log.Fatalf("%s: %s: %v", p, name, err)
+		fatal("%s: %s: %v", p, name, err)
 	}
 	return data
 }
@@ -303,9 +313,10 @@ func peakRSS(bin, work string) {
 	in := filepath.Join(work, "big.tar")
 	f, err := os.Create(in)
 	if err != nil {
-		log.Fatal(err)
+		fatal("%v", err)
 	}
-	tw := tar.NewWriter(bufio.NewWriterSize(f, 1<<20))
+	bw := bufio.NewWriterSize(f, 1<<20)
+	tw := tar.NewWriter(bw)
 	rng := rand.New(rand.NewPCG(1, 2))
 	buf := make([]byte, 1<<20)
 	var total int64
@@ -316,7 +327,7 @@ func peakRSS(bin, work string) {
 		}
 		h := &tar.Header{Name: fmt.Sprintf("usr/lib/d%03d/f%05d", i/200, i), Typeflag: tar.TypeReg, Mode: 0o644, Size: size, ModTime: time.Unix(1700000000, 0)}
 		if err := tw.WriteHeader(h); err != nil {
-			log.Fatal(err)
+			fatal("%v", err)
 		}
 		for left := size; left > 0; {
 			n := min(left, int64(len(buf)))
@@ -332,14 +343,19 @@ func peakRSS(bin, work string) {
 		}
 		total += size
 	}
-	tw.Close()
+	if err := tw.Close(); err != nil {
+		fatal("%v", err)
+	}
+	if err := bw.Flush(); err != nil {
+		fatal("%v", err)
+	}
 	f.Close()
 	out := filepath.Join(work, "big-out")
-	cmd := exec.Command(bin, "-q", "assemble", in, "-o", out, "--arch", "x86_64", "--output", "tar.gz,oci,ext4,qcow2")
+	cmd := exec.Command(bin, "-q", "assemble", in, "-o", out, "--arch", "x86_64", "--output", "tar.gz,oci,docker-archive,ext4,lxc")
 	cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH=1700000000")
 	start := time.Now()
 	if o, err := cmd.CombinedOutput(); err != nil {
-		log.Fatalf("assemble: %v\n%s", err, o)
+		fatal("assemble: %v\n%s", err, o)
 	}
 	d := time.Since(start)
 	ru, _ := cmd.ProcessState.SysUsage().(*syscall.Rusage)
@@ -347,7 +363,7 @@ func peakRSS(bin, work string) {
 	if ru != nil {
 		rss = ru.Maxrss << 10
 	}
-	add("peak RSS, assemble of a 1 GiB rootfs to tar.gz, oci, ext4, qcow2", fmt.Sprintf("%d MiB (in %s)", rss>>20, ms(d)), "< 256 MiB")
+	add("peak RSS, assemble of a 1 GiB rootfs to tar.gz, oci, docker-archive, ext4, lxc", fmt.Sprintf("%d MiB (in %s)", rss>>20, ms(d)), "< 256 MiB")
 }
 
 // machine describes the CPU and memory.
