@@ -76,6 +76,9 @@ type Options struct {
 	// NoCache boots the VM even when the build cache has the rootfs
 	// (and does not store it).
 	NoCache bool
+	// OnPhase, when set, is told each phase as it begins (fetch,
+	// kernel+initramfs, disks, build cache, boot, agent, install, …, tar).
+	OnPhase func(phase string)
 }
 
 // Result tells what a build made and how long each phase took.
@@ -119,8 +122,14 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		res.Phases = append(res.Phases, Phase{name, d})
 		log.Info("phase done", "arch", opts.Arch, "phase", name, "time", d.Round(time.Millisecond))
 	}
+	begin := func(name string) {
+		if opts.OnPhase != nil && name != "" {
+			opts.OnPhase(name)
+		}
+	}
 
 	// Fetch the packages (and the kernel package) into the cache.
+	begin("fetch")
 	start := time.Now()
 	items, err := repo.LockItems(&opts.Entry, opts.Indexes, opts.Client.Cache)
 	if err != nil {
@@ -138,6 +147,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	phase("fetch", start)
+	begin("kernel+initramfs")
 
 	// The kit: kernel, modules, agent, initramfs.
 	start = time.Now()
@@ -165,6 +175,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	phase("kernel+initramfs", start)
+	begin("disks")
 
 	// The package disk and the output disk.
 	start = time.Now()
@@ -196,6 +207,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			return nil, err
 		}
 		defer unlock()
+		begin("build cache")
 		start = time.Now()
 		ok, n, err := cache.get(key, res.Tar, opts.Console)
 		if err != nil {
@@ -254,6 +266,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		Cmdline: []string{"alpinist.mode=build", "alpinist.disks=pkgs,out"},
 		Disks:   []qemu.Disk{{Path: pkgDisk, ReadOnly: true, Serial: "pkgs"}, {Path: outDisk, Serial: "out"}}}
 	log.Info("starting the build VM", "arch", opts.Arch, "accel", accel, "memory_mib", mem, "cpus", cpus)
+	begin("boot")
 	start = time.Now()
 	var phaseStart = start
 	var current = "boot"
@@ -266,6 +279,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 				if m.Type == proto.TypeReady {
 					current = "agent"
 				}
+				begin(current)
 			case proto.TypeLog:
 				log.Debug(m.Text, "arch", opts.Arch)
 			}
@@ -276,6 +290,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 
 	// The rootfs tar: the output disk up to the tar's end.
+	begin("tar")
 	start = time.Now()
 	if err := writeFile(res.Tar, func(w io.Writer) error {
 		var err error

@@ -177,6 +177,14 @@ func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 	if jobs <= 0 {
 		jobs = len(sc.arches)
 	}
+	var download int64
+	for _, r := range archs {
+		for _, p := range r.entry.Packages {
+			download += p.Size
+		}
+	}
+	bars := e.newBuildBars(sc.arches, download)
+	sc.client.OnBytes = bars.bytes
 	ctx, cancel := context.WithCancel(cmd.Context())
 	defer cancel()
 	sem := make(chan struct{}, jobs)
@@ -207,14 +215,20 @@ func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 				Client: sc.client, Keys: keys, SourceDateEpoch: epoch.Unix(), Accel: f.accel, Kernel: f.kernel, Modules: f.modules, Installer: sc.spec.Installer,
 				Config: specConfig(sc.spec, arch), Files: sc.spec.Files, MemoryMiB: f.memory, CPUs: f.cpus,
 				Console: console, Log: e.log, BootTimeout: f.bootTimeout, IdleTimeout: f.idle, NoCache: f.noCache,
+				OnPhase: func(p string) { bars.phase(arch, p) },
 			})
 			logFile.Close()
 			if runs[i].err != nil {
+				bars.finish(arch, "failed")
 				cancel() // the other arches stop: the build fails anyway
+			} else {
+				bars.finish(arch, "built")
 			}
 		}()
 	}
 	wg.Wait()
+	bars.wait(e)
+	sc.client.OnBytes = nil
 	// The first real failure, not another arch's stop because of it (or
 	// the interruption, when that is all there is). No output: the error
 	// carries the console's last lines, and -v shows the whole console.

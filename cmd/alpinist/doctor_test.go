@@ -1,16 +1,21 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/alpinist/alpinist/internal/hosttool"
 	"github.com/alpinist/alpinist/internal/rootfstest"
+	"github.com/vbauerster/mpb/v8"
 )
 
 func TestDoctor(t *testing.T) {
@@ -89,4 +94,64 @@ func TestLogFlags(t *testing.T) {
 			t.Errorf("%s: exit %d %s", args, code, errs)
 		}
 	}
+}
+
+// TestBuildBars: the build's display shows each arch's phase, the
+// download once bytes flow, and how each arch ended; logs go above it at
+// warning level only.
+func TestBuildBars(t *testing.T) {
+	var buf syncBuffer
+	e := &env{stderr: &buf, logFormat: "text", level: slog.LevelInfo}
+	b := e.buildBarsTo(&buf, []string{"x86_64", "aarch64"}, 1<<20, mpb.WithAutoRefresh(), mpb.WithRefreshRate(5*time.Millisecond))
+	b.phase("x86_64", "install")
+	b.phase("aarch64", "boot")
+	e.log.Info("not shown")
+	e.log.Warn("shown above the bars")
+	b.bytes(512 << 10)
+	time.Sleep(50 * time.Millisecond)
+	b.finish("x86_64", "built")
+	b.finish("aarch64", "failed")
+	b.wait(e)
+	out := buf.String()
+	for _, want := range []string{"x86_64", "aarch64", "install", "boot", "download", "512.0 KiB / ", "built", "failed", "shown above the bars"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "not shown") {
+		t.Errorf("info lines under the bars:\n%s", out)
+	}
+	// The log is stderr's again.
+	e.log.Info("after")
+	if !strings.Contains(buf.String(), "after") {
+		t.Error("the log did not come back")
+	}
+	// Off the terminal: nothing.
+	var plain bytes.Buffer
+	e2 := &env{stderr: &plain, logFormat: "text"}
+	nb := e2.newBuildBars([]string{"x86_64"}, 100)
+	nb.phase("x86_64", "install")
+	nb.bytes(10)
+	nb.finish("x86_64", "built")
+	nb.wait(e2)
+	if plain.Len() != 0 {
+		t.Errorf("drew on a pipe: %q", plain.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

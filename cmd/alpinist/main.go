@@ -31,7 +31,19 @@ type env struct {
 	stdout, stderr io.Writer
 	verbose, quiet bool
 	logFormat      string
+	level          slog.Level
 	log            *slog.Logger
+}
+
+// logTo points the logger at w (stderr, or a progress display that
+// prints lines above its bars), keeping the level and format.
+func (e *env) logTo(w io.Writer) {
+	o := &slog.HandlerOptions{Level: e.level}
+	if e.logFormat == "json" {
+		e.log = slog.New(slog.NewJSONHandler(w, o))
+		return
+	}
+	e.log = slog.New(slog.NewTextHandler(w, o))
 }
 
 // exitError carries a specific exit status.
@@ -90,15 +102,11 @@ bootable disk images, byte for byte reproducibly.`,
 			case e.quiet:
 				level = slog.LevelWarn
 			}
-			o := &slog.HandlerOptions{Level: level}
-			switch e.logFormat {
-			case "text":
-				e.log = slog.New(slog.NewTextHandler(e.stderr, o))
-			case "json":
-				e.log = slog.New(slog.NewJSONHandler(e.stderr, o))
-			default:
+			e.level = level
+			if e.logFormat != "text" && e.logFormat != "json" {
 				return fmt.Errorf("--log-format %q: want text or json", e.logFormat)
 			}
+			e.logTo(e.stderr)
 			return nil
 		},
 	}
