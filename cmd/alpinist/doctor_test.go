@@ -60,6 +60,12 @@ func TestVersion(t *testing.T) {
 	if code, out, _ := cli(t, "version"); code != 0 || !strings.HasPrefix(out, "alpinist ") {
 		t.Errorf("version: %d %q", code, out)
 	}
+	// Shell completion, from cobra.
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		if code, out, _ := cli(t, "completion", sh); code != 0 || !strings.Contains(out, "alpinist") || len(out) < 1000 {
+			t.Errorf("completion %s: exit %d, %d bytes", sh, code, len(out))
+		}
+	}
 	// The built binary answers --version with its commit (make passes it).
 	bin := alpinistBinary(t)
 	out, err := exec.Command(bin, "--version").Output()
