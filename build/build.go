@@ -267,26 +267,38 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		Disks:   []qemu.Disk{{Path: pkgDisk, ReadOnly: true, Serial: "pkgs"}, {Path: outDisk, Serial: "out"}}}
 	log.Info("starting the build VM", "arch", opts.Arch, "accel", accel, "memory_mib", mem, "cpus", cpus)
 	begin("boot")
-	start = time.Now()
-	var phaseStart = start
-	var current = "boot"
-	_, err = qemu.Run(ctx, vm, qemu.RunOptions{Console: console, BootTimeout: opts.BootTimeout, IdleTimeout: opts.IdleTimeout,
-		OnMessage: func(m proto.Message) error {
-			switch m.Type {
-			case proto.TypeReady, proto.TypePhase, proto.TypeDone:
-				phase(current, phaseStart)
-				phaseStart, current = time.Now(), m.Phase
-				if m.Type == proto.TypeReady {
-					current = "agent"
+	for attempt := 1; ; attempt++ {
+		start = time.Now()
+		var phaseStart = start
+		var current = "boot"
+		_, err = qemu.Run(ctx, vm, qemu.RunOptions{Console: console, BootTimeout: opts.BootTimeout, IdleTimeout: opts.IdleTimeout,
+			OnMessage: func(m proto.Message) error {
+				switch m.Type {
+				case proto.TypeReady, proto.TypePhase, proto.TypeDone:
+					phase(current, phaseStart)
+					phaseStart, current = time.Now(), m.Phase
+					if m.Type == proto.TypeReady {
+						current = "agent"
+					}
+					begin(current)
+				case proto.TypeLog:
+					log.Debug(m.Text, "arch", opts.Arch)
 				}
-				begin(current)
-			case proto.TypeLog:
-				log.Debug(m.Text, "arch", opts.Arch)
+				return nil
+			}})
+		// A VM that printed nothing at all never ran: start it once more
+		// (nothing was written to its disks).
+		if errors.Is(err, qemu.ErrSilent) && attempt == 1 && ctx.Err() == nil {
+			log.Warn("the build VM printed nothing: starting it once more", "arch", opts.Arch)
+			if err := sparseFile(outDisk, outSize); err != nil {
+				return nil, err
 			}
-			return nil
-		}})
-	if err != nil {
-		return nil, err
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		break
 	}
 
 	// The rootfs tar: the output disk up to the tar's end.

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -29,7 +30,21 @@ type RunOptions struct {
 	// IdleTimeout bounds the time between two agent messages after ready:
 	// a phase that sends nothing for this long is taken as hung.
 	IdleTimeout time.Duration
+	// SilenceTimeout bounds the time until QEMU prints anything at all
+	// (default 60s; a healthy VM's kernel speaks within seconds, even
+	// emulated). Past it, Run fails with ErrSilent.
+	SilenceTimeout time.Duration
 }
+
+// ErrSilent is a VM that printed nothing at all, not a firmware, kernel
+// or agent line: it never got going, which a second start usually cures
+// (it was seen once, on a loaded emulated host).
+var ErrSilent = errors.New("QEMU printed nothing")
+
+// silentError is Run's error for a silent VM: errors.Is(err, ErrSilent).
+type silentError struct{ error }
+
+func (e silentError) Is(target error) bool { return target == ErrSilent }
 
 // Result is what a finished VM run reported.
 type Result struct {
@@ -82,6 +97,9 @@ func Run(ctx context.Context, v *VM, opts RunOptions) (*Result, error) {
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = 30 * time.Minute
 	}
+	if opts.SilenceTimeout <= 0 {
+		opts.SilenceTimeout = time.Minute
+	}
 	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := cmd.StdoutPipe()
@@ -99,10 +117,12 @@ func Run(ctx context.Context, v *VM, opts RunOptions) (*Result, error) {
 	msgs := make(chan proto.Message)
 	readErr := make(chan error, 1)
 	tail := &consoleTail{}
+	var spoke atomic.Bool
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
 		for sc.Scan() {
+			spoke.Store(true)
 			line := sc.Bytes()
 			m, ok, err := proto.Parse(line)
 			if err != nil {
@@ -137,8 +157,15 @@ func Run(ctx context.Context, v *VM, opts RunOptions) (*Result, error) {
 	ready := false
 	timer := time.NewTimer(opts.BootTimeout)
 	defer timer.Stop()
+	silence := time.NewTimer(opts.SilenceTimeout)
+	defer silence.Stop()
 	for {
 		select {
+		case <-silence.C:
+			if !spoke.Load() {
+				res, err := fail("%v for %v (killed)", ErrSilent, opts.SilenceTimeout)
+				return res, silentError{err}
+			}
 		case <-ctx.Done():
 			return fail("stopped: %v", ctx.Err())
 		case err := <-readErr:

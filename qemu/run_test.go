@@ -3,6 +3,7 @@ package qemu
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,7 +61,8 @@ func TestRunFailures(t *testing.T) {
 		opts       RunOptions
 		want       string
 	}{
-		{"boot hang", "echo stuck in firmware\nexec sleep 60\n", RunOptions{BootTimeout: 300 * time.Millisecond}, "did not report ready within 300ms"},
+		{"boot hang", "echo stuck in firmware\nexec sleep 60\n", RunOptions{BootTimeout: 300 * time.Millisecond, SilenceTimeout: 100 * time.Millisecond}, "did not report ready within 300ms"},
+		{"silent", "exec sleep 60\n", RunOptions{SilenceTimeout: 300 * time.Millisecond}, "QEMU printed nothing for 300ms (killed)"},
 		{"phase hang", ready + "echo '" + frame(proto.Message{Type: "phase", Phase: "install"}) + "'\nexec sleep 60\n", RunOptions{IdleTimeout: 300 * time.Millisecond}, `after "install" (killed as hung)`},
 		{"agent error", ready + "echo '" + frame(proto.Message{Type: "error", Text: "busybox-1.36: pre-install failed"}) + "'\nexec sleep 60\n", RunOptions{}, "agent: busybox-1.36: pre-install failed"},
 		{"qemu dies", "echo 'qemu: could not load kernel' >&2\nexit 1\n", RunOptions{}, "QEMU ended (exit status 1)"},
@@ -80,6 +82,10 @@ func TestRunFailures(t *testing.T) {
 			}
 			if c.name == "qemu dies" && !strings.Contains(err.Error(), "could not load kernel") {
 				t.Errorf("console tail missing: %v", err)
+			}
+			// Only a VM that said nothing at all is silent (build retries it).
+			if errors.Is(err, ErrSilent) != (c.name == "silent") {
+				t.Errorf("errors.Is(ErrSilent) = %v: %v", errors.Is(err, ErrSilent), err)
 			}
 		})
 	}
