@@ -80,36 +80,36 @@ func Compare(a, b string) ([]Difference, int, error) {
 	return diffs, same, nil
 }
 
-// Files says where two files differ ("" when they do not).
+// Files says where two files differ ("" when they do not): the first
+// differing bytes, or for a tarball or a qcow2 image the first differing
+// entry or virtual disk bytes.
 func Files(a, b string) (string, error) {
-	if d, err := bytesFiles(a, b); d == "" || err != nil {
-		return d, err
+	byteDiff, err := bothFiles(a, b, func(fa, fb *os.File) (string, error) { return readers(fa, fb) })
+	if byteDiff == "" || err != nil {
+		return byteDiff, err
 	}
 	name := filepath.Base(a)
+	var inner func(fa, fb *os.File) (string, error)
+	var same string // what to say when the contents are the same
 	switch {
 	case strings.HasSuffix(name, ".tar") || strings.Contains(name, ".tar."):
-		d, err := tarballs(a, b)
-		if err != nil || d != "" {
-			return d, err
-		}
 		// The same entries: the difference is in the compression or
 		// the padding.
-		br, err := bytesFiles(a, b)
-		return "the same tar entries, but " + br, err
+		inner, same = tarballs, "the same tar entries, but "
 	case strings.HasSuffix(name, ".qcow2"):
-		d, err := qcow2Files(a, b)
-		if err != nil || d != "" {
-			return d, err
-		}
-		br, err := bytesFiles(a, b)
-		return "the same virtual disk, but the qcow2 files differ: " + br, err
+		inner, same = qcow2Files, "the same virtual disk, but the qcow2 files differ: "
+	default:
+		return byteDiff, nil
 	}
-	return bytesFiles(a, b)
+	d, err := bothFiles(a, b, inner)
+	if err != nil || d != "" {
+		return d, err
+	}
+	return same + byteDiff, nil
 }
 
-// tarballs walks two tarballs in step to the first entry that differs
-// ("" when every entry is the same).
-func tarballs(a, b string) (string, error) {
+// bothFiles opens a and b for fn.
+func bothFiles(a, b string, fn func(fa, fb *os.File) (string, error)) (string, error) {
 	fa, err := os.Open(a)
 	if err != nil {
 		return "", err
@@ -120,6 +120,12 @@ func tarballs(a, b string) (string, error) {
 		return "", err
 	}
 	defer fb.Close()
+	return fn(fa, fb)
+}
+
+// tarballs walks two tarballs in step to the first entry that differs
+// ("" when every entry is the same).
+func tarballs(fa, fb *os.File) (string, error) {
 	ra, err := rootfs.Decompress(fa)
 	if err != nil {
 		return "", err
@@ -187,17 +193,7 @@ func headers(a, b *tar.Header) string {
 
 // qcow2Files compares two qcow2 images' virtual disks ("" when they are
 // the same).
-func qcow2Files(a, b string) (string, error) {
-	fa, err := os.Open(a)
-	if err != nil {
-		return "", err
-	}
-	defer fa.Close()
-	fb, err := os.Open(b)
-	if err != nil {
-		return "", err
-	}
-	defer fb.Close()
+func qcow2Files(fa, fb *os.File) (string, error) {
 	qa, errA := qcow2.NewReader(fa)
 	qb, errB := qcow2.NewReader(fb)
 	if errA != nil || errB != nil {
@@ -208,21 +204,6 @@ func qcow2Files(a, b string) (string, error) {
 		return d, err
 	}
 	return "virtual disk: " + d, nil
-}
-
-// bytesFiles says where two files first differ.
-func bytesFiles(a, b string) (string, error) {
-	fa, err := os.Open(a)
-	if err != nil {
-		return "", err
-	}
-	defer fa.Close()
-	fb, err := os.Open(b)
-	if err != nil {
-		return "", err
-	}
-	defer fb.Close()
-	return readers(fa, fb)
 }
 
 // readers finds the first range of bytes where two streams differ: its
