@@ -4,8 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -13,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/alpinist/alpinist/assembler/ext4"
+	"github.com/alpinist/alpinist/internal/disktest"
 	"github.com/alpinist/alpinist/internal/hosttool"
 	"github.com/alpinist/alpinist/internal/rootfstest"
 	"github.com/alpinist/alpinist/internal/testrepo"
@@ -93,49 +91,17 @@ func checkBIOS(t *testing.T, raw, fs, mbrCode, rootUUID, dir string) {
 // TestDiskImageMBR: a BIOS-only disk with an MBR: mbr.bin, the root
 // partition active, no ESP.
 func TestDiskImageMBR(t *testing.T) {
-	dir := t.TempDir()
-	sp := &spec.Spec{Name: "vm", Disk: &spec.Disk{Table: "mbr", Boot: []string{"bios"}, Console: "ttyS1", Cmdline: "quiet"}}
-	s, err := New(Plan{Spec: sp, Dir: dir, Outputs: []string{"raw"}, Created: rootfstest.Created, Tool: "t"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	tarPath := filepath.Join(dir, "vm-x86_64.tar")
-	os.WriteFile(tarPath, noEFI(t, true), 0o644)
-	if _, err := s.Add(Arch{Arch: "x86_64", Tar: tarPath}); err != nil {
-		t.Fatal(err)
-	}
+	dir := writeDisk(t, spec.Disk{Table: "mbr", Boot: []string{"bios"}, Console: "ttyS1", Cmdline: "quiet"}, noEFI(t, true), "raw")
 	raw := filepath.Join(dir, "vm-x86_64.raw")
-	out, err := exec.Command(hosttool.Need(t, "sfdisk", "fdisk"), "-d", raw).Output()
-	if err != nil {
-		t.Fatal(err)
+	parts := partitions(t, raw)
+	if len(parts) != 1 || parts[0].Type != "83" || !parts[0].Bootable {
+		t.Fatalf("want one active Linux partition: %+v", parts)
 	}
-	var parts []string
-	for _, l := range strings.Split(string(out), "\n") {
-		if strings.HasPrefix(l, raw) {
-			parts = append(parts, l)
-		}
-	}
-	if len(parts) != 1 || !strings.Contains(parts[0], "type=83, bootable") {
-		t.Fatalf("want one active Linux partition:\n%s", out)
-	}
-	start := atoi(strings.TrimSuffix(strings.Fields(strings.SplitN(parts[0], "start=", 2)[1])[0], ","))
-	in, _ := os.Open(raw)
-	defer in.Close()
-	root := filepath.Join(dir, "root.ext4")
-	f, _ := os.Create(root)
-	io.Copy(f, io.NewSectionReader(in, start*512, 1<<40))
-	f.Close()
+	root := parts[0].path
 	if b, err := exec.Command(hosttool.Need(t, "e2fsck", "e2fsprogs"), "-fn", root).CombinedOutput(); err != nil {
 		t.Errorf("e2fsck: %v\n%s", err, b)
 	}
-	uuid, _ := exec.Command("debugfs", "-R", "stats", root).Output()
-	var rootUUID string
-	for _, l := range strings.Split(string(uuid), "\n") {
-		if v, ok := strings.CutPrefix(l, "Filesystem UUID:"); ok {
-			rootUUID = strings.TrimSpace(v)
-		}
-	}
+	rootUUID := disktest.Ext4UUID(t, root)
 	checkBIOS(t, raw, root, "mbr.bin", rootUUID, "/boot")
 	fstab, _ := exec.Command("debugfs", "-R", "cat /etc/fstab", root).Output()
 	if strings.Contains(string(fstab), "vfat") {
@@ -162,19 +128,26 @@ func noEFI(t *testing.T, bios bool) []byte {
 	return b.Bytes()
 }
 
-func TestDiskImage(t *testing.T) {
+// writeDisk writes the outputs of a spec named vm with disk d from the
+// rootfs tar data, and returns the directory they are in.
+func writeDisk(t *testing.T, d spec.Disk, data []byte, outputs ...string) string {
+	t.Helper()
 	dir := t.TempDir()
-	sp := &spec.Spec{Name: "vm", Disk: &spec.Disk{Size: 200 << 20, Console: "ttyS1", Cmdline: "quiet", Compress: true}}
-	s, err := New(Plan{Spec: sp, Dir: dir, Outputs: []string{"raw", "qcow2"}, Created: rootfstest.Created, Tool: "t"})
+	s, err := New(Plan{Spec: &spec.Spec{Name: "vm", Disk: &d}, Dir: dir, Outputs: outputs, Created: rootfstest.Created, Tool: "t"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 	tarPath := filepath.Join(dir, "vm-x86_64.tar")
-	os.WriteFile(tarPath, bootableTar(t, true), 0o644)
+	os.WriteFile(tarPath, data, 0o644)
 	if _, err := s.Add(Arch{Arch: "x86_64", Tar: tarPath}); err != nil {
 		t.Fatal(err)
 	}
+	return dir
+}
+
+func TestDiskImage(t *testing.T) {
+	dir := writeDisk(t, spec.Disk{Size: 200 << 20, Console: "ttyS1", Cmdline: "quiet", Compress: true}, bootableTar(t, true), "raw", "qcow2")
 	raw := filepath.Join(dir, "vm-x86_64.raw")
 	st, err := os.Stat(raw)
 	if err != nil || st.Size() != 200<<20 {
@@ -184,27 +157,11 @@ func TestDiskImage(t *testing.T) {
 	if b, err := exec.Command(sgdisk, "-v", raw).CombinedOutput(); err != nil || !strings.Contains(string(b), "No problems found") {
 		t.Errorf("sgdisk -v: %v\n%s", err, b)
 	}
-	// The partitions, out of the image.
-	part := func(n int) string {
-		b, _ := exec.Command(sgdisk, "-i", string(rune('0'+n)), raw).Output()
-		var first, last int64
-		for _, l := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(l, "First sector: "); ok {
-				first = atoi(strings.Fields(v)[0])
-			}
-			if v, ok := strings.CutPrefix(l, "Last sector: "); ok {
-				last = atoi(strings.Fields(v)[0])
-			}
-		}
-		in, _ := os.Open(raw)
-		defer in.Close()
-		p := filepath.Join(t.TempDir(), "part")
-		out, _ := os.Create(p)
-		defer out.Close()
-		io.Copy(out, io.NewSectionReader(in, first*512, (last-first+1)*512))
-		return p
+	parts := partitions(t, raw)
+	if len(parts) != 2 {
+		t.Fatalf("%d partitions, want the ESP and the root", len(parts))
 	}
-	esp, root := part(1), part(2)
+	esp, root := parts[0].path, parts[1].path
 	if b, err := exec.Command(hosttool.Need(t, "fsck.fat", "dosfstools"), "-n", esp).CombinedOutput(); err != nil {
 		t.Errorf("fsck.fat: %v\n%s", err, b)
 	}
@@ -217,13 +174,7 @@ func TestDiskImage(t *testing.T) {
 	}
 	efi, _ := exec.Command("mtype", "-i", esp, "::/EFI/BOOT/BOOTX64.EFI").Output()
 	fstab, _ := exec.Command(hosttool.Need(t, "debugfs", "e2fsprogs"), "-R", "cat /etc/fstab", root).Output()
-	uuid, _ := exec.Command("debugfs", "-R", "stats", root).Output()
-	var rootUUID string
-	for _, l := range strings.Split(string(uuid), "\n") {
-		if v, ok := strings.CutPrefix(l, "Filesystem UUID:"); ok {
-			rootUUID = strings.TrimSpace(v)
-		}
-	}
+	rootUUID := disktest.Ext4UUID(t, root)
 	for what, want := range map[string]string{
 		string(cfg):   "linux /boot/vmlinuz-virt root=UUID=" + rootUUID + " rw console=ttyS1 quiet\ninitrd /boot/initramfs-virt\n",
 		string(efi):   "MZ grub",
@@ -246,9 +197,8 @@ func TestDiskImage(t *testing.T) {
 	}
 	// BIOS: gptmbr.bin chains to the root partition (legacy BIOS
 	// bootable), whose boot sector loads /boot/ldlinux.sys.
-	info, _ := exec.Command(sgdisk, "-i", "2", raw).Output()
-	if !strings.Contains(string(info), "Attribute flags: 0000000000000004") {
-		t.Errorf("the root partition is not legacy BIOS bootable:\n%s", info)
+	if parts[1].Attrs != "LegacyBIOSBootable" {
+		t.Errorf("the root partition is not legacy BIOS bootable: %+v", parts[1])
 	}
 	checkBIOS(t, raw, root, "gptmbr.bin", rootUUID, "/boot")
 	uec, _ := exec.Command("debugfs", "-R", "cat /etc/update-extlinux.conf", root).Output()
@@ -284,74 +234,41 @@ func TestDiskImage(t *testing.T) {
 	}
 }
 
-func atoi(s string) int64 {
-	var n int64
-	for _, c := range s {
-		n = n*10 + int64(c-'0')
-	}
-	return n
+// part is a partition of a disk image, copied out to path.
+type part struct {
+	disktest.Partition
+	path string
 }
 
-// partitions copies each partition of a disk image out (sfdisk -J reads
-// the table).
-func partitions(t *testing.T, raw string) (files []string, attrs []string) {
+// partitions copies each partition of a disk image out for the file
+// system checkers.
+func partitions(t *testing.T, raw string) []part {
 	t.Helper()
-	out, err := exec.Command(hosttool.Need(t, "sfdisk", "fdisk"), "-J", raw).Output()
-	if err != nil {
-		t.Fatal(err)
+	var parts []part
+	for _, p := range disktest.Read(t, raw).Partitions {
+		parts = append(parts, part{p, p.CopyOut(t, raw)})
 	}
-	var pt struct {
-		PartitionTable struct {
-			Partitions []struct {
-				Start, Size int64
-				Attrs       string
-			}
-		}
-	}
-	if err := json.Unmarshal(out, &pt); err != nil {
-		t.Fatal(err)
-	}
-	in, _ := os.Open(raw)
-	defer in.Close()
-	for i, p := range pt.PartitionTable.Partitions {
-		name := filepath.Join(t.TempDir(), fmt.Sprintf("part%d", i+1))
-		f, _ := os.Create(name)
-		io.Copy(f, io.NewSectionReader(in, p.Start*512, p.Size*512))
-		f.Close()
-		files, attrs = append(files, name), append(attrs, p.Attrs)
-	}
-	return files, attrs
+	return parts
 }
 
 // TestDiskImageSeparateBoot: /boot on a partition of its own, between
 // the ESP and the root: EXTLINUX and its boot sector there, GRUB and
 // fstab pointing at it, the root's /boot an empty mount point.
 func TestDiskImageSeparateBoot(t *testing.T) {
-	dir := t.TempDir()
-	sp := &spec.Spec{Name: "vm", Disk: &spec.Disk{Console: "ttyS1", Cmdline: "quiet", SeparateBoot: true}}
-	s, err := New(Plan{Spec: sp, Dir: dir, Outputs: []string{"raw"}, Created: rootfstest.Created, Tool: "t"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	tarPath := filepath.Join(dir, "vm-x86_64.tar")
-	os.WriteFile(tarPath, bootableTar(t, true), 0o644)
-	if _, err := s.Add(Arch{Arch: "x86_64", Tar: tarPath}); err != nil {
-		t.Fatal(err)
-	}
+	dir := writeDisk(t, spec.Disk{Console: "ttyS1", Cmdline: "quiet", SeparateBoot: true}, bootableTar(t, true), "raw")
 	raw := filepath.Join(dir, "vm-x86_64.raw")
-	parts, attrs := partitions(t, raw)
-	if len(parts) != 3 || attrs[0] != "" || attrs[1] != "LegacyBIOSBootable" || attrs[2] != "" {
-		t.Fatalf("want ESP, boot (legacy BIOS bootable), root: %v", attrs)
+	parts := partitions(t, raw)
+	if len(parts) != 3 || parts[0].Attrs != "" || parts[1].Attrs != "LegacyBIOSBootable" || parts[2].Attrs != "" {
+		t.Fatalf("want ESP, boot (legacy BIOS bootable), root: %+v", parts)
 	}
-	esp, boot, root := parts[0], parts[1], parts[2]
+	esp, boot, root := parts[0].path, parts[1].path, parts[2].path
 	for _, fs := range []string{boot, root} {
 		if b, err := exec.Command(hosttool.Need(t, "e2fsck", "e2fsprogs"), "-fn", fs).CombinedOutput(); err != nil {
 			t.Errorf("e2fsck: %v\n%s", err, b)
 		}
 	}
-	rootUUID := ext4UUID(t, root)
-	bootUUID := ext4UUID(t, boot)
+	rootUUID := disktest.Ext4UUID(t, root)
+	bootUUID := disktest.Ext4UUID(t, boot)
 	checkBIOS(t, raw, boot, "gptmbr.bin", rootUUID, "")
 	ls, _ := exec.Command("debugfs", "-R", "ls /boot", root).Output()
 	if strings.Contains(string(ls), "vmlinuz") || !strings.Contains(string(ls), "..") {
@@ -371,18 +288,4 @@ func TestDiskImageSeparateBoot(t *testing.T) {
 	if want := "search --no-floppy --fs-uuid --set=root " + bootUUID + "\nlinux /vmlinuz-virt root=UUID=" + rootUUID + " rw console=ttyS1 quiet\ninitrd /initramfs-virt\n"; !strings.Contains(string(cfg), want) {
 		t.Errorf("grub.cfg:\n%s\nwant\n%s", cfg, want)
 	}
-}
-
-// ext4UUID is a file system image's UUID.
-func ext4UUID(t *testing.T, img string) string {
-	f, err := os.Open(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	uuid, _, ok := ext4.Identify(f)
-	if !ok {
-		t.Fatalf("%s: not ext4", img)
-	}
-	return uuid
 }

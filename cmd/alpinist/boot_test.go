@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,26 +10,12 @@ import (
 	"time"
 
 	"github.com/alpinist/alpinist/agent/embed"
-	"github.com/alpinist/alpinist/assembler/ext4"
 	"github.com/alpinist/alpinist/initramfs"
+	"github.com/alpinist/alpinist/internal/disktest"
 	"github.com/alpinist/alpinist/internal/hosttool"
 	"github.com/alpinist/alpinist/internal/vmtest"
 	"github.com/alpinist/alpinist/qemu"
 )
-
-// ext4UUID reads an ext4 image's UUID.
-func ext4UUID(t *testing.T, img string) string {
-	f, err := os.Open(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	uuid, _, ok := ext4.Identify(f)
-	if !ok {
-		t.Fatalf("%s is not ext4", img)
-	}
-	return uuid
-}
 
 // TestBootRootfs builds a system with a kernel, writes its ext4 image,
 // and boots it (x86_64, TCG): the kernel from the rootfs, the agent as
@@ -74,7 +58,7 @@ outputs: [tar, ext4]
 	os.WriteFile(initrd, data, 0o644)
 	img := filepath.Join(out, "bootme-x86_64.ext4")
 	v := &qemu.VM{Profile: p, Accel: "tcg", MemoryMiB: 512, Kernel: kit.Kernel, Initrd: initrd,
-		Cmdline: []string{"root=UUID=" + ext4UUID(t, img), "rw"}, Disks: []qemu.Disk{{Path: img}}}
+		Cmdline: []string{"root=UUID=" + disktest.Ext4UUID(t, img), "rw"}, Disks: []qemu.Disk{{Path: img}}}
 	args, err := v.Args()
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +92,7 @@ func firmware(t *testing.T, arch string) {
 // check of the qcow2 and compare with the raw image, the partition table
 // (sgdisk -v for GPT), fsck.fat -n of the ESP and e2fsck -fn of the root.
 // It returns the partition table as sfdisk reads it.
-func checkDisk(t *testing.T, raw, qcow2 string) sfdiskTable {
+func checkDisk(t *testing.T, raw, qcow2 string) disktest.Table {
 	t.Helper()
 	qemuImg := hosttool.Need(t, "qemu-img", "qemu-utils")
 	for _, args := range [][]string{{"check", qcow2}, {"compare", "-f", "raw", "-F", "qcow2", raw, qcow2}} {
@@ -116,32 +100,14 @@ func checkDisk(t *testing.T, raw, qcow2 string) sfdiskTable {
 			t.Errorf("qemu-img %s: %v\n%s", args[0], err, b)
 		}
 	}
-	out, err := exec.Command(hosttool.Need(t, "sfdisk", "fdisk"), "-J", raw).Output()
-	if err != nil {
-		t.Fatalf("sfdisk -J %s: %v", raw, err)
-	}
-	var pt struct{ PartitionTable sfdiskTable }
-	if err := json.Unmarshal(out, &pt); err != nil {
-		t.Fatal(err)
-	}
-	if pt.PartitionTable.Label == "gpt" {
+	pt := disktest.Read(t, raw)
+	if pt.Label == "gpt" {
 		if b, err := exec.Command(hosttool.Need(t, "sgdisk", "gdisk"), "-v", raw).CombinedOutput(); err != nil || !strings.Contains(string(b), "No problems found") {
 			t.Errorf("sgdisk -v: %v\n%s", err, b)
 		}
 	}
-	in, err := os.Open(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	for _, p := range pt.PartitionTable.Partitions {
-		part := filepath.Join(t.TempDir(), "part")
-		f, _ := os.Create(part)
-		_, err := io.Copy(f, io.NewSectionReader(in, p.Start*512, p.Size*512))
-		f.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, p := range pt.Partitions {
+		part := p.CopyOut(t, raw)
 		var cmd *exec.Cmd
 		switch strings.ToUpper(p.Type) {
 		case "C12A7328-F81F-11D2-BA4B-00A0C93EC93B", "EF":
@@ -154,17 +120,7 @@ func checkDisk(t *testing.T, raw, qcow2 string) sfdiskTable {
 		}
 		os.Remove(part)
 	}
-	return pt.PartitionTable
-}
-
-// sfdiskTable is what sfdisk -J says of a partition table.
-type sfdiskTable struct {
-	Label      string
-	Partitions []struct {
-		Node, Type, Attrs string
-		Start, Size       int64
-		Bootable          bool
-	}
+	return pt
 }
 
 // bootToLogin boots a disk image with alpinist run to the login prompt
