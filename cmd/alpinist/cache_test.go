@@ -10,22 +10,29 @@ import (
 	"github.com/alpinist/alpinist/internal/vmtest"
 )
 
+// smallSpec is the spec of a small x86_64 system (busybox and
+// alpine-baselayout) from the test repository, and the repository's
+// absolute path.
+func smallSpec(t *testing.T) (body, repoDir string) {
+	t.Helper()
+	repoDir, _ = filepath.Abs(filepath.Join(generatedRepo(t), "repo"))
+	return `name: small
+arch: [x86_64]
+repositories: [` + repoDir + `/main]
+keys: [` + repoDir + `/keys/]
+packages: [busybox, alpine-baselayout]
+`, repoDir
+}
+
 // TestBuildCache: an unchanged rebuild takes the rootfs from the build
 // cache without a VM and writes the same outputs; a changed spec or
 // --no-cache boots the VM; two builds of one system at once run one VM
 // (the second waits for the first's lock); cache ls and prune.
 func TestBuildCache(t *testing.T) {
-	td := generatedRepo(t)
 	vmtest.Binary(t, "x86_64")
-	repoDir, _ := filepath.Abs(filepath.Join(td, "repo"))
+	body, _ := smallSpec(t)
 	dir := t.TempDir()
 	spec := filepath.Join(dir, "small.yaml")
-	body := `name: small
-arch: [x86_64]
-repositories: [` + repoDir + `/main]
-keys: [` + repoDir + `/keys/]
-packages: [busybox, alpine-baselayout]
-`
 	writeFile(t, spec, body, 0o644)
 	cache := t.TempDir()
 	build := func(out string, extra ...string) string {

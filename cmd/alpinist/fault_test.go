@@ -101,18 +101,11 @@ func startUntil(t *testing.T, cmd *exec.Cmd, marker string) (*bytes.Buffer, chan
 // fails with a clear message, stops QEMU, leaves no temporary file, and
 // leaves the outputs of the earlier build as they were.
 func TestFaults(t *testing.T) {
-	td := generatedRepo(t)
+	body, repoDir := smallSpec(t)
 	bin := alpinistBinary(t)
 	vmtest.Binary(t, "x86_64")
-	repoDir, _ := filepath.Abs(filepath.Join(td, "repo"))
 	dir := t.TempDir()
 	spec := filepath.Join(dir, "small.yaml")
-	body := `name: small
-arch: [x86_64]
-repositories: [` + repoDir + `/main]
-keys: [` + repoDir + `/keys/]
-packages: [busybox, alpine-baselayout]
-`
 	writeFile(t, spec, body, 0o644)
 	changed := filepath.Join(dir, "changed.yaml")
 	writeFile(t, changed, body+"run: [\"echo changed > /etc/changed\"]\n", 0o644)
