@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/alpinist/alpinist/apk/repo"
+	"github.com/alpinist/alpinist/build"
 	"github.com/alpinist/alpinist/qemu"
 	"github.com/alpinist/alpinist/spec"
 )
@@ -189,36 +190,14 @@ func cacheCheck(dir string) check {
 	f.Close()
 	os.Remove(f.Name())
 	n, size, _ := dirUsage(filepath.Join(dir, "packages"))
+	entries, _ := build.Entries(dir)
 	var rootfs int64
-	var entries int
-	if ents, err := filepathGlobSizes(filepath.Join(dir, "rootfs", "*.tar")); err == nil {
-		entries, rootfs = len(ents), sum(ents)
+	for _, en := range entries {
+		rootfs += en.Size
 	}
 	c.state = "ok"
-	c.detail = fmt.Sprintf("%s: %d packages (%s), %d rootfs in the build cache (%s)", dir, n, humanSize(size), entries, humanSize(rootfs))
+	c.detail = fmt.Sprintf("%s: %d packages (%s), %d rootfs in the build cache (%s)", dir, n, humanSize(size), len(entries), humanSize(rootfs))
 	return c
-}
-
-func filepathGlobSizes(pattern string) ([]int64, error) {
-	names, err := filepath.Glob(pattern)
-	if err != nil {
-		return nil, err
-	}
-	var out []int64
-	for _, n := range names {
-		if st, err := os.Stat(n); err == nil {
-			out = append(out, st.Size())
-		}
-	}
-	return out, nil
-}
-
-func sum(xs []int64) int64 {
-	var s int64
-	for _, x := range xs {
-		s += x
-	}
-	return s
 }
 
 // diskCheck warns below 2 GiB free: a build needs its packages, a
