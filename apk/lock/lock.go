@@ -220,6 +220,12 @@ func absRepo(r, dir string) string {
 	return joinTag(tag, filepath.Clean(p))
 }
 
+// URL is a repository line's URL or path, without its @tag.
+func URL(r string) string {
+	_, u := splitTag(r)
+	return u
+}
+
 // Local tells whether a repository line (as in Repositories, with an
 // optional @tag) is a directory of the build host.
 func Local(r string) bool {

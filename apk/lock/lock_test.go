@@ -100,4 +100,10 @@ func TestSystemRepositories(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("got %q\nwant %q", got, want)
 	}
+	if u := URL("@c https://example.org/custom"); u != "https://example.org/custom" {
+		t.Errorf("URL of a tagged line: %q", u)
+	}
+	if u := URL("/srv/main"); u != "/srv/main" {
+		t.Errorf("URL of a path: %q", u)
+	}
 }

@@ -254,10 +254,7 @@ func spdxPackage(p apk.Package, id, arch, repo string) Package {
 		sp.BuiltDate = time.Unix(p.BuildTime, 0).UTC().Format(time.RFC3339)
 	}
 	if repo != "" {
-		u := repo
-		if strings.HasPrefix(u, "@") {
-			_, u, _ = strings.Cut(u, " ") // "@tag URL"
-		}
+		u := lock.URL(repo)
 		switch {
 		case lock.Local(repo):
 			// Not the host's path: it must not leak into the SBOM.
