@@ -81,10 +81,6 @@ func (s *Set) diskImage(a Arch) (string, error) {
 	if table == "" {
 		table = "gpt"
 	}
-	work, err := os.MkdirTemp(s.workDir(), "disk-"+a.Arch+"-")
-	if err != nil {
-		return "", err
-	}
 	if info.kernel == "" {
 		return "", fmt.Errorf("the system has no kernel (/boot/vmlinuz-*): add one, such as linux-virt")
 	}
@@ -105,9 +101,14 @@ func (s *Set) diskImage(a Arch) (string, error) {
 			return "", fmt.Errorf("BIOS boot from %s needs syslinux's %s, and the system has none under /usr/share/syslinux", table, code)
 		}
 	}
+	work, err := os.MkdirTemp(s.workDir(), "disk-"+a.Arch+"-")
+	if err != nil {
+		return "", err
+	}
+
 	// Identities from the inputs: the same rootfs gives the same disk.
 	seed := append([]byte(s.p.Spec.Name+"\x00"+a.Arch+"\x00"), info.digest...)
-	rootUUID := disk.UUID(seed, "root file system")
+	rootUUID := strings.ToLower(disk.UUID(seed, "root file system")) // as blkid and fstab write it
 	espID := disk.VolumeID(seed)
 	espUUID := fmt.Sprintf("%04X-%04X", espID>>16, espID&0xffff)
 	console := d.ConsoleFor(a.Arch)
@@ -122,7 +123,7 @@ func (s *Set) diskImage(a Arch) (string, error) {
 		}
 		return "/" + p
 	}
-	loaderDir, loaderFSUUID := "/"+bootDir, strings.ToLower(rootUUID)
+	loaderDir, loaderFSUUID := "/"+bootDir, rootUUID
 	if sep {
 		loaderDir, loaderFSUUID = "/", bootUUID
 	}
@@ -133,7 +134,7 @@ func (s *Set) diskImage(a Arch) (string, error) {
 	initrd := info.initrd
 	var extra []tarFile
 	fstab := "# /etc/fstab, written by alpinist for the disk image\n" +
-		"UUID=" + strings.ToLower(rootUUID) + "\t/\text4\trw,relatime\t0 1\n"
+		"UUID=" + rootUUID + "\t/\text4\trw,relatime\t0 1\n"
 	if sep {
 		fstab += "UUID=" + bootUUID + "\t/" + bootDir + "\text4\trw,relatime\t0 2\n"
 	}
@@ -162,7 +163,7 @@ func (s *Set) diskImage(a Arch) (string, error) {
 		extra = append(extra, tarFile{initrd, data, 0o644})
 		s.p.Log.Info("no initramfs in the system: alpinist's root switcher is used", "arch", a.Arch, "initramfs", "/"+initrd)
 	}
-	cmdline := "root=UUID=" + strings.ToLower(rootUUID) + " rw"
+	cmdline := "root=UUID=" + rootUUID + " rw"
 	if console != "none" {
 		cmdline += " console=" + console
 	}
@@ -412,7 +413,7 @@ func updateExtlinuxConf(conf []byte, rootUUID, console string, serial int, cmdli
 		opts += " " + cmdline
 	}
 	set := []struct{ key, value string }{
-		{"root", "UUID=" + strings.ToLower(rootUUID)},
+		{"root", "UUID=" + rootUUID},
 		{"default_kernel_opts", strconv.Quote(opts)},
 	}
 	if serial >= 0 {
