@@ -171,7 +171,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	initrd := filepath.Join(work, "initramfs.cpio")
-	if err := writeFile(initrd, func(w io.Writer) error { _, err := ar.WriteTo(w); return err }); err != nil {
+	initrdSum := sha256.New()
+	if err := writeFile(initrd, func(w io.Writer) error { _, err := ar.WriteTo(io.MultiWriter(w, initrdSum)); return err }); err != nil {
 		return nil, err
 	}
 	phase("kernel+initramfs", start)
@@ -193,7 +194,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	// The build cache's key: everything the VM is given.
-	key, err := cacheKey(opts, kit.Kernel, initrd, pkgSum.Sum(nil))
+	key, err := cacheKey(opts, kit.Kernel, initrdSum.Sum(nil), pkgSum.Sum(nil))
 	if err != nil {
 		return nil, err
 	}
@@ -322,25 +323,22 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	return res, nil
 }
 
-// cacheKey hashes what the build VM is given: the kernel, the initramfs
-// (agent, modules) and the package disk (its sha256), with the arch and
-// installer.
-func cacheKey(opts Options, kernel, initrd string, pkgDisk []byte) (string, error) {
+// cacheKey hashes what the build VM is given: the kernel (a file), the
+// initramfs (agent, modules) and the package disk (their sha256, taken
+// as they were written), with the arch and installer.
+func cacheKey(opts Options, kernel string, initrd, pkgDisk []byte) (string, error) {
+	f, err := os.Open(kernel)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	kh := sha256.New()
+	if _, err := io.Copy(kh, f); err != nil {
+		return "", err
+	}
 	h := sha256.New()
 	fmt.Fprintf(h, "alpinist rootfs cache 1\narch %s\ninstaller %s\npackage disk %x\n", opts.Arch, opts.Installer.Type, pkgDisk)
-	for i, p := range []string{kernel, initrd} {
-		f, err := os.Open(p)
-		if err != nil {
-			return "", err
-		}
-		fh := sha256.New()
-		_, err = io.Copy(fh, f)
-		f.Close()
-		if err != nil {
-			return "", err
-		}
-		fmt.Fprintf(h, "file %d %x\n", i, fh.Sum(nil))
-	}
+	fmt.Fprintf(h, "file 0 %x\nfile 1 %x\n", kh.Sum(nil), initrd)
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
