@@ -21,6 +21,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 const (
@@ -59,7 +60,7 @@ func Extract(exe []byte) (*Loader, error) {
 	// The arrays are in a writable data section, their lengths in a
 	// read-only one; search every section that has bytes in the file.
 	var data []byte
-	var consts [][]byte
+	var sections [][]byte
 	for _, s := range f.Sections {
 		if s.Type != elf.SHT_PROGBITS || s.Flags&elf.SHF_ALLOC == 0 || s.Flags&elf.SHF_EXECINSTR != 0 {
 			continue
@@ -68,7 +69,7 @@ func Extract(exe []byte) (*Loader, error) {
 			return nil, fmt.Errorf("extlinux: section %s is beyond the end of the file", s.Name)
 		}
 		b := exe[s.Offset : s.Offset+s.Size]
-		consts = append(consts, b)
+		sections = append(sections, b)
 		if bs := findBootSector(b); bs >= 0 && data == nil {
 			data = b
 		}
@@ -112,7 +113,8 @@ func Extract(exe []byte) (*Loader, error) {
 	// sectors whose last one holds the image's end (zero padding
 	// follows). Guessing from trailing zeros alone could fall a sector
 	// short, so the length must also be one of the program's constants.
-	n, err := imageLength(data[start:], consts)
+	words := constants(sections)
+	n, err := imageLength(data[start:], words)
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +135,7 @@ func Extract(exe []byte) (*Loader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("extlinux: ldlinux.c32: %w", err)
 	}
-	if !hasConst(consts, uint32(cn)) {
+	if !words[uint32(cn)] {
 		return nil, fmt.Errorf("extlinux: ldlinux.c32's length %d is not among the program's constants", cn)
 	}
 	l.C32 = bytes.Clone(data[c : c+cn])
@@ -156,27 +158,35 @@ func findBootSector(b []byte) int {
 	}
 }
 
+// constants are the aligned 32-bit words of the program's data sections:
+// among them are the embedded arrays' lengths.
+func constants(sections [][]byte) map[uint32]bool {
+	out := map[uint32]bool{}
+	for _, c := range sections {
+		for i := 0; i+4 <= len(c); i += 4 {
+			out[le.Uint32(c[i:])] = true
+		}
+	}
+	return out
+}
+
 // imageLength finds ldlinux.sys's padded length in b (which starts with
 // it): a multiple of the sector size, among the program's constants,
 // whose last sector holds the image's end marker.
-func imageLength(b []byte, consts [][]byte) (int, error) {
+func imageLength(b []byte, consts map[uint32]bool) (int, error) {
 	var found []int
-	seen := map[uint32]bool{}
-	for _, c := range consts {
-		for i := 0; i+4 <= len(c); i += 4 {
-			v := le.Uint32(c[i:])
-			if v < 8*sectorSize || v%sectorSize != 0 || int64(v) > int64(len(b)) || seen[v] {
-				continue
-			}
-			seen[v] = true
-			// The image (prepcore's output) ends in LZO's end marker
-			// 11 00 00, then zero padding to the sector.
-			body := bytes.TrimRight(b[:v], "\x00")
-			if zeros := int(v) - len(body); len(body) > 0 && body[len(body)-1] == 0x11 && zeros >= 2 && zeros < sectorSize+2 {
-				found = append(found, int(v))
-			}
+	for v := range consts {
+		if v < 8*sectorSize || v%sectorSize != 0 || int64(v) > int64(len(b)) {
+			continue
+		}
+		// The image (prepcore's output) ends in LZO's end marker
+		// 11 00 00, then zero padding to the sector.
+		body := bytes.TrimRight(b[:v], "\x00")
+		if zeros := int(v) - len(body); len(body) > 0 && body[len(body)-1] == 0x11 && zeros >= 2 && zeros < sectorSize+2 {
+			found = append(found, int(v))
 		}
 	}
+	slices.Sort(found)
 	switch len(found) {
 	case 0:
 		return 0, errors.New("extlinux: cannot tell ldlinux.sys's length: no constant of the program fits")
@@ -184,20 +194,6 @@ func imageLength(b []byte, consts [][]byte) (int, error) {
 		return found[0], nil
 	}
 	return 0, fmt.Errorf("extlinux: cannot tell ldlinux.sys's length: %v all fit", found)
-}
-
-// hasConst tells whether the u32 v is one of the program's constants.
-func hasConst(consts [][]byte, v uint32) bool {
-	var w [4]byte
-	le.PutUint32(w[:], v)
-	for _, c := range consts {
-		for i := 0; i+4 <= len(c); i += 4 {
-			if bytes.Equal(c[i:i+4], w[:]) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // elfLength is the length of the ELF file at the start of b: the end of
