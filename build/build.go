@@ -64,8 +64,12 @@ type Options struct {
 	// Kernel and Modules override the kernel of the repository's
 	// linux-virt: a kernel image and a lib/modules/KVER directory.
 	Kernel, Modules string
-	// Accel forces "kvm" or "tcg"; empty probes.
-	Accel     string
+	// Accel forces "kvm" or "tcg"; empty uses KVM when the host's
+	// answer says it works, falling back to TCG when it fails.
+	Accel string
+	// KVMDir holds the host's KVM answer (kvm.json); empty is
+	// repo.DefaultCacheDir, whatever the build's cache.
+	KVMDir    string
 	MemoryMiB int
 	CPUs      int
 	// Console receives the VM's console (the build log).
@@ -242,12 +246,17 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		console = io.MultiWriter(opts.Console, consoleLog)
 	}
 
-	// The VM.
-	accel := opts.Accel
-	if accel == "" {
+	// The VM: under KVM when the host's answer says it works, and
+	// TCG when KVM fails (the same work again, from an empty disk).
+	accel, auto := opts.Accel, opts.Accel == ""
+	kvmDir := opts.KVMDir
+	if kvmDir == "" {
+		kvmDir, _ = repo.DefaultCacheDir()
+	}
+	if auto {
 		accel = "tcg"
 		if prof.KVM && spec.HostArch() == opts.Arch {
-			p := qemu.DetectKVM(ctx, prof.Binary, opts.Client.Cache.Dir, log)
+			p := qemu.DetectKVM(ctx, prof.Binary, kvmDir, log)
 			if p.Usable {
 				accel = "kvm"
 			}
@@ -266,13 +275,15 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	vm := &qemu.VM{Profile: prof, Accel: accel, MemoryMiB: mem, CPUs: cpus, Kernel: kit.Kernel, Initrd: initrd,
 		Cmdline: []string{"alpinist.mode=build", "alpinist.disks=pkgs,out"},
 		Disks:   []qemu.Disk{{Path: pkgDisk, ReadOnly: true, Serial: "pkgs"}, {Path: outDisk, Serial: "out"}}}
-	log.Info("starting the build VM", "arch", opts.Arch, "accel", accel, "memory_mib", mem, "cpus", cpus)
-	begin("boot")
-	for attempt := 1; ; attempt++ {
+	var blame *qemu.KVMError // KVM's failure, blamed once TCG succeeds
+	retried := false
+	for {
+		log.Info("starting the build VM", "arch", opts.Arch, "accel", vm.Accel, "memory_mib", mem, "cpus", cpus)
+		begin("boot")
 		start = time.Now()
 		var phaseStart = start
 		var current = "boot"
-		_, err = qemu.Run(ctx, vm, qemu.RunOptions{Console: console, BootTimeout: opts.BootTimeout, IdleTimeout: opts.IdleTimeout,
+		run, err := qemu.Run(ctx, vm, qemu.RunOptions{Console: console, BootTimeout: opts.BootTimeout, IdleTimeout: opts.IdleTimeout,
 			OnMessage: func(m proto.Message) error {
 				switch m.Type {
 				case proto.TypeReady, proto.TypePhase, proto.TypeDone:
@@ -287,17 +298,39 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 				}
 				return nil
 			}})
-		// A VM that printed nothing at all never ran: start it once more
-		// (nothing was written to its disks).
-		if errors.Is(err, qemu.ErrSilent) && attempt == 1 && ctx.Err() == nil {
-			log.Warn("the build VM printed nothing: starting it once more", "arch", opts.Arch)
+		var kerr *qemu.KVMError
+		switch {
+		case auto && errors.As(err, &kerr) && ctx.Err() == nil:
+			if kerr.Sure {
+				qemu.KVMFailed(prof.Binary, kvmDir, "build VM", kerr.Reason, log)
+			} else {
+				log.Warn("the build VM failed under KVM: redoing the work under TCG emulation", "arch", opts.Arch, "reason", kerr.Reason)
+				blame = kerr
+			}
+			fmt.Fprintf(consoleLog, "\n-- KVM failed (%s): the same work under TCG --\n", kerr.Reason)
+			vm.Accel = "tcg"
 			if err := sparseFile(outDisk, outSize); err != nil {
 				return nil, err
 			}
 			continue
-		}
-		if err != nil {
+		case errors.Is(err, qemu.ErrSilent) && !retried && ctx.Err() == nil:
+			// A VM that printed nothing at all never ran: start it once
+			// more (nothing was written to its disks).
+			log.Warn("the build VM printed nothing: starting it once more", "arch", opts.Arch)
+			retried = true
+			if err := sparseFile(outDisk, outSize); err != nil {
+				return nil, err
+			}
+			continue
+		case err != nil:
 			return nil, err
+		}
+		if auto && vm.Accel == "kvm" {
+			qemu.KVMBooted(prof.Binary, kvmDir, "build VM", run.Ready)
+		}
+		if blame != nil {
+			// TCG did what KVM could not: the fault was KVM's.
+			qemu.KVMFailed(prof.Binary, kvmDir, "build VM", blame.Reason, nil)
 		}
 		break
 	}

@@ -1,13 +1,10 @@
 package qemu
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"time"
@@ -118,41 +115,5 @@ func (v *DiskVM) Args() ([]string, error) {
 // text appears on it (then it stops QEMU and returns nil) or timeout
 // passes.
 func RunUntil(ctx context.Context, bin string, args []string, out io.Writer, text string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait(); pw.Close() }()
-	// Keep what may hold the start of text across reads.
-	var window []byte
-	buf := make([]byte, 4096)
-	for {
-		n, err := pr.Read(buf)
-		if n > 0 {
-			out.Write(buf[:n])
-			window = append(window, buf[:n]...)
-			if bytes.Contains(window, []byte(text)) {
-				cancel()
-				go io.Copy(io.Discard, pr)
-				<-done
-				return nil
-			}
-			if len(window) > len(text) {
-				window = append(window[:0], window[len(window)-len(text):]...)
-			}
-		}
-		if err != nil {
-			break
-		}
-	}
-	werr := <-done
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("qemu: %q did not appear on the console within %v", text, timeout)
-	}
-	return fmt.Errorf("qemu: QEMU stopped before %q appeared on the console (%v)", text, werr)
+	return Console{Bin: bin, Args: args, Out: out, Until: text, Timeout: timeout}.Run(ctx)
 }

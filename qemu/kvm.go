@@ -39,14 +39,28 @@ func probeFirmware() []byte {
 	return fw
 }
 
-// KVMProbe is the result of checking whether KVM really works.
+// KVMDevice is the KVM device the probe opens first. Tests that script
+// a QEMU's KVM point it at a file of their own, so that they do not
+// depend on the host's /dev/kvm.
+var KVMDevice = "/dev/kvm"
+
+// KVMProbe is what is known of KVM on this host: the probe firmware's
+// answer, until a VM under KVM has booted Linux (or failed to).
 type KVMProbe struct {
-	Usable  bool      `json:"usable"`
-	Reason  string    `json:"reason"` // why not, or "guest code ran under KVM"
-	Key     string    `json:"key"`    // host identity the answer is valid for
+	Usable bool   `json:"usable"`
+	Reason string `json:"reason"` // why not, or what ran under KVM
+	// Source is who gave the answer: "probe" (the real-mode probe
+	// firmware, which says nothing of Linux), or the VM that booted
+	// Linux, or failed to, under KVM ("build VM", "run").
+	Source  string    `json:"source"`
+	Key     string    `json:"key"` // host identity the answer is valid for
 	Checked time.Time `json:"checked"`
-	Elapsed string    `json:"elapsed"`
+	Elapsed string    `json:"elapsed,omitempty"`
 }
+
+// FromVM tells whether the answer comes from a VM booting Linux, not
+// only from the probe firmware.
+func (p KVMProbe) FromVM() bool { return p.Source != "" && p.Source != "probe" }
 
 // ProbeTimeout bounds the probe VM: a working KVM runs the probe firmware
 // in a few milliseconds after QEMU starts; a broken one aborts or hangs.
@@ -60,15 +74,15 @@ const ProbeTimeout = 3 * time.Second
 func ProbeKVM(ctx context.Context, qemuBin, accel string, timeout time.Duration) KVMProbe {
 	start := time.Now()
 	res := func(ok bool, format string, args ...any) KVMProbe {
-		return KVMProbe{Usable: ok, Reason: fmt.Sprintf(format, args...), Checked: start.UTC(), Elapsed: time.Since(start).Round(time.Millisecond).String()}
+		return KVMProbe{Usable: ok, Source: "probe", Reason: fmt.Sprintf(format, args...), Checked: start.UTC(), Elapsed: time.Since(start).Round(time.Millisecond).String()}
 	}
 	if accel == "kvm" {
 		if runtime.GOOS != "linux" {
 			return res(false, "KVM needs Linux")
 		}
-		f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+		f, err := os.OpenFile(KVMDevice, os.O_RDWR, 0)
 		if err != nil {
-			return res(false, "/dev/kvm: %v", unwrapPath(err))
+			return res(false, "%s: %v", KVMDevice, unwrapPath(err))
 		}
 		f.Close()
 	}
@@ -147,17 +161,23 @@ func hostKey(qemuBin string) string {
 			fmt.Fprintf(h, "%s %d %d\n", p, st.Size(), st.ModTime().UnixNano())
 		}
 	}
-	if st, err := os.Stat("/dev/kvm"); err == nil {
+	if st, err := os.Stat(KVMDevice); err == nil {
 		fmt.Fprintf(h, "kvm %v %v\n", st.Mode(), st.ModTime().UnixNano())
 	}
 	return hex.EncodeToString(h.Sum(nil))[:24]
 }
 
-// DetectKVM answers whether the build VM may use KVM on this host for an
-// x86_64 guest: from the cache file in cacheDir when the host is the same
-// and the answer younger than KVMCacheTTL, else by probing (and caching).
-// A fallback is logged once, on one line, saying why.
-func DetectKVM(ctx context.Context, qemuBin, cacheDir string, log *slog.Logger) KVMProbe {
+// kvmFile is the answer's file in the host's alpinist cache directory
+// (not a build's --cache: the answer is the host's).
+const kvmFile = "kvm.json"
+
+// DetectKVM answers whether a VM may use KVM on this host for an x86_64
+// guest: from dir's kvm.json when the host is the same and the answer
+// younger than KVMCacheTTL, else by the probe firmware (and caching it).
+// The probe only shows that real-mode guest code runs; the first VM
+// under KVM gives the real answer (KVMFailed, KVMBooted). A negative
+// answer is logged on one line, saying why.
+func DetectKVM(ctx context.Context, qemuBin, dir string, log *slog.Logger) KVMProbe {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -165,30 +185,74 @@ func DetectKVM(ctx context.Context, qemuBin, cacheDir string, log *slog.Logger) 
 		return KVMProbe{Reason: "KVM is only probed on x86_64 hosts so far"}
 	}
 	key := hostKey(qemuBin)
-	file := ""
-	if cacheDir != "" {
-		file = filepath.Join(cacheDir, "kvm-probe.json")
-		if data, err := os.ReadFile(file); err == nil {
-			var p KVMProbe
-			if json.Unmarshal(data, &p) == nil && p.Key == key && time.Since(p.Checked) < KVMCacheTTL {
-				if !p.Usable {
-					log.Info("KVM does not work here; using TCG emulation (cached probe)", "reason", p.Reason)
-				}
-				return p
-			}
+	if p, ok := readKVM(dir, key); ok {
+		if !p.Usable {
+			log.Info("KVM does not work here; using TCG emulation", "reason", p.Reason, "found_by", p.Source, "since", p.Checked.Format(time.RFC3339))
 		}
+		return p
 	}
 	p := ProbeKVM(ctx, qemuBin, "kvm", ProbeTimeout)
 	p.Key = key
 	if !p.Usable {
 		log.Info("KVM does not work here; using TCG emulation", "reason", p.Reason)
 	}
-	if file != "" && ctx.Err() == nil {
-		if data, err := json.MarshalIndent(p, "", "  "); err == nil {
-			if os.MkdirAll(filepath.Dir(file), 0o755) == nil {
-				atomicfile.WriteBytes(file, append(data, '\n'), 0o644)
-			}
-		}
+	if ctx.Err() == nil {
+		writeKVM(dir, p)
 	}
 	return p
+}
+
+// KVMFailed records that a VM (source: "build VM", "run") failed under
+// KVM for reason, so that later VMs use TCG at once, and says so on one
+// line.
+func KVMFailed(qemuBin, dir, source, reason string, log *slog.Logger) {
+	if log != nil {
+		log.Warn("KVM failed: the same work under TCG emulation instead, and TCG on this host for the next "+strings.TrimSuffix(KVMCacheTTL.String(), "0m0s"), "reason", reason, "found_by", source)
+	}
+	writeKVM(dir, KVMProbe{Usable: false, Reason: reason, Source: source, Key: hostKey(qemuBin), Checked: time.Now().UTC()})
+}
+
+// KVMBooted records that a VM (source) booted Linux under KVM, its agent
+// or console speaking after ready, unless a VM already said so.
+func KVMBooted(qemuBin, dir, source string, ready time.Duration) {
+	key := hostKey(qemuBin)
+	if p, ok := readKVM(dir, key); ok && p.Usable && p.FromVM() {
+		return
+	}
+	writeKVM(dir, KVMProbe{Usable: true, Reason: "Linux booted under KVM", Source: source, Key: key, Checked: time.Now().UTC(),
+		Elapsed: ready.Round(time.Millisecond).String()})
+}
+
+// ReadKVM is the cached answer for qemuBin on this host, if there is a
+// fresh one.
+func ReadKVM(qemuBin, dir string) (KVMProbe, bool) {
+	return readKVM(dir, hostKey(qemuBin))
+}
+
+func readKVM(dir, key string) (KVMProbe, bool) {
+	if dir == "" {
+		return KVMProbe{}, false
+	}
+	data, err := os.ReadFile(filepath.Join(dir, kvmFile))
+	if err != nil {
+		return KVMProbe{}, false
+	}
+	var p KVMProbe
+	if json.Unmarshal(data, &p) != nil || p.Key != key || time.Since(p.Checked) >= KVMCacheTTL || p.Source == "" {
+		return KVMProbe{}, false
+	}
+	return p, true
+}
+
+// writeKVM stores p; a cache that cannot be written costs the next VM a
+// probe, not this one its result.
+func writeKVM(dir string, p KVMProbe) {
+	if dir == "" {
+		return
+	}
+	data, err := json.MarshalIndent(p, "", "  ")
+	if err != nil || os.MkdirAll(dir, 0o755) != nil {
+		return
+	}
+	atomicfile.WriteBytes(filepath.Join(dir, kvmFile), append(data, '\n'), 0o644)
 }

@@ -68,7 +68,7 @@ func TestDetectKVMCaches(t *testing.T) {
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	first := DetectKVM(context.Background(), bin, dir, log)
-	data, err := os.ReadFile(filepath.Join(dir, "kvm-probe.json"))
+	data, err := os.ReadFile(filepath.Join(dir, "kvm.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestDetectKVMCaches(t *testing.T) {
 		t.Errorf("fallback not logged: %s", logs.String())
 	}
 	// A different host key invalidates the cache.
-	os.WriteFile(filepath.Join(dir, "kvm-probe.json"), bytes.Replace(data, []byte(first.Key), []byte("other-host"), 1), 0o644)
+	os.WriteFile(filepath.Join(dir, "kvm.json"), bytes.Replace(data, []byte(first.Key), []byte("other-host"), 1), 0o644)
 	third := DetectKVM(context.Background(), bin, dir, nil)
 	if third.Checked.Equal(first.Checked) {
 		t.Error("stale host key reused")

@@ -31,10 +31,16 @@ type RunOptions struct {
 	// a phase that sends nothing for this long is taken as hung.
 	IdleTimeout time.Duration
 	// SilenceTimeout bounds the time until QEMU prints anything at all
-	// (default 60s; a healthy VM's kernel speaks within seconds, even
-	// emulated). Past it, Run fails with ErrSilent.
+	// (default 60s under TCG; a healthy VM's kernel speaks within
+	// seconds, even emulated). Past it, Run fails with ErrSilent. Under
+	// KVM the default is KVMSilenceTimeout, and the error is also ErrKVM.
 	SilenceTimeout time.Duration
 }
+
+// KVMSilenceTimeout is how long a VM under KVM may print nothing at all
+// before KVM is taken as broken: a build VM's kernel and agent speak
+// within a second under KVM, and within about 2 s even under TCG.
+const KVMSilenceTimeout = 10 * time.Second
 
 // ErrSilent is a VM that printed nothing at all, not a firmware, kernel
 // or agent line: it never got going, which a second start usually cures
@@ -45,6 +51,44 @@ var ErrSilent = errors.New("QEMU printed nothing")
 type silentError struct{ error }
 
 func (e silentError) Is(target error) bool { return target == ErrSilent }
+
+// ErrKVM is a VM under KVM that failed in a way that blames KVM, not the
+// work: it printed nothing, QEMU reported a KVM error or dumped the
+// vCPU's registers, QEMU ended before the agent finished, or the agent
+// never reported ready. The cure is the same work under TCG. An agent's
+// own error, a hung phase and a cancelled context are not ErrKVM.
+var ErrKVM = errors.New("KVM failed")
+
+// KVMError is Run's error for ErrKVM, with the reason in one line.
+type KVMError struct {
+	Reason string
+	// Sure: only KVM can be the cause (silence, QEMU's KVM errors). A
+	// VM that ended early or never got ready may have failed for its own
+	// reasons: KVM is blamed only once TCG does the same work.
+	Sure bool
+	err  error
+}
+
+func (e *KVMError) Error() string        { return e.err.Error() }
+func (e *KVMError) Unwrap() error        { return e.err }
+func (e *KVMError) Is(target error) bool { return target == ErrKVM }
+
+// kvmTrouble tells whether a console line is QEMU saying that KVM failed:
+// its error lines, and the register dump it prints when a vCPU stops
+// (after which the VM stays paused, so nothing more will come).
+func kvmTrouble(line string) bool {
+	for _, p := range []string{"KVM internal error", "KVM: entry failed", "KVM: injection failed", "error: kvm run failed", "kvm run failed"} {
+		if strings.HasPrefix(line, p) {
+			return true
+		}
+	}
+	if strings.Contains(line, "failed to set MSR") || strings.Contains(line, "kvm_init_vcpu failed") {
+		return true
+	}
+	// QEMU's register dump: "RAX=0000000000000000 RBX=...", "EAX=00000000 EBX=...".
+	return strings.HasPrefix(line, "RAX=") && strings.Contains(line, " RBX=") ||
+		strings.HasPrefix(line, "EAX=") && strings.Contains(line, " EBX=")
+}
 
 // Result is what a finished VM run reported.
 type Result struct {
@@ -70,6 +114,16 @@ func (c *consoleTail) add(l string) {
 	}
 }
 
+// last is the last console line, or "no console output".
+func (c *consoleTail) last() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.lines) == 0 {
+		return "no console output"
+	}
+	return c.lines[len(c.lines)-1]
+}
+
 func (c *consoleTail) String() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -81,7 +135,8 @@ func (c *consoleTail) String() string {
 
 // Run boots the VM and follows the agent until it reports done (success)
 // or error, QEMU exits, a timeout passes or ctx ends. QEMU runs in its
-// own process group and is always killed before Run returns.
+// own process group and is always killed before Run returns. Under KVM a
+// failure that blames KVM is a *KVMError (errors.Is(err, ErrKVM)).
 func Run(ctx context.Context, v *VM, opts RunOptions) (*Result, error) {
 	args, err := v.Args()
 	if err != nil {
@@ -91,6 +146,7 @@ func Run(ctx context.Context, v *VM, opts RunOptions) (*Result, error) {
 	if bin == "" {
 		bin = v.Profile.Binary
 	}
+	kvm := v.Accel == "kvm"
 	if opts.BootTimeout <= 0 {
 		opts.BootTimeout = 2 * time.Minute
 	}
@@ -99,6 +155,9 @@ func Run(ctx context.Context, v *VM, opts RunOptions) (*Result, error) {
 	}
 	if opts.SilenceTimeout <= 0 {
 		opts.SilenceTimeout = time.Minute
+		if kvm {
+			opts.SilenceTimeout = KVMSilenceTimeout
+		}
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -116,13 +175,13 @@ func Run(ctx context.Context, v *VM, opts RunOptions) (*Result, error) {
 
 	msgs := make(chan proto.Message)
 	readErr := make(chan error, 1)
+	trouble := make(chan string, 1) // QEMU's first KVM error line
 	tail := &consoleTail{}
-	var spoke atomic.Bool
+	spoke := &firstByte{r: stdout}
 	go func() {
-		sc := bufio.NewScanner(stdout)
+		sc := bufio.NewScanner(spoke)
 		sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
 		for sc.Scan() {
-			spoke.Store(true)
 			line := sc.Bytes()
 			m, ok, err := proto.Parse(line)
 			if err != nil {
@@ -133,9 +192,16 @@ func Run(ctx context.Context, v *VM, opts RunOptions) (*Result, error) {
 				msgs <- m
 				continue
 			}
-			tail.add(strings.TrimRight(string(line), "\r"))
+			text := strings.TrimRight(string(line), "\r")
+			tail.add(text)
 			if opts.Console != nil {
 				opts.Console.Write(append(line, '\n'))
+			}
+			if kvm && kvmTrouble(text) {
+				select {
+				case trouble <- text:
+				default:
+				}
 			}
 		}
 		close(msgs)
@@ -143,7 +209,7 @@ func Run(ctx context.Context, v *VM, opts RunOptions) (*Result, error) {
 	}()
 
 	res := &Result{}
-	fail := func(format string, a ...any) (*Result, error) {
+	stop := func(format string, a ...any) error {
 		kill()
 		// Drain so the reader goroutine ends and Wait reaps QEMU.
 		go func() {
@@ -152,7 +218,17 @@ func Run(ctx context.Context, v *VM, opts RunOptions) (*Result, error) {
 		}()
 		<-waitOrTimeout(exited, 5*time.Second)
 		res.Elapsed = time.Since(start)
-		return res, fmt.Errorf("build VM (%s): %s\n%s", v.Profile.Arch, fmt.Sprintf(format, a...), tail)
+		return fmt.Errorf("build VM (%s): %s\n%s", v.Profile.Arch, fmt.Sprintf(format, a...), tail)
+	}
+	fail := func(format string, a ...any) (*Result, error) {
+		return res, stop(format, a...)
+	}
+	// kvmFail stops the VM; under KVM the error blames KVM with reason.
+	kvmFail := func(sure bool, reason string, err error) (*Result, error) {
+		if !kvm {
+			return res, err
+		}
+		return res, &KVMError{Reason: reason, Sure: sure, err: err}
 	}
 	ready := false
 	timer := time.NewTimer(opts.BootTimeout)
@@ -162,17 +238,20 @@ func Run(ctx context.Context, v *VM, opts RunOptions) (*Result, error) {
 	for {
 		select {
 		case <-silence.C:
-			if !spoke.Load() {
-				res, err := fail("%v for %v (killed)", ErrSilent, opts.SilenceTimeout)
-				return res, silentError{err}
+			if !spoke.seen.Load() {
+				err := silentError{stop("%v for %v (killed)", ErrSilent, opts.SilenceTimeout)}
+				return kvmFail(true, fmt.Sprintf("the VM printed nothing for %v under KVM", opts.SilenceTimeout), err)
 			}
+		case line := <-trouble:
+			return kvmFail(true, "QEMU: "+line, stop("KVM failed: %s (killed)", line))
 		case <-ctx.Done():
 			return fail("stopped: %v", ctx.Err())
 		case err := <-readErr:
 			return fail("%v", err)
 		case <-timer.C:
 			if !ready {
-				return fail("the agent did not report ready within %v (killed)", opts.BootTimeout)
+				return kvmFail(false, fmt.Sprintf("the agent did not report ready within %v under KVM", opts.BootTimeout),
+					stop("the agent did not report ready within %v (killed)", opts.BootTimeout))
 			}
 			return fail("no word from the agent for %v after %q (killed as hung)", opts.IdleTimeout, lastPhase(res.Messages))
 		case m, ok := <-msgs:
@@ -180,6 +259,8 @@ func Run(ctx context.Context, v *VM, opts RunOptions) (*Result, error) {
 				select {
 				case err := <-readErr: // sent before msgs was closed
 					return fail("%v", err)
+				case line := <-trouble:
+					return kvmFail(true, "QEMU: "+line, stop("KVM failed: %s", line))
 				default:
 				}
 				var err error
@@ -188,11 +269,13 @@ func Run(ctx context.Context, v *VM, opts RunOptions) (*Result, error) {
 				case <-time.After(10 * time.Second):
 					return fail("the console closed but QEMU did not exit")
 				}
+				kill() // what QEMU left behind
 				res.Elapsed = time.Since(start)
 				if err == nil {
 					err = errors.New("exit status 0")
 				}
-				return res, fmt.Errorf("build VM (%s): QEMU ended (%v) before the agent finished\n%s", v.Profile.Arch, err, tail)
+				return kvmFail(false, fmt.Sprintf("QEMU ended (%v) under KVM in phase %s, last console line: %s", err, lastPhase(res.Messages), tail.last()),
+					fmt.Errorf("build VM (%s): QEMU ended (%v) before the agent finished\n%s", v.Profile.Arch, err, tail))
 			}
 			res.Messages = append(res.Messages, m)
 			if m.Type == proto.TypeReady && !ready {
@@ -226,6 +309,20 @@ func Run(ctx context.Context, v *VM, opts RunOptions) (*Result, error) {
 			}
 		}
 	}
+}
+
+// firstByte reads r and notes whether anything came at all.
+type firstByte struct {
+	r    io.Reader
+	seen atomic.Bool
+}
+
+func (f *firstByte) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if n > 0 {
+		f.seen.Store(true)
+	}
+	return n, err
 }
 
 func lastPhase(ms []proto.Message) string {

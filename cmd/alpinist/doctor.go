@@ -144,12 +144,12 @@ func qemuVersion(bin string) string {
 
 func kvmCheck(ctx context.Context, e *env, host string) check {
 	c := check{what: "KVM"}
-	if _, err := os.Stat("/dev/kvm"); err != nil {
+	if _, err := os.Stat(qemu.KVMDevice); err != nil {
 		c.state, c.detail = "absent", "no /dev/kvm: builds use TCG emulation (slower, same result)"
 		c.fix = "enable virtualization in the firmware and load kvm_intel or kvm_amd; in a VM, enable nested virtualization"
 		return c
 	}
-	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err != nil {
+	if f, err := os.OpenFile(qemu.KVMDevice, os.O_RDWR, 0); err != nil {
 		c.state, c.detail = "no access", "/dev/kvm: "+err.Error()+": builds use TCG emulation"
 		c.fix = "add your user to the kvm group (sudo usermod -aG kvm $USER), then log in again"
 		return c
@@ -167,12 +167,20 @@ func kvmCheck(ctx context.Context, e *env, host string) check {
 		return c
 	}
 	p := qemu.DetectKVM(ctx, bin, cacheDir(), slog.New(slog.DiscardHandler)) // the line says it
-	if !p.Usable {
+	when := p.Checked.Local().Format("2006-01-02 15:04")
+	switch {
+	case !p.Usable && p.FromVM():
+		c.state, c.detail = "broken", fmt.Sprintf("/dev/kvm is there but a %s failed under KVM on %s (%s): builds use TCG emulation (slower, same result) until %s",
+			p.Source, when, p.Reason, p.Checked.Add(qemu.KVMCacheTTL).Local().Format("2006-01-02 15:04"))
+		c.fix = "often nested virtualization: enable it on the outer host, or ignore (TCG works); " + filepath.Join(cacheDir(), "kvm.json") + " holds the answer: remove it to try KVM again"
+	case !p.Usable:
 		c.state, c.detail = "broken", "/dev/kvm is there but KVM does not run guest code ("+p.Reason+"): builds use TCG emulation (slower, same result)"
 		c.fix = "often nested virtualization: enable it on the outer host, or ignore (TCG works)"
-		return c
+	case p.FromVM():
+		c.state, c.detail = "ok", fmt.Sprintf("Linux booted under KVM (a %s on %s, ready in %s)", p.Source, when, p.Elapsed)
+	default:
+		c.state, c.detail = "untried", "the probe's real-mode code runs under KVM; Linux has not booted under KVM here yet: the first build tries, and falls back to TCG if it fails"
 	}
-	c.state, c.detail = "ok", "guest code runs under KVM"
 	return c
 }
 

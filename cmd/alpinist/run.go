@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"time"
@@ -96,8 +95,8 @@ func runImage(ctx context.Context, e *env, image string, f runFlags) error {
 	if err != nil {
 		return err
 	}
-	accel := f.accel
-	if accel == "" {
+	accel, auto := f.accel, f.accel == ""
+	if auto {
 		accel = "tcg"
 		if prof.KVM && arch == spec.HostArch() && qemu.DetectKVM(ctx, bin, cacheDir(), e.log).Usable {
 			accel = "kvm"
@@ -138,28 +137,44 @@ func runImage(ctx context.Context, e *env, image string, f runFlags) error {
 		v.UEFI = qemu.Firmware{Code: fw.Code, Vars: vars.Name()}
 	}
 	v.Monitor = f.until == "" && isTerminal(e.stdout)
-	args, err := v.Args()
-	if err != nil {
-		return err
+	if v.Monitor {
+		fmt.Fprintln(e.stderr, "alpinist run: Ctrl-A X quits, Ctrl-A C is QEMU's monitor")
 	}
-	e.log.Info("booting", "image", image, "arch", arch, "format", format, "accel", accel, "uefi", !bios)
-	if f.until == "" {
-		if v.Monitor {
-			fmt.Fprintln(e.stderr, "alpinist run: Ctrl-A X quits, Ctrl-A C is QEMU's monitor")
+	// Under KVM, a VM that fails for KVM's sake is booted again under
+	// TCG (from the same image: a snapshot, or one that never got up).
+	var blame *qemu.KVMError
+	for {
+		args, err := v.Args()
+		if err != nil {
+			return err
 		}
-		cmd := exec.CommandContext(ctx, bin, args...)
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = e.stdin, e.stdout, e.stderr
-		return cmd.Run()
+		e.log.Info("booting", "image", image, "arch", arch, "format", format, "accel", v.Accel, "uefi", !bios)
+		err = qemu.Console{Bin: bin, Args: args, In: e.stdin, Out: e.stdout, Until: f.until, Timeout: f.timeout, KVM: v.Accel == "kvm"}.Run(ctx)
+		var kerr *qemu.KVMError
+		if auto && errors.As(err, &kerr) && ctx.Err() == nil {
+			if kerr.Sure {
+				qemu.KVMFailed(bin, cacheDir(), "run", kerr.Reason, e.log)
+			} else {
+				e.log.Warn("the VM failed under KVM: booting it again under TCG emulation", "reason", kerr.Reason)
+				blame = kerr
+			}
+			v.Accel = "tcg"
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if blame != nil {
+			qemu.KVMFailed(bin, cacheDir(), "run", blame.Reason, nil)
+		}
+		break
 	}
-	if err := qemu.RunUntil(ctx, bin, args, e.stdout, f.until, f.timeout); err != nil {
-		return err
+	if f.until != "" {
+		fmt.Fprintf(e.stdout, "\nalpinist run: %q appeared on the console\n", f.until)
 	}
-	fmt.Fprintf(e.stdout, "\nalpinist run: %q appeared on the console\n", f.until)
 	return nil
 }
 
-// cacheDir is the default cache directory (for the KVM probe's answer),
-// or "" for none.
 func cacheDir() string {
 	d, _ := repo.DefaultCacheDir()
 	return d
