@@ -21,14 +21,21 @@ TEST_FUZZTIME ?= 5000x
 CACHE    ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/alpinist
 TESTREPO ?= $(CACHE)/testrepo
 
-.PHONY: all build agents deps deps-test demo test test-short testrepo fuzz bench bench-go repro vet clean
+.PHONY: all build agents print-agent-src deps deps-test demo test test-short testrepo fuzz bench bench-go repro vet clean
 
 all: build
 
 # The build VM's agents, one per supported target arch, static, embedded
 # into bin/alpinist (tag alpinist_agents) so users need no Go toolchain.
-AGENTS := agent/embed/agents/alpinist-agent-amd64 agent/embed/agents/alpinist-agent-arm64 agent/embed/agents/alpinist-agent-riscv64
-AGENT_SRC := $(shell find cmd/alpinist-agent agent -name '*.go' ! -name '*_test.go' 2>/dev/null) go.mod go.sum
+AGENT_GOARCHES := amd64 arm64 riscv64
+AGENTS := $(AGENT_GOARCHES:%=agent/embed/agents/alpinist-agent-%)
+# Every file an agent is built from: the Go and embedded files of each
+# package of this module that cmd/alpinist-agent links, for each arch
+# (go list -deps: apk/*, internal/*, assembler/ext4 as well as agent/),
+# and go.mod/go.sum for the modules. agent/embed.Sources is the same
+# list; TestMakefileAgentSources checks the two agree.
+AGENT_DEPS_FMT := {{if .Module}}{{if .Module.Main}}{{range .GoFiles}}{{$$.Dir}}/{{.}} {{end}}{{range .EmbedFiles}}{{$$.Dir}}/{{.}} {{end}}{{end}}{{end}}
+AGENT_SRC := $(sort $(foreach a,$(AGENT_GOARCHES),$(shell CGO_ENABLED=0 GOOS=linux GOARCH=$(a) $(GO) list -deps -f '$(AGENT_DEPS_FMT)' ./cmd/alpinist-agent 2>/dev/null))) go.mod go.sum
 
 # The commit and its date for alpinist --version (not the build's date:
 # the binary stays reproducible).
@@ -47,6 +54,10 @@ agent/embed/agents/alpinist-agent-%: $(AGENT_SRC)
 
 deps:
 	@scripts/deps.sh build
+
+# The agents' source files, one a line (TestMakefileAgentSources).
+print-agent-src:
+	@printf '%s\n' $(AGENT_SRC)
 
 deps-test:
 	@scripts/deps.sh test

@@ -9,11 +9,13 @@ package embed
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 )
 
@@ -49,17 +51,18 @@ func buildAgent(goarch string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: this alpinist was built without embedded agents (build it with make), and no Go toolchain is installed to build one")
 	}
+	files, err := Sources(root, goarch)
+	if err != nil {
+		return nil, err
+	}
 	h := sha256.New()
-	for _, dir := range []string{src, filepath.Join(root, "agent")} {
-		filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-			if err == nil && !d.IsDir() && strings.HasSuffix(p, ".go") && !strings.HasSuffix(p, "_test.go") {
-				if data, err := os.ReadFile(p); err == nil {
-					fmt.Fprintf(h, "%s %d\n", p, len(data))
-					h.Write(data)
-				}
-			}
-			return nil
-		})
+	for _, p := range files {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+		fmt.Fprintf(h, "%s %d\n", p, len(data))
+		h.Write(data)
 	}
 	cache, err := os.UserCacheDir()
 	if err != nil {
@@ -86,4 +89,31 @@ func buildAgent(goarch string) ([]byte, error) {
 		return nil, err
 	}
 	return os.ReadFile(out)
+}
+
+// Sources are the files the agent for goarch is built from, in the
+// source tree at root: the Go and embedded files of every package of
+// this module that cmd/alpinist-agent links (go list -deps, so apk/*,
+// internal/* and assembler/ext4 too), and go.mod and go.sum for the
+// rest. The agent's cache key hashes them; the Makefile derives its
+// AGENT_SRC the same way.
+func Sources(root, goarch string) ([]string, error) {
+	cmd := exec.Command("go", "list", "-deps", "-f",
+		`{{if .Module}}{{if .Module.Main}}{{range .GoFiles}}{{$.Dir}}/{{.}}
+{{end}}{{range .EmbedFiles}}{{$.Dir}}/{{.}}
+{{end}}{{end}}{{end}}`, "./cmd/alpinist-agent")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch)
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			err = fmt.Errorf("%v: %s", err, ee.Stderr)
+		}
+		return nil, fmt.Errorf("agent: go list -deps for %s: %w", goarch, err)
+	}
+	files := strings.Fields(string(out))
+	files = append(files, filepath.Join(root, "go.mod"), filepath.Join(root, "go.sum"))
+	slices.Sort(files)
+	return files, nil
 }

@@ -3,6 +3,11 @@ package embed
 import (
 	"bytes"
 	"debug/elf"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -27,5 +32,50 @@ func TestAgent(t *testing.T) {
 	}
 	if _, err := Agent("mips"); err == nil {
 		t.Error("mips accepted")
+	}
+}
+
+// TestMakefileAgentSources: the Makefile rebuilds the embedded agents
+// when any file they are built from changes, on every agent arch: its
+// AGENT_SRC holds every file that go list -deps names (an edit to
+// apk/apkfile once left a stale installer in the VM).
+func TestMakefileAgentSources(t *testing.T) {
+	make, err := exec.LookPath("make")
+	if err != nil {
+		t.Fatal("make is needed: apt-get install make")
+	}
+	_, self, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(self), "..", "..")
+	cmd := exec.Command(make, "-s", "--no-print-directory", "print-agent-src")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("make print-agent-src: %v", err)
+	}
+	inMake := map[string]bool{}
+	for _, f := range strings.Fields(string(out)) {
+		if !filepath.IsAbs(f) {
+			f = filepath.Join(root, f)
+		}
+		inMake[filepath.Clean(f)] = true
+	}
+	for _, goarch := range []string{"amd64", "arm64", "riscv64"} {
+		files, err := Sources(root, goarch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var dirs []string
+		for _, f := range files {
+			if !inMake[filepath.Clean(f)] {
+				t.Errorf("%s: %s is missing from the Makefile's AGENT_SRC", goarch, f)
+			}
+			dirs = append(dirs, filepath.Dir(f))
+		}
+		// The packages beyond agent/ that once were missed.
+		for _, want := range []string{"apk/apkfile", "apk/db", "assembler/ext4", "internal/atomicfile", "cmd/alpinist-agent"} {
+			if !slices.ContainsFunc(dirs, func(d string) bool { return strings.HasSuffix(d, want) }) {
+				t.Errorf("%s: no file of %s among the agent's sources", goarch, want)
+			}
+		}
 	}
 }

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	specpkg "github.com/alpinist/alpinist/spec"
 
@@ -17,8 +19,28 @@ import (
 func cli(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code := run(context.Background(), args, strings.NewReader(""), &out, &errb)
+	// Every command a test runs, a build VM and all, is stopped within
+	// testBound: a hang fails the test in minutes, not at go test's
+	// package timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), testBound)
+	defer cancel()
+	code := run(ctx, args, strings.NewReader(""), &out, &errb)
+	if ctx.Err() != nil {
+		t.Errorf("alpinist %s: stopped after %v", strings.Join(args, " "), testBound)
+	}
 	return code, out.String(), errb.String()
+}
+
+// testBound bounds each alpinist command a test runs (the slowest, a
+// two-arch build with every output under TCG, takes about a minute).
+const testBound = 8 * time.Minute
+
+// boundedCommand is exec.Command for an alpinist binary, killed after
+// testBound.
+func boundedCommand(t *testing.T, name string, args ...string) *exec.Cmd {
+	ctx, cancel := context.WithTimeout(context.Background(), testBound)
+	t.Cleanup(cancel)
+	return exec.CommandContext(ctx, name, args...)
 }
 
 func mustCLI(t *testing.T, args ...string) string {

@@ -112,7 +112,7 @@ func TestFaults(t *testing.T) {
 	out, cache := filepath.Join(dir, "out"), filepath.Join(dir, "cache")
 	outputs := "tar,ext4,tar.zst,lxc"
 	alp := func(args ...string) *exec.Cmd {
-		c := exec.Command(bin, args...)
+		c := boundedCommand(t, bin, args...)
 		c.Env = append(os.Environ(), "SOURCE_DATE_EPOCH=1700000000")
 		return c
 	}

@@ -94,7 +94,7 @@ func TestRepro(t *testing.T) {
 
 	build := func(dir, umask string, env []string, attr *syscall.SysProcAttr) {
 		t.Helper()
-		cmd := exec.Command("/bin/sh", append([]string{"-c", "umask " + umask + ` && exec "$0" "$@"`, bin}, args...)...)
+		cmd := boundedCommand(t, "/bin/sh", append([]string{"-c", "umask " + umask + ` && exec "$0" "$@"`, bin}, args...)...)
 		cmd.Dir = dir
 		cmd.Env = env
 		cmd.SysProcAttr = attr
