@@ -12,6 +12,9 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 export PATH="$PATH:/usr/local/go/bin"
 work=$(mktemp -d "${TMPDIR:-/tmp}/alpinist-newcomer-XXXXXX")
 trap 'rm -rf "$work"' EXIT
+# Readable by all, as a clone in a home or CI directory is: TestRepro
+# runs the second build as nobody.
+chmod 755 "$work"
 export GOCACHE="$(go env GOCACHE)" GOMODCACHE="$(go env GOMODCACHE)"
 export XDG_CACHE_HOME="$work/cache"
 unset ALPINIST_CACHE
