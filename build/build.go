@@ -275,7 +275,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	vm := &qemu.VM{Profile: prof, Accel: accel, MemoryMiB: mem, CPUs: cpus, Kernel: kit.Kernel, Initrd: initrd,
 		Cmdline: []string{"alpinist.mode=build", "alpinist.disks=pkgs,out"},
 		Disks:   []qemu.Disk{{Path: pkgDisk, ReadOnly: true, Serial: "pkgs"}, {Path: outDisk, Serial: "out"}}}
-	var blame *qemu.KVMError // KVM's failure, blamed once TCG succeeds
+	fallback := qemu.KVMFallback{Bin: prof.Binary, Dir: kvmDir, Source: "build VM", Log: log.With("arch", opts.Arch)}
 	retried := false
 	for {
 		log.Info("starting the build VM", "arch", opts.Arch, "accel", vm.Accel, "memory_mib", mem, "cpus", cpus)
@@ -298,16 +298,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 				}
 				return nil
 			}})
-		var kerr *qemu.KVMError
 		switch {
-		case auto && errors.As(err, &kerr) && ctx.Err() == nil:
-			if kerr.Sure {
-				qemu.KVMFailed(prof.Binary, kvmDir, "build VM", kerr.Reason, log)
-			} else {
-				log.Warn("the build VM failed under KVM: redoing the work under TCG emulation", "arch", opts.Arch, "reason", kerr.Reason)
-				blame = kerr
-			}
-			fmt.Fprintf(consoleLog, "\n-- KVM failed (%s): the same work under TCG --\n", kerr.Reason)
+		case auto && ctx.Err() == nil && fallback.Failed(err):
+			fmt.Fprintf(consoleLog, "\n-- KVM failed: the same work under TCG --\n%v\n", err)
 			vm.Accel = "tcg"
 			if err := sparseFile(outDisk, outSize); err != nil {
 				return nil, err
@@ -325,12 +318,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		case err != nil:
 			return nil, err
 		}
-		if auto && vm.Accel == "kvm" {
-			qemu.KVMBooted(prof.Binary, kvmDir, "build VM", run.Ready)
-		}
-		if blame != nil {
-			// TCG did what KVM could not: the fault was KVM's.
-			qemu.KVMFailed(prof.Binary, kvmDir, "build VM", blame.Reason, nil)
+		if auto {
+			fallback.Done(vm.Accel, run.Ready)
 		}
 		break
 	}

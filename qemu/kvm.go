@@ -256,3 +256,48 @@ func writeKVM(dir string, p KVMProbe) {
 	}
 	atomicfile.WriteBytes(filepath.Join(dir, kvmFile), append(data, '\n'), 0o644)
 }
+
+// KVMFallback is what a caller that boots VMs under KVM does when one
+// fails for KVM's sake: Failed says whether to do the same work again
+// under TCG (recording or noting the failure, and saying so on one
+// line); Done, after the work succeeded, records what was learnt.
+type KVMFallback struct {
+	Bin, Dir string
+	Source   string // "build VM", "run"
+	Log      *slog.Logger
+	blame    *KVMError // KVM's failure, blamed once TCG succeeds
+}
+
+// Failed tells whether err is KVM's failure, to be redone under TCG. A
+// sure one is recorded at once; an unsure one (a VM that ended early or
+// never got ready) only once TCG has done the same work (Done).
+func (f *KVMFallback) Failed(err error) bool {
+	var kerr *KVMError
+	if !errors.As(err, &kerr) {
+		return false
+	}
+	if kerr.Sure {
+		KVMFailed(f.Bin, f.Dir, f.Source, kerr.Reason, f.Log)
+		return true
+	}
+	if f.Log != nil {
+		f.Log.Warn("the "+f.Source+" failed under KVM: the same work again under TCG emulation", "reason", kerr.Reason)
+	}
+	f.blame = kerr
+	return true
+}
+
+// Done records, after the work succeeded under accel, that Linux booted
+// under KVM (ready: the time it took), or that KVM was to blame for the
+// failure that TCG has now done without.
+func (f *KVMFallback) Done(accel string, ready time.Duration) {
+	if accel == "kvm" {
+		KVMBooted(f.Bin, f.Dir, f.Source, ready)
+	}
+	if f.blame != nil {
+		KVMFailed(f.Bin, f.Dir, f.Source, f.blame.Reason, nil)
+	}
+}
+
+// KVMFile is the file in dir that holds the host's KVM answer.
+func KVMFile(dir string) string { return filepath.Join(dir, kvmFile) }

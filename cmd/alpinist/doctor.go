@@ -172,7 +172,7 @@ func kvmCheck(ctx context.Context, e *env, host string) check {
 	case !p.Usable && p.FromVM():
 		c.state, c.detail = "broken", fmt.Sprintf("/dev/kvm is there but a %s failed under KVM on %s (%s): builds use TCG emulation (slower, same result) until %s",
 			p.Source, when, p.Reason, p.Checked.Add(qemu.KVMCacheTTL).Local().Format("2006-01-02 15:04"))
-		c.fix = "often nested virtualization: enable it on the outer host, or ignore (TCG works); " + filepath.Join(cacheDir(), "kvm.json") + " holds the answer: remove it to try KVM again"
+		c.fix = "often nested virtualization: enable it on the outer host, or ignore (TCG works); " + qemu.KVMFile(cacheDir()) + " holds the answer: remove it to try KVM again"
 	case !p.Usable:
 		c.state, c.detail = "broken", "/dev/kvm is there but KVM does not run guest code ("+p.Reason+"): builds use TCG emulation (slower, same result)"
 		c.fix = "often nested virtualization: enable it on the outer host, or ignore (TCG works)"

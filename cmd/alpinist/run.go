@@ -142,7 +142,7 @@ func runImage(ctx context.Context, e *env, image string, f runFlags) error {
 	}
 	// Under KVM, a VM that fails for KVM's sake is booted again under
 	// TCG (from the same image: a snapshot, or one that never got up).
-	var blame *qemu.KVMError
+	fallback := qemu.KVMFallback{Bin: bin, Dir: cacheDir(), Source: "run", Log: e.log}
 	for {
 		args, err := v.Args()
 		if err != nil {
@@ -150,22 +150,15 @@ func runImage(ctx context.Context, e *env, image string, f runFlags) error {
 		}
 		e.log.Info("booting", "image", image, "arch", arch, "format", format, "accel", v.Accel, "uefi", !bios)
 		err = qemu.Console{Bin: bin, Args: args, In: e.stdin, Out: e.stdout, Until: f.until, Timeout: f.timeout, KVM: v.Accel == "kvm"}.Run(ctx)
-		var kerr *qemu.KVMError
-		if auto && errors.As(err, &kerr) && ctx.Err() == nil {
-			if kerr.Sure {
-				qemu.KVMFailed(bin, cacheDir(), "run", kerr.Reason, e.log)
-			} else {
-				e.log.Warn("the VM failed under KVM: booting it again under TCG emulation", "reason", kerr.Reason)
-				blame = kerr
-			}
+		if auto && ctx.Err() == nil && fallback.Failed(err) {
 			v.Accel = "tcg"
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		if blame != nil {
-			qemu.KVMFailed(bin, cacheDir(), "run", blame.Reason, nil)
+		if auto && v.Accel == "tcg" {
+			fallback.Done("tcg", 0) // under KVM, run knows no ready time: the build VM's answer stands
 		}
 		break
 	}
@@ -175,6 +168,8 @@ func runImage(ctx context.Context, e *env, image string, f runFlags) error {
 	return nil
 }
 
+// cacheDir is the default cache directory (for the host's KVM answer),
+// or "" for none.
 func cacheDir() string {
 	d, _ := repo.DefaultCacheDir()
 	return d
