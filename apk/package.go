@@ -6,7 +6,12 @@
 // solver, repo (repositories and the cache) and lock (lock files).
 package apk
 
-import "github.com/alpinist/alpinist/apk/version"
+import (
+	"cmp"
+	"strings"
+
+	"github.com/alpinist/alpinist/apk/version"
+)
 
 // Package is one package's metadata. Field comments give the APKINDEX
 // letter and the .PKGINFO key.
@@ -56,4 +61,27 @@ type Dependency struct {
 	Version  string     // empty when Op is version.Any
 	Conflict bool       // written as !NAME
 	Tag      string     // repository pin, from NAME@TAG
+}
+
+// CompareNames orders package names as apk_name_cmp_display:
+// case-insensitively (ASCII, as strcasecmp), then byte-wise. It returns
+// -1, 0 or 1.
+func CompareNames(a, b string) int {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		ca, cb := lowerASCII(a[i]), lowerASCII(b[i])
+		if ca != cb {
+			return cmp.Compare(ca, cb)
+		}
+	}
+	if c := cmp.Compare(len(a), len(b)); c != 0 {
+		return c
+	}
+	return strings.Compare(a, b)
+}
+
+func lowerASCII(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }

@@ -399,7 +399,7 @@ func writePackageDisk(w io.Writer, opts Options, items []repo.Item, paths []stri
 	var installed int64
 	for _, it := range items {
 		p := it.Package
-		m.Packages = append(m.Packages, pkgdisk.Package{Name: p.Name, Version: p.Version, Checksum: apk.EncodeChecksum(p.Checksum), Tag: it.Repository.Tag, Size: p.Size})
+		m.Packages = append(m.Packages, pkgdisk.Package{Name: p.Name, Version: p.Version, Checksum: apk.EncodeChecksum(p.Checksum), Tag: it.Repository.Tag, Size: p.Size, Arch: p.Arch})
 		installed += p.InstalledSize
 	}
 	dw, err := pkgdisk.NewWriter(w, m, opts.Keys)

@@ -13,6 +13,7 @@ package install
 import (
 	"archive/tar"
 	"bytes"
+	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -40,25 +41,43 @@ type Installer struct {
 	Root string
 	// Log receives script output and progress lines; nil discards them.
 	Log io.Writer
-	// MountSpecial bind-mounts /dev, /proc and /sys into the target while
-	// scripts run (the agent sets it; host tests need not).
-	MountSpecial bool
 	// Phase, when set, is told each package as it is installed.
 	Phase func(what string)
 }
 
+// owned is the package owning a file of the target.
 type owned struct {
 	pkg int    // index into pkgs
 	dir string // the Dir's Name
+	sum []byte // the checksum the database records for it
+}
+
+// pkgState is one package being installed: its database entry and its
+// directory instances (apk's struct apk_db_dir_instance), in its order.
+type pkgState struct {
+	inst   *db.Installed
+	dirs   []*diri
+	byName map[string]*diri
+}
+
+// diri is a package's claim on a directory, with the owner and mode its
+// entry gives.
+type diri struct {
+	dir      *dirState
+	uid, gid int
+	mode     uint32
+	db       int // index into inst.Dirs
 }
 
 type state struct {
-	in      *Installer
-	root    *fsroot.Root
-	pkgs    []*db.Installed
-	owner   map[string]owned // file path -> owner
-	touched map[string]bool  // directories changed in this transaction ("/usr/bin")
-	mtime   int64
+	in       *Installer
+	root     *fsroot.Root
+	pkgs     []*pkgState
+	owner    map[string]owned     // file path -> owner
+	dirs     map[string]*dirState // the database's directories, by name
+	dirOrder []string             // dirs' names in the order apk makes them
+	ids      ids
+	mtime    int64
 }
 
 // Install installs every package of the disk, in its order, and writes
@@ -69,16 +88,19 @@ func (in *Installer) Install(d *pkgdisk.Reader) error {
 		return err
 	}
 	defer r.Close()
-	st := &state{in: in, root: r, owner: map[string]owned{}, touched: map[string]bool{}, mtime: d.Manifest.SourceDateEpoch}
+	st := &state{in: in, root: r, owner: map[string]owned{}, dirs: map[string]*dirState{}, mtime: d.Manifest.SourceDateEpoch}
+	st.ids.st = st
 	kr := sign.NewKeyring()
 	for name, pem := range d.Keys {
 		if err := kr.AddPEM(name, pem); err != nil {
 			return err
 		}
 	}
-	if err := st.prepare(d); err != nil {
+	unmount, err := st.initDB(d)
+	if err != nil {
 		return err
 	}
+	defer unmount()
 	for {
 		p, pr, err := d.Next()
 		if err == io.EOF {
@@ -94,6 +116,9 @@ func (in *Installer) Install(d *pkgdisk.Reader) error {
 			return fmt.Errorf("%s-%s: %w", p.Name, p.Version, err)
 		}
 	}
+	if err := st.updatePermissions(); err != nil {
+		return err
+	}
 	if err := st.runTriggers(); err != nil {
 		return err
 	}
@@ -106,56 +131,120 @@ func (in *Installer) logf(format string, a ...any) {
 	}
 }
 
-// prepare makes the directories apk's database lives in and the keys.
-func (st *state) prepare(d *pkgdisk.Reader) error {
-	for _, p := range []string{"etc", "etc/apk", "etc/apk/keys", "lib", "lib/apk", "lib/apk/db", "lib/apk/exec", "var", "var/cache", "var/cache/apk", "tmp"} {
-		mode := uint32(0o755)
-		if p == "tmp" {
-			mode = 0o1777
+// initDB makes what apk add --initdb makes before the first package
+// (apk_db_create and apk_db_open, under apk's umask 0): /tmp, /dev with
+// its five nodes, the database's directories, an empty world and
+// installed, the lock file, etc/apk/arch, and /proc (0555) with a proc
+// file system mounted on it while scripts run, as apk mounts one. The
+// keys go to etc/apk/keys. It returns what unmounts /proc.
+func (st *state) initDB(d *pkgdisk.Reader) (func(), error) {
+	r := st.root
+	steps := []struct {
+		path string
+		mode uint32 // with the type bits for a node
+		dev  int
+	}{
+		{"tmp", unix.S_IFDIR | 0o1777, 0},
+		{"dev", unix.S_IFDIR | 0o755, 0},
+		{"dev/null", unix.S_IFCHR | 0o666, int(unix.Mkdev(1, 3))},
+		{"dev/zero", unix.S_IFCHR | 0o666, int(unix.Mkdev(1, 5))},
+		{"dev/random", unix.S_IFCHR | 0o666, int(unix.Mkdev(1, 8))},
+		{"dev/urandom", unix.S_IFCHR | 0o666, int(unix.Mkdev(1, 9))},
+		{"dev/console", unix.S_IFCHR | 0o600, int(unix.Mkdev(5, 1))},
+		{"etc", unix.S_IFDIR | 0o755, 0},
+		{"etc/apk", unix.S_IFDIR | 0o755, 0},
+		{"lib", unix.S_IFDIR | 0o755, 0},
+		{"lib/apk", unix.S_IFDIR | 0o755, 0},
+		{"lib/apk/db", unix.S_IFDIR | 0o755, 0},
+		{"var", unix.S_IFDIR | 0o755, 0},
+		{"var/cache", unix.S_IFDIR | 0o755, 0},
+		{"var/cache/apk", unix.S_IFDIR | 0o755, 0},
+		{"var/cache/misc", unix.S_IFDIR | 0o755, 0},
+	}
+	for _, s := range steps {
+		var err error
+		if s.mode&unix.S_IFMT == unix.S_IFDIR {
+			err = r.Mkdir(s.path, s.mode&0o7777, 0, 0)
+		} else if _, lerr := r.Lstat(s.path); lerr != nil {
+			err = r.Mknod(s.path, s.mode, s.dev, 0, 0)
 		}
-		if err := st.root.Mkdir(p, mode, 0, 0); err != nil {
-			return err
+		if err != nil {
+			return nil, err
+		}
+	}
+	empty := func(p string, mode uint32) error {
+		return r.WriteFile(p, bytes.NewReader(nil), mode, 0, 0, nil, st.mtime)
+	}
+	for _, f := range []struct {
+		path string
+		mode uint32
+	}{{"etc/apk/world", 0o644}, {"lib/apk/db/installed", 0o644}, {"lib/apk/db/lock", 0o600}} {
+		if err := empty(f.path, f.mode); err != nil {
+			return nil, err
+		}
+	}
+	if d.Manifest.Arch != "" {
+		if err := r.WriteFile("etc/apk/arch", strings.NewReader(d.Manifest.Arch+"\n"), 0o644, 0, 0, nil, st.mtime); err != nil {
+			return nil, err
+		}
+	}
+	if len(d.Keys) > 0 {
+		if err := r.Mkdir("etc/apk/keys", 0o755, 0, 0); err != nil {
+			return nil, err
 		}
 	}
 	for name, pem := range d.Keys {
-		if err := st.root.WriteFile("etc/apk/keys/"+name, bytes.NewReader(pem), 0o644, 0, 0, nil, st.mtime); err != nil {
-			return err
+		if err := r.WriteFile("etc/apk/keys/"+name, bytes.NewReader(pem), 0o644, 0, 0, nil, st.mtime); err != nil {
+			return nil, err
 		}
 	}
-	return nil
+	if err := r.Mkdir("proc", 0o555, 0, 0); err != nil {
+		return nil, err
+	}
+	proc := filepath.Join(st.in.Root, "proc")
+	if err := unix.Mount("proc", proc, "proc", 0, ""); err != nil {
+		st.in.logf("mount proc on /proc of the target: %v\n", err)
+		return func() {}, nil
+	}
+	return func() { unix.Unmount(proc, unix.MNT_DETACH) }, nil
 }
 
 func (st *state) installOne(p pkgdisk.Package, r io.Reader, kr *sign.Keyring) error {
-	inst := &db.Installed{RepositoryTag: strings.TrimPrefix(p.Tag, "@")}
+	ps := &pkgState{inst: &db.Installed{RepositoryTag: strings.TrimPrefix(p.Tag, "@")}, byName: map[string]*diri{}}
 	idx := len(st.pkgs)
-	st.pkgs = append(st.pkgs, inst)
-	dirIndex := map[string]int{}
-	dirOf := func(name string) *db.Dir {
-		i, ok := dirIndex[name]
-		if !ok {
-			inst.Dirs = append(inst.Dirs, db.Dir{Name: name})
-			i = len(inst.Dirs) - 1
-			dirIndex[name] = i
-		}
-		return &inst.Dirs[i]
-	}
+	st.pkgs = append(st.pkgs, ps)
+	inst := ps.inst
+	// apk unpacks nothing of a package whose installed size is 0: no
+	// files, no scripts (apk_db_install_pkg).
+	unpack := true
 	_, err := apkfile.Read(r, apkfile.ReadOptions{
 		Keys: kr,
 		Control: func(pk *apkfile.Package) error {
 			inst.Package = *pk.Info
-			for name, data := range pk.Scripts {
-				if t, ok := db.ParseScriptType(name); ok {
-					inst.Scripts[t] = data
-				}
+			// apk's database has the index's entry: its arch and size.
+			inst.Package.Size = p.Size
+			if p.Arch != "" {
+				inst.Package.Arch = p.Arch
 			}
 			want, err := apk.DecodeChecksum(p.Checksum)
 			if err == nil && !bytes.Equal(want, pk.Info.Checksum) {
 				return fmt.Errorf("checksum %s does not match the manifest's %s", apk.EncodeChecksum(pk.Info.Checksum), p.Checksum)
 			}
+			if unpack = pk.Info.InstalledSize != 0; !unpack {
+				return nil
+			}
+			for name, data := range pk.Scripts {
+				if t, ok := db.ParseScriptType(name); ok {
+					inst.Scripts[t] = data
+				}
+			}
 			return st.runScript(inst, db.ScriptPreInstall)
 		},
 		Entry: func(h *tar.Header, content io.Reader) error {
-			return st.extract(idx, inst, h, content, dirOf)
+			if !unpack {
+				return nil
+			}
+			return st.extract(idx, ps, h, content)
 		},
 	})
 	if err != nil {
@@ -164,10 +253,28 @@ func (st *state) installOne(p pkgdisk.Package, r io.Reader, kr *sign.Keyring) er
 	return st.runScript(inst, db.ScriptPostInstall)
 }
 
-// extract writes one entry and records it in the package's database entry.
-func (st *state) extract(idx int, inst *db.Installed, h *tar.Header, content io.Reader, dirOf func(string) *db.Dir) error {
-	p := h.Name
+// newDiri gives the package a claim on directory name, as
+// apk_db_install_directory_entry does.
+func (st *state) newDiri(ps *pkgState, name string) *diri {
+	di := &diri{dir: st.dirGet(name), mode: db.DefaultDirACL.Mode, db: len(ps.inst.Dirs)}
+	ps.inst.Dirs = append(ps.inst.Dirs, db.Dir{Name: name})
+	ps.dirs = append(ps.dirs, di)
+	ps.byName[name] = di
+	return di
+}
+
+// extract installs one entry of a package's data part as
+// apk_db_install_archive_entry and apk_db_migrate_files do, and records
+// it in the package's database entry.
+func (st *state) extract(idx int, ps *pkgState, h *tar.Header, content io.Reader) error {
+	name := h.Name
+	// A top-level name starting with a dot is package metadata (.PKGINFO,
+	// .dummy...), never a file.
+	if strings.HasPrefix(name, ".") {
+		return nil
+	}
 	mode := uint32(h.Mode) & 0o7777
+	uid, gid := st.ids.uid(h.Uname, h.Uid), st.ids.gid(h.Gname, h.Gid)
 	xattrs := map[string]string{}
 	var xa []db.Xattr
 	for k, v := range h.PAXRecords {
@@ -176,56 +283,176 @@ func (st *state) extract(idx int, inst *db.Installed, h *tar.Header, content io.
 			xa = append(xa, db.Xattr{Name: name, Value: []byte(v)})
 		}
 	}
-	dirName := path.Dir(p)
+	if h.Typeflag == tar.TypeDir {
+		di := ps.byName[name]
+		if di == nil {
+			di = st.newDiri(ps, name)
+			if err := st.prepare(di.dir, mode); err != nil {
+				return err
+			}
+		}
+		di.uid, di.gid, di.mode = uid, gid, mode
+		di.dir.apply(uid, gid, mode)
+		ps.inst.Dirs[di.db].ACL = aclOf(uid, gid, mode, xa, db.DefaultDirACL)
+		return nil
+	}
+	base := path.Base(name)
+	if len(base) > 6 && strings.HasPrefix(base, ".keep_") {
+		return nil
+	}
+	dirName := path.Dir(name)
 	if dirName == "." {
 		dirName = ""
 	}
-	st.touched["/"+dirName] = true
-	if h.Typeflag == tar.TypeDir {
-		st.touched["/"+p] = true
-		if err := st.root.Mkdir(p, mode, h.Uid, h.Gid); err != nil {
+	di := ps.byName[dirName]
+	if di == nil {
+		if dirName != "" {
+			return fmt.Errorf("/%s: no directory entry for /%s in the package", name, dirName)
+		}
+		di = st.newDiri(ps, "")
+	}
+	inst := ps.inst
+	// A file owned by another package: replaces decide, as with apk.
+	o, taken := st.owner[name]
+	if taken && o.pkg != idx {
+		prev := st.pkgs[o.pkg].inst
+		write, err := mayOverwrite(&inst.Package, &prev.Package, name)
+		if err != nil || !write {
 			return err
 		}
-		d := dirOf(p)
-		d.ACL = aclOf(h.Uid, h.Gid, mode, xa, db.DefaultDirACL)
-		return nil
 	}
-	// A file: check who owns it.
-	if o, ok := st.owner[p]; ok && o.pkg != idx {
-		prev := st.pkgs[o.pkg]
-		if !replaces(&inst.Package, prev.Package.Name) {
-			return fmt.Errorf("trying to overwrite /%s owned by %s", p, prev.Package.String())
+	var sum []byte
+	if s := h.PAXRecords["APK-TOOLS.checksum.SHA1"]; s != "" {
+		sum, _ = hex.DecodeString(s)
+	}
+	if h.Typeflag == tar.TypeLink {
+		if lo, ok := st.owner[h.Linkname]; ok && lo.pkg == idx {
+			sum = lo.sum
 		}
-		dropFile(prev, o.dir, path.Base(p))
 	}
-	var err error
-	switch h.Typeflag {
-	case tar.TypeReg, tar.TypeRegA:
-		err = st.root.WriteFile(p, content, mode, h.Uid, h.Gid, xattrs, st.mtime)
-	case tar.TypeSymlink:
-		err = st.root.Symlink(p, h.Linkname, h.Uid, h.Gid, st.mtime)
-	case tar.TypeLink:
-		err = st.root.Link(p, h.Linkname)
-	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
-		t := map[byte]uint32{tar.TypeChar: unix.S_IFCHR, tar.TypeBlock: unix.S_IFBLK, tar.TypeFifo: unix.S_IFIFO}[h.Typeflag]
-		err = st.root.Mknod(p, t|mode, int(unix.Mkdev(uint32(h.Devmajor), uint32(h.Devminor))), h.Uid, h.Gid)
-	default:
-		return fmt.Errorf("/%s: unsupported entry type %q", p, h.Typeflag)
-	}
+	target, err := st.protectedTarget(di.dir, name, o, taken, sum)
 	if err != nil {
 		return err
 	}
-	st.owner[p] = owned{pkg: idx, dir: dirName}
-	f := db.File{Name: path.Base(p)}
-	if sum := h.PAXRecords["APK-TOOLS.checksum.SHA1"]; sum != "" {
-		f.Checksum, _ = hex.DecodeString(sum)
+	if target != "" {
+		if err := st.write(target, h, content, mode, uid, gid, xattrs); err != nil {
+			return err
+		}
 	}
-	if h.Typeflag != tar.TypeSymlink {
-		f.ACL = aclOf(h.Uid, h.Gid, mode, xa, db.DefaultFileACL)
+	if taken && o.pkg != idx {
+		dropFile(st.pkgs[o.pkg].inst, o.dir, base)
 	}
-	d := dirOf(dirName)
+	st.owner[name] = owned{pkg: idx, dir: dirName, sum: sum}
+	f := db.File{Name: base, Checksum: sum, ACL: aclOf(uid, gid, mode, xa, db.DefaultFileACL)}
+	d := &inst.Dirs[di.db]
 	d.Files = append(d.Files, f)
 	return nil
+}
+
+// mayOverwrite decides, as apk_db_install_archive_entry does, whether pkg
+// may write path that prev owns: yes for the same origin or when pkg
+// replaces prev; no (the file is left to prev, silently) when prev
+// replaces pkg with a higher priority; an error otherwise.
+func mayOverwrite(pkg, prev *apk.Package, p string) (bool, error) {
+	if pkg.Origin != "" && prev.Origin == pkg.Origin {
+		return true, nil
+	}
+	prevPrio, pkgPrio := -1, -1
+	for _, r := range prev.Replaces {
+		if materialized(r, pkg) {
+			prevPrio = prev.ReplacesPriority
+			break
+		}
+	}
+	for _, r := range pkg.Replaces {
+		if materialized(r, prev) {
+			pkgPrio = pkg.ReplacesPriority
+			break
+		}
+	}
+	if prevPrio > pkgPrio {
+		return false, nil
+	}
+	if pkgPrio >= 0 {
+		return true, nil
+	}
+	return false, fmt.Errorf("trying to overwrite /%s owned by %s", p, prev.String())
+}
+
+// materialized is apk_dep_is_materialized.
+func materialized(d apk.Dependency, p *apk.Package) bool {
+	if d.Name != p.Name {
+		return d.Conflict
+	}
+	return d.MatchesPackage(p) != d.Conflict
+}
+
+// protectedTarget is where an entry is written, as apk_db_migrate_files
+// decides: in a protected directory (under /etc), over a file that is
+// already there and that no package installed or that was changed since,
+// the package's version goes beside it as NAME.apk-new, or nowhere when
+// it is the same as what is there. "" means not written.
+func (st *state) protectedTarget(d *dirState, name string, o owned, taken bool, sum []byte) (string, error) {
+	if d.protect.none() {
+		return name, nil
+	}
+	onDisk, exists, err := st.diskSum(name)
+	if err != nil || !exists {
+		return name, err
+	}
+	if taken && len(o.sum) > 0 && bytes.Equal(onDisk, o.sum) {
+		return name, nil
+	}
+	if len(sum) > 0 && bytes.Equal(onDisk, sum) {
+		return "", nil
+	}
+	return name + ".apk-new", nil
+}
+
+// diskSum is the SHA-1 apk takes of what is at p (apk_fileinfo_get): of
+// a regular file's content, of a symlink's target; nil for anything else.
+func (st *state) diskSum(p string) ([]byte, bool, error) {
+	s, err := st.root.Lstat(p)
+	if err != nil {
+		return nil, false, nil
+	}
+	h := sha1.New()
+	switch s.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		f, err := st.root.Open(p)
+		if err != nil {
+			return nil, true, err
+		}
+		defer f.Close()
+		if _, err := io.Copy(h, f); err != nil {
+			return nil, true, err
+		}
+	case unix.S_IFLNK:
+		t, err := os.Readlink(filepath.Join(st.in.Root, p))
+		if err != nil {
+			return nil, true, err
+		}
+		io.WriteString(h, t)
+	default:
+		return nil, true, nil
+	}
+	return h.Sum(nil), true, nil
+}
+
+// write makes the entry at p.
+func (st *state) write(p string, h *tar.Header, content io.Reader, mode uint32, uid, gid int, xattrs map[string]string) error {
+	switch h.Typeflag {
+	case tar.TypeReg, tar.TypeRegA:
+		return st.root.WriteFile(p, content, mode, uid, gid, xattrs, st.mtime)
+	case tar.TypeSymlink:
+		return st.root.Symlink(p, h.Linkname, uid, gid, st.mtime)
+	case tar.TypeLink:
+		return st.root.Link(p, h.Linkname)
+	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		t := map[byte]uint32{tar.TypeChar: unix.S_IFCHR, tar.TypeBlock: unix.S_IFBLK, tar.TypeFifo: unix.S_IFIFO}[h.Typeflag]
+		return st.root.Mknod(p, t|mode, int(unix.Mkdev(uint32(h.Devmajor), uint32(h.Devminor))), uid, gid)
+	}
+	return fmt.Errorf("/%s: unsupported entry type %q", p, h.Typeflag)
 }
 
 // aclOf is the ACL apk records, or nil when it is the default.
@@ -237,15 +464,6 @@ func aclOf(uid, gid int, mode uint32, xa []db.Xattr, def db.ACL) *db.ACL {
 	return &acl
 }
 
-func replaces(p *apk.Package, name string) bool {
-	for _, r := range p.Replaces {
-		if r.Name == name && !r.Conflict {
-			return true
-		}
-	}
-	return false
-}
-
 func dropFile(in *db.Installed, dir, name string) {
 	for i := range in.Dirs {
 		if in.Dirs[i].Name != dir {
@@ -255,10 +473,20 @@ func dropFile(in *db.Installed, dir, name string) {
 	}
 }
 
-// runScript runs one of the package's scripts, if it has it, as apk does:
-// written to lib/apk/exec, run with the target's /bin/sh in a chroot of
-// the target, the new version as its argument. A failure names the
-// script and shows its output.
+// scriptEnv is the whole environment apk-tools 2.14 gives a script
+// (apk_db_run_script); we add SOURCE_DATE_EPOCH so that what scripts make
+// (an initramfs, caches) is dated by the build, not by the clock.
+const scriptPath = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
+
+// runScript runs one of the package's scripts, if it has it, exactly as
+// apk-tools 2.14 does (apk_ipkg_run_script, apk_db_run_script): written
+// to lib/apk/exec/NAME-VERSION.TYPE (mode 0755; the directory 0700 when
+// apk must make it), the file itself executed in a chroot of the target
+// with the working directory at its root, umask 022, argv[0] the script
+// type ("post-install") and then args (the new version for install
+// scripts, the changed directories for a trigger), and nothing in the
+// environment but PATH; then removed. A failure names the script and
+// shows its output.
 func (st *state) runScript(inst *db.Installed, t db.ScriptType, args ...string) error {
 	script := inst.Scripts[t]
 	if script == nil {
@@ -267,6 +495,9 @@ func (st *state) runScript(inst *db.Installed, t db.ScriptType, args ...string) 
 	name := inst.Package.String() + "." + t.String()
 	st.in.logf("Executing %s\n", name)
 	rel := "lib/apk/exec/" + name
+	if err := st.root.Mkdir("lib/apk/exec", 0o700, 0, 0); err != nil {
+		return err
+	}
 	if err := st.root.WriteFile(rel, bytes.NewReader(script), 0o755, 0, 0, nil, st.mtime); err != nil {
 		return err
 	}
@@ -274,7 +505,12 @@ func (st *state) runScript(inst *db.Installed, t db.ScriptType, args ...string) 
 	if len(args) == 0 {
 		args = []string{inst.Package.Version}
 	}
-	return Chroot(st.in.Root, st.in.MountSpecial, st.mtime, st.in.Log, name, append([]string{"/bin/sh", "/" + rel}, args...)...)
+	env := []string{scriptPath, "SOURCE_DATE_EPOCH=" + strconv.FormatInt(st.mtime, 10)}
+	old := unix.Umask(0o022)
+	defer unix.Umask(old)
+	// The script may have added users or groups.
+	defer st.ids.reset()
+	return run(st.in.Root, env, st.in.Log, name, "/"+rel, append([]string{t.String()}, args...))
 }
 
 // Chroot runs argv (argv[0] an absolute path inside root) in a chroot of
@@ -290,16 +526,17 @@ func Chroot(root string, mount bool, epoch int64, log io.Writer, what string, ar
 		}
 		defer unmount()
 	}
-	var out bytes.Buffer
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Path = argv[0]
-	cmd.Dir = "/"
-	// SOURCE_DATE_EPOCH: what scripts make (an initramfs, caches) can
-	// be dated by the build, not by the clock.
-	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C.UTF-8",
+	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LANG=C.UTF-8",
 		"SOURCE_DATE_EPOCH=" + strconv.FormatInt(epoch, 10)}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
-	cmd.Stdout, cmd.Stderr = &out, &out
+	return run(root, env, log, what, argv[0], argv)
+}
+
+// run executes the file at path (inside root) with argv in a chroot of
+// root, working directory its root, its output copied to log.
+func run(root string, env []string, log io.Writer, what, path string, argv []string) error {
+	var out bytes.Buffer
+	cmd := &exec.Cmd{Path: path, Args: argv, Dir: "/", Env: env, Stdout: &out, Stderr: &out,
+		SysProcAttr: &syscall.SysProcAttr{Chroot: root}}
 	err := cmd.Run()
 	if out.Len() > 0 && log != nil {
 		log.Write(out.Bytes())
@@ -337,24 +574,28 @@ func mountSpecial(root string) (func(), error) {
 	return undo, nil
 }
 
-// runTriggers runs, after all packages, the trigger script of each
-// package whose trigger globs match directories changed in this
-// transaction, with those directories as arguments.
+// runTriggers is apk's fire_triggers and run_triggers: after all
+// packages, each newly installed package with triggers (all of them, in
+// an initial install) is given every directory of the database that one
+// of its trigger globs matches (with FNM_PATHNAME), in the order apk's
+// hash of directories gives them, and its trigger script runs, in
+// install order, with those directories as arguments.
 func (st *state) runTriggers() error {
-	var dirs []string
-	for d := range st.touched {
-		dirs = append(dirs, d)
-	}
-	slices.Sort(dirs)
-	for _, inst := range st.pkgs {
+	dirs := st.hashOrder()
+	for _, ps := range st.pkgs {
+		inst := ps.inst
 		if len(inst.Package.Triggers) == 0 || inst.Scripts[db.ScriptTrigger] == nil {
 			continue
 		}
 		var hit []string
-		for _, d := range dirs {
+		for _, name := range dirs {
+			rooted := "/" + name
 			for _, glob := range inst.Package.Triggers {
-				if ok, _ := path.Match(glob, d); ok {
-					hit = append(hit, d)
+				if !strings.HasPrefix(glob, "/") {
+					continue
+				}
+				if ok, _ := path.Match(glob, rooted); ok {
+					hit = append(hit, rooted)
 					break
 				}
 			}
@@ -371,7 +612,13 @@ func (st *state) runTriggers() error {
 
 // writeDB writes the apk database and configuration.
 func (st *state) writeDB(d *pkgdisk.Reader) error {
-	pkgs := slices.Clone(st.pkgs)
+	// installed lists the packages sorted; scripts.tar and triggers
+	// follow the installation order, as apk's list of installed packages.
+	order := make([]*db.Installed, len(st.pkgs))
+	for i, ps := range st.pkgs {
+		order[i] = ps.inst
+	}
+	pkgs := slices.Clone(order)
 	db.SortInstalled(pkgs)
 	write := func(name string, data []byte) error {
 		return st.root.WriteFile(name, bytes.NewReader(data), 0o644, 0, 0, nil, st.mtime)
@@ -389,21 +636,38 @@ func (st *state) writeDB(d *pkgdisk.Reader) error {
 		}
 		return []byte(strings.Join(l, "\n") + "\n")
 	}
+	var world []apk.Dependency
+	for _, w := range d.Manifest.World {
+		dep, err := apk.ParseDependency(w)
+		if err != nil {
+			return fmt.Errorf("world: %w", err)
+		}
+		world = append(world, dep)
+	}
+	// apk's solver sorts the world by name (apk_name_cmp_display) and
+	// writes it one dependency a line, ending with a newline even when
+	// it is empty.
+	slices.SortStableFunc(world, func(a, b apk.Dependency) int { return apk.CompareNames(a.Name, b.Name) })
+	var wb strings.Builder
+	for i, dep := range world {
+		if i > 0 {
+			wb.WriteByte('\n')
+		}
+		wb.WriteString(dep.String())
+	}
+	wb.WriteByte('\n')
 	steps := []func() error{
 		func() error {
 			return encode("lib/apk/db/installed", func(w io.Writer) error { return db.WriteInstalled(w, pkgs) })
 		},
 		func() error {
-			return encode("lib/apk/db/scripts.tar", func(w io.Writer) error { return db.WriteScripts(w, db.ScriptsOf(pkgs, st.mtime)) })
+			return encode("lib/apk/db/scripts.tar", func(w io.Writer) error { return db.WriteScripts(w, db.ScriptsOf(order, st.mtime)) })
 		},
 		func() error {
-			return encode("lib/apk/db/triggers", func(w io.Writer) error { return db.WriteTriggers(w, db.TriggersOf(pkgs)) })
+			return encode("lib/apk/db/triggers", func(w io.Writer) error { return db.WriteTriggers(w, db.TriggersOf(order)) })
 		},
-		func() error { return write("etc/apk/world", lines(d.Manifest.World)) },
+		func() error { return write("etc/apk/world", []byte(wb.String())) },
 		func() error { return write("etc/apk/repositories", lines(d.Manifest.Repositories)) },
-	}
-	if d.Manifest.Arch != "" {
-		steps = append(steps, func() error { return write("etc/apk/arch", []byte(d.Manifest.Arch+"\n")) })
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {

@@ -133,7 +133,10 @@ type Package struct {
 	// Repository is the index tag it came from ("" or "@tag"), for the
 	// installed database's repository pinning.
 	Tag  string `json:"tag,omitempty"`
+	// Size and Arch are the index's S: and A:, which apk records in its
+	// database (the index's arch, not the package's noarch).
 	Size int64  `json:"size"`
+	Arch string `json:"arch,omitempty"`
 }
 
 // Format is the manifest format version.

@@ -347,8 +347,10 @@ func checkFileName(s string) error {
 // apk writes packages sorted as SortInstalled sorts them.
 func WriteInstalled(w io.Writer, pkgs []*Installed) error {
 	bw := bufio.NewWriter(w)
+	var carry string
 	for _, p := range pkgs {
-		if err := WriteInstalledEntry(bw, p); err != nil {
+		var err error
+		if carry, err = writeEntry(bw, p, carry); err != nil {
 			return err
 		}
 	}
@@ -359,35 +361,54 @@ func WriteInstalled(w io.Writer, pkgs []*Installed) error {
 }
 
 // WriteInstalledEntry writes one package's stanza of lib/apk/db/installed,
-// with the blank line that ends it, as apk_db_write_fdb does.
+// with the blank line that ends it, as apk_db_write_fdb does for a
+// package written first.
 func WriteInstalledEntry(w io.Writer, in *Installed) error {
+	_, err := writeEntry(w, in, "")
+	return err
+}
+
+// writeEntry writes one stanza as apk_db_write_fdb does, quirk included:
+// apk gathers a package's r:, q:, s: and f: lines in a buffer that it
+// writes out only with the package's first F: line. A package that owns
+// no directory (a meta package) leaves them in the buffer, and they come
+// out after the next package's index header, as its own; after the last
+// package they are lost. carry is what the previous package left; the
+// result is what this one leaves.
+func writeEntry(w io.Writer, in *Installed, carry string) (string, error) {
 	if err := in.check(); err != nil {
-		return fmt.Errorf("installed: %s: %w", &in.Package, err)
+		return "", fmt.Errorf("installed: %s: %w", &in.Package, err)
 	}
 	var b strings.Builder
 	if err := apk.WriteIndexHeader(&b, &in.Package); err != nil {
-		return err
+		return "", err
 	}
+	var pending strings.Builder
+	pending.WriteString(carry)
 	if len(in.Package.Replaces) > 0 {
-		b.WriteString("r:" + apk.FormatDependencies(in.Package.Replaces) + "\n")
+		pending.WriteString("r:" + apk.FormatDependencies(in.Package.Replaces) + "\n")
 	}
 	if in.Package.ReplacesPriority != 0 {
-		b.WriteString("q:" + strconv.Itoa(in.Package.ReplacesPriority) + "\n")
+		pending.WriteString("q:" + strconv.Itoa(in.Package.ReplacesPriority) + "\n")
 	}
 	if in.RepositoryTag != "" {
-		b.WriteString("s:" + in.RepositoryTag + "\n")
+		pending.WriteString("s:" + in.RepositoryTag + "\n")
 	}
 	if in.BrokenFiles || in.BrokenScript || in.BrokenXattr {
-		b.WriteString("f:")
+		pending.WriteString("f:")
 		for _, f := range []struct {
 			set bool
 			c   byte
 		}{{in.BrokenFiles, 'f'}, {in.BrokenScript, 's'}, {in.BrokenXattr, 'x'}} {
 			if f.set {
-				b.WriteByte(f.c)
+				pending.WriteByte(f.c)
 			}
 		}
-		b.WriteByte('\n')
+		pending.WriteByte('\n')
+	}
+	if len(in.Dirs) > 0 {
+		b.WriteString(pending.String())
+		pending.Reset()
 	}
 	for i := range in.Dirs {
 		d := &in.Dirs[i]
@@ -409,16 +430,16 @@ func WriteInstalledEntry(w io.Writer, in *Installed) error {
 		// Flush per directory: a package may own many files.
 		if b.Len() > 32<<10 {
 			if _, err := io.WriteString(w, b.String()); err != nil {
-				return fmt.Errorf("installed: %w", err)
+				return "", fmt.Errorf("installed: %w", err)
 			}
 			b.Reset()
 		}
 	}
 	b.WriteByte('\n')
 	if _, err := io.WriteString(w, b.String()); err != nil {
-		return fmt.Errorf("installed: %w", err)
+		return "", fmt.Errorf("installed: %w", err)
 	}
-	return nil
+	return pending.String(), nil
 }
 
 // check refuses what apk could not read back or what would change meaning.
@@ -495,10 +516,7 @@ func (in *Installed) check() error {
 // version. It returns -1, 0 or 1.
 func ComparePackages(a, b *apk.Package) int {
 	if a.Name != b.Name {
-		if c := compareFold(a.Name, b.Name); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Name, b.Name)
+		return apk.CompareNames(a.Name, b.Name)
 	}
 	switch version.Compare(a.Version, b.Version) {
 	case version.Less:
@@ -507,32 +525,6 @@ func ComparePackages(a, b *apk.Package) int {
 		return 1
 	}
 	return 0
-}
-
-func compareFold(a, b string) int {
-	for i := 0; i < len(a) && i < len(b); i++ {
-		ca, cb := lower(a[i]), lower(b[i])
-		if ca != cb {
-			if ca < cb {
-				return -1
-			}
-			return 1
-		}
-	}
-	switch {
-	case len(a) < len(b):
-		return -1
-	case len(a) > len(b):
-		return 1
-	}
-	return 0
-}
-
-func lower(c byte) byte {
-	if c >= 'A' && c <= 'Z' {
-		return c + 'a' - 'A'
-	}
-	return c
 }
 
 // SortInstalled sorts pkgs into the order apk writes lib/apk/db/installed

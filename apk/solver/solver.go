@@ -426,29 +426,7 @@ func sortWorld(w []worldDep) {
 }
 
 // nameLess is apk_name_cmp_display: case-insensitive, then bytewise.
-func nameLess(a, b string) bool {
-	if c := strcasecmp(a, b); c != 0 {
-		return c < 0
-	}
-	return a < b
-}
-
-func strcasecmp(a, b string) int {
-	for i := 0; i < len(a) && i < len(b); i++ {
-		ca, cb := lower(a[i]), lower(b[i])
-		if ca != cb {
-			return int(ca) - int(cb)
-		}
-	}
-	return len(a) - len(b)
-}
-
-func lower(c byte) byte {
-	if c >= 'A' && c <= 'Z' {
-		return c + 'a' - 'A'
-	}
-	return c
-}
+func nameLess(a, b string) bool { return apk.CompareNames(a, b) < 0 }
 
 // overlay extends the Solver's names and tags with those only the world
 // mentions, without touching the shared Solver.

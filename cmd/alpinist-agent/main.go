@@ -64,7 +64,7 @@ func build(disks map[string]string, args map[string]string) error {
 	report(proto.Message{Type: proto.TypePhase, Phase: "install", Text: fmt.Sprintf("%d packages", len(d.Manifest.Packages))})
 	switch d.Manifest.Installer {
 	case "":
-		inst := &install.Installer{Root: target, Log: os.Stdout, MountSpecial: true,
+		inst := &install.Installer{Root: target, Log: os.Stdout,
 			Phase: func(what string) { report(proto.Message{Type: proto.TypeLog, Text: "installing " + what}) }}
 		if err := inst.Install(d); err != nil {
 			return err

@@ -41,6 +41,9 @@ func Tarball(t testing.TB) string {
 			return p
 		}
 	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("Alpine minirootfs not found: CI has ../shared/fixtures/alpine/%s", fixture)
+	}
 	t.Skipf("Alpine minirootfs not found: set ALPINIST_MINIROOTFS or provide ../shared/fixtures/alpine/%s", fixture)
 	return ""
 }
@@ -84,6 +87,63 @@ func Dir(t testing.TB) string {
 		t.Fatalf("minirootfs: %v", extractErr)
 	}
 	return extracted
+}
+
+// Real returns the directory of Alpine's real fixtures
+// (../shared/fixtures/alpine-real above the module root: Alpine's own
+// packages, indexes, keys and minirootfs tarballs). A test fails without
+// it under CI, which always has it, and is skipped otherwise.
+func Real(t testing.TB) string {
+	t.Helper()
+	root, err := moduleRoot()
+	if err == nil {
+		p := filepath.Join(root, "..", "shared", "fixtures", "alpine-real")
+		if _, err = os.Stat(filepath.Join(p, "README.md")); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("Alpine's real fixtures are missing (CI always has ../shared/fixtures/alpine-real): %v", err)
+	}
+	t.Skipf("Alpine's real fixtures not found (../shared/fixtures/alpine-real): %v", err)
+	return ""
+}
+
+var (
+	realMu   sync.Mutex
+	realDirs = map[string]string{}
+)
+
+// RealDir returns Alpine's real minirootfs of version and arch
+// ("3.19.4", "x86_64") from the real fixtures, extracted once into the
+// user cache. Tests must not modify it.
+func RealDir(t testing.TB, version, arch string) string {
+	t.Helper()
+	tarball := filepath.Join(Real(t), "minirootfs", "alpine-minirootfs-"+version+"-"+arch+".tar.gz")
+	realMu.Lock()
+	defer realMu.Unlock()
+	if d, ok := realDirs[tarball]; ok {
+		return d
+	}
+	d, err := extract(tarball)
+	if err != nil {
+		t.Fatalf("minirootfs: %v", err)
+	}
+	realDirs[tarball] = d
+	return d
+}
+
+// HostApk runs the real x86_64 apk of the minirootfs mini on the host
+// through its own loader (not in a chroot of mini): paths in args are the
+// host's, so `add --root DIR --initdb` installs into DIR and runs the
+// packages' scripts in a chroot of DIR, exactly as Alpine does. It returns
+// the combined output. CanChroot must have been called.
+func HostApk(mini string, args ...string) (string, error) {
+	cmd := exec.Command(filepath.Join(mini, "lib", "ld-musl-x86_64.so.1"),
+		append([]string{"--library-path", filepath.Join(mini, "lib") + ":" + filepath.Join(mini, "usr", "lib"), filepath.Join(mini, "sbin", "apk")}, args...)...)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C"}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 func extract(tarball string) (string, error) {
@@ -134,6 +194,9 @@ func CanChroot(t testing.TB) {
 		t.Skipf("the minirootfs's apk is x86_64 Linux; host is %s/%s", runtime.GOOS, runtime.GOARCH)
 	}
 	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("running the real apk-tools needs chroot, which needs root; CI runs as root")
+		}
 		t.Skip("running the real apk-tools needs chroot, which needs root")
 	}
 }

@@ -1,0 +1,231 @@
+package install
+
+import (
+	"cmp"
+	"encoding/binary"
+	"math/bits"
+	"path"
+	"slices"
+	"strings"
+)
+
+// protectMode is apk's protection of a directory's files against
+// overwriting local changes (enum apk_protect_mode).
+type protectMode int
+
+const (
+	protectNone protectMode = iota
+	protectIgnore
+	protectChanged
+	protectSymlinksOnly
+	protectAll
+)
+
+// protectedPath is one line of apk's protected paths ("+etc"): a
+// pattern relative to the directory that holds the list.
+type protectedPath struct {
+	pattern string
+	mode    protectMode
+}
+
+// defaultProtected is apk-tools 2.14's built-in list. apk reads
+// etc/apk/protected_paths.d when it opens the database, before a fresh
+// root has any: the built-in list is all an initial install sees.
+var defaultProtected = []protectedPath{{"etc", protectAll}, {"etc/init.d", protectSymlinksOnly}, {"etc/apk", protectNone}}
+
+// none is apk_protect_mode_none.
+func (m protectMode) none() bool { return m == protectNone || m == protectIgnore }
+
+// dirState is apk's struct apk_db_dir: one directory of the database,
+// with the owner and mode its packages agree on.
+type dirState struct {
+	name        string // "usr/bin"; "" is the root
+	uid, gid    int64  // unsigned in apk: noID until a package sets them
+	mode        uint32
+	created     bool
+	updatePerms bool
+	seen        bool
+	protect     protectMode
+	children    []protectedPath // patterns for the directory's children
+}
+
+const noID = 1<<32 - 1
+
+// dirGet is apk_db_dir_get: the directory's state, made (with its
+// parents, and its protection worked out from theirs) on first use. The
+// order directories are made in is kept: apk's hash of directories
+// iterates in an order that depends on it.
+func (st *state) dirGet(name string) *dirState {
+	name = strings.TrimSuffix(name, "/")
+	if d, ok := st.dirs[name]; ok {
+		return d
+	}
+	d := &dirState{name: name, uid: noID, gid: noID}
+	st.dirs[name] = d
+	st.dirOrder = append(st.dirOrder, name)
+	if name == "" {
+		return d
+	}
+	var ppaths []protectedPath
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		parent := st.dirGet(name[:i])
+		d.protect = parent.protect
+		ppaths = parent.children
+	} else {
+		st.dirGet("")
+		ppaths = defaultProtected
+	}
+	rel := path.Base(name)
+	for _, pp := range ppaths {
+		if first, rest, ok := strings.Cut(pp.pattern, "/"); ok {
+			if m, _ := path.Match(first, rel); m {
+				d.children = append(d.children, protectedPath{rest, pp.mode})
+			}
+			continue
+		}
+		if m, _ := path.Match(pp.pattern, rel); m {
+			d.protect = pp.mode
+		}
+	}
+	return d
+}
+
+// prepare is apk_db_dir_prepare: on a package's first entry for the
+// directory, make it (with the entry's exact mode) when it is missing,
+// and allow its permissions to be updated at the end when apk made it or
+// found it as the database says it should be.
+func (st *state) prepare(d *dirState, mode uint32) error {
+	if d.name == "" || d.created {
+		return nil
+	}
+	s, err := st.root.Lstat(d.name)
+	switch {
+	case err == nil:
+		d.created = true
+		d.updatePerms = d.updatePerms || (s.Mode&0o7777 == d.mode&0o7777 && int64(s.Uid) == d.uid && int64(s.Gid) == d.gid)
+	case mode != 0:
+		if err := st.root.Mkdir(d.name, mode, 0, 0); err != nil {
+			return err
+		}
+		d.created = true
+		d.updatePerms = true
+	}
+	return nil
+}
+
+// apply is apk_db_dir_apply_diri_permissions: of the packages owning a
+// directory, the lowest owner wins; packages of the same owner agree on
+// the bits they all give.
+func (d *dirState) apply(uid, gid int, mode uint32) {
+	u, g := int64(uid), int64(gid)
+	if u < d.uid || (u == d.uid && g < d.gid) {
+		d.uid, d.gid, d.mode = u, g, mode
+	} else if u == d.uid && g == d.gid {
+		d.mode &= mode
+	}
+}
+
+// updatePermissions is apk_db_update_directory_permissions, run once all
+// packages are in: each directory apk may update gets the owner and mode
+// its packages agree on.
+func (st *state) updatePermissions() error {
+	for _, pk := range st.pkgs {
+		for _, di := range pk.dirs {
+			d := di.dir
+			if !d.updatePerms {
+				continue
+			}
+			if !d.seen {
+				d.seen = true
+				d.mode, d.uid, d.gid = 0, noID, noID
+			}
+			d.apply(di.uid, di.gid, di.mode)
+		}
+	}
+	for _, name := range st.hashOrder() {
+		d := st.dirs[name]
+		if !d.updatePerms || d.name == "" {
+			continue
+		}
+		d.seen = false
+		s, err := st.root.Lstat(d.name)
+		if err != nil || s.Mode&0o7777 != d.mode&0o7777 {
+			if err := st.root.Chmod(d.name, d.mode); err != nil {
+				return err
+			}
+		}
+		if err != nil || int64(s.Uid) != d.uid || int64(s.Gid) != d.gid {
+			if err := st.root.Chown(d.name, int(d.uid), int(d.gid)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// hashOrder is the order apk_hash_foreach visits the database's
+// directories in: by bucket (murmur3 of the name, seed 5381, modulo
+// 20000 buckets), the latest inserted first within a bucket.
+func (st *state) hashOrder() []string {
+	const buckets = 20000
+	type item struct {
+		bucket uint32
+		seq    int
+		name   string
+	}
+	items := make([]item, 0, len(st.dirOrder))
+	for i, n := range st.dirOrder {
+		items = append(items, item{murmur3([]byte(n), 5381) % buckets, i, n})
+	}
+	slices.SortFunc(items, func(a, b item) int {
+		if a.bucket != b.bucket {
+			return cmp.Compare(a.bucket, b.bucket)
+		}
+		return cmp.Compare(b.seq, a.seq)
+	})
+	out := make([]string, len(items))
+	for i, it := range items {
+		out[i] = it.name
+	}
+	return out
+}
+
+// murmur3 is apk's murmur3_32 (blob.c), reading 32-bit blocks in the
+// machine's own byte order as apk does (the agent runs on the target's
+// CPU, so its order is apk's).
+func murmur3(key []byte, seed uint32) uint32 {
+	const c1, c2 = 0xcc9e2d51, 0x1b873593
+	h := seed
+	n := len(key) / 4
+	for i := 0; i < n; i++ {
+		k := binary.NativeEndian.Uint32(key[4*i:])
+		k *= c1
+		k = bits.RotateLeft32(k, 15)
+		k *= c2
+		h ^= k
+		h = bits.RotateLeft32(h, 13)*5 + 0xe6546b64
+	}
+	tail := key[4*n:]
+	var k uint32
+	switch len(tail) {
+	case 3:
+		k ^= uint32(tail[2]) << 16
+		fallthrough
+	case 2:
+		k ^= uint32(tail[1]) << 8
+		fallthrough
+	case 1:
+		k ^= uint32(tail[0])
+		k *= c1
+		k = bits.RotateLeft32(k, 15)
+		k *= c2
+		h ^= k
+	}
+	h ^= uint32(len(key))
+	h ^= h >> 16
+	h *= 0x85ebca6b
+	h ^= h >> 13
+	h *= 0xc2b2ae35
+	h ^= h >> 16
+	return h
+}
