@@ -132,7 +132,7 @@ type Package struct {
 	Checksum string `json:"checksum"` // Q1..., as in the index
 	// Repository is the index tag it came from ("" or "@tag"), for the
 	// installed database's repository pinning.
-	Tag  string `json:"tag,omitempty"`
+	Tag string `json:"tag,omitempty"`
 	// Size and Arch are the index's S: and A:, which apk records in its
 	// database (the index's arch, not the package's noarch).
 	Size int64  `json:"size"`
