@@ -304,3 +304,17 @@ func typeLetter(t byte) string {
 	}
 	return string(t) + ":"
 }
+
+// TestPKGINFOFolded: abuild 3.7 (Alpine 3.13) folded a long license onto a
+// tab-indented line. apk skips that line, as it skips every line that is
+// not "key = value", and so does the index: L: is the first line alone.
+func TestPKGINFOFolded(t *testing.T) {
+	in := "pkgname = libblkid\npkgver = 2.36.1-r1\nlicense = GPL-3.0-or-later AND\n\tLGPL-2.1-or-later AND BSD-3-Clause\nnot a field\narch = aarch64\n"
+	p, err := ParsePKGINFO(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.License != "GPL-3.0-or-later AND" || p.Arch != "aarch64" {
+		t.Errorf("license %q arch %q", p.License, p.Arch)
+	}
+}

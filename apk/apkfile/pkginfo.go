@@ -38,10 +38,10 @@ var pkginfoFields = map[string]byte{
 // license, arch, depend, install_if, provides, origin, maintainer,
 // builddate, commit, provider_priority) and those its database reads on
 // install (replaces, replaces_priority, triggers), plus datahash. Lists may
-// be split over several lines. Unknown keys (packager, future ones) are
-// skipped as apk skips them; a line that is not "key = value", a value that
-// does not parse, or a missing pkgname or pkgver is an error naming the
-// line. Size and Checksum are not in .PKGINFO and stay unset.
+// be split over several lines. Unknown keys (packager, future ones) and
+// lines that are not "key = value" are skipped as apk skips them; a value
+// that does not parse, or a missing pkgname or pkgver, is an error naming
+// the line. Size and Checksum are not in .PKGINFO and stay unset.
 func ParsePKGINFO(r io.Reader) (*apk.Package, error) {
 	p := &apk.Package{}
 	sc := bufio.NewScanner(r)
@@ -55,7 +55,10 @@ func ParsePKGINFO(r io.Reader) (*apk.Package, error) {
 		}
 		k, v, ok := bytes.Cut(l, []byte(" = "))
 		if !ok {
-			return nil, fmt.Errorf(".PKGINFO: line %d: %q is not \"key = value\"", line, truncate(string(l)))
+			// apk skips a line that is not "key = value" (read_info_line):
+			// abuild 3.7 folded long licenses onto a tab-indented second
+			// line, which apk (and so the index) never reads.
+			continue
 		}
 		key, value := string(k), string(v)
 		if err := setPKGINFO(p, key, value); err != nil {
