@@ -99,7 +99,7 @@ func build(t testing.TB, k *sign.Key, alg sign.Algorithm) ([]byte, *apk.Package)
 
 func TestRoundTrip(t *testing.T) {
 	ka, _ := testKeys(t)
-	for _, alg := range []sign.Algorithm{sign.RSA, sign.RSA256} {
+	for _, alg := range []sign.Algorithm{sign.RSA, sign.RSA256, sign.RSA512} {
 		t.Run(alg.String(), func(t *testing.T) {
 			data, m := build(t, ka, alg)
 			if m.Size != int64(len(data)) || len(m.Checksum) != 20 || len(m.DataHash) != 64 {

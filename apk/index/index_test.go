@@ -40,7 +40,7 @@ func deps(s string) []apk.Dependency {
 }
 
 // testPackages writes three packages to dir and returns their metadata.
-func testPackages(t testing.TB, dir string, k *sign.Key) []*apk.Package {
+func testPackages(t testing.TB, dir string, k *sign.Key, alg ...sign.Algorithm) []*apk.Package {
 	t.Helper()
 	const bt = 1704067200
 	type pkg struct {
@@ -73,7 +73,11 @@ func testPackages(t testing.TB, dir string, k *sign.Key) []*apk.Package {
 	}
 	var out []*apk.Package
 	for _, p := range pkgs {
-		m, _, err := apkfile.WriteFile(dir, &p.meta, p.scripts, p.ents, apkfile.WriteOptions{Key: k})
+		opts := apkfile.WriteOptions{Key: k}
+		if len(alg) > 0 {
+			opts.Alg = alg[0]
+		}
+		m, _, err := apkfile.WriteFile(dir, &p.meta, p.scripts, p.ents, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -86,7 +90,7 @@ func TestRoundTrip(t *testing.T) {
 	k := genKey(t, "idx")
 	pkgs := testPackages(t, t.TempDir(), k)
 	Sort(pkgs)
-	for _, alg := range []sign.Algorithm{sign.RSA, sign.RSA256} {
+	for _, alg := range []sign.Algorithm{sign.RSA, sign.RSA256, sign.RSA512} {
 		var b bytes.Buffer
 		if err := Write(&b, "test repo", pkgs, WriteOptions{Key: k, Alg: alg, Mtime: time.Unix(1704067200, 0)}); err != nil {
 			t.Fatal(err)
@@ -145,18 +149,26 @@ func TestRoundTrip(t *testing.T) {
 }
 
 // TestRealApk has the real apk-tools 2.14 of Alpine's minirootfs install
-// a repository written by apkfile and index, with signatures checked.
+// a repository written by apkfile and index, with signatures checked:
+// packages and index signed as .SIGN.RSA. (SHA-1), .SIGN.RSA256. and
+// .SIGN.RSA512., each accepted by apk (and refused without the key).
 func TestRealApk(t *testing.T) {
 	minirootfs.CanChroot(t)
+	for _, alg := range []sign.Algorithm{sign.RSA, sign.RSA256, sign.RSA512} {
+		t.Run(alg.String(), func(t *testing.T) { realApk(t, alg) })
+	}
+}
+
+func realApk(t *testing.T, alg sign.Algorithm) {
 	root := minirootfs.Copy(t)
 	k := genKey(t, "alpinist-compat")
 	repo := filepath.Join(root, "repo", "x86_64")
 	if err := os.MkdirAll(repo, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	pkgs := testPackages(t, repo, k)
+	pkgs := testPackages(t, repo, k, alg)
 	Sort(pkgs)
-	if err := WriteFile(filepath.Join(repo, FileName), "compat", pkgs, WriteOptions{Key: k, Mtime: time.Unix(1704067200, 0)}); err != nil {
+	if err := WriteFile(filepath.Join(repo, FileName), "compat", pkgs, WriteOptions{Key: k, Alg: alg, Mtime: time.Unix(1704067200, 0)}); err != nil {
 		t.Fatal(err)
 	}
 	keys := filepath.Join(root, "testkeys")
