@@ -74,6 +74,26 @@ type DiskVM struct {
 	// Monitor multiplexes QEMU's monitor on the console (Ctrl-A C), and
 	// Ctrl-A X quits: for an interactive terminal.
 	Monitor bool
+	// Forwards are TCP ports of the host's loopback forwarded to the
+	// guest through its network card (QEMU's user-mode networking, which
+	// every disk VM gets: a DHCP server at 10.0.2.2, the host's network
+	// behind NAT).
+	Forwards []Forward
+}
+
+// Forward is a TCP port forwarded from 127.0.0.1:Host to the guest's
+// Guest port.
+type Forward struct{ Host, Guest int }
+
+// ParseForward reads "HOST:GUEST" ("2222:22"), two TCP ports.
+func ParseForward(s string) (Forward, error) {
+	h, g, ok := strings.Cut(s, ":")
+	hp, herr := strconv.Atoi(h)
+	gp, gerr := strconv.Atoi(g)
+	if !ok || herr != nil || gerr != nil || hp < 1 || hp > 65535 || gp < 1 || gp > 65535 {
+		return Forward{}, fmt.Errorf("forward %q: want HOST:GUEST, two TCP ports such as 2222:22", s)
+	}
+	return Forward{hp, gp}, nil
 }
 
 // Args is QEMU's command line for a disk VM: the serial console on
@@ -108,7 +128,12 @@ func (v *DiskVM) Args() ([]string, error) {
 	if v.Snapshot {
 		drive += ",snapshot=on"
 	}
-	return append(a, "-drive", drive, "-device", p.blockDevice()+",drive=disk"), nil
+	netdev := "user,id=net0"
+	for _, f := range v.Forwards {
+		netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", f.Host, f.Guest)
+	}
+	return append(a, "-drive", drive, "-device", p.blockDevice()+",drive=disk",
+		"-netdev", netdev, "-device", p.netDevice()+",netdev=net0"), nil
 }
 
 // RunUntil runs QEMU (bin with args), copying its console to out, until

@@ -160,6 +160,16 @@ func (p Profile) blockDevice() string {
 	return "virtio-blk-pci"
 }
 
+func (p Profile) netDevice() string {
+	switch p.Transport {
+	case "mmio":
+		return "virtio-net-device"
+	case "ccw":
+		return "virtio-net-ccw"
+	}
+	return "virtio-net-pci"
+}
+
 // Find looks the profile's QEMU binary up in PATH, and says what to
 // install when it is missing.
 func (p *Profile) Find() (string, error) {

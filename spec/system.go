@@ -133,6 +133,42 @@ func (p *parser) timezone(v *yaml.Node, s *Spec) {
 	}
 }
 
+// DefaultServices are the OpenRC services a bootable Alpine gets from
+// setup-alpine (with setup-disk and the installer image's runlevels),
+// which a spec with a disk gets too, each when an installed package
+// provides it. A spec's services add to them; "-NAME" leaves one out.
+var DefaultServices = map[string][]string{
+	"sysinit":  {"devfs", "dmesg", "mdev", "hwdrivers"},
+	"boot":     {"modules", "sysctl", "hostname", "bootmisc", "syslog", "networking"},
+	"shutdown": {"mount-ro", "killprocs", "savecache"},
+}
+
+// ServicesFor splits the services to enable into those the spec names
+// (an error when missing) and, with a disk, the defaults it does not
+// leave out (enabled when provided), by runlevel.
+func (s *Spec) ServicesFor() (named, defaults map[string][]string) {
+	named = map[string][]string{}
+	for level, names := range s.Services {
+		for _, n := range names {
+			if !strings.HasPrefix(n, "-") {
+				named[level] = append(named[level], n)
+			}
+		}
+	}
+	if s.Disk == nil {
+		return named, nil
+	}
+	defaults = map[string][]string{}
+	for level, names := range DefaultServices {
+		for _, n := range names {
+			if !slices.Contains(s.Services[level], "-"+n) && !slices.Contains(named[level], n) {
+				defaults[level] = append(defaults[level], n)
+			}
+		}
+	}
+	return named, defaults
+}
+
 // services reads {RUNLEVEL: [service, ...], ...}.
 func (p *parser) services(v *yaml.Node, s *Spec) {
 	if v.Kind != yaml.MappingNode {
@@ -153,8 +189,8 @@ func (p *parser) services(v *yaml.Node, s *Spec) {
 			name := p.scalar(n, "services."+level)
 			switch {
 			case name == "":
-			case !serviceRE.MatchString(name):
-				p.errorf(n, "services.%s: %q is not a service name (a file name in /etc/init.d)", level, name)
+			case !serviceRE.MatchString(strings.TrimPrefix(name, "-")):
+				p.errorf(n, "services.%s: %q is not a service name (a file name in /etc/init.d), or -NAME to leave out a default one", level, name)
 			case slices.Contains(s.Services[level], name):
 				p.errorf(n, "services.%s: %s listed twice", level, name)
 			default:

@@ -16,7 +16,8 @@ import (
 // adduser -D do, editing /etc/group, /etc/passwd and /etc/shadow in Go
 // (so it works whatever tools the target has): ids from 1000 up, a group
 // named after each user unless one is given, GECOS "Linux User,,,", the
-// password locked ("!") unless a hash is given, the home directory made
+// password locked ("!", or "*" for a user with SSH keys, whom OpenSSH
+// would refuse with "!") unless a hash is given, the home directory made
 // from /etc/skel and owned by the user; then SSH authorized_keys.
 //
 // root exists already: a users entry for it sets its password, shell
@@ -92,9 +93,16 @@ func accounts(target string, cfg pkgdisk.Config, epoch int64) error {
 				g[3] += "," + u.Name
 			}
 		}
+		// "!" is adduser -D's locked password; OpenSSH (built without
+		// PAM, as Alpine's) refuses every login to an account whose
+		// password starts with "!", keys too. A user given keys and no
+		// password gets "*": no password matches it, and keys work.
 		pw := "!"
-		if u.Password != "" {
+		switch {
+		case u.Password != "":
 			pw = u.Password
+		case len(u.AuthorizedKeys) > 0:
+			pw = "*"
 		}
 		db.passwd = append(db.passwd, []string{u.Name, "x", strconv.Itoa(uid), strconv.Itoa(gid), "Linux User,,,", u.Home, u.Shell})
 		db.shadow = append(db.shadow, []string{u.Name, pw, strconv.FormatInt(epoch/86400, 10), "0", "99999", "7", "", "", ""})

@@ -55,7 +55,7 @@ func Apply(target string, cfg pkgdisk.Config, trees Trees, epoch int64, mount bo
 	if err := files(r, cfg.Files, trees, epoch); err != nil {
 		return err
 	}
-	if err := services(r, cfg.Services, epoch); err != nil {
+	if err := services(r, cfg.Services, cfg.DefaultServices, epoch, log); err != nil {
 		return err
 	}
 	if len(cfg.Run) > 0 {
@@ -108,13 +108,21 @@ func grubEFI(target string, r *fsroot.Root, e pkgdisk.EFI, epoch int64, mount bo
 	return install.Chroot(target, mount, epoch, log, "grub-mkimage", argv...)
 }
 
-// hostname writes /etc/hostname and an /etc/hosts naming the host on the
-// loopback addresses, as Alpine's setup-hostname leaves them.
+// hostname writes /etc/hostname as setup-hostname does and /etc/hosts as
+// setup-alpine leaves it: the loopback line names the host in full and
+// by its short name ("127.0.0.1\tweb-1.example.org web-1
+// localhost.localdomain localhost"; a name without a domain once, where
+// setup-alpine would make up "my.domain"), the ::1 line is
+// alpine-baselayout's.
 func hostname(r *fsroot.Root, name string, epoch int64) error {
 	if err := writeText(r, "etc/hostname", name+"\n", epoch); err != nil {
 		return fmt.Errorf("hostname: %w", err)
 	}
-	hosts := "127.0.0.1\t" + name + " localhost localhost.localdomain\n::1\t\t" + name + " localhost localhost.localdomain\n"
+	names := name
+	if short, _, ok := strings.Cut(name, "."); ok {
+		names += " " + short
+	}
+	hosts := "127.0.0.1\t" + names + " localhost.localdomain localhost\n::1\t\tlocalhost localhost.localdomain\n"
 	if err := writeText(r, "etc/hosts", hosts, epoch); err != nil {
 		return fmt.Errorf("hostname: %w", err)
 	}

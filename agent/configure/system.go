@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"net/netip"
@@ -44,19 +45,36 @@ func timezone(r *fsroot.Root, zone string, epoch int64) error {
 }
 
 // services adds each service to its runlevel as rc-update add does: a
-// symlink /etc/runlevels/LEVEL/NAME -> /etc/init.d/NAME. A service no
-// installed package (or file of the spec) provides is an error.
-func services(r *fsroot.Root, svc map[string][]string, epoch int64) error {
+// symlink /etc/runlevels/LEVEL/NAME -> /etc/init.d/NAME. A service of svc
+// that no installed package (or file of the spec) provides is an error;
+// one of defaults is left out then, and logged.
+func services(r *fsroot.Root, svc, defaults map[string][]string, epoch int64, log io.Writer) error {
 	for _, level := range slices.Sorted(maps.Keys(svc)) {
 		if !slices.Contains(runlevels, level) {
 			return fmt.Errorf("services: unknown runlevel %q", level)
 		}
 	}
 	for _, level := range runlevels {
-		for _, name := range svc[level] {
+		type want struct {
+			name     string
+			required bool
+		}
+		var all []want
+		for _, n := range defaults[level] {
+			all = append(all, want{n, false})
+		}
+		for _, n := range svc[level] {
+			all = append(all, want{n, true})
+		}
+		for _, w := range all {
+			name := w.name
 			script := "/etc/init.d/" + name
 			st, err := r.Lstat(script)
 			if err != nil || st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				if !w.required {
+					fmt.Fprintf(log, "services: %s: %s is not installed, not enabled\n", level, name)
+					continue
+				}
 				return fmt.Errorf("services: %s: %s: no %s in the target; %s", level, name, script, available(r))
 			}
 			dir := "etc/runlevels/" + level

@@ -54,6 +54,9 @@ type Config struct {
 	Files []File `json:"files,omitempty"`
 	// Services maps runlevels to the services to add to them.
 	Services map[string][]string `json:"services,omitempty"`
+	// DefaultServices are added too, each only when the target has it
+	// (a bootable system's setup-alpine services).
+	DefaultServices map[string][]string `json:"default_services,omitempty"`
 	// Network, when set, replaces /etc/network/interfaces (and
 	// /etc/resolv.conf when it names DNS servers).
 	Network *Network `json:"network,omitempty"`

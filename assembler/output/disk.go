@@ -133,14 +133,23 @@ func (s *Set) diskImage(a Arch) (string, error) {
 	// for BIOS.
 	initrd := info.initrd
 	var extra []tarFile
-	fstab := "# /etc/fstab, written by alpinist for the disk image\n" +
-		"UUID=" + rootUUID + "\t/\text4\trw,relatime\t0 1\n"
+	// /etc/fstab as setup-disk writes it: the file systems by UUID, then
+	// its cdrom, usbdisk and tmpfs lines.
+	fstab := "UUID=" + rootUUID + "\t/\text4\trw,relatime 0 1\n"
 	if sep {
-		fstab += "UUID=" + bootUUID + "\t/" + bootDir + "\text4\trw,relatime\t0 2\n"
+		fstab += "UUID=" + bootUUID + "\t/" + bootDir + "\text4\trw,relatime 0 2\n"
 	}
 	if uefi {
-		fstab += "UUID=" + espUUID + "\t" + ESPMount + "\tvfat\trw,relatime,fmask=0133,dmask=0022\t0 2\n"
+		// Checked at boot (pass 2) when the system has fsck.vfat.
+		pass := "0"
+		if info.fsckVfat {
+			pass = "2"
+		}
+		fstab += "UUID=" + espUUID + "\t" + ESPMount + "\tvfat\trw,relatime,fmask=0133,dmask=0022 0 " + pass + "\n"
 	}
+	fstab += "/dev/cdrom\t/media/cdrom\tiso9660\tnoauto,ro 0 0\n" +
+		"/dev/usbdisk\t/media/usb\tvfat\tnoauto\t0 0\n" +
+		"tmpfs\t/tmp\ttmpfs\tnosuid,nodev\t0\t0\n"
 	extra = append(extra, tarFile{"etc/fstab", []byte(fstab), 0o644})
 	if initrd == "" {
 		kit, err := initramfs.KitFromTar(a.Tar, work, initramfs.BootModules)
@@ -446,6 +455,7 @@ type bootInfo struct {
 	extlinuxPath   string
 	mbrCode        map[string][]byte
 	updateExtlinux []byte // etc/update-extlinux.conf (nil: none)
+	fsckVfat       bool   // the system can check a FAT file system (dosfstools)
 }
 
 // scanBoot reads the rootfs tar for the kernel, its initramfs, the ESP's
@@ -471,6 +481,9 @@ func scanBoot(tarPath string) (*bootInfo, error) {
 			return nil, fmt.Errorf("rootfs tar: %w", err)
 		}
 		name := strings.TrimPrefix(hd.Name, "./")
+		if name == "sbin/fsck.vfat" || name == "usr/sbin/fsck.vfat" {
+			info.fsckVfat = true
+		}
 		switch {
 		case hd.Typeflag != tar.TypeReg:
 		case strings.HasPrefix(name, "boot/vmlinuz-"):

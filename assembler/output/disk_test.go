@@ -104,7 +104,7 @@ func TestDiskImageMBR(t *testing.T) {
 	rootUUID := disktest.Ext4UUID(t, root)
 	checkBIOS(t, raw, root, "mbr.bin", rootUUID, "/boot")
 	fstab, _ := exec.Command("debugfs", "-R", "cat /etc/fstab", root).Output()
-	if strings.Contains(string(fstab), "vfat") {
+	if strings.Contains(string(fstab), ESPMount) {
 		t.Errorf("a disk without an ESP mounts one:\n%s", fstab)
 	}
 }

@@ -211,7 +211,7 @@ func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 				console = io.MultiWriter(logFile, e.stderr)
 			}
 			runs[i].res, runs[i].err = build.Run(ctx, build.Options{
-				Name: sc.spec.Name, Arch: arch, OutDir: stage.dir, Entry: archs[i].entry, Indexes: archs[i].idx, World: sc.spec.World(arch),
+				Name: sc.spec.Name, Arch: arch, OutDir: stage.dir, Entry: archs[i].entry, Indexes: archs[i].idx, World: world(sc.spec, arch, archs[i].idx),
 				Client: sc.client, Keys: keys, SourceDateEpoch: epoch.Unix(), Accel: f.accel, Kernel: f.kernel, Modules: f.modules, Installer: sc.spec.Installer,
 				Config: specConfig(sc.spec, arch), Files: sc.spec.Files, MemoryMiB: f.memory, CPUs: f.cpus,
 				Console: console, Log: e.log, BootTimeout: f.bootTimeout, IdleTimeout: f.idle, NoCache: f.noCache,
@@ -344,7 +344,8 @@ func readKeys(p string, keys map[string][]byte) error {
 // for one architecture. A spec with a disk gets a getty on the serial
 // console and, unless it says otherwise, DHCP on eth0.
 func specConfig(s *spec.Spec, arch string) pkgdisk.Config {
-	c := pkgdisk.Config{Hostname: s.Hostname, Timezone: s.Timezone, Services: s.Services, Run: s.Run}
+	c := pkgdisk.Config{Hostname: s.Hostname, Timezone: s.Timezone, Run: s.Run}
+	c.Services, c.DefaultServices = s.ServicesFor()
 	for _, g := range s.Groups {
 		c.Groups = append(c.Groups, pkgdisk.Group{Name: g.Name, GID: g.GID})
 	}

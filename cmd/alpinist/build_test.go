@@ -415,7 +415,7 @@ func TestBuildConfig(t *testing.T) {
 	if h := hs["home/alice/.ssh/authorized_keys"]; h == nil || h.Mode != 0o600 || h.Uid != 1500 {
 		t.Errorf("authorized_keys: %+v", h)
 	}
-	if string(data["etc/hostname"]) != "builder.example\n" || !strings.Contains(string(data["etc/hosts"]), "127.0.0.1\tbuilder.example localhost") {
+	if string(data["etc/hostname"]) != "builder.example\n" || !strings.Contains(string(data["etc/hosts"]), "127.0.0.1\tbuilder.example builder localhost.localdomain localhost\n") {
 		t.Errorf("hostname %q hosts %q", data["etc/hostname"], data["etc/hosts"])
 	}
 	if h := hs["etc/runlevels/boot/"+testrepo.ServiceName]; h == nil || h.Typeflag != tar.TypeSymlink || h.Linkname != testrepo.ServiceScript {

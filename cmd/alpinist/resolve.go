@@ -175,16 +175,44 @@ func resolveArch(ctx context.Context, client *repo.Client, s *spec.Spec, specPat
 		if !ok {
 			return nil, lock.Arch{}, fmt.Errorf("%s: no entry for %s; run resolve --lock again", lockPath, arch)
 		}
-		if err := repo.CheckLock(la, s.World(arch), idx, client.Cache); err != nil {
+		if err := repo.CheckLock(la, world(s, arch, idx), idx, client.Cache); err != nil {
 			return nil, lock.Arch{}, fmt.Errorf("%s: %s: %w", lockPath, arch, err)
 		}
 		return idx, *la, nil
 	}
-	installs, err := solve(idx, s.World(arch))
+	installs, err := solve(idx, world(s, arch, idx))
 	if err != nil {
 		return nil, lock.Arch{}, fmt.Errorf("%s: %s: %w", specPath, arch, err)
 	}
-	return idx, repo.LockArch(arch, s.World(arch), idx, installs), nil
+	return idx, repo.LockArch(arch, world(s, arch, idx), idx, installs), nil
+}
+
+// world is the spec's world for arch (spec.World) with each boot loader
+// the disk adds pinned to the tagged repository that has it when no
+// untagged one does: a real Alpine set takes its kernel and boot
+// loaders from a kit repository named "@kit DIR", as apk would need
+// "syslinux@kit" to install it from there.
+func world(s *spec.Spec, arch string, idx []*repo.Index) []apk.Dependency {
+	w := s.World(arch)
+	if s.Disk == nil {
+		return w
+	}
+	has := func(x *repo.Index, name string) bool {
+		return slices.ContainsFunc(x.Packages, func(p *apk.Package) bool { return p.Name == name })
+	}
+	for _, name := range s.Disk.BootLoaders(arch) {
+		i := slices.IndexFunc(w, func(d apk.Dependency) bool { return d.Name == name })
+		if i < 0 || slices.ContainsFunc(s.Packages, func(d apk.Dependency) bool { return d.Name == name }) {
+			continue // named by the spec itself: as written
+		}
+		if slices.ContainsFunc(idx, func(x *repo.Index) bool { return x.Repository.Tag == "" && has(x, name) }) {
+			continue
+		}
+		if j := slices.IndexFunc(idx, func(x *repo.Index) bool { return has(x, name) }); j >= 0 {
+			w[i].Tag = idx[j].Repository.Tag
+		}
+	}
+	return w
 }
 
 // checkBootLoaders says clearly when the repositories lack a boot loader

@@ -24,6 +24,7 @@ type runFlags struct {
 	bios, uefi, persist bool
 	memory, cpus        int
 	timeout             time.Duration
+	forward             []string
 }
 
 func newRunCmd(e *env) *cobra.Command {
@@ -41,11 +42,18 @@ boot code and a bootable partition; --bios or --uefi chooses.
 Writes go to a temporary overlay: the image is left as it was, unless
 --persist. In a terminal, Ctrl-A X quits and Ctrl-A C is QEMU's monitor.
 
+The VM has a network card on QEMU's user-mode network: its DHCP gives
+eth0 10.0.2.15 and the host's network behind NAT. --forward HOST:GUEST
+forwards the host's 127.0.0.1:HOST to the guest's TCP port GUEST, to
+reach its services: with --forward 2222:22, log in over SSH with
+"ssh -p 2222 USER@127.0.0.1" (the key from the spec's users:).
+
 --until TEXT runs without a terminal: the console is copied to stdout,
 and run stops QEMU and succeeds when TEXT appears (such as "login:"),
 or fails after --timeout.`,
 		Example: `  alpinist run out/web-x86_64.qcow2
   alpinist run out/web-aarch64.qcow2 --memory 1024
+  alpinist run out/web-x86_64.qcow2 --forward 2222:22   # then: ssh -p 2222 alice@127.0.0.1
   alpinist run out/demo-x86_64.qcow2 --until "login:" --timeout 5m`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -62,6 +70,7 @@ or fails after --timeout.`,
 	fl.IntVar(&f.cpus, "cpus", 1, "CPUs")
 	fl.StringVar(&f.until, "until", "", "stop and succeed when the console shows `TEXT`")
 	fl.DurationVar(&f.timeout, "timeout", 10*time.Minute, "with --until: how long to wait")
+	fl.StringArrayVar(&f.forward, "forward", nil, "forward the host's 127.0.0.1:`HOST:GUEST` TCP port to the guest's (repeatable)")
 	return cmd
 }
 
@@ -107,6 +116,13 @@ func runImage(ctx context.Context, e *env, image string, f runFlags) error {
 		return err
 	}
 	v := &qemu.DiskVM{Profile: prof, Accel: accel, MemoryMiB: f.memory, CPUs: f.cpus, Image: abs, Format: format, Snapshot: !f.persist}
+	for _, s := range f.forward {
+		fw, err := qemu.ParseForward(s)
+		if err != nil {
+			return fmt.Errorf("--%w", err)
+		}
+		v.Forwards = append(v.Forwards, fw)
+	}
 	bios := f.bios
 	switch {
 	case f.bios && f.uefi:

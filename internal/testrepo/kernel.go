@@ -27,6 +27,9 @@ var KernelModules = []string{
 // OptionalKernelModules are carried when the kernel has them.
 var OptionalKernelModules = []string{
 	"virtio_rng", "overlay", "efivarfs", "9p", "9pnet_virtio", "sd_mod", "loop",
+	// vfat's default character sets (Debian: iocharset ascii, utf8), which
+	// mounting the EFI system partition needs.
+	"nls_ascii", "nls_utf8",
 }
 
 // maxModuleSize bounds the size of one .ko read into memory.
