@@ -52,6 +52,9 @@ check e2fsck e2fsprogs
 check fsck.fat dosfstools
 check mdir mtools
 check sfdisk fdisk
+# The real Alpine VM test logs in over SSH (cmd/alpinist).
+check ssh openssh-client
+check ssh-keygen openssh-client
 # UEFI firmware for the boot tests.
 check_file /usr/share/OVMF/OVMF_CODE.fd ovmf
 check_file /usr/share/AAVMF/AAVMF_CODE.fd qemu-efi-aarch64

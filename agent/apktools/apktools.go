@@ -1,9 +1,11 @@
 // Package apktools installs a package disk with Alpine's real apk-tools
 // (the `installer: apk-tools` fidelity mode): the disk's tools tarball (an
 // Alpine minirootfs, whose sbin/apk runs in a chroot of it) is unpacked,
-// the verified packages and trusted keys are put beside it, the target is
-// bind-mounted into it, and `apk --root /target --initdb add` installs
-// the packages, running their scripts and triggers itself.
+// the verified packages go beside it as local repositories (one per
+// repository tag, indexed with the host's index entries) with the trusted
+// keys, the target is bind-mounted into it, and `apk --root /target
+// --initdb add WORLD...` solves and installs the packages, running their
+// scripts and triggers itself, as it does on an Alpine host.
 package apktools
 
 import (
@@ -17,13 +19,26 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/alpinist/alpinist/internal/rootfstar"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/alpinist/alpinist/agent/pkgdisk"
+	"github.com/alpinist/alpinist/apk"
+	"github.com/alpinist/alpinist/apk/apkfile"
+	"github.com/alpinist/alpinist/apk/index"
+	"github.com/alpinist/alpinist/apk/sign"
 )
+
+// repoName is the directory of a tag's local repository.
+func repoName(tag string) string {
+	if tag == "" {
+		return "main"
+	}
+	return "tag-" + tag
+}
 
 // Install installs the disk's packages into target using the apk of the
 // tools tarball, unpacked into tools (a scratch directory).
@@ -51,8 +66,21 @@ func Install(d *pkgdisk.Reader, target, tools string, log io.Writer) (err error)
 			return err
 		}
 	}
-	var args []string
-	for i := 0; ; i++ {
+	// A repository for apk per repository tag (REPO/ARCH/NAME-VER.apk
+	// and an index with the index's entries: its arch and size, which
+	// apk records), so that apk solves the world itself, pins tagged
+	// packages and writes its own world. The host verified the packages;
+	// the index is unsigned (--allow-untrusted), the packages' own
+	// signatures are checked against the keys.
+	kr := sign.NewKeyring()
+	for name, pem := range d.Keys {
+		if err := kr.AddPEM(name, pem); err != nil {
+			return err
+		}
+	}
+	byTag := map[string][]*apk.Package{}
+	var tags []string
+	for {
 		p, r, err := d.Next()
 		if err == io.EOF {
 			break
@@ -60,16 +88,46 @@ func Install(d *pkgdisk.Reader, target, tools string, log io.Writer) (err error)
 		if err != nil {
 			return err
 		}
-		name := fmt.Sprintf("%04d-%s-%s.apk", i, p.Name, p.Version)
-		f, err := os.Create(filepath.Join(tools, "pkgs", name))
+		tag := strings.TrimPrefix(p.Tag, "@")
+		dir := filepath.Join(tools, "repo", repoName(tag), d.Manifest.Arch)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		f, err := os.Create(filepath.Join(dir, p.Name+"-"+p.Version+".apk"))
 		if err != nil {
 			return err
 		}
-		_, err = io.Copy(f, r)
+		pk, err := apkfile.Read(io.TeeReader(r, f), apkfile.ReadOptions{Keys: kr})
+		if err == nil {
+			_, err = io.Copy(f, r)
+		}
 		if err = errors.Join(err, f.Close()); err != nil {
+			return fmt.Errorf("apk-tools installer: %s-%s: %w", p.Name, p.Version, err)
+		}
+		info := *pk.Info
+		info.Size = p.Size
+		if p.Arch != "" {
+			info.Arch = p.Arch
+		}
+		if _, ok := byTag[tag]; !ok {
+			tags = append(tags, tag)
+		}
+		byTag[tag] = append(byTag[tag], &info)
+	}
+	var repoArgs []string
+	for _, tag := range tags {
+		pkgs := byTag[tag]
+		index.Sort(pkgs)
+		dir := filepath.Join(tools, "repo", repoName(tag))
+		if err := index.WriteFile(filepath.Join(dir, d.Manifest.Arch, index.FileName), "alpinist", pkgs,
+			index.WriteOptions{Unsigned: true, Mtime: time.Unix(d.Manifest.SourceDateEpoch, 0)}); err != nil {
 			return err
 		}
-		args = append(args, "/pkgs/"+name)
+		r := "/repo/" + repoName(tag)
+		if tag != "" {
+			r = "@" + tag + " " + r
+		}
+		repoArgs = append(repoArgs, "--repository", r)
 	}
 
 	var mounts []string
@@ -93,16 +151,16 @@ func Install(d *pkgdisk.Reader, target, tools string, log io.Writer) (err error)
 	if err := bind(target, filepath.Join(tools, "target")); err != nil {
 		return err
 	}
+	// apk runs in the tools' root with its /dev, /proc and /sys; the
+	// target gets what apk itself makes (its /dev nodes, /proc mounted).
 	for _, m := range []string{"dev", "proc", "sys"} {
 		if err := bind("/"+m, filepath.Join(tools, m)); err != nil {
 			return err
 		}
-		if err := bind("/"+m, filepath.Join(target, m)); err != nil {
-			return err
-		}
 	}
-	cmdArgs := append([]string{"--root", "/target", "--initdb", "--no-network", "--no-cache", "--force-non-repository", "--keys-dir", "/keys",
-		"--arch", d.Manifest.Arch, "add"}, args...)
+	cmdArgs := append([]string{"--root", "/target", "--initdb", "--no-network", "--no-cache", "--allow-untrusted", "--keys-dir", "/keys",
+		"--arch", d.Manifest.Arch}, repoArgs...)
+	cmdArgs = append(append(cmdArgs, "add"), d.Manifest.World...)
 	var out bytes.Buffer
 	cmd := exec.Command("/sbin/apk", cmdArgs...)
 	cmd.Path = "/sbin/apk"
@@ -113,9 +171,8 @@ func Install(d *pkgdisk.Reader, target, tools string, log io.Writer) (err error)
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("apk-tools installer: apk add failed (%v):\n%s", err, tail(out.String()))
 	}
-	// apk recorded the files it was given; the world is the spec's.
+	// apk wrote the world; the repositories and keys are the spec's.
 	files := map[string]string{
-		"etc/apk/world":        strings.Join(d.Manifest.World, "\n") + "\n",
 		"etc/apk/repositories": strings.Join(d.Manifest.Repositories, "\n") + "\n",
 	}
 	for name, pem := range d.Keys {

@@ -28,8 +28,12 @@ const FileName = "APKINDEX.tar.gz"
 
 // WriteOptions control Write.
 type WriteOptions struct {
-	Key *sign.Key      // signs the index (required)
-	Alg sign.Algorithm // RSA (SHA-1) when zero, as abuild-sign
+	Key *sign.Key // signs the index (required unless Unsigned)
+	// Unsigned writes an index without a signature, for an apk told
+	// --allow-untrusted: the agent's local repository of packages the
+	// host has verified already.
+	Unsigned bool
+	Alg      sign.Algorithm // RSA (SHA-1) when zero, as abuild-sign
 	// Mtime is the time of the tar entries (and the signature's); use
 	// SOURCE_DATE_EPOCH or the newest package's build time.
 	Mtime time.Time
@@ -54,7 +58,7 @@ func Sort(pkgs []*apk.Package) {
 // Write writes a signed index of pkgs (in the order given) with an
 // optional description. Every package needs a checksum (C:).
 func Write(w io.Writer, desc string, pkgs []*apk.Package, opts WriteOptions) error {
-	if opts.Key == nil {
+	if opts.Key == nil && !opts.Unsigned {
 		return errors.New("index: no signing key")
 	}
 	if strings.ContainsAny(desc, "\n\x00") {
@@ -98,10 +102,12 @@ func Write(w io.Writer, desc string, pkgs []*apk.Package, opts WriteOptions) err
 	if err := sign.GzipMember(&body, tb.Bytes()); err != nil {
 		return fmt.Errorf("index: %w", err)
 	}
-	h := opts.Alg.NewHash()
-	h.Write(body.Bytes())
-	if err := opts.Key.WriteSignature(w, opts.Alg, h.Sum(nil), mtime); err != nil {
-		return fmt.Errorf("index: %w", err)
+	if opts.Key != nil {
+		h := opts.Alg.NewHash()
+		h.Write(body.Bytes())
+		if err := opts.Key.WriteSignature(w, opts.Alg, h.Sum(nil), mtime); err != nil {
+			return fmt.Errorf("index: %w", err)
+		}
 	}
 	if _, err := w.Write(body.Bytes()); err != nil {
 		return fmt.Errorf("index: %w", err)

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alpinist/alpinist/internal/hosttool"
+	"github.com/alpinist/alpinist/internal/minirootfs"
+	"github.com/alpinist/alpinist/internal/treecmp"
+	"github.com/alpinist/alpinist/internal/vmtest"
+)
+
+// realServer is the real v3.19 server set the builds are compared on.
+var realServer = []string{"alpine-base", "openssh", "chrony", "e2fsprogs", "doas", "tiny-cloud-nocloud"}
+
+// realRepos is the spec's repositories and keys for Alpine's real v3.19
+// packages, with the test repository as the "@kit" repository that
+// gives the kernel and boot loaders (Alpine's own are not in the
+// fixtures).
+func realRepos(t *testing.T) string {
+	t.Helper()
+	real := minirootfs.Real(t)
+	kit, err := filepath.Abs(filepath.Join(generatedRepo(t), "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("repositories:\n  - %s\n  - \"@kit %s/main\"\nkeys: [%s, %s/keys]\n",
+		filepath.Join(real, "repos", "v3.19"), kit, filepath.Join(real, "keys"), kit)
+}
+
+// TestRealAlpineBuild builds the real v3.19 server set as a container
+// rootfs in the build VM, with our installer and with Alpine's apk-tools
+// (the 3.19.4 minirootfs's apk in the VM), and compares each tar with
+// what Alpine's apk makes on the host from the same packages: every
+// path, type, mode, owner, link, content, hard link, xattr and device.
+// Only the spec's keys and repositories may differ.
+func TestRealAlpineBuild(t *testing.T) {
+	minirootfs.CanChroot(t)
+	vmtest.Binary(t, "x86_64")
+	real := minirootfs.Real(t)
+	repos := realRepos(t)
+	ref := filepath.Join(t.TempDir(), "ref")
+	out, err := minirootfs.HostApk(minirootfs.RealDir(t, "3.19.4", "x86_64"), append([]string{"add", "--root", ref, "--initdb",
+		"--no-network", "--no-cache", "--repository", filepath.Join(real, "repos", "v3.19"), "--keys-dir", filepath.Join(real, "keys")}, realServer...)...)
+	if err != nil {
+		t.Fatalf("apk add: %v\n%s", err, out)
+	}
+	want, err := treecmp.ReadDir(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, installer := range []string{"alpinist", "apk-tools"} {
+		t.Run(installer, func(t *testing.T) {
+			dir := t.TempDir()
+			spec := filepath.Join(dir, "real.yaml")
+			text := "name: real\narch: x86_64\n" + repos + "packages: [" + strings.Join(realServer, ", ") + "]\noutputs: [tar]\n"
+			if installer == "apk-tools" {
+				text += "installer: {type: apk-tools, minirootfs: " + filepath.Join(real, "minirootfs", "alpine-minirootfs-3.19.4-x86_64.tar.gz") + "}\n"
+			}
+			writeFile(t, spec, text, 0o644)
+			mustCLI(t, "build", spec, "-o", filepath.Join(dir, "out"), "--cache", filepath.Join(dir, "cache"))
+			f, err := os.Open(filepath.Join(dir, "out", "real-x86_64.tar"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			got, err := treecmp.ReadTar(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// etc/shadow differs only by the root lock (checked below).
+			allowed := func(rel string) bool {
+				return rel == "etc/apk/repositories" || rel == "etc/apk/keys" || strings.HasPrefix(rel, "etc/apk/keys/") || rel == "etc/shadow"
+			}
+			if d := treecmp.Diff(want, got, allowed); len(d) > 0 {
+				t.Errorf("%d differences from Alpine's apk:\n%s", len(d), strings.Join(d, "\n"))
+			}
+			_, files := tarIndex(t, filepath.Join(dir, "out", "real-x86_64.tar"), "etc/shadow")
+			shadow := files["etc/shadow"]
+			refShadow, err := os.ReadFile(filepath.Join(ref, "etc/shadow"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if locked := strings.Replace(string(refShadow), "root:::", "root:*::", 1); string(shadow) != locked || locked == string(refShadow) {
+				t.Errorf("etc/shadow is not apk's with root locked:\n%s\nwant:\n%s", shadow, locked)
+			}
+		})
+	}
+}
+
+// TestRealAlpineVM builds a real Alpine 3.19 VM (Alpine's own packages,
+// the kit's kernel and boot loaders) as raw and qcow2, boots it with the
+// BIOS and with UEFI to "alpine-real login:" with sshd and chronyd
+// started and eth0 up by DHCP, and logs in over SSH (alpinist run
+// --forward) with the key the spec gives its user.
+func TestRealAlpineVM(t *testing.T) {
+	vmtest.Binary(t, "x86_64")
+	firmware(t, "x86_64")
+	sshBin := hosttool.Need(t, "ssh", "openssh-client")
+	keygen := hosttool.Need(t, "ssh-keygen", "openssh-client")
+	dir := t.TempDir()
+	key := filepath.Join(dir, "id")
+	if b, err := exec.Command(keygen, "-q", "-t", "ed25519", "-N", "", "-C", "alice@test", "-f", key).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v\n%s", err, b)
+	}
+	pub, err := os.ReadFile(key + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := filepath.Join(dir, "real.yaml")
+	writeFile(t, spec, "name: real\narch: x86_64\n"+realRepos(t)+`packages: [alpine-base, openssh, chrony, linux-virt@kit]
+hostname: alpine-real
+users:
+  - {name: alice, groups: [wheel], ssh_authorized_keys: ["`+strings.TrimSpace(string(pub))+`"]}
+services:
+  default: [sshd, chronyd]
+disk: {}
+outputs: [raw, qcow2]
+`, 0o644)
+	out := filepath.Join(dir, "out")
+	mustCLI(t, "build", spec, "-o", out, "--cache", filepath.Join(dir, "cache"))
+	raw, img := filepath.Join(out, "real-x86_64.raw"), filepath.Join(out, "real-x86_64.qcow2")
+	checkDisk(t, raw, img)
+
+	// BIOS: the console shows the services a real Alpine starts.
+	code, console, errs := cli(t, "run", img, "--bios", "--until", "alpine-real login:", "--timeout", "6m")
+	if code != 0 {
+		t.Fatalf("alpinist run --bios: exit %d: %s\n%s", code, errs, console)
+	}
+	for _, want := range []string{"SYSLINUX 6.04", "Setting hostname ... [ ok ]", "lease of 10.0.2.15 obtained", "Starting chronyd ... [ ok ]",
+		"Starting sshd ... [ ok ]", "Welcome to Alpine Linux 3.19"} {
+		if !strings.Contains(console, want) {
+			t.Errorf("the BIOS boot's console lacks %q:\n%s", want, console)
+		}
+	}
+	if strings.Contains(console, "[ !! ]") {
+		t.Errorf("a service failed at boot:\n%s", console)
+	}
+
+	// UEFI, with SSH forwarded: log in with the spec's key.
+	port := freePort(t)
+	var con syncBuffer
+	cmd := boundedCommand(t, alpinistBinary(t), "run", img, "--uefi", "--forward", fmt.Sprintf("%d:22", port))
+	cmd.Stdout, cmd.Stderr = &con, &con
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	deadline := time.Now().Add(6 * time.Minute)
+	for !strings.Contains(con.String(), "alpine-real login:") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no login prompt with UEFI within 6 minutes:\n%s", con.String())
+		}
+		time.Sleep(time.Second)
+	}
+	var release []byte
+	for try := 0; ; try++ {
+		release, err = exec.Command(sshBin, "-i", key, "-p", fmt.Sprint(port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+			"-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=20", "-o", "LogLevel=ERROR",
+			"alice@127.0.0.1", "cat /etc/alpine-release; hostname").CombinedOutput()
+		if err == nil || try == 4 {
+			break
+		}
+		time.Sleep(3 * time.Second)
+	}
+	if err != nil || string(release) != "3.19.1\nalpine-real\n" {
+		t.Fatalf("ssh alice@127.0.0.1 -p %d: %v: %q\nconsole:\n%s", port, err, release, con.String())
+	}
+	if !strings.Contains(con.String(), "Starting sshd ... [ ok ]") {
+		t.Errorf("the UEFI boot's console:\n%s", con.String())
+	}
+}
+
+// freePort is a TCP port of the loopback that is free now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
