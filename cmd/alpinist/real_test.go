@@ -139,7 +139,12 @@ outputs: [raw, qcow2]
 			t.Errorf("the BIOS boot's console lacks %q:\n%s", want, console)
 		}
 	}
-	if strings.Contains(console, "[ !! ]") {
+	// A failed service shows "[ !! ]". One is the kit's kernel's, not
+	// ours: Debian's cloud kernel has no uevent helper
+	// (CONFIG_UEVENT_HELPER, which Alpine's linux-virt has), so mdev's
+	// start cannot write /proc/sys/kernel/hotplug.
+	kit := "Starting busybox mdev .../lib/rc/sh/openrc-run.sh: line 15: can't create /proc/sys/kernel/hotplug: nonexistent directory\n [ !! ]"
+	if plain := strings.ReplaceAll(console, "\r", ""); strings.Count(plain, "[ !! ]") != strings.Count(plain, kit) {
 		t.Errorf("a service failed at boot:\n%s", console)
 	}
 
