@@ -147,10 +147,12 @@ var DefaultServices = map[string][]string{
 // (an error when missing) and, with a disk, the defaults it does not
 // leave out (enabled when provided), by runlevel.
 func (s *Spec) ServicesFor() (named, defaults map[string][]string) {
-	named = map[string][]string{}
 	for level, names := range s.Services {
 		for _, n := range names {
 			if !strings.HasPrefix(n, "-") {
+				if named == nil {
+					named = map[string][]string{}
+				}
 				named[level] = append(named[level], n)
 			}
 		}

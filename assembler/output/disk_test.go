@@ -281,7 +281,7 @@ func TestDiskImageSeparateBoot(t *testing.T) {
 		}
 	}
 	fstab, _ := exec.Command("debugfs", "-R", "cat /etc/fstab", root).Output()
-	if !strings.Contains(string(fstab), "UUID="+bootUUID+"\t/boot\text4\trw,relatime\t0 2\nUUID=") {
+	if !strings.Contains(string(fstab), "UUID="+bootUUID+"\t/boot\text4\trw,relatime 0 2\nUUID=") {
 		t.Errorf("fstab does not mount /boot before the ESP:\n%s", fstab)
 	}
 	cfg, _ := exec.Command(hosttool.Need(t, "mtype", "mtools"), "-i", esp, "::/EFI/BOOT/grub.cfg").Output()

@@ -107,7 +107,7 @@ run:
 	want := map[string][]string{
 		"etc/passwd":                    {"app:x:1500:1500:Linux User,,,:/home/app:/bin/sh\n", "root:x:0:0:"},
 		"etc/group":                     {"devs:x:2000:app\n", "app:x:1500:\n"},
-		"etc/shadow":                    {"root:$6$salt$rootrootrootroot:", "app:!:"},
+		"etc/shadow":                    {"root:$6$salt$rootrootrootroot:", "app:*:"},
 		"etc/hostname":                  {"web\n"},
 		"etc/timezone":                  {"Europe/Paris\n"},
 		"etc/network/interfaces":        {"auto eth0\niface eth0 inet static\n\taddress 192.0.2.10/24\n\tgateway 192.0.2.1\n"},

@@ -21,7 +21,7 @@ import (
 
 // Compare reads the tar stream r and returns "" when dir holds exactly
 // its tree, else a description of the first differences. Device nodes,
-// which a rootless unpacker cannot make, may be absent.
+// which a rootless unpacker cannot make, may be absent or empty files.
 func Compare(r io.Reader, dir string) string {
 	var diffs []string
 	add := func(format string, a ...any) {
@@ -56,6 +56,11 @@ func Compare(r io.Reader, dir string) string {
 		want := map[byte]fs.FileMode{tar.TypeDir: fs.ModeDir, tar.TypeReg: 0, tar.TypeSymlink: fs.ModeSymlink, tar.TypeLink: 0,
 			tar.TypeChar: fs.ModeDevice | fs.ModeCharDevice, tar.TypeBlock: fs.ModeDevice, tar.TypeFifo: fs.ModeNamedPipe}[h.Typeflag]
 		if st.Mode().Type() != want {
+			// A rootless unpacker (umoci) makes a device node an empty
+			// file, as it cannot mknod.
+			if (h.Typeflag == tar.TypeChar || h.Typeflag == tar.TypeBlock) && st.Mode().IsRegular() && st.Size() == 0 {
+				continue
+			}
 			add("%s: type %v, want %v", name, st.Mode().Type(), want)
 			continue
 		}
