@@ -4,9 +4,13 @@ import (
 	"cmp"
 	"encoding/binary"
 	"math/bits"
+	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // protectMode is apk's protection of a directory's files against
@@ -45,6 +49,7 @@ type dirState struct {
 	created     bool
 	updatePerms bool
 	seen        bool
+	outside     bool // made outside the target by apk (see outside)
 	protect     protectMode
 	children    []protectedPath // patterns for the directory's children
 }
@@ -104,13 +109,43 @@ func (st *state) prepare(d *dirState, mode uint32) error {
 		d.created = true
 		d.updatePerms = d.updatePerms || (s.Mode&0o7777 == d.mode&0o7777 && int64(s.Uid) == d.uid && int64(s.Gid) == d.gid)
 	case mode != 0:
-		if err := st.root.Mkdir(d.name, mode, 0, 0); err != nil {
-			return err
+		if d.outside = st.outside(d.name); !d.outside {
+			if err := st.root.Mkdir(d.name, mode, 0, 0); err != nil {
+				return err
+			}
 		}
 		d.created = true
 		d.updatePerms = true
 	}
 	return nil
+}
+
+// outside tells whether apk, making p, would leave the target: a
+// directory above p is a symlink to an absolute path, which the kernel
+// resolves from apk's own root, not the target's (Alpine 3.13's
+// alpine-baselayout has var/run -> /run, so ppp's var/run/ppp lands in
+// the host's /run). We never write outside the target: what apk would
+// put there is left out, and logged, so the target is what apk makes.
+func (st *state) outside(p string) bool {
+	dir := path.Dir(p)
+	for i := 0; i <= len(dir); i++ {
+		if i < len(dir) && dir[i] != '/' {
+			continue
+		}
+		prefix := dir[:i]
+		if prefix == "" || prefix == "." {
+			continue
+		}
+		s, err := st.root.Lstat(prefix)
+		if err != nil || s.Mode&unix.S_IFMT != unix.S_IFLNK {
+			continue
+		}
+		if t, err := os.Readlink(filepath.Join(st.in.Root, prefix)); err == nil && strings.HasPrefix(t, "/") {
+			st.in.logf("/%s: under /%s, a symlink to %s that apk follows out of the target: left out, as apk leaves it out of the target\n", p, prefix, t)
+			return true
+		}
+	}
+	return false
 }
 
 // apply is apk_db_dir_apply_diri_permissions: of the packages owning a
@@ -144,7 +179,7 @@ func (st *state) updatePermissions() error {
 	}
 	for _, name := range st.hashOrder() {
 		d := st.dirs[name]
-		if !d.updatePerms || d.name == "" {
+		if !d.updatePerms || d.name == "" || d.outside {
 			continue
 		}
 		d.seen = false

@@ -34,6 +34,7 @@ import (
 	"github.com/alpinist/alpinist/apk/apkfile"
 	"github.com/alpinist/alpinist/apk/db"
 	"github.com/alpinist/alpinist/apk/sign"
+	"github.com/alpinist/alpinist/apk/version"
 )
 
 // Installer installs into Root.
@@ -78,6 +79,11 @@ type state struct {
 	dirOrder []string             // dirs' names in the order apk makes them
 	ids      ids
 	mtime    int64
+	// legacy: the system gets an apk-tools older than 2.14 (Alpine
+	// 3.17 and before), whose ways we follow where they differ: scripts
+	// run from var/cache/misc, installed lists packages in install
+	// order.
+	legacy bool
 }
 
 // Install installs every package of the disk, in its order, and writes
@@ -90,6 +96,7 @@ func (in *Installer) Install(d *pkgdisk.Reader) error {
 	defer r.Close()
 	st := &state{in: in, root: r, owner: map[string]owned{}, dirs: map[string]*dirState{}, mtime: d.Manifest.SourceDateEpoch}
 	st.ids.st = st
+	st.legacy = legacyApk(d.Manifest.Packages)
 	kr := sign.NewKeyring()
 	for name, pem := range d.Keys {
 		if err := kr.AddPEM(name, pem); err != nil {
@@ -123,6 +130,17 @@ func (in *Installer) Install(d *pkgdisk.Reader) error {
 		return err
 	}
 	return st.writeDB(d)
+}
+
+// legacyApk tells whether the packages bring an apk-tools older than
+// 2.14: the apk that will read and rewrite the database.
+func legacyApk(pkgs []pkgdisk.Package) bool {
+	for _, p := range pkgs {
+		if p.Name == "apk-tools" {
+			return version.Compare(p.Version, "2.14") == version.Less
+		}
+	}
+	return false
 }
 
 func (in *Installer) logf(format string, a ...any) {
@@ -334,6 +352,9 @@ func (st *state) extract(idx int, ps *pkgState, h *tar.Header, content io.Reader
 	if err != nil {
 		return err
 	}
+	if target != "" && st.outside(target) {
+		target = ""
+	}
 	if target != "" {
 		if err := st.write(target, h, content, mode, uid, gid, xattrs); err != nil {
 			return err
@@ -494,8 +515,13 @@ func (st *state) runScript(inst *db.Installed, t db.ScriptType, args ...string) 
 	}
 	name := inst.Package.String() + "." + t.String()
 	st.in.logf("Executing %s\n", name)
-	rel := "lib/apk/exec/" + name
-	if err := st.root.Mkdir("lib/apk/exec", 0o700, 0, 0); err != nil {
+	dir, dirMode := "lib/apk/exec", uint32(0o700)
+	if st.legacy {
+		// apk 2.12: var/cache/misc, made 0755 when missing.
+		dir, dirMode = "var/cache/misc", 0o755
+	}
+	rel := dir + "/" + name
+	if err := st.root.Mkdir(dir, dirMode, 0, 0); err != nil {
 		return err
 	}
 	if err := st.root.WriteFile(rel, bytes.NewReader(script), 0o755, 0, 0, nil, st.mtime); err != nil {
@@ -619,7 +645,9 @@ func (st *state) writeDB(d *pkgdisk.Reader) error {
 		order[i] = ps.inst
 	}
 	pkgs := slices.Clone(order)
-	db.SortInstalled(pkgs)
+	if !st.legacy {
+		db.SortInstalled(pkgs) // apk 2.12 kept the install order
+	}
 	write := func(name string, data []byte) error {
 		return st.root.WriteFile(name, bytes.NewReader(data), 0o644, 0, 0, nil, st.mtime)
 	}

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -194,4 +196,93 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestRealAlpineAarch64 holds our installer to apk-tools 2.12 on Alpine's
+// real v3.13 aarch64 packages: the reference is the apk-tools mode with
+// Alpine's 3.13.12 aarch64 minirootfs, its apk running natively in the
+// aarch64 build VM. Corpora: alpine-base openssh e2fsprogs, and every
+// package of the 65 that co-install (all but vlan, bridge, bonding and
+// network-extras, which conflict with ifupdown-ng). apk 2.12 dates
+// scripts.tar's entries by the clock: its times may differ, nothing
+// else.
+func TestRealAlpineAarch64(t *testing.T) {
+	vmtest.Binary(t, "aarch64")
+	real := minirootfs.Real(t)
+	kit, err := filepath.Abs(filepath.Join(generatedRepo(t), "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	repos := fmt.Sprintf("repositories:\n  - %s\n  - \"@kit %s/main\"\nkeys: [%s, %s/keys]\n",
+		filepath.Join(real, "repos", "v3.13"), kit, filepath.Join(real, "keys"), kit)
+	all := manifestNames(t, filepath.Join(real, "repos", "v3.13", "aarch64", "MANIFEST.txt"))
+	if len(all) != 65 {
+		t.Fatalf("%d packages in the v3.13 aarch64 set, want 65", len(all))
+	}
+	all = slices.DeleteFunc(all, func(n string) bool { return slices.Contains([]string{"vlan", "bridge", "bonding", "network-extras"}, n) })
+	for _, c := range []struct {
+		name  string
+		world []string
+	}{{"base", []string{"alpine-base", "openssh", "e2fsprogs"}}, {"all", all}} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			body := "arch: aarch64\n" + repos + "packages: [" + strings.Join(c.world, ", ") + "]\noutputs: [tar]\n"
+			writeFile(t, filepath.Join(dir, "ours.yaml"), "name: ours\n"+body, 0o644)
+			writeFile(t, filepath.Join(dir, "theirs.yaml"), "name: theirs\n"+body+"installer: {type: apk-tools, minirootfs: "+
+				filepath.Join(real, "minirootfs", "alpine-minirootfs-3.13.12-aarch64.tar.gz")+"}\n", 0o644)
+			out, cache := filepath.Join(dir, "out"), filepath.Join(dir, "cache")
+			mustCLI(t, "build", filepath.Join(dir, "ours.yaml"), "-o", out, "--cache", cache)
+			mustCLI(t, "build", filepath.Join(dir, "theirs.yaml"), "-o", out, "--cache", cache)
+			theirs, ours := filepath.Join(out, "theirs-aarch64.tar"), filepath.Join(out, "ours-aarch64.tar")
+			want, got := readTar(t, theirs), readTar(t, ours)
+			const scripts = "lib/apk/db/scripts.tar"
+			if d := treecmp.Diff(want, got, func(rel string) bool { return rel == scripts }); len(d) > 0 {
+				t.Errorf("%d differences from apk-tools 2.12:\n%s", len(d), strings.Join(d, "\n"))
+			}
+			_, a := tarIndex(t, theirs, scripts)
+			_, b := tarIndex(t, ours, scripts)
+			if d := treecmp.Diff(readTarBytes(t, a[scripts]), readTarBytes(t, b[scripts]), nil); len(d) > 0 || len(a[scripts]) != len(b[scripts]) {
+				t.Errorf("scripts.tar differs from apk-tools 2.12's, times aside:\n%s", strings.Join(d, "\n"))
+			}
+		})
+	}
+}
+
+func readTarBytes(t *testing.T, b []byte) treecmp.Snapshot {
+	t.Helper()
+	s, err := treecmp.ReadTar(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func readTar(t *testing.T, p string) treecmp.Snapshot {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	s, err := treecmp.ReadTar(f)
+	if err != nil {
+		t.Fatalf("%s: %v", p, err)
+	}
+	return s
+}
+
+// manifestNames lists the package names of a fixture's MANIFEST.txt.
+func manifestNames(t *testing.T, p string) []string {
+	t.Helper()
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Split(line, "\t"); len(f) > 1 && !strings.HasPrefix(line, "#") {
+			names = append(names, f[1])
+		}
+	}
+	return names
 }
