@@ -160,17 +160,20 @@ func network(r *fsroot.Root, n pkgdisk.Network, epoch int64) error {
 }
 
 // console starts a getty on the serial console tty in /etc/inittab: the
-// line for it (commented out in Alpine's inittab) is replaced, or added;
-// root may log in on it (/etc/securetty) when the file exists.
+// line for it that Alpine's inittab has commented out
+// ("#ttyS0::respawn:/sbin/getty -L ttyS0 115200 vt100") is uncommented,
+// an active one kept, else Alpine's line is added; root may log in on it
+// (/etc/securetty) when the file exists.
 func console(r *fsroot.Root, tty string, epoch int64) error {
 	data, err := r.ReadFile("etc/inittab")
 	if err != nil {
 		return fmt.Errorf("console: the target has no /etc/inittab for a getty on %s (is alpine-baselayout installed?): %w", tty, err)
 	}
-	line := tty + "::respawn:/sbin/getty -L 115200 " + tty + " vt100"
-	re := regexp.MustCompile(`(?m)^#?\s*` + regexp.QuoteMeta(tty) + `::.*$`)
+	line := tty + "::respawn:/sbin/getty -L " + tty + " 115200 vt100"
+	re := regexp.MustCompile(`(?m)^#?\s*(` + regexp.QuoteMeta(tty) + `::.*)$`)
 	var out string
-	if re.Match(data) {
+	if m := re.FindSubmatch(data); m != nil {
+		line = string(m[1])
 		done := false
 		out = re.ReplaceAllStringFunc(string(data), func(string) string {
 			if done {

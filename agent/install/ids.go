@@ -46,11 +46,17 @@ func (c *ids) gid(name string, def int) int {
 // it; lines with fewer than fields fields or a bad id are skipped, as
 // musl skips them.
 func (c *ids) read(file string, fields int) map[string]int {
-	m := map[string]int{}
 	data, err := c.st.root.ReadFile(file)
 	if err != nil {
-		return m
+		return map[string]int{}
 	}
+	return parseIDs(data, fields)
+}
+
+// parseIDs reads passwd (fields 7) or group (fields 4) lines: a package's
+// scripts wrote them, so they are untrusted.
+func parseIDs(data []byte, fields int) map[string]int {
+	m := map[string]int{}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
