@@ -219,7 +219,9 @@ func TestRealAlpineAarch64(t *testing.T) {
 	if len(all) != 65 {
 		t.Fatalf("%d packages in the v3.13 aarch64 set, want 65", len(all))
 	}
-	all = slices.DeleteFunc(all, func(n string) bool { return slices.Contains([]string{"vlan", "bridge", "bonding", "network-extras"}, n) })
+	all = slices.DeleteFunc(all, func(n string) bool {
+		return slices.Contains([]string{"vlan", "bridge", "bonding", "network-extras"}, n)
+	})
 	for _, c := range []struct {
 		name  string
 		world []string
