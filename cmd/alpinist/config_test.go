@@ -112,7 +112,7 @@ run:
 		"etc/timezone":                  {"Europe/Paris\n"},
 		"etc/network/interfaces":        {"auto eth0\niface eth0 inet static\n\taddress 192.0.2.10/24\n\tgateway 192.0.2.1\n"},
 		"etc/resolv.conf":               {"nameserver 192.0.2.53\n"},
-		"etc/inittab":                   {"\nttyS1::respawn:/sbin/getty -L 115200 ttyS1 vt100\n"},
+		"etc/inittab":                   {"\nttyS1::respawn:/sbin/getty -L ttyS1 115200 vt100\n"},
 		"etc/run-log":                   {"base\nweb\n"},
 		"etc/run-step":                  {"-rw-r--r-- 1500 1500 /etc/app/app.conf\n", "drwxr-x--- 1500 2000 /var/lib/app\n"},
 		"etc/motd":                      {"Welcome to the web host\n"},
