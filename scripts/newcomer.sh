@@ -19,6 +19,14 @@ export GOCACHE="$(go env GOCACHE)" GOMODCACHE="$(go env GOMODCACHE)"
 export XDG_CACHE_HOME="$work/cache"
 unset ALPINIST_CACHE
 git clone -q "$src" "$work/alpinist"
+# The shared fixtures (Alpine's real packages and minirootfs) sit beside
+# every checkout, as ../shared: beside the clone too. The tests that need
+# them fail without them under CI.
+if [ -d "$src/../shared" ]; then
+	ln -s "$(cd "$src/../shared" && pwd)" "$work/shared"
+else
+	echo "newcomer: no ../shared beside $src: the real-Alpine tests will say so"
+fi
 cd "$work/alpinist"
 echo "newcomer: a fresh clone of $(git rev-parse --short HEAD) in $work/alpinist, cache $XDG_CACHE_HOME"
 ls -l /dev/kvm 2>/dev/null || echo "newcomer: no /dev/kvm on this machine"
