@@ -1,10 +1,14 @@
-// Package install installs verified APK packages into a target root the
-// way apk-tools 2.14 does for `apk add --root TARGET --initdb`: files
-// extracted in install order (every path resolved inside the target),
-// .pre-install and .post-install run with the target's own /bin/sh in a
-// chroot of the target, triggers run after all packages, replaces and
-// file conflicts handled, and lib/apk/db/{installed,scripts.tar,triggers}
-// and /etc/apk/{world,repositories,keys} written in apk's formats.
+// Package install installs verified APK packages into a target root
+// exactly as apk-tools 2.14 does for `apk add --root TARGET --initdb`
+// (and 2.12 where it differs, for systems that get it), read from apk's
+// database.c, package.c and commit.c: the initial database, files
+// extracted in install order (every path resolved inside the target;
+// owners by name from the target's passwd and group), scripts executed
+// themselves in a chroot of the target, directory permissions agreed
+// across packages, replaces and protected files, triggers in apk's order,
+// and lib/apk/db/{installed,scripts.tar,triggers} and /etc/apk/world
+// byte for byte as apk writes them. docs/compatibility.md lists each
+// behaviour and the test that holds it to the real apk.
 //
 // It runs inside the build VM (as PID 1's child work, as root); tests run
 // it on the host as root.
