@@ -87,7 +87,7 @@ func TestSyntheticLikeApk(t *testing.T) {
 // apk-tools 2.14 (the real 3.19.4 x86_64 minirootfs's, run on the host)
 // and with our installer, and fails naming every difference between the
 // two trees. ALPINIST_KEEP=DIR keeps both trees of a failure in DIR/name.
-func compareWithApk(t *testing.T, name string, repos []string, keys string, world []string) {
+func compareWithApk(t *testing.T, name string, repos []string, keys string, world []string) (ours string) {
 	t.Helper()
 	mini := minirootfs.RealDir(t, "3.19.4", "x86_64")
 	ref := filepath.Join(t.TempDir(), "ref")
@@ -122,4 +122,5 @@ func compareWithApk(t *testing.T, name string, repos []string, keys string, worl
 		}
 	}
 	t.Logf("%s: %d paths, as apk-tools makes them", name, len(want))
+	return target
 }
