@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"path"
 	"regexp"
 	"slices"
 	"strconv"
@@ -47,7 +48,7 @@ func (p *parser) groups(v *yaml.Node, s *Spec) {
 			})
 		}
 		if g.Name != "" && !accountRE.MatchString(g.Name) {
-			p.errorf(n, "groups: %q is not a valid group name (lower-case letters, digits, _ . -; at most 32)", g.Name)
+			p.errorf(n, "groups: %q is not a valid user or group name (lower-case letters, digits, _ . -; at most 32)", g.Name)
 		}
 		if g.Name == "" {
 			p.errorf(n, "groups: a group needs a name")
@@ -62,14 +63,14 @@ func (p *parser) users(v *yaml.Node, s *Spec) {
 		p.mapping(n, "users", map[string]func(*yaml.Node){
 			"name":  func(v *yaml.Node) { u.Name = p.scalar(v, "users.name") },
 			"uid":   func(v *yaml.Node) { u.UID = p.id(v, "users.uid") },
-			"group": func(v *yaml.Node) { u.Group = p.scalar(v, "users.group") },
+			"group": func(v *yaml.Node) { u.Group = p.accountName(v, "users.group") },
 			"groups": func(v *yaml.Node) {
 				for _, g := range p.list(v, "users.groups") {
-					u.Groups = append(u.Groups, p.scalar(g, "users.groups"))
+					u.Groups = append(u.Groups, p.accountName(g, "users.groups"))
 				}
 			},
-			"home":  func(v *yaml.Node) { u.Home = p.scalar(v, "users.home") },
-			"shell": func(v *yaml.Node) { u.Shell = p.scalar(v, "users.shell") },
+			"home":  func(v *yaml.Node) { u.Home = p.passwdPath(v, "users.home") },
+			"shell": func(v *yaml.Node) { u.Shell = p.passwdPath(v, "users.shell") },
 			"password": func(v *yaml.Node) {
 				u.Password = p.scalar(v, "users.password")
 				if !strings.HasPrefix(u.Password, "$") || strings.Count(u.Password, "$") < 3 || strings.ContainsAny(u.Password, ": \n") {
@@ -80,6 +81,12 @@ func (p *parser) users(v *yaml.Node, s *Spec) {
 			"ssh_authorized_keys": func(v *yaml.Node) {
 				for _, k := range p.list(v, "users.ssh_authorized_keys") {
 					key := p.scalar(k, "users.ssh_authorized_keys")
+					if hasControl(key) {
+						// A newline would add a line to authorized_keys:
+						// another key, with options such as command=.
+						p.errorf(k, "users.ssh_authorized_keys: one key a line, without newlines or control characters")
+						continue
+					}
 					if f := strings.Fields(key); len(f) < 2 || !strings.HasPrefix(f[0], "ssh-") && !strings.HasPrefix(f[0], "ecdsa-") && !strings.HasPrefix(f[0], "sk-") {
 						p.errorf(k, "users.ssh_authorized_keys: %q does not look like an OpenSSH public key", truncate(key))
 						continue
@@ -100,11 +107,6 @@ func (p *parser) users(v *yaml.Node, s *Spec) {
 		} else if !accountRE.MatchString(u.Name) {
 			p.errorf(n, "users: %q is not a valid user name (lower-case letters, digits, _ . -; at most 32)", u.Name)
 		}
-		for _, f := range []*string{&u.Home, &u.Shell} {
-			if *f != "" && !strings.HasPrefix(*f, "/") {
-				p.errorf(n, "users: %s: %q must be an absolute path", u.Name, *f)
-			}
-		}
 		if u.Home == "" {
 			u.Home = "/home/" + u.Name
 		}
@@ -113,6 +115,41 @@ func (p *parser) users(v *yaml.Node, s *Spec) {
 		}
 		s.Users = append(s.Users, u)
 	}
+}
+
+// accountName reads a user or group name (users.group, users.groups).
+func (p *parser) accountName(v *yaml.Node, field string) string {
+	s := p.scalar(v, field)
+	if s != "" && !accountRE.MatchString(s) {
+		p.errorf(v, "%s: %q is not a valid user or group name (lower-case letters, digits, _ . -; at most 32)", field, truncate(s))
+		return ""
+	}
+	return s
+}
+
+// passwdPath reads a home or shell: a field of /etc/passwd, so an
+// absolute, clean path (no "..", no "//") without ':' (passwd's
+// separator) or control characters (a newline would add an account).
+func (p *parser) passwdPath(v *yaml.Node, field string) string {
+	s := p.scalar(v, field)
+	switch {
+	case s == "":
+	case hasControl(s) || strings.Contains(s, ":"):
+		p.errorf(v, "%s: %q has a ':' or a control character, which /etc/passwd cannot hold", field, truncate(s))
+	case !strings.HasPrefix(s, "/"):
+		p.errorf(v, "%s: %q must be an absolute path", field, truncate(s))
+	case path.Clean(s) != s:
+		p.errorf(v, "%s: %q must be a clean path (no \"..\", \".\", \"//\" or trailing \"/\"; %s)", field, truncate(s), path.Clean(s))
+	default:
+		return s
+	}
+	return ""
+}
+
+// hasControl tells whether s has an ASCII control character (a newline,
+// a carriage return, a NUL...) or DEL.
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
 }
 
 // mapping reads a mapping node's known keys, refusing unknown ones.

@@ -182,7 +182,7 @@ func (p *parser) apkoAccounts(v *yaml.Node, s *Spec) {
 			for _, n := range p.list(v, "accounts.groups") {
 				g := Group{}
 				p.mapping(n, "accounts.groups", map[string]func(*yaml.Node){
-					"groupname": func(v *yaml.Node) { g.Name = p.scalar(v, "accounts.groups.groupname") },
+					"groupname": func(v *yaml.Node) { g.Name = p.accountName(v, "accounts.groups.groupname") },
 					"gid":       func(v *yaml.Node) { g.GID = p.id(v, "accounts.groups.gid") },
 					"members": func(v *yaml.Node) {
 						for _, m := range p.list(v, "accounts.groups.members") {
@@ -208,11 +208,11 @@ func (p *parser) apkoAccounts(v *yaml.Node, s *Spec) {
 				u := User{}
 				var gid *yaml.Node
 				p.mapping(n, "accounts.users", map[string]func(*yaml.Node){
-					"username": func(v *yaml.Node) { u.Name = p.scalar(v, "accounts.users.username") },
+					"username": func(v *yaml.Node) { u.Name = p.accountName(v, "accounts.users.username") },
 					"uid":      func(v *yaml.Node) { u.UID = p.id(v, "accounts.users.uid") },
 					"gid":      func(v *yaml.Node) { gid = v },
-					"shell":    func(v *yaml.Node) { u.Shell = p.scalar(v, "accounts.users.shell") },
-					"homedir":  func(v *yaml.Node) { u.Home = p.scalar(v, "accounts.users.homedir") },
+					"shell":    func(v *yaml.Node) { u.Shell = p.passwdPath(v, "accounts.users.shell") },
+					"homedir":  func(v *yaml.Node) { u.Home = p.passwdPath(v, "accounts.users.homedir") },
 				})
 				if u.Name == "" {
 					p.errorf(n, "accounts.users: a user needs a username")

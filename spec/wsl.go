@@ -53,6 +53,10 @@ func (p *parser) wsl(v *yaml.Node, s *Spec) {
 			kn, vn := sec.Content[i], sec.Content[i+1]
 			isBool, ok := keys[kn.Value]
 			switch {
+			case !isBool && vn.Kind == yaml.ScalarNode && hasControl(vn.Value):
+				// A newline would add a line to wsl.conf: another key.
+				p.errorf(vn, "%s.%s: one line, without newlines or control characters", field, kn.Value)
+				delete(m, kn.Value)
 			case !ok:
 				p.errorf(kn, "%s: unknown key %q (known: %s)", field, kn.Value, strings.Join(slices.Sorted(maps.Keys(keys)), ", "))
 				delete(m, kn.Value)

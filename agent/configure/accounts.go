@@ -245,6 +245,13 @@ func (db *accountDB) write(target string) error {
 		p := filepath.Join(target, "etc", f.name)
 		var b strings.Builder
 		for _, r := range f.rows {
+			// The spec refuses these; a field holding a separator or a
+			// newline would forge another account all the same.
+			for _, field := range r {
+				if strings.ContainsAny(field, ":\n\r\x00") {
+					return fmt.Errorf("users: /etc/%s: refusing a field with ':' or a newline: %q", f.name, field)
+				}
+			}
 			b.WriteString(strings.Join(r, ":") + "\n")
 		}
 		mode, uid, gid := f.mode, 0, 0

@@ -202,6 +202,8 @@ func TestApplyErrors(t *testing.T) {
 		{"permissions", pkgdisk.Config{Files: []pkgdisk.File{{Dst: "/nothing", Kind: "permissions", Mode: 0o600}}}, "files: /nothing: nothing there"},
 		{"hardlink", pkgdisk.Config{Files: []pkgdisk.File{{Dst: "/x", Kind: "hardlink", Target: "/missing", Mode: -1}}}, "files: /x: link /x to /missing"},
 		{"tree", pkgdisk.Config{Files: []pkgdisk.File{{Dst: "/x", Kind: "content", Mode: -1}}}, "its content is missing"},
+		// The spec refuses these; the agent refuses them again.
+		{"passwd injection", pkgdisk.Config{Users: []pkgdisk.User{{Name: "bob", Home: "/home/bob", Shell: "/bin/sh\nroot2::0:0::/:/bin/sh"}}}, "refusing a field with ':' or a newline"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := target(t)
