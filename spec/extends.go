@@ -3,7 +3,6 @@ package spec
 import (
 	"fmt"
 	"maps"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -27,7 +26,7 @@ func (p *parser) loadBase(n *yaml.Node, path string, stack []string) (*Spec, err
 	if len(stack) >= maxExtends {
 		return nil, &Error{File: p.file, Line: n.Line, Column: n.Column, Msg: fmt.Sprintf("extends: more than %d specs in the chain", maxExtends)}
 	}
-	data, err := os.ReadFile(path)
+	data, err := readSpecFile(path)
 	if err != nil {
 		return nil, &Error{File: p.file, Line: n.Line, Column: n.Column, Msg: fmt.Sprintf("extends: %v", err)}
 	}

@@ -129,7 +129,7 @@ func HostArch() string {
 
 // Load reads and validates the spec at path.
 func Load(path string) (*Spec, error) {
-	data, err := os.ReadFile(path)
+	data, err := readSpecFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("spec: %w", err)
 	}
@@ -151,6 +151,43 @@ func Parse(r io.Reader, name, dir string) (*Spec, error) {
 }
 
 const maxSpecSize = 4 << 20
+
+// readSpecFile reads a spec file: a regular file (not a device such as
+// /dev/zero, a FIFO or a directory) of at most maxSpecSize bytes, of
+// which no more is read.
+func readSpecFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file (a spec is a YAML file)", path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxSpecSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(data) > maxSpecSize {
+		return nil, fmt.Errorf("%s: larger than %d bytes: not a spec", path, maxSpecSize)
+	}
+	return data, nil
+}
+
+// notASpec refuses a YAML mapping none of whose keys is a spec field
+// (/etc/shadow parses as one): without quoting any of it.
+func notASpec(root *yaml.Node, file string) error {
+	for i := 0; i < len(root.Content); i += 2 {
+		if slices.Contains(KnownFields, root.Content[i].Value) {
+			return nil
+		}
+	}
+	return &Error{File: file, Msg: "not an alpinist spec: none of its keys is a spec field (name:, packages:, ...)"}
+}
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`)
 
@@ -204,6 +241,9 @@ func parseChain(data []byte, file, dir string, stack []string) (*Spec, error) {
 	if isApko(root) {
 		s, seen = p.apko(root)
 	} else {
+		if err := notASpec(root, file); err != nil {
+			return nil, err
+		}
 		s, seen = p.fields(root)
 	}
 	if len(p.errs) > 0 {

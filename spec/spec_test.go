@@ -190,3 +190,30 @@ func TestAccounts(t *testing.T) {
 		}
 	}
 }
+
+// TestSpecFilesBounded: a spec (or a base it extends) is read only when
+// it is a regular file, never past 4 MiB, and a file that is not a spec
+// (a shadow file parses as YAML) is refused without quoting a byte of it.
+func TestSpecFilesBounded(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "shadow")
+	os.WriteFile(secret, []byte("root:$6$secretsalt$secrethash:20228:0:99999:7:::\n"), 0o600)
+	big := filepath.Join(dir, "big.yaml")
+	os.WriteFile(big, []byte("name: x\n"+strings.Repeat("# padding\n", 500_000)), 0o644)
+	for _, tc := range []struct{ base, want string }{
+		{secret, "not an alpinist spec"},
+		{big, "larger than 4194304 bytes"},
+		{"/dev/zero", "not a regular file"},
+		{dir, "not a regular file"},
+	} {
+		spec := filepath.Join(dir, "s.yaml")
+		os.WriteFile(spec, []byte("name: s\nextends: "+tc.base+"\nrepositories: [/r]\npackages: [busybox]\n"), 0o644)
+		_, err := Load(spec)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "secret") {
+			t.Errorf("extends %s: %v, want %q (and nothing of the file)", tc.base, err, tc.want)
+		}
+		if _, err := Load(tc.base); err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "secret") {
+			t.Errorf("load %s: %v, want %q", tc.base, err, tc.want)
+		}
+	}
+}
