@@ -189,7 +189,17 @@ func notASpec(root *yaml.Node, file string) error {
 	return &Error{File: file, Msg: "not an alpinist spec: none of its keys is a spec field (name:, packages:, ...)"}
 }
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`)
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$`)
+
+// CheckName checks a system's name, which names its output files: a
+// letter or digit, then letters, digits, '.', '_', '+' and '-', at most
+// 128 in all (no '/', never a hidden file).
+func CheckName(name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("name %q: use letters, digits, '.', '_', '+' and '-', starting with a letter or digit, at most 128 (it names output files)", truncate(name))
+	}
+	return nil
+}
 
 // Error is a spec error at a line of a file.
 type Error struct {
@@ -333,8 +343,8 @@ func (p *parser) fields(root *yaml.Node) (*Spec, map[string]*yaml.Node) {
 		switch k.Value {
 		case "name":
 			s.Name = p.scalar(v, "name")
-			if s.Name != "" && !nameRE.MatchString(s.Name) {
-				p.errorf(v, "name %q: use letters, digits, '.', '_', '+' and '-' (it names output files)", s.Name)
+			if err := CheckName(s.Name); s.Name != "" && err != nil {
+				p.errorf(v, "%v", err)
 			}
 		case "extends":
 			if e := p.scalar(v, "extends"); e != "" {

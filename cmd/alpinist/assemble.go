@@ -102,6 +102,9 @@ func inputName(input string) string {
 		base = strings.TrimSuffix(base, ext)
 	}
 	base = strings.Trim(nameUnsafe.ReplaceAllString(base, "-"), "-.")
+	if len(base) > 128 {
+		base = strings.TrimRight(base[:128], "-.")
+	}
 	if base == "" {
 		return "rootfs"
 	}
@@ -150,6 +153,9 @@ func runAssemble(ctx context.Context, e *env, input string, f assembleFlags) err
 	sp := &spec.Spec{Name: f.name, Disk: disk}
 	if sp.Name == "" {
 		sp.Name = inputName(input)
+	}
+	if err := spec.CheckName(sp.Name); err != nil {
+		return fmt.Errorf("--name: %w", err)
 	}
 	epoch, haveEpoch, err := sourceDateEpoch()
 	if err != nil {

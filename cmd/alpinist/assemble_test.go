@@ -55,6 +55,10 @@ func TestAssemble(t *testing.T) {
 		"assemble " + in + " -o x --boot efi":                                             `--boot "efi": want bios, uefi or both`,
 		"assemble " + in + " -o " + filepath.Join(dir, "x") + " --output raw":             "the rootfs has no boot loader to boot a disk with: install syslinux",
 		"assemble registry.example.org/x:1 -o " + filepath.Join(dir, "x") + " --insecure": "only for a registry on localhost",
+		// A hidden name wrote every output and then dropped them all; a
+		// '/' gave a raw Go error.
+		"assemble " + in + " -o " + filepath.Join(dir, "n1") + " --name .hidden": `--name: name ".hidden": use letters`,
+		"assemble " + in + " -o " + filepath.Join(dir, "n2") + " --name a/b":     `--name: name "a/b": use letters`,
 	} {
 		code, _, errs := cli(t, strings.Fields(args)...)
 		if code == 0 || !strings.Contains(errs, want) {
