@@ -273,6 +273,10 @@ func TestErrors(t *testing.T) {
 		"file dir":  {[]entry{{tar.Header{Name: "x", Typeflag: tar.TypeReg}, nil}, {tar.Header{Name: "x/y", Typeflag: tar.TypeReg}, nil}}, Options{}, "not a directory"},
 		"pin gone":  {everyKind(t), Options{Pin: []string{"boot/ldlinux.sys"}}, "/boot/ldlinux.sys: not in the tree"},
 		"pin dir":   {[]entry{{tar.Header{Name: "d/", Typeflag: tar.TypeDir, Mode: 0o755}, nil}}, Options{Pin: []string{"d"}}, "/d: only regular files can be pinned"},
+		// A gid of 2^32 became 0 (root); a uid of -1 likewise.
+		"gid":   {[]entry{{tar.Header{Name: "x", Typeflag: tar.TypeReg, Mode: 0o644, Gid: 1 << 32}, nil}}, Options{}, "gid 4294967296 out of range"},
+		"uid":   {[]entry{{tar.Header{Name: "x", Typeflag: tar.TypeReg, Mode: 0o644, Uid: 1<<32 - 1}, nil}}, Options{}, "uid 4294967295 out of range"},
+		"links": {manyLinks(maxLinks), Options{}, "more than 65000 hard links to /f"},
 	} {
 		src := filepath.Join(dir, "src.tar")
 		os.WriteFile(src, makeTar(t, tc.ents), 0o644)
@@ -284,6 +288,26 @@ func TestErrors(t *testing.T) {
 		if _, err := os.Stat(dst); err == nil {
 			t.Errorf("%s: a failed build left its image", name)
 		}
+	}
+}
+
+// manyLinks is a file f with n more names (hard links).
+func manyLinks(n int) []entry {
+	ents := []entry{{tar.Header{Name: "f", Typeflag: tar.TypeReg, Mode: 0o644}, []byte("x")}, {tar.Header{Name: "l/", Typeflag: tar.TypeDir, Mode: 0o755}, nil}}
+	for i := range n {
+		ents = append(ents, entry{tar.Header{Name: fmt.Sprintf("l/%d", i), Typeflag: tar.TypeLink, Linkname: "f"}, nil})
+	}
+	return ents
+}
+
+// TestLinkLimit: 65,000 names of one file (ext4's limit) make an image
+// e2fsck accepts, with the count right; one more is refused above (the
+// count wrapped at 65,536 and e2fsck rejected the image).
+func TestLinkLimit(t *testing.T) {
+	img, _ := build(t, makeTar(t, manyLinks(maxLinks-1)), Options{})
+	fsck(t, img)
+	if out := debugfs(t, img, "stat /f"); !strings.Contains(out, "Links: 65000") {
+		t.Errorf("stat /f:\n%s", out)
 	}
 }
 

@@ -18,7 +18,7 @@ type node struct {
 	uid, gid   uint32
 	mtime      time.Time
 	size       int64
-	links      uint16
+	links      uint32
 	target     string // symlink target
 	devMajor   uint32
 	devMinor   uint32
@@ -175,6 +175,9 @@ func scan(r io.Reader, epoch time.Time, dataFn func(n *node, r io.Reader) error)
 		if err != nil {
 			return nil, err
 		}
+		if err := checkIDs(h); err != nil {
+			return nil, err
+		}
 		if name == "" {
 			if h.Typeflag == tar.TypeDir {
 				setAttrs(t.root, h)
@@ -201,6 +204,9 @@ func scan(r io.Reader, epoch time.Time, dataFn func(n *node, r io.Reader) error)
 			}
 			if _, dup := parent.childIndex[base]; dup {
 				return nil, fmt.Errorf("%s: listed twice", h.Name)
+			}
+			if tn.links >= maxLinks {
+				return nil, fmt.Errorf("%s: more than %d hard links to /%s, ext4's limit (mke2fs -d stops there too)", h.Name, maxLinks, target)
 			}
 			t.add(parent, base, tn)
 			byPath[name] = tn
@@ -251,6 +257,23 @@ func scan(r io.Reader, epoch time.Time, dataFn func(n *node, r io.Reader) error)
 		}
 	}
 	return t, nil
+}
+
+// maxLinks is ext4's link limit for a file (EXT4_LINK_MAX).
+const maxLinks = 65000
+
+// checkIDs refuses an owner ext4 cannot hold: ids are 32-bit, and
+// 4294967295 is (uid_t)-1, "no change" to chown.
+func checkIDs(h *tar.Header) error {
+	for _, id := range []struct {
+		what string
+		v    int
+	}{{"uid", h.Uid}, {"gid", h.Gid}} {
+		if id.v < 0 || id.v >= 1<<32-1 {
+			return fmt.Errorf("%s: %s %d out of range (0 to 4294967294)", h.Name, id.what, id.v)
+		}
+	}
+	return nil
 }
 
 func setAttrs(n *node, h *tar.Header) {

@@ -210,9 +210,9 @@ func (fs *fsys) encodeInode(b []byte, n *node, epoch time.Time) {
 		if l >= 65000 {
 			l = 1 // dir_nlink: too many to count
 		}
-		links = uint16(l)
+		links = uint32(l)
 	}
-	le.PutUint16(b[0x1A:], links)
+	le.PutUint16(b[0x1A:], uint16(links)) // files: at most maxLinks
 	var nblocks uint64
 	for _, e := range n.extents {
 		nblocks += uint64(e.length)
