@@ -233,6 +233,15 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if opts.Installer.Type == "apk-tools" {
 		installed += 64 << 20 // the unpacked tools root lives in the VM's memory too
 	}
+	mem := opts.MemoryMiB
+	if mem <= 0 {
+		// The target is a tmpfs: room for the rootfs, the page cache of
+		// the disks and the agent.
+		mem = int(roundMiB(installed*2+320<<20) >> 20)
+	}
+	if err := checkHost(items, mem, work, outSize); err != nil {
+		return nil, fmt.Errorf("%s: %w", opts.Arch, err)
+	}
 	if err := sparseFile(outDisk, outSize); err != nil {
 		return nil, err
 	}
@@ -261,12 +270,6 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 				accel = "kvm"
 			}
 		}
-	}
-	mem := opts.MemoryMiB
-	if mem <= 0 {
-		// The target is a tmpfs: room for the rootfs, the page cache of
-		// the disks and the agent.
-		mem = int(roundMiB(installed*2+320<<20) >> 20)
 	}
 	cpus := opts.CPUs
 	if cpus <= 0 {
@@ -396,11 +399,13 @@ func writePackageDisk(w io.Writer, opts Options, items []repo.Item, paths []stri
 	for _, d := range opts.World {
 		m.World = append(m.World, d.String())
 	}
-	var installed int64
+	installed, err := installedSize(items)
+	if err != nil {
+		return 0, err
+	}
 	for _, it := range items {
 		p := it.Package
 		m.Packages = append(m.Packages, pkgdisk.Package{Name: p.Name, Version: p.Version, Checksum: apk.EncodeChecksum(p.Checksum), Tag: it.Repository.Tag, Size: p.Size, Arch: p.Arch})
-		installed += p.InstalledSize
 	}
 	dw, err := pkgdisk.NewWriter(w, m, opts.Keys)
 	if err != nil {
