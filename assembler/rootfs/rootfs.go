@@ -10,6 +10,7 @@ package rootfs
 import (
 	"archive/tar"
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -56,29 +57,69 @@ type Stats struct {
 	Newest time.Time
 }
 
+// The bounds of a name: Linux's PATH_MAX (with its NUL) and NAME_MAX,
+// which every tool that unpacks a tree and ext4 hold to, and a depth no
+// real tree comes near (a deep name makes a directory entry per level:
+// the bound keeps the output linear in the input).
+const (
+	MaxPath  = 4095
+	MaxName  = 255
+	MaxDepth = 256
+)
+
+// node is one name of the tree: the input's entry for it (the last of
+// that name), or nil for a directory only its descendants imply.
+type node struct {
+	name    string
+	parent  *node
+	e       *entry
+	kids    map[string]*node
+	ordinal int // place in the output order
+}
+
+func (n *node) path() string {
+	if n.parent == nil {
+		return ""
+	}
+	if p := n.parent.path(); p != "" {
+		return p + "/" + n.name
+	}
+	return n.name
+}
+
+func (n *node) isDir() bool { return n.e == nil || n.e.h.Typeflag == tar.TypeDir }
+
 // Canonicalize reads the tar stream r and writes the canonical rootfs tar
 // to w, spooling r in a temporary file in tmpDir. A zero epoch leaves
-// the times as they are.
-func Canonicalize(w io.Writer, r io.Reader, epoch time.Time, tmpDir string) (Stats, error) {
+// the times as they are (within what every output can hold: see
+// clampTime). It refuses what no output may carry, naming the entry: a
+// name that leaves the root or passes PATH_MAX, NAME_MAX or MaxDepth
+// levels, an entry under a symlink or a file, a hard link to what is not
+// a file. A later entry of a name replaces an earlier one, as tar
+// extraction does. The work is linear in the input (a tree of the names,
+// each component hashed once); ctx is checked as it goes.
+func Canonicalize(ctx context.Context, w io.Writer, r io.Reader, epoch time.Time, tmpDir string) (Stats, error) {
 	spool, err := os.CreateTemp(tmpDir, ".alpinist-rootfs-*.tar")
 	if err != nil {
 		return Stats{}, err
 	}
 	defer os.Remove(spool.Name())
 	defer spool.Close()
-	if _, err := io.Copy(spool, r); err != nil {
+	if _, err := io.Copy(spool, ctxReader{ctx, r}); err != nil {
 		return Stats{}, fmt.Errorf("rootfs: reading the input: %w", err)
 	}
 	if _, err := spool.Seek(0, io.SeekStart); err != nil {
 		return Stats{}, err
 	}
-	// Index the headers; a later entry of the same name replaces an
-	// earlier one, as tar extraction does.
 	cr := &countingSeeker{f: spool}
 	tr := tar.NewReader(cr)
-	byName := map[string]*entry{}
+	root := &node{kids: map[string]*node{}}
+	var links []*node
 	var st Stats
-	for {
+	for i := 0; ; i++ {
+		if i%1024 == 0 && ctx.Err() != nil {
+			return Stats{}, ctx.Err()
+		}
 		h, err := tr.Next()
 		if err == io.EOF {
 			break
@@ -100,87 +141,216 @@ func Canonicalize(w io.Writer, r io.Reader, epoch time.Time, tmpDir string) (Sta
 		default:
 			return Stats{}, fmt.Errorf("rootfs: %s: tar entry type %q is not a file system object", h.Name, h.Typeflag)
 		}
+		if h.Uid < 0 || h.Gid < 0 || h.Uid >= 1<<32-1 || h.Gid >= 1<<32-1 {
+			return Stats{}, fmt.Errorf("rootfs: %s: owner %d:%d out of range (0 to 4294967294)", name, h.Uid, h.Gid)
+		}
 		if h.ModTime.After(st.Newest) {
 			st.Newest = h.ModTime
 		}
 		h.Name = name
-		byName[name] = &entry{h: h, data: cr.pos}
-	}
-	names := make([]string, 0, len(byName))
-	for n := range byName {
-		names = append(names, n)
-	}
-	slices.SortFunc(names, comparePaths)
-	// Hard links: the first name of a group in the output order carries
-	// the file; the others link to it.
-	carrier := map[string]string{} // link target as given -> name that carries the data
-	for _, n := range names {
-		e := byName[n]
-		if e.h.Typeflag != tar.TypeLink {
-			continue
-		}
-		target, err := clean(e.h.Linkname)
+		n, err := root.insert(name)
 		if err != nil {
 			return Stats{}, err
 		}
-		te, ok := byName[target]
-		if !ok || te.h.Typeflag == tar.TypeLink || te.h.Typeflag == tar.TypeDir {
-			return Stats{}, fmt.Errorf("rootfs: %s: hard link to %s, which is not a file in the tar", n, e.h.Linkname)
+		if h.Typeflag == tar.TypeLink {
+			links = append(links, n)
 		}
-		c, ok := carrier[target]
-		if !ok {
-			c = target
-		}
-		if comparePaths(n, c) < 0 {
-			c = n
-		}
-		carrier[target] = c
+		n.e = &entry{h: h, data: cr.pos}
 	}
-	tw := tar.NewWriter(w)
-	dirs := map[string]bool{}
-	for _, n := range names {
-		e := byName[n]
-		// Parents the input lacks are made (0755, root's).
-		for _, d := range parents(n) {
-			if !dirs[d] {
-				if _, listed := byName[d]; !listed {
-					if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755, ModTime: clampTime(st.Newest, epoch), Format: tar.FormatPAX}); err != nil {
-						return Stats{}, err
-					}
-					st.Entries++
-				}
-				dirs[d] = true
+	// The output order: depth first, names sorted, parents first. An
+	// entry under a symlink or a file is refused (GNU tar and our ext4
+	// writer refuse it; an unpacker would follow the symlink).
+	ord := 0
+	var walk func(n *node) error
+	walk = func(n *node) error {
+		n.ordinal = ord
+		ord++
+		if ord%4096 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if len(n.kids) > 0 && !n.isDir() {
+			what := map[byte]string{tar.TypeSymlink: "a symlink", tar.TypeLink: "a hard link"}[n.e.h.Typeflag]
+			if what == "" {
+				what = "not a directory"
+			}
+			return fmt.Errorf("rootfs: %s is under %s, %s", first(n).path(), n.path(), what)
+		}
+		for _, k := range sortedKids(n) {
+			if err := walk(k); err != nil {
+				return err
 			}
 		}
-		h := *e.h
-		data := e.data
-		switch {
-		case h.Typeflag == tar.TypeLink:
-			target, _ := clean(h.Linkname)
-			if c := carrier[target]; c == n {
-				// This name carries the data of the file it linked to.
-				te := byName[target]
-				h = *te.h
-				h.Name = n
-				data = te.data
-			} else {
-				h.Linkname = c
-			}
-		default:
-			if c, ok := carrier[n]; ok && c != n {
-				// A link earlier in the order carries this file.
-				h = tar.Header{Typeflag: tar.TypeLink, Name: n, Linkname: c, ModTime: e.h.ModTime}
-			}
+		return nil
+	}
+	if err := walk(root); err != nil {
+		return Stats{}, err
+	}
+	// Hard links: the first name of a group in the output order carries
+	// the file; the others link to it.
+	carrier := map[*node]*node{} // the file linked to -> the name that carries it
+	for _, n := range links {
+		if n.e.h.Typeflag != tar.TypeLink {
+			continue // replaced by a later entry
 		}
-		if err := writeEntry(tw, &h, spool, data, epoch); err != nil {
+		target, err := clean(n.e.h.Linkname)
+		if err != nil {
 			return Stats{}, err
 		}
-		if h.Typeflag == tar.TypeDir {
-			dirs[n] = true
+		tn := root.find(target)
+		if tn == nil || tn.e == nil || tn.e.h.Typeflag == tar.TypeLink || tn.e.h.Typeflag == tar.TypeDir {
+			return Stats{}, fmt.Errorf("rootfs: %s: hard link to %s, which is not a file in the tar", n.path(), n.e.h.Linkname)
 		}
-		st.Entries++
+		c, ok := carrier[tn]
+		if !ok {
+			c = tn
+		}
+		if n.ordinal < c.ordinal {
+			c = n
+		}
+		carrier[tn] = c
+	}
+	carrierOf := map[*node]*node{} // each name of a group -> its carrier
+	fileOf := map[*node]*node{}    // a carrier -> the file of its group
+	for tn, c := range carrier {
+		carrierOf[tn] = c
+		fileOf[c] = tn
+	}
+	for _, n := range links {
+		if n.e.h.Typeflag == tar.TypeLink {
+			if tn := root.find(mustClean(n.e.h.Linkname)); tn != nil {
+				carrierOf[n] = carrier[tn]
+			}
+		}
+	}
+	paths := map[*node]string{} // carriers' names, for the links after them
+	tw := tar.NewWriter(w)
+	implicit := clampTime(st.Newest, epoch)
+	var emit func(n *node, p string) error
+	emit = func(n *node, p string) error {
+		if n.parent != nil {
+			if st.Entries%1024 == 0 && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err := emitOne(tw, n, p, carrierOf, fileOf, paths, spool, epoch, implicit); err != nil {
+				return err
+			}
+			st.Entries++
+		}
+		for _, k := range sortedKids(n) {
+			kp := k.name
+			if p != "" {
+				kp = p + "/" + k.name
+			}
+			if err := emit(k, kp); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := emit(root, ""); err != nil {
+		return Stats{}, err
 	}
 	return st, tw.Close()
+}
+
+// emitOne writes node n (named p): an implied directory, a file, or a
+// hard link to its group's carrier (the carrier itself gets the file).
+func emitOne(tw *tar.Writer, n *node, p string, carrierOf, fileOf map[*node]*node, paths map[*node]string, spool *os.File, epoch, implicit time.Time) error {
+	if n.e == nil {
+		return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: p + "/", Mode: 0o755, ModTime: implicit, Format: tar.FormatPAX})
+	}
+	h := *n.e.h
+	h.Name = p
+	data := n.e.data
+	if c, ok := carrierOf[n]; ok {
+		switch {
+		case c == n && h.Typeflag == tar.TypeLink:
+			// This name carries the data of the file it linked to.
+			te := fileOf[n].e
+			h = *te.h
+			h.Name = p
+			data = te.data
+			paths[n] = p
+		case c == n:
+			paths[n] = p
+		default:
+			h = tar.Header{Typeflag: tar.TypeLink, Name: p, Linkname: paths[c], ModTime: n.e.h.ModTime}
+		}
+	}
+	return writeEntry(tw, &h, spool, data, epoch)
+}
+
+// insert walks name's components from the root, making the nodes
+// missing, and returns the node of the name.
+func (root *node) insert(name string) (*node, error) {
+	if len(name) > MaxPath {
+		return nil, fmt.Errorf("rootfs: %.64s...: a name of %d bytes, past PATH_MAX (%d)", name, len(name), MaxPath)
+	}
+	n := root
+	depth := 0
+	for rest := name; rest != ""; {
+		var comp string
+		comp, rest, _ = strings.Cut(rest, "/")
+		if len(comp) > MaxName {
+			return nil, fmt.Errorf("rootfs: %.64s...: a component of %d bytes, past NAME_MAX (%d)", name, len(comp), MaxName)
+		}
+		if depth++; depth > MaxDepth {
+			return nil, fmt.Errorf("rootfs: %.64s...: deeper than %d levels", name, MaxDepth)
+		}
+		k := n.kids[comp]
+		if k == nil {
+			k = &node{name: comp, parent: n, kids: map[string]*node{}}
+			n.kids[comp] = k
+		}
+		n = k
+	}
+	return n, nil
+}
+
+// find is the node of a clean name, or nil.
+func (root *node) find(name string) *node {
+	n := root
+	for rest := name; rest != "" && n != nil; {
+		var comp string
+		comp, rest, _ = strings.Cut(rest, "/")
+		n = n.kids[comp]
+	}
+	return n
+}
+
+// first is n's first descendant in the output order (for errors).
+func first(n *node) *node {
+	for len(n.kids) > 0 {
+		n = sortedKids(n)[0]
+	}
+	return n
+}
+
+func sortedKids(n *node) []*node {
+	out := make([]*node, 0, len(n.kids))
+	for _, k := range n.kids {
+		out = append(out, k)
+	}
+	slices.SortFunc(out, func(a, b *node) int { return strings.Compare(a.name, b.name) })
+	return out
+}
+
+func mustClean(name string) string {
+	c, _ := clean(name)
+	return c
+}
+
+// ctxReader stops a read when ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 func writeEntry(tw *tar.Writer, h *tar.Header, spool *os.File, data int64, epoch time.Time) error {
@@ -217,9 +387,26 @@ func writeEntry(tw *tar.Writer, h *tar.Header, spool *os.File, data int64, epoch
 	return nil
 }
 
+// The times every output can hold: not before the Unix epoch (ext4's and
+// cpio's unsigned seconds, tools that read a negative time as garbage)
+// and not past the year 9999 (RFC 3339, which the OCI config's created
+// and history use).
+var (
+	minTime = time.Unix(0, 0).UTC()
+	maxTime = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+)
+
+// clampTime is t, clamped to epoch when it is later (or unset) and to
+// the range every output can hold.
 func clampTime(t, epoch time.Time) time.Time {
 	if !epoch.IsZero() && (t.After(epoch) || t.IsZero()) {
-		return epoch.UTC()
+		t = epoch
+	}
+	switch {
+	case t.Before(minTime):
+		return minTime
+	case t.After(maxTime):
+		return maxTime
 	}
 	return t.UTC()
 }
@@ -237,31 +424,6 @@ func clean(name string) (string, error) {
 		return "", fmt.Errorf("rootfs: %q leaves the root", name)
 	}
 	return c, nil
-}
-
-// parents are a path's parent directories, outermost first.
-func parents(p string) []string {
-	var out []string
-	for i := 0; i < len(p); i++ {
-		if p[i] == '/' {
-			out = append(out, p[:i])
-		}
-	}
-	return out
-}
-
-// comparePaths orders paths depth-first with sorted names: a directory,
-// then everything in it, then its next sibling.
-func comparePaths(a, b string) int {
-	for a != "" && b != "" {
-		ca, ra, _ := strings.Cut(a, "/")
-		cb, rb, _ := strings.Cut(b, "/")
-		if c := strings.Compare(ca, cb); c != 0 {
-			return c
-		}
-		a, b = ra, rb
-	}
-	return strings.Compare(a, b)
 }
 
 // countingSeeker tracks the position in the spool, so the tar reader's

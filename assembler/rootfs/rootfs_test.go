@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"io"
 	"strings"
 	"testing"
@@ -81,7 +82,7 @@ func TestCanonicalize(t *testing.T) {
 	}
 	var out bytes.Buffer
 	epoch := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	st, err := Canonicalize(&out, r, epoch, t.TempDir())
+	st, err := Canonicalize(context.Background(), &out, r, epoch, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +104,7 @@ func TestCanonicalize(t *testing.T) {
 	}
 	// The same input in another order gives the same bytes.
 	var again bytes.Buffer
-	Canonicalize(&again, bytes.NewReader(in), epoch, t.TempDir())
+	Canonicalize(context.Background(), &again, bytes.NewReader(in), epoch, t.TempDir())
 	if !bytes.Equal(again.Bytes(), out.Bytes()) {
 		t.Error("not reproducible")
 	}
@@ -114,31 +115,84 @@ func TestErrors(t *testing.T) {
 		"leaves the root":          {{tar.Header{Name: "../etc/passwd", Typeflag: tar.TypeReg}, "x"}},
 		"not a file in":            {{tar.Header{Name: "x", Typeflag: tar.TypeLink, Linkname: "nowhere"}, ""}},
 		"not a file system object": {{tar.Header{Name: "x", Typeflag: 'V'}, ""}},
+		// Issue 17: what the tar, OCI and docker outputs carried.
+		"etc/x is under etc, a symlink": {{tar.Header{Name: "etc", Typeflag: tar.TypeSymlink, Linkname: "/"}, ""},
+			{tar.Header{Name: "etc/x", Typeflag: tar.TypeReg, Mode: 0o644}, "x"}},
+		"a/b is under a, not a directory": {{tar.Header{Name: "a", Typeflag: tar.TypeReg}, "x"}, {tar.Header{Name: "a/b", Typeflag: tar.TypeReg}, "y"}},
+		"past PATH_MAX":                   {{tar.Header{Name: strings.Repeat("d/", 2100) + "x", Typeflag: tar.TypeReg}, ""}},
+		"past NAME_MAX":                   {{tar.Header{Name: strings.Repeat("n", 256), Typeflag: tar.TypeReg}, ""}},
+		"deeper than 256 levels":          {{tar.Header{Name: strings.Repeat("d/", 300) + "x", Typeflag: tar.TypeReg}, ""}},
+		"owner 0:4294967296 out of range": {{tar.Header{Name: "x", Typeflag: tar.TypeReg, Gid: 1 << 32}, ""}},
+		"hard link to /etc/shadow, which is not a file in the tar": {{tar.Header{Name: "x", Typeflag: tar.TypeLink, Linkname: "/etc/shadow"}, ""}},
 	} {
-		if _, err := Canonicalize(io.Discard, bytes.NewReader(mk(t, ents)), time.Time{}, t.TempDir()); err == nil || !strings.Contains(err.Error(), name) {
+		if _, err := Canonicalize(context.Background(), io.Discard, bytes.NewReader(mk(t, ents)), time.Time{}, t.TempDir()); err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	if _, err := Canonicalize(io.Discard, strings.NewReader(strings.Repeat("garbage!", 100)), time.Time{}, t.TempDir()); err == nil {
+	if _, err := Canonicalize(context.Background(), io.Discard, strings.NewReader(strings.Repeat("garbage!", 100)), time.Time{}, t.TempDir()); err == nil {
 		t.Error("garbage accepted")
 	}
-}
-
-func TestComparePaths(t *testing.T) {
-	ps := []string{"a-b", "a/z", "a", "b", "a/b/c", "a/b"}
-	want := "a a/b a/b/c a/z a-b b"
-	slicesSort(ps)
-	if strings.Join(ps, " ") != want {
-		t.Errorf("%v", ps)
+	// Names with a leading "/" or "./" are the same names, relative.
+	var out bytes.Buffer
+	if _, err := Canonicalize(context.Background(), &out, bytes.NewReader(mk(t, []ent{{tar.Header{Name: "/etc/x", Typeflag: tar.TypeReg, Mode: 0o644}, "x"}})), time.Time{}, t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	if got := list(t, out.Bytes()); len(got) != 2 || !strings.HasPrefix(got[1], "0 etc/x") {
+		t.Errorf("got %v", got)
 	}
 }
 
-func slicesSort(ps []string) {
-	for i := range ps {
-		for j := i + 1; j < len(ps); j++ {
-			if comparePaths(ps[j], ps[i]) < 0 {
-				ps[i], ps[j] = ps[j], ps[i]
-			}
-		}
+// TestDeepPath: one path 100,000 levels deep (a 200 KB tar) grew a 10 GB
+// tar and more than 8 GB of memory; it is refused at once. A path at the
+// depth bound gives an output linear in the input.
+func TestDeepPath(t *testing.T) {
+	deep := mk(t, []ent{{tar.Header{Name: strings.Repeat("a/", 100_000) + "x", Typeflag: tar.TypeReg, Mode: 0o644}, "x"}})
+	start := time.Now()
+	if _, err := Canonicalize(context.Background(), io.Discard, bytes.NewReader(deep), time.Time{}, t.TempDir()); err == nil || !strings.Contains(err.Error(), "past PATH_MAX") {
+		t.Errorf("100,000 levels: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("100,000 levels took %v to refuse", d)
+	}
+	in := mk(t, []ent{{tar.Header{Name: strings.Repeat("a/", MaxDepth-1) + "x", Typeflag: tar.TypeReg, Mode: 0o644}, "x"}})
+	var out bytes.Buffer
+	if _, err := Canonicalize(context.Background(), &out, bytes.NewReader(in), time.Time{}, t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	if out.Len() > linearBound(len(in)) {
+		t.Errorf("%d bytes in, %d out: past %d", len(in), out.Len(), linearBound(len(in)))
+	}
+}
+
+// linearBound is the most output Canonicalize may make of n bytes: each
+// implied parent directory costs at most a PAX header and a tar header
+// (1.5 KiB), and one entry of at least 1 KiB implies at most MaxDepth.
+func linearBound(n int) int { return (MaxDepth*1536/1024+4)*n + 64<<10 }
+
+// TestTimesClamped: an mtime of 10^13 s failed only at the OCI step with
+// a raw MarshalJSON error, one of -10^12 was kept. Every time is clamped
+// to what every output can hold: 1970 to 9999.
+func TestTimesClamped(t *testing.T) {
+	in := mk(t, []ent{
+		{tar.Header{Name: "future", Typeflag: tar.TypeReg, Mode: 0o644, ModTime: time.Unix(1e13, 0)}, "f"},
+		{tar.Header{Name: "past", Typeflag: tar.TypeReg, Mode: 0o644, ModTime: time.Unix(-1e12, 0)}, "p"},
+	})
+	var out bytes.Buffer
+	if _, err := Canonicalize(context.Background(), &out, bytes.NewReader(in), time.Time{}, t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	got := list(t, out.Bytes())
+	if len(got) != 2 || !strings.HasSuffix(got[0], "@9999") || !strings.HasSuffix(got[1], "@1970") {
+		t.Errorf("got %v", got)
+	}
+}
+
+// TestCanceled: a canceled context stops the work.
+func TestCanceled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	in := mk(t, []ent{{tar.Header{Name: "x", Typeflag: tar.TypeReg, Mode: 0o644}, "x"}})
+	if _, err := Canonicalize(ctx, io.Discard, bytes.NewReader(in), time.Time{}, t.TempDir()); err == nil {
+		t.Error("a canceled context did not stop Canonicalize")
 	}
 }

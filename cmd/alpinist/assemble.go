@@ -219,7 +219,7 @@ func runAssemble(ctx context.Context, e *env, input string, f assembleFlags) err
 			if haveEpoch {
 				clamp = epoch
 			}
-			stats, err = rootfs.Canonicalize(w, r, clamp, stage.dir)
+			stats, err = rootfs.Canonicalize(ctx, w, r, clamp, stage.dir)
 			return err
 		})
 		if err != nil {
