@@ -31,6 +31,7 @@ import (
 	"github.com/alpinist/alpinist/apk"
 	"github.com/alpinist/alpinist/apk/lock"
 	"github.com/alpinist/alpinist/apk/repo"
+	"github.com/alpinist/alpinist/assembler/rootfs"
 	"github.com/alpinist/alpinist/apk/version"
 	"github.com/alpinist/alpinist/initramfs"
 	"github.com/alpinist/alpinist/qemu"
@@ -214,11 +215,21 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		defer unlock()
 		begin("build cache")
 		start = time.Now()
-		ok, n, err := cache.get(key, res.Tar, opts.Console)
+		ok, _, err := cache.get(key, res.Tar, opts.Console)
 		if err != nil {
 			return nil, err
 		}
 		if ok {
+			// The cache's entry is read as any rootfs from elsewhere.
+			f, err := os.Open(res.Tar)
+			if err != nil {
+				return nil, err
+			}
+			n, err := canonicalTar(ctx, res.Tar, f, work)
+			f.Close()
+			if err != nil {
+				return nil, fmt.Errorf("%s: the build cache's rootfs: %w", opts.Arch, err)
+			}
 			res.Size, res.Cached = n, true
 			phase("build cache", start)
 			log.Info("the rootfs comes from the build cache: nothing the build VM is given changed", "arch", opts.Arch, "key", key[:16])
@@ -330,12 +341,17 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	// The rootfs tar: the output disk up to the tar's end.
 	begin("tar")
 	start = time.Now()
-	if err := writeFile(res.Tar, func(w io.Writer) error {
-		var err error
-		res.Size, err = copyTar(w, outDisk)
-		return err
-	}); err != nil {
-		return nil, err
+	// The VM's tar is read as any rootfs from elsewhere: install scripts
+	// run as root in the VM and could have the agent write anything.
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := copyTar(pw, outDisk)
+		pw.CloseWithError(err)
+	}()
+	res.Size, err = canonicalTar(ctx, res.Tar, pr, work)
+	pr.CloseWithError(err)
+	if err != nil {
+		return nil, fmt.Errorf("%s: the build VM's rootfs: %w", opts.Arch, err)
 	}
 	phase("tar", start)
 	if !opts.NoCache {
@@ -517,6 +533,20 @@ func copyTar(w io.Writer, disk string) (int64, error) {
 }
 
 // writeFile writes path through a temporary file and a rename.
+// canonicalTar writes to dst (through a temporary file) the canonical
+// rootfs tar of src (assembler/rootfs: what assemble reads imports with),
+// and returns its size. Times are left as they are.
+func canonicalTar(ctx context.Context, dst string, src io.Reader, work string) (int64, error) {
+	var n int64
+	err := writeFile(dst, func(w io.Writer) error {
+		cw := &counting.Writer{W: w}
+		_, err := rootfs.Canonicalize(ctx, cw, src, time.Time{}, work)
+		n = cw.N
+		return err
+	})
+	return n, err
+}
+
 func writeFile(path string, fill func(io.Writer) error) error {
 	if err := atomicfile.Write(path, 0o644, fill); err != nil {
 		return fmt.Errorf("%s: %w", path, err)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"archive/tar"
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -99,5 +101,54 @@ func TestBuildCache(t *testing.T) {
 	}
 	if out := mustCLI(t, "cache", "prune", "--cache", cache); !strings.Contains(out, "removed 0 of 1 rootfs") {
 		t.Errorf("prune removed a rootfs used just now:\n%s", out)
+	}
+}
+
+// TestTamperedBuildCache: the rootfs a build gets back (from the VM or,
+// here, from a tampered build-cache entry) passes through the canonical
+// reader before any output sees it. The tar, tar.gz, WSL, LXC,
+// docker-archive and OCI outputs came out with hostile entries and exit
+// code 0; now the build fails, naming the entry, and writes nothing.
+func TestTamperedBuildCache(t *testing.T) {
+	vmtest.Binary(t, "x86_64")
+	body, _ := smallSpec(t)
+	dir := t.TempDir()
+	spec := filepath.Join(dir, "small.yaml")
+	writeFile(t, spec, body, 0o644)
+	cache := t.TempDir()
+	outputs := "tar,tar.gz,wsl,lxc,docker-archive,oci"
+	mustCLI(t, "build", spec, "-o", filepath.Join(dir, "first"), "--cache", cache, "--output", "tar")
+	entries, _ := filepath.Glob(filepath.Join(cache, "rootfs", "*.tar"))
+	if len(entries) != 1 {
+		t.Fatalf("build cache entries: %v", entries)
+	}
+	hostile := map[string][]tar.Header{
+		"leaves the root": {{Name: "../../etc/cron.d/x", Typeflag: tar.TypeReg, Mode: 0o644}},
+		"hard link to /etc/shadow, which is not a file in the tar": {{Name: "shadow", Typeflag: tar.TypeLink, Linkname: "/etc/shadow"}},
+		"is under evil, a symlink": {{Name: "evil", Typeflag: tar.TypeSymlink, Linkname: "/etc"},
+			{Name: "evil/cron.d/x", Typeflag: tar.TypeReg, Mode: 0o644}},
+		"past PATH_MAX": {{Name: strings.Repeat("d/", 2100) + "x", Typeflag: tar.TypeReg, Mode: 0o644}},
+	}
+	for want, hs := range hostile {
+		var b bytes.Buffer
+		tw := tar.NewWriter(&b)
+		for _, h := range hs {
+			h.Format = tar.FormatPAX
+			if err := tw.WriteHeader(&h); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tw.Close()
+		if err := os.WriteFile(entries[0], b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(dir, "out-"+strings.Fields(want)[0])
+		code, _, errs := cli(t, "build", spec, "-o", out, "--cache", cache, "--output", outputs)
+		if code == 0 || !strings.Contains(errs, want) || !strings.Contains(errs, "the build cache's rootfs") {
+			t.Errorf("a cache entry that %s: exit %d\n%s", want, code, errs)
+		}
+		if ents, _ := os.ReadDir(out); len(ents) > 0 {
+			t.Errorf("a refused rootfs left outputs: %v", ents)
+		}
 	}
 }
