@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/alpinist/alpinist/assembler/output"
 )
@@ -27,11 +31,31 @@ func newStaging(out, name string) (*staging, error) {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp(out, "."+name+".stage-")
+	removeStale(out, name)
+	// The stage's name holds our pid: a later run removes the stage of a
+	// run that was killed (SIGKILL leaves it; it once held 9.6 GB).
+	dir, err := os.MkdirTemp(out, "."+name+".stage-"+strconv.Itoa(os.Getpid())+"-")
 	if err != nil {
 		return nil, err
 	}
 	return &staging{out: out, dir: dir, made: made}, nil
+}
+
+// removeStale removes the stages of name in out left by runs that are no
+// longer alive.
+func removeStale(out, name string) {
+	stages, _ := filepath.Glob(filepath.Join(out, "."+name+".stage-*"))
+	for _, st := range stages {
+		rest := strings.TrimPrefix(filepath.Base(st), "."+name+".stage-")
+		pidText, _, ok := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidText)
+		if !ok || err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
+			os.RemoveAll(st)
+		}
+	}
 }
 
 // final is where a staged path goes.
