@@ -8,6 +8,7 @@
 package output
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -117,6 +118,17 @@ type Plan struct {
 	// what the rootfs has (an extlinux program: BIOS; GRUB's EFI image
 	// under /boot/efi: UEFI), for a rootfs alpinist did not build.
 	AutoBoot bool
+	// Context, when set, is checked before each output: Ctrl-C stops
+	// after the output being written, not after all of them.
+	Context context.Context
+}
+
+// canceled is the plan's context's error, if any.
+func (s *Set) canceled() error {
+	if s.p.Context != nil {
+		return s.p.Context.Err()
+	}
+	return nil
 }
 
 // Arch is one arch's build.
@@ -216,6 +228,9 @@ func (s *Set) Add(a Arch) ([]Result, error) {
 		}
 	}
 	for _, o := range s.outs {
+		if err := s.canceled(); err != nil {
+			return nil, err
+		}
 		start := time.Now()
 		p, err := o.add(s, o, a)
 		if err != nil {

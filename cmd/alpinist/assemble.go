@@ -234,7 +234,7 @@ func runAssemble(ctx context.Context, e *env, input string, f assembleFlags) err
 		epoch = newest.UTC().Truncate(time.Second)
 	}
 	set, err := output.New(output.Plan{Spec: sp, Dir: stage.dir, Outputs: f.outputs, Created: epoch, Tool: "alpinist-" + versionString(),
-		Log: e.log, DiskSize: diskSize, NoSBOM: true, AutoBoot: true})
+		Log: e.log, DiskSize: diskSize, NoSBOM: true, AutoBoot: true, Context: ctx})
 	if err != nil {
 		return err
 	}

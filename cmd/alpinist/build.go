@@ -160,7 +160,7 @@ func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 	defer stage.cleanup()
 	set, err := output.New(output.Plan{
 		Spec: sc.spec, Dir: stage.dir, Outputs: outputs, Created: epoch, Tool: "alpinist-" + versionString(),
-		Layout: f.push != "", Log: e.log,
+		Layout: f.push != "", Log: e.log, Context: cmd.Context(),
 	})
 	if err != nil {
 		return err
