@@ -16,6 +16,7 @@ package ext4
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -63,6 +64,22 @@ type Options struct {
 	// blocks must never move, because a boot sector points at them: they
 	// get the immutable flag, and Stats.Pinned says where they are.
 	Pin []string
+	// Context, when set, stops the build at its next read of the tar
+	// once done (Ctrl-C in the middle of a large image).
+	Context context.Context
+}
+
+// ctxReadSeeker fails its reads once ctx is done.
+type ctxReadSeeker struct {
+	ctx context.Context
+	io.ReadSeeker
+}
+
+func (c ctxReadSeeker) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.ReadSeeker.Read(p)
 }
 
 // Stats describe a written file system.
@@ -107,6 +124,9 @@ func Build(f *os.File, src io.ReadSeeker, o Options) (Stats, error) {
 	epoch := o.Time
 	if epoch.IsZero() {
 		epoch = time.Unix(0, 0)
+	}
+	if o.Context != nil {
+		src = ctxReadSeeker{o.Context, src}
 	}
 	// First reading: the tree. Without a UUID, the tar's digest gives it,
 	// so every byte is read; with one, the tar reader seeks over the data.

@@ -3,6 +3,8 @@ package ext4
 import (
 	"archive/tar"
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -404,4 +406,21 @@ func FuzzBuild(f *testing.F) {
 		defer out.Close()
 		Build(out, bytes.NewReader(data), Options{Size: 8 << 20, Time: epoch})
 	})
+}
+
+// TestCanceled: a done context stops the build at its next read of the
+// tar, leaving no image.
+func TestCanceled(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.tar")
+	os.WriteFile(src, makeTar(t, everyKind(t)), 0o644)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	dst := filepath.Join(dir, "out.ext4")
+	if _, err := BuildFile(dst, src, Options{Context: ctx}); !errors.Is(err, context.Canceled) {
+		t.Errorf("got %v, want context.Canceled", err)
+	}
+	if _, err := os.Stat(dst); err == nil {
+		t.Error("a canceled build left its image")
+	}
 }

@@ -218,7 +218,7 @@ func (s *Set) diskImage(a Arch) (string, error) {
 			return "", err
 		}
 		os.Remove(fullTar)
-		o := ext4.Options{Label: "boot", Time: s.p.Created, Size: d.BootSize}
+		o := ext4.Options{Label: "boot", Time: s.p.Created, Size: d.BootSize, Context: s.p.Context}
 		if o.UUID, err = uuidBytes(bootUUID); err != nil {
 			return "", err
 		}
@@ -240,7 +240,7 @@ func (s *Set) diskImage(a Arch) (string, error) {
 		}
 	}
 	rootImg := filepath.Join(work, "root.ext4")
-	o := ext4.Options{Label: s.label(), Time: s.p.Created, Size: rootSize}
+	o := ext4.Options{Label: s.label(), Time: s.p.Created, Size: rootSize, Context: s.p.Context}
 	if o.UUID, err = uuidBytes(rootUUID); err != nil {
 		return "", err
 	}

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -121,6 +122,20 @@ type Plan struct {
 	// Context, when set, is checked before each output: Ctrl-C stops
 	// after the output being written, not after all of them.
 	Context context.Context
+}
+
+// ctxReader fails its reads once ctx is done: a long output stops at
+// its next read of the rootfs.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // canceled is the plan's context's error, if any.
@@ -351,7 +366,11 @@ func (s *Set) image(a Arch) error {
 		return err
 	}
 	defer in.Close()
-	layer, err := oci.WriteLayer(filepath.Join(s.work, "layout", "blobs"), in)
+	var r io.Reader = in
+	if s.p.Context != nil {
+		r = ctxReader{s.p.Context, in}
+	}
+	layer, err := oci.WriteLayer(filepath.Join(s.work, "layout", "blobs"), r)
 	if err != nil {
 		return err
 	}
@@ -397,7 +416,7 @@ func (s *Set) docker(o Output, a Arch) (string, error) {
 // Plan.DiskSize).
 func (s *Set) ext4(o Output, a Arch) (string, error) {
 	p := s.path(o, a.Arch)
-	_, err := ext4.BuildFile(p, a.Tar, ext4.Options{Time: s.p.Created, Label: s.label(), Size: s.p.DiskSize})
+	_, err := ext4.BuildFile(p, a.Tar, ext4.Options{Time: s.p.Created, Label: s.label(), Size: s.p.DiskSize, Context: s.p.Context})
 	return p, err
 }
 
