@@ -274,7 +274,10 @@ func emitOne(tw *tar.Writer, n *node, p string, carrierOf, fileOf map[*node]*nod
 		case c == n:
 			paths[n] = p
 		default:
-			h = tar.Header{Typeflag: tar.TypeLink, Name: p, Linkname: paths[c], ModTime: n.e.h.ModTime}
+			// A link carries the attributes of the file it names (one
+			// inode), as the agent's export and GNU tar write them.
+			h = *fileOf[c].e.h
+			h.Typeflag, h.Name, h.Linkname, h.Size = tar.TypeLink, p, paths[c], 0
 		}
 	}
 	return writeEntry(tw, &h, spool, data, epoch)
