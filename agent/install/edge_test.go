@@ -44,7 +44,9 @@ func TestEdgeCasesLikeApk(t *testing.T) {
 		e.Path, e.Type, e.Mode = p, apkfile.TypeReg, mode
 		return e
 	}
-	d := func(p string, mode int64) apkfile.Entry { return apkfile.Entry{Path: p, Type: apkfile.TypeDir, Mode: mode} }
+	d := func(p string, mode int64) apkfile.Entry {
+		return apkfile.Entry{Path: p, Type: apkfile.TypeDir, Mode: mode}
+	}
 	type pkg struct {
 		meta    apk.Package
 		scripts map[string][]byte
