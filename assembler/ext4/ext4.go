@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/alpinist/alpinist/internal/atomicfile"
+	"github.com/alpinist/alpinist/internal/ctxio"
 )
 
 const (
@@ -67,19 +68,6 @@ type Options struct {
 	// Context, when set, stops the build at its next read of the tar
 	// once done (Ctrl-C in the middle of a large image).
 	Context context.Context
-}
-
-// ctxReadSeeker fails its reads once ctx is done.
-type ctxReadSeeker struct {
-	ctx context.Context
-	io.ReadSeeker
-}
-
-func (c ctxReadSeeker) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.ReadSeeker.Read(p)
 }
 
 // Stats describe a written file system.
@@ -125,9 +113,7 @@ func Build(f *os.File, src io.ReadSeeker, o Options) (Stats, error) {
 	if epoch.IsZero() {
 		epoch = time.Unix(0, 0)
 	}
-	if o.Context != nil {
-		src = ctxReadSeeker{o.Context, src}
-	}
+	src = ctxio.ReadSeeker(o.Context, src)
 	// First reading: the tree. Without a UUID, the tar's digest gives it,
 	// so every byte is read; with one, the tar reader seeks over the data.
 	var br *bufio.Reader

@@ -15,8 +15,10 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"context"
 	"github.com/alpinist/alpinist/assembler/tarball"
 	"github.com/alpinist/alpinist/internal/atomicfile"
+	"github.com/alpinist/alpinist/internal/ctxio"
 )
 
 // Arch is the Incus architecture name of an Alpine arch.
@@ -64,13 +66,14 @@ type Template struct {
 const hostnameTemplate = "{{ instance.name }}\n"
 
 // WriteFile writes the rootfs tar file src as the unified tarball dst.
-func WriteFile(dst, src string, img Image) error {
+// It stops at its next read of src once ctx (nil: never) is done.
+func WriteFile(ctx context.Context, dst, src string, img Image) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return fmt.Errorf("lxc: %w", err)
 	}
 	defer in.Close()
-	release, err := alpineRelease(in)
+	release, err := alpineRelease(ctxio.Reader(ctx, in))
 	if err != nil {
 		return fmt.Errorf("lxc: %s: %w", src, err)
 	}
@@ -78,7 +81,7 @@ func WriteFile(dst, src string, img Image) error {
 		return fmt.Errorf("lxc: %w", err)
 	}
 	err = atomicfile.Write(dst, 0o644, func(w io.Writer) error {
-		return Write(w, in, img, release)
+		return Write(w, ctxio.Reader(ctx, in), img, release)
 	})
 	if err != nil {
 		return fmt.Errorf("lxc: %s: %w", dst, err)

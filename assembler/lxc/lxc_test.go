@@ -25,7 +25,7 @@ func write(t *testing.T, img Image) (string, []byte) {
 	src := filepath.Join(dir, "rootfs.tar")
 	os.WriteFile(src, rootfstest.Tar(t), 0o644)
 	dst := filepath.Join(dir, img.Name+"-"+img.Arch+".lxc.tar.xz")
-	if err := WriteFile(dst, src, img); err != nil {
+	if err := WriteFile(context.Background(), dst, src, img); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(dst)

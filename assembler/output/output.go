@@ -11,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -31,6 +30,7 @@ import (
 	"github.com/alpinist/alpinist/assembler/tarball"
 	"github.com/alpinist/alpinist/assembler/wsl"
 	"github.com/alpinist/alpinist/internal/atomicfile"
+	"github.com/alpinist/alpinist/internal/ctxio"
 	"github.com/alpinist/alpinist/spec"
 )
 
@@ -122,20 +122,6 @@ type Plan struct {
 	// Context, when set, is checked before each output: Ctrl-C stops
 	// after the output being written, not after all of them.
 	Context context.Context
-}
-
-// ctxReader fails its reads once ctx is done: a long output stops at
-// its next read of the rootfs.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // canceled is the plan's context's error, if any.
@@ -333,7 +319,7 @@ func (s *Set) tar(o Output, a Arch) (string, error) {
 	if o.Name == "tar" {
 		return a.Tar, nil
 	}
-	return p, tarball.WriteFile(p, a.Tar, o.Name)
+	return p, tarball.WriteFile(s.p.Context, p, a.Tar, o.Name)
 }
 
 func (s *Set) wsl(o Output, a Arch) (string, error) {
@@ -342,12 +328,12 @@ func (s *Set) wsl(o Output, a Arch) (string, error) {
 	if s.p.Spec.WSL != nil {
 		conf = s.p.Spec.WSL.Conf()
 	}
-	return p, wsl.WriteFile(p, a.Tar, conf, s.p.Created)
+	return p, wsl.WriteFile(s.p.Context, p, a.Tar, conf, s.p.Created)
 }
 
 func (s *Set) lxc(o Output, a Arch) (string, error) {
 	p := s.path(o, a.Arch)
-	return p, lxc.WriteFile(p, a.Tar, lxc.Image{Name: s.p.Spec.Name, Arch: a.Arch, Created: s.p.Created, Hostname: s.p.Spec.Hostname})
+	return p, lxc.WriteFile(s.p.Context, p, a.Tar, lxc.Image{Name: s.p.Spec.Name, Arch: a.Arch, Created: s.p.Created, Hostname: s.p.Spec.Hostname})
 }
 
 // ociAdd makes the arch's layer and image in the work layout; the
@@ -366,11 +352,7 @@ func (s *Set) image(a Arch) error {
 		return err
 	}
 	defer in.Close()
-	var r io.Reader = in
-	if s.p.Context != nil {
-		r = ctxReader{s.p.Context, in}
-	}
-	layer, err := oci.WriteLayer(filepath.Join(s.work, "layout", "blobs"), r)
+	layer, err := oci.WriteLayer(filepath.Join(s.work, "layout", "blobs"), ctxio.Reader(s.p.Context, in))
 	if err != nil {
 		return err
 	}

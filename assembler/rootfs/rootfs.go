@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/alpinist/alpinist/internal/ctxio"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
@@ -105,7 +106,7 @@ func Canonicalize(ctx context.Context, w io.Writer, r io.Reader, epoch time.Time
 	}
 	defer os.Remove(spool.Name())
 	defer spool.Close()
-	if _, err := io.Copy(spool, ctxReader{ctx, r}); err != nil {
+	if _, err := io.Copy(spool, ctxio.Reader(ctx, r)); err != nil {
 		return Stats{}, fmt.Errorf("rootfs: reading the input: %w", err)
 	}
 	if _, err := spool.Seek(0, io.SeekStart); err != nil {
@@ -341,19 +342,6 @@ func sortedKids(n *node) []*node {
 func mustClean(name string) string {
 	c, _ := clean(name)
 	return c
-}
-
-// ctxReader stops a read when ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 func writeEntry(tw *tar.Writer, h *tar.Header, spool *os.File, data int64, epoch time.Time) error {

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"context"
+	"github.com/alpinist/alpinist/internal/ctxio"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 )
@@ -69,8 +71,9 @@ type nopCloser struct{ io.Writer }
 func (nopCloser) Close() error { return nil }
 
 // WriteFile writes the tar file src as dst in format, through a
-// temporary file renamed into place: dst is whole or absent.
-func WriteFile(dst, src, format string) (err error) {
+// temporary file renamed into place: dst is whole or absent. It stops
+// at its next read of src once ctx (nil: never) is done.
+func WriteFile(ctx context.Context, dst, src, format string) (err error) {
 	in, err := os.Open(src)
 	if err != nil {
 		return fmt.Errorf("tarball: %w", err)
@@ -85,7 +88,7 @@ func WriteFile(dst, src, format string) (err error) {
 			os.Remove(tmp.Name())
 		}
 	}()
-	if err := Compress(tmp, in, format); err != nil {
+	if err := Compress(tmp, ctxio.Reader(ctx, in), format); err != nil {
 		tmp.Close()
 		return fmt.Errorf("tarball: %s: %w", dst, err)
 	}

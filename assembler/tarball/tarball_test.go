@@ -3,6 +3,8 @@ package tarball
 import (
 	"archive/tar"
 	"bytes"
+	"context"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -33,11 +35,11 @@ func TestFormats(t *testing.T) {
 	os.WriteFile(src, in, 0o600)
 	for format, ext := range Formats {
 		dst := filepath.Join(dir, "out"+ext)
-		if err := WriteFile(dst, src, format); err != nil {
+		if err := WriteFile(context.Background(), dst, src, format); err != nil {
 			t.Fatal(err)
 		}
 		again := filepath.Join(dir, "again"+ext)
-		if err := WriteFile(again, src, format); err != nil {
+		if err := WriteFile(context.Background(), again, src, format); err != nil {
 			t.Fatal(err)
 		}
 		a, _ := os.ReadFile(dst)
@@ -85,7 +87,7 @@ func TestFormats(t *testing.T) {
 	if len(entries) != 7 {
 		t.Errorf("left behind: %v", entries)
 	}
-	if err := WriteFile(filepath.Join(dir, "x.tar.xz"), src, "tar.xz"); err == nil {
+	if err := WriteFile(context.Background(), filepath.Join(dir, "x.tar.xz"), src, "tar.xz"); err == nil {
 		t.Error("unknown format accepted")
 	}
 	if _, err := os.Stat(filepath.Join(dir, "x.tar.xz")); err == nil {
@@ -104,5 +106,22 @@ func BenchmarkCompress(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestCanceled: a done context stops the writer at its next read, and
+// leaves no file.
+func TestCanceled(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "in.tar")
+	os.WriteFile(src, make([]byte, 1<<20), 0o644)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	dst := filepath.Join(dir, "out.tar.gz")
+	if err := WriteFile(ctx, dst, src, "tar.gz"); !errors.Is(err, context.Canceled) {
+		t.Errorf("got %v, want context.Canceled", err)
+	}
+	if _, err := os.Stat(dst); err == nil {
+		t.Error("a canceled write left its file")
 	}
 }

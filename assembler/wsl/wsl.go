@@ -11,8 +11,10 @@ import (
 	"os"
 	"time"
 
+	"context"
 	"github.com/alpinist/alpinist/assembler/tarball"
 	"github.com/alpinist/alpinist/internal/atomicfile"
+	"github.com/alpinist/alpinist/internal/ctxio"
 )
 
 // ConfPath is wsl.conf's name in the tar.
@@ -20,14 +22,15 @@ const ConfPath = "etc/wsl.conf"
 
 // WriteFile writes the rootfs tar file src as the WSL tarball dst. A
 // non-nil conf replaces any /etc/wsl.conf of the rootfs, dated mtime.
-func WriteFile(dst, src string, conf []byte, mtime time.Time) error {
+// It stops at its next read of src once ctx (nil: never) is done.
+func WriteFile(ctx context.Context, dst, src string, conf []byte, mtime time.Time) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return fmt.Errorf("wsl: %w", err)
 	}
 	defer in.Close()
 	err = atomicfile.Write(dst, 0o644, func(w io.Writer) error {
-		return Write(w, in, conf, mtime)
+		return Write(w, ctxio.Reader(ctx, in), conf, mtime)
 	})
 	if err != nil {
 		return fmt.Errorf("wsl: %s: %w", dst, err)

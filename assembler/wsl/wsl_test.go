@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"io"
 	"os"
 	"os/exec"
@@ -53,7 +54,7 @@ func TestWriteFile(t *testing.T) {
 	os.WriteFile(src, rootfstest.Tar(t), 0o644)
 	conf := []byte("[user]\ndefault = alice\n")
 	dst := filepath.Join(dir, "web-x86_64.wsl.tar.gz")
-	if err := WriteFile(dst, src, conf, rootfstest.Created); err != nil {
+	if err := WriteFile(context.Background(), dst, src, conf, rootfstest.Created); err != nil {
 		t.Fatal(err)
 	}
 	m, names := entries(t, dst)
@@ -62,7 +63,7 @@ func TestWriteFile(t *testing.T) {
 	}
 	// Without a conf, the rootfs's own wsl.conf stays.
 	dst2 := filepath.Join(dir, "plain.tar.gz")
-	if err := WriteFile(dst2, src, nil, rootfstest.Created); err != nil {
+	if err := WriteFile(context.Background(), dst2, src, nil, rootfstest.Created); err != nil {
 		t.Fatal(err)
 	}
 	if m, _ := entries(t, dst2); m[ConfPath] != "[user]\ndefault = old\n" {
@@ -70,7 +71,7 @@ func TestWriteFile(t *testing.T) {
 	}
 	// Reproducible, and gzip -t accepts it.
 	dst3 := filepath.Join(dir, "again.tar.gz")
-	WriteFile(dst3, src, conf, rootfstest.Created)
+	WriteFile(context.Background(), dst3, src, conf, rootfstest.Created)
 	a, _ := os.ReadFile(dst)
 	b, _ := os.ReadFile(dst3)
 	if !bytes.Equal(a, b) {
@@ -81,7 +82,7 @@ func TestWriteFile(t *testing.T) {
 	}
 	// A bad source leaves nothing.
 	os.WriteFile(src, []byte("not a tar, not at all, but long enough for a header? no"), 0o644)
-	if err := WriteFile(filepath.Join(dir, "bad.tar.gz"), src, conf, rootfstest.Created); err == nil {
+	if err := WriteFile(context.Background(), filepath.Join(dir, "bad.tar.gz"), src, conf, rootfstest.Created); err == nil {
 		t.Error("a bad tar was accepted")
 	}
 	if _, err := os.Stat(filepath.Join(dir, "bad.tar.gz")); err == nil {
