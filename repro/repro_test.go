@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,7 +68,7 @@ func TestCompare(t *testing.T) {
 	write(b, "demo.oci/blobs/sha256/bbb", []byte("b"))
 	for dir, r := range map[string][]byte{a: raw, b: raw2} {
 		write(dir, "disk.raw", r)
-		if err := qcow2.WriteFile(filepath.Join(dir, "demo-x86_64.qcow2"), filepath.Join(dir, "disk.raw"), qcow2.Options{}); err != nil {
+		if err := qcow2.WriteFile(context.Background(), filepath.Join(dir, "demo-x86_64.qcow2"), filepath.Join(dir, "disk.raw"), qcow2.Options{}); err != nil {
 			t.Fatal(err)
 		}
 	}

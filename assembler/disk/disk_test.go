@@ -2,6 +2,7 @@ package disk
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"os"
 	"os/exec"
@@ -94,7 +95,7 @@ func TestGPT(t *testing.T) {
 		t.Error("two writes differ")
 	}
 	q := filepath.Join(dir, "disk.qcow2")
-	if err := qcow2.WriteFile(q, img, qcow2.Options{}); err != nil {
+	if err := qcow2.WriteFile(context.Background(), q, img, qcow2.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	qemuImg := hosttool.Need(t, "qemu-img", "qemu-utils")
@@ -184,7 +185,7 @@ func TestDetect(t *testing.T) {
 				t.Errorf("raw: %+v %v, want %+v", got, err, tc.want)
 			}
 			q := filepath.Join(dir, "disk.qcow2")
-			if err := qcow2.WriteFile(q, img, qcow2.Options{Compress: true}); err != nil {
+			if err := qcow2.WriteFile(context.Background(), q, img, qcow2.Options{Compress: true}); err != nil {
 				t.Fatal(err)
 			}
 			qf, _ := os.Open(q)

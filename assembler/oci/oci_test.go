@@ -3,6 +3,7 @@ package oci
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -304,11 +305,11 @@ func TestDockerArchive(t *testing.T) {
 	img, _ := Image(l, "x86_64", fullOCI, created)
 	dir := t.TempDir()
 	p := filepath.Join(dir, "web-x86_64.docker.tar")
-	if err := WriteDockerArchive(p, "example.org/web:1.0", img); err != nil {
+	if err := WriteDockerArchive(context.Background(), p, "example.org/web:1.0", img); err != nil {
 		t.Fatal(err)
 	}
 	p2 := filepath.Join(dir, "again.tar")
-	WriteDockerArchive(p2, "example.org/web:1.0", img)
+	WriteDockerArchive(context.Background(), p2, "example.org/web:1.0", img)
 	a, _ := os.ReadFile(p)
 	b, _ := os.ReadFile(p2)
 	if !bytes.Equal(a, b) {
@@ -330,7 +331,7 @@ func TestDockerArchive(t *testing.T) {
 	if !strings.Contains(manifest, `"RepoTags":["example.org/web:1.0"]`) {
 		t.Errorf("manifest.json: %s", manifest)
 	}
-	if err := WriteDockerArchive(filepath.Join(dir, "bad.tar"), "Bad Tag!", img); err == nil {
+	if err := WriteDockerArchive(context.Background(), filepath.Join(dir, "bad.tar"), "Bad Tag!", img); err == nil {
 		t.Error("a bad tag was accepted")
 	}
 	if _, err := os.Stat(filepath.Join(dir, "bad.tar")); err == nil {

@@ -595,7 +595,7 @@ func (s *Set) qcow2(o Output, a Arch) (string, error) {
 	}
 	p := s.path(o, a.Arch)
 	d := s.p.Spec.Disk
-	return p, qcow2.WriteFile(p, img, qcow2.Options{Compress: d != nil && d.Compress})
+	return p, qcow2.WriteFile(s.p.Context, p, img, qcow2.Options{Compress: d != nil && d.Compress})
 }
 
 // copySparse copies a sparse image, leaving zero blocks unwritten.

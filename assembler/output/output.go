@@ -391,7 +391,7 @@ func (s *Set) docker(o Output, a Arch) (string, error) {
 	if err := s.image(a); err != nil {
 		return "", err
 	}
-	return p, oci.WriteDockerArchive(p, s.tag, s.images[a.Arch])
+	return p, oci.WriteDockerArchive(s.p.Context, p, s.tag, s.images[a.Arch])
 }
 
 // ext4 writes the file system image, sized from the content (or

@@ -19,6 +19,8 @@ import (
 	"github.com/alpinist/alpinist/internal/atomicfile"
 	"github.com/alpinist/alpinist/internal/sparse"
 
+	"context"
+	"github.com/alpinist/alpinist/internal/ctxio"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -48,7 +50,7 @@ const (
 
 // WriteFile converts the raw image src into the qcow2 image dst, which
 // appears whole or not at all.
-func WriteFile(dst, src string, o Options) error {
+func WriteFile(ctx context.Context, dst, src string, o Options) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return fmt.Errorf("qcow2: %w", err)
@@ -58,7 +60,7 @@ func WriteFile(dst, src string, o Options) error {
 	if err != nil {
 		return fmt.Errorf("qcow2: %w", err)
 	}
-	err = atomicfile.WriteFile(dst, 0o644, func(f *os.File) error { return Write(f, in, st.Size(), o) })
+	err = atomicfile.WriteFile(dst, 0o644, func(f *os.File) error { return Write(f, ctxio.Reader(ctx, in), st.Size(), o) })
 	if err != nil {
 		return fmt.Errorf("qcow2: %s: %w", dst, err)
 	}

@@ -2,6 +2,7 @@ package qcow2
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -69,7 +70,7 @@ func TestQemuAccepts(t *testing.T) {
 				os.WriteFile(raw, bytes.Repeat([]byte{1}, int(tc.size)), 0o644)
 			}
 			q := filepath.Join(dir, "disk.qcow2")
-			if err := WriteFile(q, raw, tc.o); err != nil {
+			if err := WriteFile(context.Background(), q, raw, tc.o); err != nil {
 				t.Fatal(err)
 			}
 			if out, err := exec.Command(qemuImg, "check", "-f", "qcow2", q).CombinedOutput(); err != nil {
@@ -109,7 +110,7 @@ func TestQemuAccepts(t *testing.T) {
 			}
 			// Again: the same bytes.
 			q2 := filepath.Join(dir, "again.qcow2")
-			WriteFile(q2, raw, tc.o)
+			WriteFile(context.Background(), q2, raw, tc.o)
 			a, _ := os.ReadFile(q)
 			b, _ := os.ReadFile(q2)
 			if !bytes.Equal(a, b) {
@@ -128,7 +129,7 @@ func TestSizes(t *testing.T) {
 	f.WriteAt(bytes.Repeat([]byte("data"), 1<<14), 512<<20)
 	f.Close()
 	q := filepath.Join(dir, "sparse.qcow2")
-	if err := WriteFile(q, raw, Options{}); err != nil {
+	if err := WriteFile(context.Background(), q, raw, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	st, _ := os.Stat(q)
@@ -140,8 +141,8 @@ func TestSizes(t *testing.T) {
 	text := filepath.Join(dir, "text.raw")
 	os.WriteFile(text, bytes.Repeat([]byte("alpine linux compresses well "), 1<<16), 0o644)
 	plain, zst := filepath.Join(dir, "plain.qcow2"), filepath.Join(dir, "zst.qcow2")
-	WriteFile(plain, text, Options{})
-	WriteFile(zst, text, Options{Compress: true})
+	WriteFile(context.Background(), plain, text, Options{})
+	WriteFile(context.Background(), zst, text, Options{Compress: true})
 	sp, _ := os.Stat(plain)
 	sz, _ := os.Stat(zst)
 	if sz.Size()*4 > sp.Size() {
@@ -152,10 +153,10 @@ func TestSizes(t *testing.T) {
 func TestErrors(t *testing.T) {
 	dir := t.TempDir()
 	raw := rawImage(t, dir, 1<<20, 1)
-	if err := WriteFile(filepath.Join(dir, "x.qcow2"), raw, Options{ClusterBits: 30}); err == nil || !strings.Contains(err.Error(), "cluster bits") {
+	if err := WriteFile(context.Background(), filepath.Join(dir, "x.qcow2"), raw, Options{ClusterBits: 30}); err == nil || !strings.Contains(err.Error(), "cluster bits") {
 		t.Errorf("cluster bits 30: %v", err)
 	}
-	if err := WriteFile(filepath.Join(dir, "y.qcow2"), filepath.Join(dir, "missing.raw"), Options{}); err == nil {
+	if err := WriteFile(context.Background(), filepath.Join(dir, "y.qcow2"), filepath.Join(dir, "missing.raw"), Options{}); err == nil {
 		t.Error("a missing raw image was accepted")
 	}
 	// A raw image shorter than said: an error, and no file left.
@@ -180,7 +181,7 @@ func BenchmarkVsQemuImg(b *testing.B) {
 	dir := b.TempDir()
 	raw := rawImage(b, dir, 64<<20, 3)
 	benchcmp.SideBySide(b, "qemu-img", func() error {
-		return WriteFile(filepath.Join(dir, "ours.qcow2"), raw, Options{})
+		return WriteFile(context.Background(), filepath.Join(dir, "ours.qcow2"), raw, Options{})
 	}, func() error {
 		if o, err := exec.Command(qemuImg, "convert", "-f", "raw", "-O", "qcow2", raw, filepath.Join(dir, "qemu.qcow2")).CombinedOutput(); err != nil {
 			return fmt.Errorf("%v\n%s", err, o)
@@ -228,7 +229,7 @@ func TestReader(t *testing.T) {
 	}
 	for _, o := range []Options{{}, {Compress: true}, {ClusterBits: 12, Compress: true}, {ClusterBits: 21}} {
 		p := filepath.Join(dir, "ours.qcow2")
-		if err := WriteFile(p, raw, o); err != nil {
+		if err := WriteFile(context.Background(), p, raw, o); err != nil {
 			t.Fatal(err)
 		}
 		check(fmt.Sprintf("ours %+v", o), p)
@@ -243,7 +244,7 @@ func TestReader(t *testing.T) {
 	}
 	// What it refuses.
 	base := filepath.Join(dir, "base.qcow2")
-	WriteFile(base, raw, Options{})
+	WriteFile(context.Background(), base, raw, Options{})
 	over := filepath.Join(dir, "over.qcow2")
 	if o, err := exec.Command(qemuImg, "create", "-f", "qcow2", "-b", base, "-F", "qcow2", over).CombinedOutput(); err != nil {
 		t.Fatalf("%v %s", err, o)
@@ -264,7 +265,7 @@ func FuzzReader(f *testing.F) {
 	raw := rawImage(f, dir, 8<<10, 9)
 	for _, o := range []Options{{ClusterBits: 9}, {ClusterBits: 9, Compress: true}} {
 		p := filepath.Join(dir, "seed.qcow2")
-		WriteFile(p, raw, o)
+		WriteFile(context.Background(), p, raw, o)
 		b, _ := os.ReadFile(p)
 		f.Add(b)
 	}

@@ -43,3 +43,24 @@ type readSeeker struct {
 }
 
 func (c readSeeker) Seek(off int64, whence int) (int64, error) { return c.s.Seek(off, whence) }
+
+// Writer writes to w until ctx is done, then fails with ctx's error: for
+// a writer whose reads are not ours (a library pulling its own input).
+func Writer(ctx context.Context, w io.Writer) io.Writer {
+	if ctx == nil {
+		return w
+	}
+	return writer{ctx, w}
+}
+
+type writer struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c writer) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
+}

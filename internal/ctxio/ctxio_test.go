@@ -30,3 +30,16 @@ func TestReader(t *testing.T) {
 		t.Error("nil")
 	}
 }
+
+func TestWriter(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var b strings.Builder
+	w := Writer(ctx, &b)
+	if _, err := w.Write([]byte("ok")); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if _, err := w.Write([]byte("no")); !errors.Is(err, context.Canceled) || b.String() != "ok" {
+		t.Errorf("after cancel: %v %q", err, b.String())
+	}
+}
