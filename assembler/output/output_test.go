@@ -181,3 +181,16 @@ func TestCheck(t *testing.T) {
 		t.Errorf("no database, NoSBOM: %v %+v", err, res)
 	}
 }
+
+// TestOutputsMatchSpec: the spec's list of output names (spec.Outputs,
+// which validates outputs:) is this package's table, in its order: the
+// two lists cannot drift apart.
+func TestOutputsMatchSpec(t *testing.T) {
+	var names []string
+	for _, o := range Outputs {
+		names = append(names, o.Name)
+	}
+	if !slices.Equal(names, spec.Outputs) {
+		t.Errorf("output.Outputs %v, spec.Outputs %v", names, spec.Outputs)
+	}
+}
