@@ -42,6 +42,11 @@ type Output struct {
 	File func(name, arch string) string
 	// Doc says what it is, for --help.
 	Doc string
+	// Disk is a bootable disk image (it needs a kernel and boot loaders).
+	Disk bool
+	// work: it is made in the Set's work directory (the OCI layout, the
+	// raw disk a qcow2 is made from).
+	work bool
 	// add writes it for one arch; finish, when set, once for all.
 	add    func(s *Set, o Output, a Arch) (string, error)
 	finish func(s *Set) (string, error)
@@ -55,11 +60,16 @@ var Outputs = []Output{
 	{Name: "tar.zst", File: perArch(".tar.zst"), Doc: "the same, zstd-compressed", add: (*Set).tar},
 	{Name: "wsl", File: perArch(".wsl.tar.gz"), Doc: "a tarball for wsl --import, with /etc/wsl.conf from the spec", add: (*Set).wsl},
 	{Name: "lxc", File: perArch(".lxc.tar.xz"), Doc: "an Incus/LXD unified image for incus image import", add: (*Set).lxc},
-	{Name: "oci", File: func(name, _ string) string { return name + ".oci" }, Doc: "an OCI image layout directory (a multi-arch index for several arches)", add: (*Set).ociAdd, finish: (*Set).ociFinish},
-	{Name: "docker-archive", File: perArch(".docker.tar"), Doc: "a tarball for docker load and podman load", add: (*Set).docker},
+	{Name: "oci", File: func(name, _ string) string { return name + ".oci" }, Doc: "an OCI image layout directory (a multi-arch index for several arches)", add: (*Set).ociAdd, finish: (*Set).ociFinish, work: true},
+	{Name: "docker-archive", File: perArch(".docker.tar"), Doc: "a tarball for docker load and podman load", add: (*Set).docker, work: true},
 	{Name: "ext4", File: perArch(".ext4"), Doc: "an ext4 file system image of the rootfs (sparse; e2fsck-clean, reproducible)", add: (*Set).ext4},
-	{Name: "raw", File: perArch(".raw"), Doc: "a bootable disk image (GPT, ESP with GRUB, ext4 root; UEFI), sparse", add: (*Set).raw},
-	{Name: "qcow2", File: perArch(".qcow2"), Doc: "the same disk as qcow2 v3", add: (*Set).qcow2},
+	{Name: "raw", File: perArch(".raw"), Doc: "a bootable disk image (GPT, ESP with GRUB, ext4 root; UEFI), sparse", add: (*Set).raw, Disk: true, work: true},
+	{Name: "qcow2", File: perArch(".qcow2"), Doc: "the same disk as qcow2 v3", add: (*Set).qcow2, Disk: true, work: true},
+}
+
+// AnyDisk tells whether names ask for a bootable disk image.
+func AnyDisk(names []string) bool {
+	return slices.ContainsFunc(Outputs, func(o Output) bool { return o.Disk && slices.Contains(names, o.Name) })
 }
 
 func perArch(suffix string) func(name, arch string) string {
@@ -181,7 +191,7 @@ func New(p Plan) (*Set, error) {
 	if err := os.MkdirAll(p.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("output: %w", err)
 	}
-	if p.Layout || slices.ContainsFunc(p.Outputs, func(o string) bool { return slices.Contains([]string{"oci", "docker-archive", "raw", "qcow2"}, o) }) {
+	if p.Layout || slices.ContainsFunc(s.outs, func(o Output) bool { return o.work }) {
 		if s.work, err = os.MkdirTemp(p.Dir, "."+p.Spec.Name+".work-"); err != nil {
 			return nil, fmt.Errorf("output: %w", err)
 		}

@@ -429,7 +429,7 @@ func grubEFIFor(arch string) *pkgdisk.EFI {
 // lacks among the resolved packages: a kernel (the boot loaders are in
 // the world, spec.World).
 func checkDiskPackages(outputs []string, entry lock.Arch) error {
-	if !slices.Contains(outputs, "raw") && !slices.Contains(outputs, "qcow2") {
+	if !output.AnyDisk(outputs) {
 		return nil
 	}
 	has := func(prefix string) bool {
