@@ -1,16 +1,15 @@
 package install
 
 import (
-	"cmp"
 	"encoding/binary"
-	"math/bits"
 	"os"
 	"path"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/alpinist/alpinist/apk"
 )
 
 // protectMode is apk's protection of a directory's files against
@@ -199,68 +198,8 @@ func (st *state) updatePermissions() error {
 }
 
 // hashOrder is the order apk_hash_foreach visits the database's
-// directories in: by bucket (murmur3 of the name, seed 5381, modulo
-// 20000 buckets), the latest inserted first within a bucket.
+// directories in (20000 buckets, in the machine's byte order: the agent
+// runs on the target's CPU, so its order is apk's).
 func (st *state) hashOrder() []string {
-	const buckets = 20000
-	type item struct {
-		bucket uint32
-		seq    int
-		name   string
-	}
-	items := make([]item, 0, len(st.dirOrder))
-	for i, n := range st.dirOrder {
-		items = append(items, item{murmur3([]byte(n), 5381) % buckets, i, n})
-	}
-	slices.SortFunc(items, func(a, b item) int {
-		if a.bucket != b.bucket {
-			return cmp.Compare(a.bucket, b.bucket)
-		}
-		return cmp.Compare(b.seq, a.seq)
-	})
-	out := make([]string, len(items))
-	for i, it := range items {
-		out[i] = it.name
-	}
-	return out
-}
-
-// murmur3 is apk's murmur3_32 (blob.c), reading 32-bit blocks in the
-// machine's own byte order as apk does (the agent runs on the target's
-// CPU, so its order is apk's).
-func murmur3(key []byte, seed uint32) uint32 {
-	const c1, c2 = 0xcc9e2d51, 0x1b873593
-	h := seed
-	n := len(key) / 4
-	for i := 0; i < n; i++ {
-		k := binary.NativeEndian.Uint32(key[4*i:])
-		k *= c1
-		k = bits.RotateLeft32(k, 15)
-		k *= c2
-		h ^= k
-		h = bits.RotateLeft32(h, 13)*5 + 0xe6546b64
-	}
-	tail := key[4*n:]
-	var k uint32
-	switch len(tail) {
-	case 3:
-		k ^= uint32(tail[2]) << 16
-		fallthrough
-	case 2:
-		k ^= uint32(tail[1]) << 8
-		fallthrough
-	case 1:
-		k ^= uint32(tail[0])
-		k *= c1
-		k = bits.RotateLeft32(k, 15)
-		k *= c2
-		h ^= k
-	}
-	h ^= uint32(len(key))
-	h ^= h >> 16
-	h *= 0x85ebca6b
-	h ^= h >> 13
-	h *= 0xc2b2ae35
-	h ^= h >> 16
-	return h
+	return apk.HashOrder(st.dirOrder, func(n string) string { return n }, 20000, binary.NativeEndian)
 }

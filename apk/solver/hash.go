@@ -2,8 +2,8 @@ package solver
 
 import (
 	"encoding/binary"
-	"math/bits"
-	"sort"
+
+	"github.com/alpinist/alpinist/apk"
 )
 
 // apk keeps names in a hash table of 20000 buckets keyed by
@@ -13,64 +13,11 @@ import (
 // the table's order.
 const nameBuckets = 20000
 
-// murmur3 is apk's murmur3_32 (src/blob.c) on a little-endian machine.
-func murmur3(key string, seed uint32) uint32 {
-	const c1, c2 = 0xcc9e2d51, 0x1b873593
-	h := seed
-	n := len(key)
-	i := 0
-	for ; i+4 <= n; i += 4 {
-		k := binary.LittleEndian.Uint32([]byte(key[i : i+4]))
-		k *= c1
-		k = bits.RotateLeft32(k, 15)
-		k *= c2
-		h ^= k
-		h = bits.RotateLeft32(h, 13)*5 + 0xe6546b64
-	}
-	var k uint32
-	switch n & 3 {
-	case 3:
-		k ^= uint32(key[i+2]) << 16
-		fallthrough
-	case 2:
-		k ^= uint32(key[i+1]) << 8
-		fallthrough
-	case 1:
-		k ^= uint32(key[i])
-		k *= c1
-		k = bits.RotateLeft32(k, 15)
-		k *= c2
-		h ^= k
-	}
-	h ^= uint32(n)
-	h ^= h >> 16
-	h *= 0x85ebca6b
-	h ^= h >> 13
-	h *= 0xc2b2ae35
-	h ^= h >> 16
-	return h
-}
+// murmur3 is apk's murmur3_32 on a little-endian machine.
+func murmur3(key string, seed uint32) uint32 { return apk.Murmur3(key, seed, binary.LittleEndian) }
 
 // hashOrder returns names (given in creation order) in the order apk's
 // hash table enumerates them: by bucket, newest first within a bucket.
 func hashOrder(names []*name) []*name {
-	type entry struct {
-		bucket uint32
-		n      *name
-	}
-	es := make([]entry, len(names))
-	for i, n := range names {
-		es[i] = entry{murmur3(n.name, 5381) % nameBuckets, n}
-	}
-	sort.Slice(es, func(i, j int) bool {
-		if es[i].bucket != es[j].bucket {
-			return es[i].bucket < es[j].bucket
-		}
-		return es[i].n.id > es[j].n.id
-	})
-	out := make([]*name, len(es))
-	for i, e := range es {
-		out[i] = e.n
-	}
-	return out
+	return apk.HashOrder(names, func(n *name) string { return n.name }, nameBuckets, binary.LittleEndian)
 }
