@@ -44,7 +44,7 @@ func TestRealAlpine(t *testing.T) {
 	real := minirootfs.Real(t)
 	repoDir := filepath.Join(real, "repos", "v3.19")
 	corpora := maps.Clone(realCorpora)
-	corpora["all"] = coinstallable(t, filepath.Join(repoDir, "x86_64", "MANIFEST.txt"), "vlan", "bridge", "bonding", "network-extras", "openntpd", "openntpd-openrc")
+	corpora["all"] = minirootfs.RealPackages(t, "repos/v3.19/x86_64", "vlan", "bridge", "bonding", "network-extras", "openntpd", "openntpd-openrc")
 	if len(corpora["all"]) != 94 {
 		t.Fatalf("%d co-installable packages in the real v3.19 set, want 94", len(corpora["all"]))
 	}
@@ -53,25 +53,6 @@ func TestRealAlpine(t *testing.T) {
 			compareWithApk(t, name, []string{repoDir}, filepath.Join(real, "keys"), corpora[name])
 		})
 	}
-}
-
-// coinstallable is every package the fixture's MANIFEST.txt lists but
-// those left out (which conflict with what the rest pulls in).
-func coinstallable(t *testing.T, manifest string, leaveOut ...string) []string {
-	t.Helper()
-	data, err := os.ReadFile(manifest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Split(line, "\t")
-		if len(f) < 2 || strings.HasPrefix(line, "#") || slices.Contains(leaveOut, f[1]) {
-			continue
-		}
-		names = append(names, f[1])
-	}
-	return names
 }
 
 // TestSyntheticLikeApk holds the installer to apk-tools on the synthetic

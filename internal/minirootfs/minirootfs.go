@@ -18,6 +18,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -107,6 +109,26 @@ func Real(t testing.TB) string {
 	}
 	t.Skipf("Alpine's real fixtures not found (../shared/fixtures/alpine-real): %v", err)
 	return ""
+}
+
+// RealPackages lists the package names of a real repository's
+// MANIFEST.txt (repo is "repos/v3.19/x86_64" under the fixtures), but
+// those left out (which conflict with what the rest pulls in).
+func RealPackages(t testing.TB, repo string, leaveOut ...string) []string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(Real(t), repo, "MANIFEST.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) < 2 || strings.HasPrefix(line, "#") || slices.Contains(leaveOut, f[1]) {
+			continue
+		}
+		names = append(names, f[1])
+	}
+	return names
 }
 
 var (
