@@ -49,12 +49,63 @@ type file struct {
 	cluster uint32
 }
 
+// reserved is the number of sectors before the first FAT.
+const reserved = 32
+
+// volume is the state Write's phases share: the geometry, the tree and
+// its allocation table, and where the file system goes.
+type volume struct {
+	w           io.WriterAt
+	offset      int64
+	size        int64
+	o           Options
+	total       uint32
+	spc         uint32
+	fatSectors  uint32
+	clusters    uint32
+	clusterSize uint32
+	dataStart   int64
+	root        *dir
+	byPath      map[string]*dir
+	fat         []uint32
+	next        uint32
+	date, tm    uint16
+}
+
 // Write writes a FAT32 file system of size bytes holding files to w at
 // offset.
 func Write(w io.WriterAt, offset, size int64, files []File, o Options) error {
 	if len(o.Label) > 11 {
 		return fmt.Errorf("fat: label %q is longer than 11 characters", o.Label)
 	}
+	v, err := newVolume(w, offset, size, o)
+	if err != nil {
+		return err
+	}
+
+	// The tree, and cluster allocation in sorted order.
+	if err := v.addFiles(files); err != nil {
+		return err
+	}
+	if err := v.allocate(); err != nil {
+		return err
+	}
+
+	v.date, v.tm = dosTime(o.Time)
+	if err := v.writeDir(v.root); err != nil {
+		return err
+	}
+
+	// The FATs, the boot sector and FSInfo, and their backups.
+	if err := v.writeFATs(); err != nil {
+		return err
+	}
+	return v.writeBootSectors()
+}
+
+// newVolume lays out a file system of size bytes: the cluster size, the
+// FAT size and the number of clusters.
+func newVolume(w io.WriterAt, offset, size int64, o Options) (*volume, error) {
 	total := uint32(size / sectorSize)
 	spc := uint32(1) // sectors per cluster: 512 B up to 260 MiB, as mkfs.fat
 	switch {
@@ -67,7 +118,6 @@ func Write(w io.WriterAt, offset, size int64, files []File, o Options) error {
 	case size > 260<<20:
 		spc = 8
 	}
-	const reserved = 32
 	// FAT size: enough entries for the clusters left after the FATs.
 	var fatSectors, clusters uint32
 	for fatSectors = 1; ; fatSectors++ {
@@ -77,31 +127,39 @@ func Write(w io.WriterAt, offset, size int64, files []File, o Options) error {
 		}
 	}
 	if clusters < 65525 {
-		return fmt.Errorf("fat: %d bytes give %d clusters; FAT32 needs at least 65525 (33 MiB or more)", size, clusters)
+		return nil, fmt.Errorf("fat: %d bytes give %d clusters; FAT32 needs at least 65525 (33 MiB or more)", size, clusters)
 	}
 	clusterSize := spc * sectorSize
 	dataStart := int64(reserved+2*fatSectors) * sectorSize
-
-	// The tree, and cluster allocation in sorted order.
 	root := &dir{cluster: 2}
-	byPath := map[string]*dir{"": root}
-	var mkdir func(p string) (*dir, error)
-	mkdir = func(p string) (*dir, error) {
-		if d, ok := byPath[p]; ok {
-			return d, nil
-		}
-		parent, err := mkdir(strings.TrimSuffix(path.Dir(p), "."))
-		if err != nil {
-			return nil, err
-		}
-		if _, _, err := shortName(path.Base(p)); err != nil {
-			return nil, err
-		}
-		d := &dir{name: path.Base(p), parent: parent}
-		parent.dirs = append(parent.dirs, d)
-		byPath[p] = d
+	return &volume{
+		w: w, offset: offset, size: size, o: o,
+		total: total, spc: spc, fatSectors: fatSectors, clusters: clusters,
+		clusterSize: clusterSize, dataStart: dataStart,
+		root: root, byPath: map[string]*dir{"": root},
+	}, nil
+}
+
+// mkdir is the directory at p, made (with its parents) if need be.
+func (v *volume) mkdir(p string) (*dir, error) {
+	if d, ok := v.byPath[p]; ok {
 		return d, nil
 	}
+	parent, err := v.mkdir(strings.TrimSuffix(path.Dir(p), "."))
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := shortName(path.Base(p)); err != nil {
+		return nil, err
+	}
+	d := &dir{name: path.Base(p), parent: parent}
+	parent.dirs = append(parent.dirs, d)
+	v.byPath[p] = d
+	return d, nil
+}
+
+// addFiles puts files, sorted by path, in the tree.
+func (v *volume) addFiles(files []File) error {
 	files = slices.Clone(files)
 	slices.SortFunc(files, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
 	for i, f := range files {
@@ -109,7 +167,7 @@ func Write(w io.WriterAt, offset, size int64, files []File, o Options) error {
 			return fmt.Errorf("fat: %s given twice", f.Path)
 		}
 		p := strings.Trim(f.Path, "/")
-		parent, err := mkdir(strings.TrimSuffix(path.Dir(p), "."))
+		parent, err := v.mkdir(strings.TrimSuffix(path.Dir(p), "."))
 		if err != nil {
 			return err
 		}
@@ -118,175 +176,202 @@ func Write(w io.WriterAt, offset, size int64, files []File, o Options) error {
 		}
 		parent.files = append(parent.files, &file{name: path.Base(p), data: f.Data})
 	}
-	fat := make([]uint32, clusters+2)
-	fat[0], fat[1] = 0x0FFFFFF8, 0x0FFFFFFF
-	next := uint32(2)
-	alloc := func(n uint32) (uint32, error) {
-		if n == 0 {
-			return 0, nil
-		}
-		if next+n > clusters+2 {
-			return 0, fmt.Errorf("fat: the files do not fit %d bytes", size)
-		}
-		first := next
-		for i := uint32(0); i < n; i++ {
-			fat[next] = next + 1
-			next++
-		}
-		fat[next-1] = 0x0FFFFFFF
-		return first, nil
+	return nil
+}
+
+// allocate starts the allocation table and gives every directory and
+// file its clusters, from the root down.
+func (v *volume) allocate() error {
+	v.fat = make([]uint32, v.clusters+2)
+	v.fat[0], v.fat[1] = 0x0FFFFFF8, 0x0FFFFFFF
+	v.next = uint32(2)
+	return v.place(v.root)
+}
+
+// alloc chains n clusters in the allocation table and returns the first
+// (0 for none).
+func (v *volume) alloc(n uint32) (uint32, error) {
+	if n == 0 {
+		return 0, nil
 	}
-	var place func(d *dir) error
-	place = func(d *dir) error {
-		entries := 2 + len(d.dirs) + len(d.files) + 1 // ., .. (or the label), the end
-		d.clusters = max(1, (uint32(entries)*32+clusterSize-1)/clusterSize)
-		c, err := alloc(d.clusters)
-		if err != nil {
+	if v.next+n > v.clusters+2 {
+		return 0, fmt.Errorf("fat: the files do not fit %d bytes", v.size)
+	}
+	first := v.next
+	for i := uint32(0); i < n; i++ {
+		v.fat[v.next] = v.next + 1
+		v.next++
+	}
+	v.fat[v.next-1] = 0x0FFFFFFF
+	return first, nil
+}
+
+// place allocates the clusters of d, its files, and its subdirectories.
+func (v *volume) place(d *dir) error {
+	entries := 2 + len(d.dirs) + len(d.files) + 1 // ., .. (or the label), the end
+	d.clusters = max(1, (uint32(entries)*32+v.clusterSize-1)/v.clusterSize)
+	c, err := v.alloc(d.clusters)
+	if err != nil {
+		return err
+	}
+	d.cluster = c
+	for _, f := range d.files {
+		if f.cluster, err = v.alloc((uint32(len(f.data)) + v.clusterSize - 1) / v.clusterSize); err != nil {
 			return err
 		}
-		d.cluster = c
-		for _, f := range d.files {
-			if f.cluster, err = alloc((uint32(len(f.data)) + clusterSize - 1) / clusterSize); err != nil {
-				return err
-			}
-		}
-		for _, sub := range d.dirs {
-			if err := place(sub); err != nil {
-				return err
-			}
-		}
-		return nil
 	}
-	if err := place(root); err != nil {
-		return err
-	}
-
-	at := func(b []byte, off int64) error {
-		_, err := w.WriteAt(b, offset+off)
-		return err
-	}
-	clusterOff := func(c uint32) int64 { return dataStart + int64(c-2)*int64(clusterSize) }
-	date, tm := dosTime(o.Time)
-	entry := func(b []byte, name [11]byte, nt uint8, attr uint8, cluster uint32, size uint32) {
-		copy(b[0:11], name[:])
-		b[11] = attr
-		b[12] = nt
-		binary.LittleEndian.PutUint16(b[14:], tm)
-		binary.LittleEndian.PutUint16(b[16:], date)
-		binary.LittleEndian.PutUint16(b[18:], date)
-		binary.LittleEndian.PutUint16(b[20:], uint16(cluster>>16))
-		binary.LittleEndian.PutUint16(b[22:], tm)
-		binary.LittleEndian.PutUint16(b[24:], date)
-		binary.LittleEndian.PutUint16(b[26:], uint16(cluster))
-		binary.LittleEndian.PutUint32(b[28:], size)
-	}
-	var write func(d *dir) error
-	write = func(d *dir) error {
-		b := make([]byte, d.clusters*clusterSize)
-		i := 0
-		if d == root {
-			if o.Label != "" {
-				var n [11]byte
-				copy(n[:], fmt.Sprintf("%-11s", strings.ToUpper(o.Label)))
-				entry(b[0:], n, 0, 0x08, 0, 0)
-				i++
-			}
-		} else {
-			parent := d.parent.cluster
-			if d.parent == root {
-				parent = 0
-			}
-			entry(b[0:], [11]byte{'.', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '}, 0, 0x10, d.cluster, 0)
-			entry(b[32:], [11]byte{'.', '.', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '}, 0, 0x10, parent, 0)
-			i = 2
-		}
-		for _, sub := range d.dirs {
-			n, nt, _ := shortName(sub.name)
-			entry(b[i*32:], n, nt, 0x10, sub.cluster, 0)
-			i++
-		}
-		for _, f := range d.files {
-			n, nt, _ := shortName(f.name)
-			entry(b[i*32:], n, nt, 0x20, f.cluster, uint32(len(f.data)))
-			i++
-			if len(f.data) > 0 {
-				if err := at(f.data, clusterOff(f.cluster)); err != nil {
-					return err
-				}
-			}
-		}
-		if err := at(b, clusterOff(d.cluster)); err != nil {
+	for _, sub := range d.dirs {
+		if err := v.place(sub); err != nil {
 			return err
 		}
-		for _, sub := range d.dirs {
-			if err := write(sub); err != nil {
+	}
+	return nil
+}
+
+// at writes b at off in the file system.
+func (v *volume) at(b []byte, off int64) error {
+	_, err := v.w.WriteAt(b, v.offset+off)
+	return err
+}
+
+// clusterOff is where cluster c starts in the file system.
+func (v *volume) clusterOff(c uint32) int64 {
+	return v.dataStart + int64(c-2)*int64(v.clusterSize)
+}
+
+// entry fills the directory entry b.
+func (v *volume) entry(b []byte, name [11]byte, nt uint8, attr uint8, cluster uint32, size uint32) {
+	copy(b[0:11], name[:])
+	b[11] = attr
+	b[12] = nt
+	binary.LittleEndian.PutUint16(b[14:], v.tm)
+	binary.LittleEndian.PutUint16(b[16:], v.date)
+	binary.LittleEndian.PutUint16(b[18:], v.date)
+	binary.LittleEndian.PutUint16(b[20:], uint16(cluster>>16))
+	binary.LittleEndian.PutUint16(b[22:], v.tm)
+	binary.LittleEndian.PutUint16(b[24:], v.date)
+	binary.LittleEndian.PutUint16(b[26:], uint16(cluster))
+	binary.LittleEndian.PutUint32(b[28:], size)
+}
+
+// writeDir writes d's entries, its files' data, and its subdirectories.
+func (v *volume) writeDir(d *dir) error {
+	b := make([]byte, d.clusters*v.clusterSize)
+	i := 0
+	if d == v.root {
+		if v.o.Label != "" {
+			var n [11]byte
+			copy(n[:], fmt.Sprintf("%-11s", strings.ToUpper(v.o.Label)))
+			v.entry(b[0:], n, 0, 0x08, 0, 0)
+			i++
+		}
+	} else {
+		parent := d.parent.cluster
+		if d.parent == v.root {
+			parent = 0
+		}
+		v.entry(b[0:], [11]byte{'.', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '}, 0, 0x10, d.cluster, 0)
+		v.entry(b[32:], [11]byte{'.', '.', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '}, 0, 0x10, parent, 0)
+		i = 2
+	}
+	for _, sub := range d.dirs {
+		n, nt, _ := shortName(sub.name)
+		v.entry(b[i*32:], n, nt, 0x10, sub.cluster, 0)
+		i++
+	}
+	for _, f := range d.files {
+		n, nt, _ := shortName(f.name)
+		v.entry(b[i*32:], n, nt, 0x20, f.cluster, uint32(len(f.data)))
+		i++
+		if len(f.data) > 0 {
+			if err := v.at(f.data, v.clusterOff(f.cluster)); err != nil {
 				return err
 			}
 		}
-		return nil
 	}
-	if err := write(root); err != nil {
+	if err := v.at(b, v.clusterOff(d.cluster)); err != nil {
 		return err
 	}
+	for _, sub := range d.dirs {
+		if err := v.writeDir(sub); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
-	// The FATs, the boot sector and FSInfo, and their backups.
-	fatBytes := make([]byte, fatSectors*sectorSize)
-	for i, e := range fat {
+// writeFATs writes the allocation table twice.
+func (v *volume) writeFATs() error {
+	fatBytes := make([]byte, v.fatSectors*sectorSize)
+	for i, e := range v.fat {
 		binary.LittleEndian.PutUint32(fatBytes[i*4:], e)
 	}
 	for n := int64(0); n < 2; n++ {
-		if err := at(fatBytes, (reserved+n*int64(fatSectors))*sectorSize); err != nil {
+		if err := v.at(fatBytes, (reserved+n*int64(v.fatSectors))*sectorSize); err != nil {
 			return err
 		}
 	}
-	bs := make([]byte, sectorSize)
-	copy(bs, []byte{0xEB, 0x58, 0x90})
-	copy(bs[3:], "mkfs.fat")
+	return nil
+}
+
+// writeBootSectors writes the boot sector, FSInfo and sector 2, and
+// their backups.
+func (v *volume) writeBootSectors() error {
+	bs := v.bootSector()
 	le := binary.LittleEndian
-	le.PutUint16(bs[11:], sectorSize)
-	bs[13] = uint8(spc)
-	le.PutUint16(bs[14:], reserved)
-	bs[16] = 2
-	bs[21] = 0xF8
-	le.PutUint16(bs[24:], 32) // sectors per track
-	le.PutUint16(bs[26:], 64) // heads
-	le.PutUint32(bs[28:], o.HiddenSectors)
-	le.PutUint32(bs[32:], total)
-	le.PutUint32(bs[36:], fatSectors)
-	le.PutUint32(bs[44:], 2) // root cluster
-	le.PutUint16(bs[48:], 1) // FSInfo sector
-	le.PutUint16(bs[50:], 6) // backup boot sector
-	bs[64] = 0x80
-	bs[66] = 0x29
-	le.PutUint32(bs[67:], o.VolumeID)
-	label := o.Label
-	if label == "" {
-		label = "NO NAME"
-	}
-	copy(bs[71:], fmt.Sprintf("%-11s", strings.ToUpper(label)))
-	copy(bs[82:], "FAT32   ")
-	bs[510], bs[511] = 0x55, 0xAA
 	fsi := make([]byte, sectorSize)
 	le.PutUint32(fsi[0:], 0x41615252)
 	le.PutUint32(fsi[484:], 0x61417272)
-	le.PutUint32(fsi[488:], clusters+2-next) // free clusters
-	le.PutUint32(fsi[492:], next)            // next free
+	le.PutUint32(fsi[488:], v.clusters+2-v.next) // free clusters
+	le.PutUint32(fsi[492:], v.next)              // next free
 	le.PutUint32(fsi[508:], 0xAA550000)
 	for _, s := range []int64{0, 6} {
-		if err := at(bs, s*sectorSize); err != nil {
+		if err := v.at(bs, s*sectorSize); err != nil {
 			return err
 		}
-		if err := at(fsi, (s+1)*sectorSize); err != nil {
+		if err := v.at(fsi, (s+1)*sectorSize); err != nil {
 			return err
 		}
 	}
 	// Sector 2 (and its backup 8) ends with the boot signature too.
 	sig := make([]byte, sectorSize)
 	sig[510], sig[511] = 0x55, 0xAA
-	if err := at(sig, 2*sectorSize); err != nil {
+	if err := v.at(sig, 2*sectorSize); err != nil {
 		return err
 	}
-	return at(sig, 8*sectorSize)
+	return v.at(sig, 8*sectorSize)
+}
+
+// bootSector is the FAT32 boot sector.
+func (v *volume) bootSector() []byte {
+	bs := make([]byte, sectorSize)
+	copy(bs, []byte{0xEB, 0x58, 0x90})
+	copy(bs[3:], "mkfs.fat")
+	le := binary.LittleEndian
+	le.PutUint16(bs[11:], sectorSize)
+	bs[13] = uint8(v.spc)
+	le.PutUint16(bs[14:], reserved)
+	bs[16] = 2
+	bs[21] = 0xF8
+	le.PutUint16(bs[24:], 32) // sectors per track
+	le.PutUint16(bs[26:], 64) // heads
+	le.PutUint32(bs[28:], v.o.HiddenSectors)
+	le.PutUint32(bs[32:], v.total)
+	le.PutUint32(bs[36:], v.fatSectors)
+	le.PutUint32(bs[44:], 2) // root cluster
+	le.PutUint16(bs[48:], 1) // FSInfo sector
+	le.PutUint16(bs[50:], 6) // backup boot sector
+	bs[64] = 0x80
+	bs[66] = 0x29
+	le.PutUint32(bs[67:], v.o.VolumeID)
+	label := v.o.Label
+	if label == "" {
+		label = "NO NAME"
+	}
+	copy(bs[71:], fmt.Sprintf("%-11s", strings.ToUpper(label)))
+	copy(bs[82:], "FAT32   ")
+	bs[510], bs[511] = 0x55, 0xAA
+	return bs
 }
 
 // shortName is an 8.3 name, and the NT flags that keep a lower-case
