@@ -102,14 +102,72 @@ func Write(w io.WriterAt, r io.Reader, size int64, o Options) error {
 
 	// The data: clusters in order, compressed ones packed byte by byte.
 	ow := &offsetWriter{w: w, off: cs}
-	bw := bufio.NewWriterSize(ow, 1<<20)
-	pos := cs                       // where the next byte goes
-	l2 := make([]uint64, nclusters) // the L2 entry of each virtual cluster
-	refs := map[int64]uint16{0: 1}  // host cluster -> refcount (the header's)
+	q := &image{
+		o: o, size: size, cs: cs, nclusters: nclusters, l2Entries: l2Entries, l1Size: l1Size,
+		enc:  enc,
+		bw:   bufio.NewWriterSize(ow, 1<<20),
+		pos:  cs,                        // where the next byte goes
+		l2:   make([]uint64, nclusters), // the L2 entry of each virtual cluster
+		refs: map[int64]uint16{0: 1},    // host cluster -> refcount (the header's)
+	}
+	if err := q.writeData(r); err != nil {
+		return err
+	}
+
+	// L2 tables, for each L1 entry that maps any cluster.
+	l1, err := q.writeL2Tables()
+	if err != nil {
+		return err
+	}
+	// The L1 table.
+	l1Offset, err := q.writeL1Table(l1)
+	if err != nil {
+		return err
+	}
+
+	// Refcount blocks, then the refcount table: enough of them to cover
+	// every cluster of the file, themselves included.
+	refTableOffset, tableClusters, err := q.writeRefcounts()
+	if err != nil {
+		return err
+	}
+	if err := q.bw.Flush(); err != nil {
+		return err
+	}
+
+	// The header, last.
+	h := header(o, vsize, l1Size, l1Offset, refTableOffset, tableClusters, cs)
+	// Header extensions: none; the end marker is the zeros after it.
+	if _, err := w.WriteAt(h, 0); err != nil {
+		return err
+	}
+	return nil
+}
+
+// image is the state Write's phases share: the geometry, where the next
+// byte goes, and what the metadata will say.
+type image struct {
+	o         Options
+	size      int64 // of the raw image
+	cs        int64 // the cluster size
+	nclusters int64 // virtual clusters
+	l2Entries int64 // per L2 table
+	l1Size    int64 // L1 entries
+	enc       *zstd.Encoder
+	bw        *bufio.Writer
+	pos       int64            // where the next byte goes
+	l2        []uint64         // the L2 entry of each virtual cluster
+	refs      map[int64]uint16 // host cluster -> refcount
+}
+
+// writeData writes the raw image's clusters that are not all zeros, in
+// order, and pads the end to a cluster.
+func (q *image) writeData(r io.Reader) error {
+	cs := q.cs
 	buf := make([]byte, cs)
 	var comp []byte
-	for i := int64(0); i < nclusters; i++ {
-		n := min(cs, size-i*cs)
+	for i := int64(0); i < q.nclusters; i++ {
+		n := min(cs, q.size-i*cs)
 		if _, err := io.ReadFull(r, buf[:n]); err != nil {
 			return fmt.Errorf("qcow2: reading the raw image at %d: %w", i*cs, err)
 		}
@@ -117,50 +175,75 @@ func Write(w io.WriterAt, r io.Reader, size int64, o Options) error {
 		if sparse.Zero(buf) {
 			continue
 		}
-		if enc != nil {
-			comp = enc.EncodeAll(buf, comp[:0])
+		if q.enc != nil {
+			comp = q.enc.EncodeAll(buf, comp[:0])
 			if int64(len(comp)) < cs-compressedSector {
-				sectors := (pos+int64(len(comp))-1)/compressedSector - pos/compressedSector
-				x := uint(62 - (o.ClusterBits - 8))
-				l2[i] = l2Compressed | uint64(sectors)<<x | uint64(pos)
-				for c := pos / cs; c <= (pos+int64(len(comp))-1)/cs; c++ {
-					refs[c]++
-				}
-				if _, err := bw.Write(comp); err != nil {
+				if err := q.writeCompressed(i, comp); err != nil {
 					return err
 				}
-				pos += int64(len(comp))
 				continue
 			}
 		}
-		// An uncompressed cluster starts on a cluster boundary.
-		if pad := (cs - pos%cs) % cs; pad > 0 {
-			if _, err := bw.Write(make([]byte, pad)); err != nil {
-				return err
-			}
-			pos += pad
-		}
-		l2[i] = l2Copied | uint64(pos)
-		refs[pos/cs]++
-		if _, err := bw.Write(buf); err != nil {
+		if err := q.writeCluster(i, buf); err != nil {
 			return err
 		}
-		pos += cs
 	}
 	if _, err := io.Copy(io.Discard, io.LimitReader(r, 1)); err != nil {
 		return err
 	}
-	if pad := (cs - pos%cs) % cs; pad > 0 {
-		if _, err := bw.Write(make([]byte, pad)); err != nil {
+	return q.pad()
+}
+
+// writeCompressed writes virtual cluster i compressed (comp), packed
+// right after the bytes before it.
+func (q *image) writeCompressed(i int64, comp []byte) error {
+	cs, pos := q.cs, q.pos
+	sectors := (pos+int64(len(comp))-1)/compressedSector - pos/compressedSector
+	x := uint(62 - (q.o.ClusterBits - 8))
+	q.l2[i] = l2Compressed | uint64(sectors)<<x | uint64(pos)
+	for c := pos / cs; c <= (pos+int64(len(comp))-1)/cs; c++ {
+		q.refs[c]++
+	}
+	if _, err := q.bw.Write(comp); err != nil {
+		return err
+	}
+	q.pos += int64(len(comp))
+	return nil
+}
+
+// writeCluster writes virtual cluster i as it is (buf).
+func (q *image) writeCluster(i int64, buf []byte) error {
+	// An uncompressed cluster starts on a cluster boundary.
+	if err := q.pad(); err != nil {
+		return err
+	}
+	q.l2[i] = l2Copied | uint64(q.pos)
+	q.refs[q.pos/q.cs]++
+	if _, err := q.bw.Write(buf); err != nil {
+		return err
+	}
+	q.pos += q.cs
+	return nil
+}
+
+// pad writes zeros up to the next cluster boundary.
+func (q *image) pad() error {
+	if pad := (q.cs - q.pos%q.cs) % q.cs; pad > 0 {
+		if _, err := q.bw.Write(make([]byte, pad)); err != nil {
 			return err
 		}
-		pos += pad
+		q.pos += pad
 	}
+	return nil
+}
 
-	// L2 tables, for each L1 entry that maps any cluster.
-	l1 := make([]uint64, l1Size)
-	for t := int64(0); t < l1Size; t++ {
-		entries := l2[t*l2Entries : min((t+1)*l2Entries, nclusters)]
+// writeL2Tables writes an L2 table for each L1 entry that maps any
+// cluster, and returns the L1 table.
+func (q *image) writeL2Tables() ([]uint64, error) {
+	cs := q.cs
+	l1 := make([]uint64, q.l1Size)
+	for t := int64(0); t < q.l1Size; t++ {
+		entries := q.l2[t*q.l2Entries : min((t+1)*q.l2Entries, q.nclusters)]
 		if allZeroU64(entries) {
 			continue
 		}
@@ -168,34 +251,43 @@ func Write(w io.WriterAt, r io.Reader, size int64, o Options) error {
 		for j, e := range entries {
 			binary.BigEndian.PutUint64(table[j*8:], e)
 		}
-		l1[t] = l1Copied | uint64(pos)
-		refs[pos/cs] = 1
-		if _, err := bw.Write(table); err != nil {
-			return err
+		l1[t] = l1Copied | uint64(q.pos)
+		q.refs[q.pos/cs] = 1
+		if _, err := q.bw.Write(table); err != nil {
+			return nil, err
 		}
-		pos += cs
+		q.pos += cs
 	}
-	// The L1 table.
-	l1Offset := pos
-	l1Bytes := make([]byte, roundUp(l1Size*8, cs))
+	return l1, nil
+}
+
+// writeL1Table writes the L1 table l1 and returns its offset.
+func (q *image) writeL1Table(l1 []uint64) (int64, error) {
+	cs := q.cs
+	l1Offset := q.pos
+	l1Bytes := make([]byte, roundUp(q.l1Size*8, cs))
 	for j, e := range l1 {
 		binary.BigEndian.PutUint64(l1Bytes[j*8:], e)
 	}
-	if l1Size == 0 {
+	if q.l1Size == 0 {
 		l1Bytes = nil
 	}
 	for c := int64(0); c < int64(len(l1Bytes))/cs; c++ {
-		refs[pos/cs+c] = 1
+		q.refs[q.pos/cs+c] = 1
 	}
-	if _, err := bw.Write(l1Bytes); err != nil {
-		return err
+	if _, err := q.bw.Write(l1Bytes); err != nil {
+		return 0, err
 	}
-	pos += int64(len(l1Bytes))
+	q.pos += int64(len(l1Bytes))
+	return l1Offset, nil
+}
 
-	// Refcount blocks, then the refcount table: enough of them to cover
-	// every cluster of the file, themselves included.
+// writeRefcounts writes the refcount blocks, then the refcount table,
+// and returns the table's offset and size in clusters.
+func (q *image) writeRefcounts() (int64, int64, error) {
+	cs := q.cs
 	perBlock := cs * 8 / (1 << refcountOrder)
-	first := pos / cs
+	first := q.pos / cs
 	var blocks, tableClusters int64
 	for {
 		total := first + blocks + tableClusters
@@ -207,31 +299,31 @@ func Write(w io.WriterAt, r io.Reader, size int64, o Options) error {
 		blocks, tableClusters = nb, nt
 	}
 	for c := first; c < first+blocks+tableClusters; c++ {
-		refs[c] = 1
+		q.refs[c] = 1
 	}
 	table := make([]byte, tableClusters*cs)
 	for b := int64(0); b < blocks; b++ {
 		block := make([]byte, cs)
 		for j := int64(0); j < perBlock; j++ {
-			if n, ok := refs[b*perBlock+j]; ok {
+			if n, ok := q.refs[b*perBlock+j]; ok {
 				binary.BigEndian.PutUint16(block[j*2:], n)
 			}
 		}
-		binary.BigEndian.PutUint64(table[b*8:], uint64(pos))
-		if _, err := bw.Write(block); err != nil {
-			return err
+		binary.BigEndian.PutUint64(table[b*8:], uint64(q.pos))
+		if _, err := q.bw.Write(block); err != nil {
+			return 0, 0, err
 		}
-		pos += cs
+		q.pos += cs
 	}
-	refTableOffset := pos
-	if _, err := bw.Write(table); err != nil {
-		return err
+	refTableOffset := q.pos
+	if _, err := q.bw.Write(table); err != nil {
+		return 0, 0, err
 	}
-	if err := bw.Flush(); err != nil {
-		return err
-	}
+	return refTableOffset, tableClusters, nil
+}
 
-	// The header, last.
+// header is the image's header cluster.
+func header(o Options, vsize, l1Size, l1Offset, refTableOffset, tableClusters, cs int64) []byte {
 	h := make([]byte, cs)
 	be := binary.BigEndian
 	be.PutUint32(h[0:], magic)
@@ -248,11 +340,7 @@ func Write(w io.WriterAt, r io.Reader, size int64, o Options) error {
 	}
 	be.PutUint32(h[96:], refcountOrder)
 	be.PutUint32(h[100:], headerLength)
-	// Header extensions: none; the end marker is the zeros after it.
-	if _, err := w.WriteAt(h, 0); err != nil {
-		return err
-	}
-	return nil
+	return h
 }
 
 type offsetWriter struct {
