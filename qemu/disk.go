@@ -8,35 +8,35 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/alpinist/alpinist/arch"
 )
 
 // Firmware is a UEFI firmware: its code and the variable store template
 // (copied for each VM, which writes it).
-type Firmware struct {
-	Code, Vars string
-}
+type Firmware = arch.Firmware
 
 // firmwares are where distributions put QEMU's UEFI firmware, per arch,
-// and what to install when none is found.
-var firmwares = map[string]struct {
+// and what to install when none is found (arch.All's Firmware).
+var firmwares = firmwareTable()
+
+func firmwareTable() map[string]struct {
 	paths   []Firmware
 	install string
-}{
-	"x86_64": {[]Firmware{
-		{"/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"},               // Debian, Ubuntu
-		{"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"},         // Debian, Ubuntu
-		{"/usr/share/edk2/ovmf/OVMF_CODE.fd", "/usr/share/edk2/ovmf/OVMF_VARS.fd"},     // Fedora
-		{"/usr/share/edk2/x64/OVMF_CODE.4m.fd", "/usr/share/edk2/x64/OVMF_VARS.4m.fd"}, // Arch
-		{"/opt/homebrew/share/qemu/edk2-x86_64-code.fd", "/opt/homebrew/share/qemu/edk2-i386-vars.fd"},
-		{"/usr/local/share/qemu/edk2-x86_64-code.fd", "/usr/local/share/qemu/edk2-i386-vars.fd"},
-	}, InstallHint("ovmf")},
-	"aarch64": {[]Firmware{
-		{"/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.fd"},                                // Debian, Ubuntu
-		{"/usr/share/edk2/aarch64/QEMU_EFI-pflash.raw", "/usr/share/edk2/aarch64/vars-template-pflash.raw"}, // Fedora
-		{"/usr/share/edk2/aarch64/QEMU_CODE.fd", "/usr/share/edk2/aarch64/QEMU_VARS.fd"},                    // Arch
-		{"/opt/homebrew/share/qemu/edk2-aarch64-code.fd", "/opt/homebrew/share/qemu/edk2-arm-vars.fd"},
-		{"/usr/local/share/qemu/edk2-aarch64-code.fd", "/usr/local/share/qemu/edk2-arm-vars.fd"},
-	}, InstallHint("aavmf")},
+} {
+	out := map[string]struct {
+		paths   []Firmware
+		install string
+	}{}
+	for _, a := range arch.All {
+		if len(a.QEMU.Firmware) > 0 {
+			out[a.Name] = struct {
+				paths   []Firmware
+				install string
+			}{a.QEMU.Firmware, InstallHint(strings.ToLower(a.QEMU.FirmwareName))}
+		}
+	}
+	return out
 }
 
 // FindUEFI finds arch's UEFI firmware on this host.

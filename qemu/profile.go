@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/alpinist/alpinist/arch"
 )
 
 // Profile says how to run a build VM for one target architecture.
@@ -29,26 +31,21 @@ type Profile struct {
 	Tested bool
 }
 
-// fastBoot are kernel flags that cut boot time in a VM (see TESTING.md's
-// measurements: 2.4 s to 1.8 s for x86_64 under TCG).
-var fastBoot = []string{"quiet", "panic=-1", "tsc=reliable", "no_timer_check", "cryptomgr.notests", "rcupdate.rcu_expedited=1", "i8042.noaux", "i8042.nokbd"}
+// Profiles are the known architectures: arch.All's rows with a QEMU
+// machine.
+var Profiles = profiles()
 
-// Profiles are the known architectures.
-var Profiles = map[string]Profile{
-	"x86_64": {Arch: "x86_64", Binary: "qemu-system-x86_64", Machine: "q35", CPU: "max", Console: "ttyS0", Transport: "pci", KVM: true,
-		BootArgs: fastBoot, Tested: true},
-	"aarch64": {Arch: "aarch64", Binary: "qemu-system-aarch64", Machine: "virt,gic-version=3", CPU: "cortex-a57", Console: "ttyAMA0", Transport: "pci", KVM: true,
-		BootArgs: []string{"quiet", "panic=-1", "cryptomgr.notests", "rcupdate.rcu_expedited=1"}, Tested: true},
-	"riscv64": {Arch: "riscv64", Binary: "qemu-system-riscv64", Machine: "virt", CPU: "rv64", Console: "ttyS0", Transport: "pci",
-		BootArgs: []string{"quiet", "panic=-1", "cryptomgr.notests", "rcupdate.rcu_expedited=1"}, Tested: true},
-	"armv7": {Arch: "armv7", Binary: "qemu-system-arm", Machine: "virt,highmem=off", CPU: "cortex-a15", Console: "ttyAMA0", Transport: "pci",
-		BootArgs: []string{"quiet", "panic=-1"}},
-	"x86": {Arch: "x86", Binary: "qemu-system-i386", Machine: "q35", CPU: "max", Console: "ttyS0", Transport: "pci",
-		BootArgs: fastBoot},
-	"ppc64le": {Arch: "ppc64le", Binary: "qemu-system-ppc64", Machine: "pseries", CPU: "power9", Console: "hvc0", Transport: "pci",
-		BootArgs: []string{"quiet", "panic=-1"}},
-	"s390x": {Arch: "s390x", Binary: "qemu-system-s390x", Machine: "s390-ccw-virtio", CPU: "max", Console: "ttysclp0", Transport: "ccw",
-		BootArgs: []string{"quiet", "panic=-1"}},
+func profiles() map[string]Profile {
+	out := map[string]Profile{}
+	for _, a := range arch.All {
+		q := a.QEMU
+		if q.Binary == "" {
+			continue
+		}
+		out[a.Name] = Profile{Arch: a.Name, Binary: q.Binary, Machine: q.Machine, CPU: q.CPU, Console: a.Console,
+			Transport: q.Transport, KVM: q.KVM, BootArgs: q.BootArgs, Tested: q.Tested}
+	}
+	return out
 }
 
 // Lookup returns the profile for an Alpine arch.

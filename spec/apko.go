@@ -11,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/alpinist/alpinist/apk"
+	"github.com/alpinist/alpinist/arch"
 )
 
 // isApko tells an apko configuration (which has contents:) from an
@@ -24,11 +25,15 @@ func isApko(root *yaml.Node) bool {
 	return false
 }
 
-// apkoArches maps apko's architecture names (OCI's and Alpine's) to
-// Alpine's.
-var apkoArches = map[string]string{
-	"amd64": "x86_64", "arm64": "aarch64", "386": "x86", "arm/v7": "armv7", "arm/v6": "armhf",
-	"ppc64le": "ppc64le", "riscv64": "riscv64", "s390x": "s390x", "loong64": "loongarch64",
+// apkoArch gives the Alpine arch of one of apko's architecture names:
+// an OCI platform (amd64, arm/v7) or Alpine's own.
+func apkoArch(name string) (string, bool) {
+	for _, a := range arch.All {
+		if name == a.Name || name == a.Platform() {
+			return a.Name, true
+		}
+	}
+	return "", false
 }
 
 // apkoIgnored are apko fields alpinist has nothing for, with why.
@@ -79,12 +84,10 @@ func (p *parser) apko(root *yaml.Node) (*Spec, map[string]*yaml.Node) {
 			p.apkoAccounts(v, s)
 		case "archs":
 			for _, n := range p.list(v, "archs") {
-				a := p.scalar(n, "archs")
-				if alp, ok := apkoArches[a]; ok {
-					a = alp
-				}
-				if !slices.Contains(Arches, a) {
-					p.errorf(n, "archs: %q is not an architecture apko or alpinist knows", a)
+				name := p.scalar(n, "archs")
+				a, ok := apkoArch(name)
+				if !ok {
+					p.errorf(n, "archs: %q is not an architecture apko or alpinist knows", name)
 					continue
 				}
 				if !slices.Contains(s.Arch, a) {

@@ -15,13 +15,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/alpinist/alpinist/apk"
+	"github.com/alpinist/alpinist/arch"
 )
 
 // Spec is a parsed and validated build specification.
@@ -107,25 +107,8 @@ func (r Repository) String() string {
 	return r.URL
 }
 
-// Arches are the Alpine architecture names alpinist knows.
-var Arches = []string{"x86_64", "aarch64", "armv7", "armhf", "x86", "ppc64le", "s390x", "riscv64", "loongarch64"}
-
 // HostArch gives the Alpine name of the host's architecture.
-func HostArch() string {
-	switch runtime.GOARCH {
-	case "amd64":
-		return "x86_64"
-	case "arm64":
-		return "aarch64"
-	case "386":
-		return "x86"
-	case "arm":
-		return "armv7"
-	case "loong64":
-		return "loongarch64"
-	}
-	return runtime.GOARCH
-}
+func HostArch() string { return arch.Host() }
 
 // Load reads and validates the spec at path.
 func Load(path string) (*Spec, error) {
@@ -529,8 +512,8 @@ func (p *parser) arches(v *yaml.Node, s *Spec) {
 		if a == "" {
 			continue
 		}
-		if !slices.Contains(Arches, a) {
-			p.errorf(n, "arch %q is not an Alpine architecture (known: %s)", a, strings.Join(Arches, ", "))
+		if _, ok := arch.Lookup(a); !ok {
+			p.errorf(n, "arch %q is not an Alpine architecture (known: %s)", a, strings.Join(arch.Names(), ", "))
 			continue
 		}
 		if slices.Contains(s.Arch, a) {

@@ -11,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/alpinist/alpinist/apk"
+	"github.com/alpinist/alpinist/arch"
 )
 
 // Runlevels are the OpenRC runlevels services can be added to, in the
@@ -77,7 +78,7 @@ func (d *Disk) BootFor(arch string) []string {
 }
 
 // HasBIOS tells whether an architecture's machines boot with a PC BIOS.
-func HasBIOS(arch string) bool { return arch == "x86_64" || arch == "x86" }
+func HasBIOS(name string) bool { return arch.HasBIOS(name) }
 
 // BootLoaders are the packages a disk for arch needs for its firmware:
 // syslinux (extlinux) for BIOS, grub-efi for UEFI.
@@ -96,17 +97,7 @@ func (d *Disk) BootLoaders(arch string) []string {
 
 // SerialConsole gives the serial console device of QEMU's machine for an
 // architecture, the one a disk image gets a getty on by default.
-func SerialConsole(arch string) string {
-	switch arch {
-	case "aarch64", "armv7", "armhf":
-		return "ttyAMA0"
-	case "ppc64le":
-		return "hvc0"
-	case "s390x":
-		return "ttysclp0"
-	}
-	return "ttyS0"
-}
+func SerialConsole(name string) string { return arch.SerialConsole(name) }
 
 // ConsoleFor gives the disk's serial console for arch ("" for none).
 func (d *Disk) ConsoleFor(arch string) string {

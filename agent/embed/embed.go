@@ -17,19 +17,16 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+
+	"github.com/alpinist/alpinist/arch"
 )
 
-// GOARCH maps Alpine arches to Go's.
-var GOARCH = map[string]string{
-	"x86_64": "amd64", "aarch64": "arm64", "riscv64": "riscv64", "armv7": "arm",
-	"x86": "386", "ppc64le": "ppc64le", "s390x": "s390x",
-}
-
 // Agent returns the agent binary for an Alpine arch.
-func Agent(arch string) ([]byte, error) {
-	goarch, ok := GOARCH[arch]
-	if !ok {
-		return nil, fmt.Errorf("agent: no Go port for arch %q", arch)
+func Agent(name string) ([]byte, error) {
+	a, _ := arch.Lookup(name)
+	goarch := a.GOARCH
+	if goarch == "" {
+		return nil, fmt.Errorf("agent: no Go port for arch %q", name)
 	}
 	if b, ok := embedded(goarch); ok {
 		return b, nil

@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/alpinist/alpinist/arch"
 	"github.com/alpinist/alpinist/internal/atomicfile"
 	"github.com/alpinist/alpinist/internal/sparse"
 
@@ -38,23 +39,15 @@ const (
 
 // GPT partition types.
 const (
-	TypeESP         = gpt.EFISystemPartition // C12A7328-F81F-11D2-BA4B-00A0C93EC93B
-	TypeLinuxFS     = gpt.LinuxFilesystem    // 0FC63DAF-8483-4772-8E79-3D69D8477DE4
-	TypeRootX86_64  = gpt.Type("4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709")
-	TypeRootAArch64 = gpt.Type("B921B045-1DF0-41C3-AF44-4C6F280D3FAE")
-	TypeRootRISCV64 = gpt.Type("72EC70A6-CF74-40E6-BD49-4BDA08E8F224")
+	TypeESP     = gpt.EFISystemPartition // C12A7328-F81F-11D2-BA4B-00A0C93EC93B
+	TypeLinuxFS = gpt.LinuxFilesystem    // 0FC63DAF-8483-4772-8E79-3D69D8477DE4
 )
 
 // RootType is the discoverable-partitions root type of an Alpine arch
-// (the generic Linux type for the others).
-func RootType(arch string) gpt.Type {
-	switch arch {
-	case "x86_64":
-		return TypeRootX86_64
-	case "aarch64":
-		return TypeRootAArch64
-	case "riscv64":
-		return TypeRootRISCV64
+// (arch.All's RootType; the generic Linux type for the others).
+func RootType(name string) gpt.Type {
+	if a, _ := arch.Lookup(name); a.RootType != "" {
+		return gpt.Type(a.RootType)
 	}
 	return TypeLinuxFS
 }

@@ -16,15 +16,18 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"context"
+
+	"github.com/alpinist/alpinist/arch"
 	"github.com/alpinist/alpinist/assembler/tarball"
 	"github.com/alpinist/alpinist/internal/atomicfile"
 	"github.com/alpinist/alpinist/internal/ctxio"
 )
 
-// Arch is the Incus architecture name of an Alpine arch.
-var Arch = map[string]string{
-	"x86_64": "x86_64", "x86": "i686", "aarch64": "aarch64", "armv7": "armv7l", "armhf": "armv6l",
-	"ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64", "loongarch64": "loongarch64",
+// Arch is the Incus architecture name of an Alpine arch (arch.All's
+// LXC), "" for none.
+func Arch(name string) string {
+	a, _ := arch.Lookup(name)
+	return a.LXC
 }
 
 // Image describes the image.
@@ -92,8 +95,8 @@ func WriteFile(ctx context.Context, dst, src string, img Image) error {
 // NewMetadata is the image's metadata.yaml; release is the Alpine
 // release ("" when unknown).
 func NewMetadata(img Image, release string) (Metadata, error) {
-	arch, ok := Arch[img.Arch]
-	if !ok {
+	arch := Arch(img.Arch)
+	if arch == "" {
 		return Metadata{}, fmt.Errorf("lxc: no Incus architecture for arch %q", img.Arch)
 	}
 	desc := "Alpine Linux"

@@ -8,33 +8,20 @@ package oci
 
 import (
 	"fmt"
-	"maps"
-	"slices"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/alpinist/alpinist/arch"
 )
 
-// platforms maps Alpine's arches to OCI platforms (GOARCH names, and the
-// variant for arm as the image-spec lists them).
-var platforms = map[string]v1.Platform{
-	"x86_64":      {OS: "linux", Architecture: "amd64"},
-	"x86":         {OS: "linux", Architecture: "386"},
-	"aarch64":     {OS: "linux", Architecture: "arm64", Variant: "v8"},
-	"armv7":       {OS: "linux", Architecture: "arm", Variant: "v7"},
-	"armhf":       {OS: "linux", Architecture: "arm", Variant: "v6"},
-	"ppc64le":     {OS: "linux", Architecture: "ppc64le"},
-	"s390x":       {OS: "linux", Architecture: "s390x"},
-	"riscv64":     {OS: "linux", Architecture: "riscv64"},
-	"loongarch64": {OS: "linux", Architecture: "loong64"},
-}
-
-// Platform is the OCI platform of an Alpine arch.
-func Platform(arch string) (v1.Platform, error) {
-	p, ok := platforms[arch]
-	if !ok {
-		return v1.Platform{}, fmt.Errorf("oci: no OCI platform for arch %q", arch)
+// Platform is the OCI platform of an Alpine arch (arch.All's OCI names:
+// GOARCH names, and the variant for arm as the image-spec lists them).
+func Platform(name string) (v1.Platform, error) {
+	a, ok := arch.Lookup(name)
+	if !ok || a.OCI == "" {
+		return v1.Platform{}, fmt.Errorf("oci: no OCI platform for arch %q", name)
 	}
-	return p, nil
+	return v1.Platform{OS: "linux", Architecture: a.OCI, Variant: a.OCIVariant}, nil
 }
 
 // Arch is the Alpine arch of an OCI platform (linux only). A platform
@@ -43,18 +30,5 @@ func Arch(p v1.Platform) (string, bool) {
 	if p.OS != "" && p.OS != "linux" {
 		return "", false
 	}
-	var loose string
-	for _, a := range slices.Sorted(maps.Keys(platforms)) {
-		q := platforms[a]
-		if q.Architecture != p.Architecture {
-			continue
-		}
-		if q.Variant == p.Variant {
-			return a, true
-		}
-		if p.Variant == "" && (loose == "" || a == "armv7") {
-			loose = a
-		}
-	}
-	return loose, loose != ""
+	return arch.FromOCI(p.Architecture, p.Variant)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/alpinist/alpinist/agent/pkgdisk"
 	"github.com/alpinist/alpinist/apk/lock"
 	"github.com/alpinist/alpinist/apk/repo"
+	"github.com/alpinist/alpinist/arch"
 	"github.com/alpinist/alpinist/assembler/output"
 	"github.com/alpinist/alpinist/build"
 	"github.com/alpinist/alpinist/spec"
@@ -405,21 +406,15 @@ func outputsHelp() string {
 	return b.String()
 }
 
-// efiNames are GRUB's EFI platform and the removable-media boot file
-// name (EFI/BOOT/BOOT<ARCH>.EFI) per Alpine arch.
-var efiNames = map[string][2]string{
-	"x86_64": {"x86_64-efi", "BOOTX64.EFI"}, "x86": {"i386-efi", "BOOTIA32.EFI"}, "aarch64": {"arm64-efi", "BOOTAA64.EFI"},
-	"armv7": {"arm-efi", "BOOTARM.EFI"}, "riscv64": {"riscv64-efi", "BOOTRISCV64.EFI"}, "loongarch64": {"loongarch64-efi", "BOOTLOONGARCH64.EFI"},
-}
-
-// grubEFIFor is the GRUB image a UEFI disk of arch needs, or nil for an
-// arch UEFI does not boot.
-func grubEFIFor(arch string) *pkgdisk.EFI {
-	n, ok := efiNames[arch]
-	if !ok {
+// grubEFIFor is the GRUB image a UEFI disk of an arch needs (GRUB's EFI
+// platform and the removable-media boot file EFI/BOOT/BOOT<ARCH>.EFI,
+// arch.All's GRUB and EFIBoot), or nil for an arch UEFI does not boot.
+func grubEFIFor(name string) *pkgdisk.EFI {
+	a, _ := arch.Lookup(name)
+	if a.GRUB == "" {
 		return nil
 	}
-	return &pkgdisk.EFI{Format: n[0], Output: output.ESPMount + "/EFI/BOOT/" + n[1], Prefix: "/EFI/BOOT", Modules: []string{
+	return &pkgdisk.EFI{Format: a.GRUB, Output: output.ESPMount + "/EFI/BOOT/" + a.EFIBoot, Prefix: "/EFI/BOOT", Modules: []string{
 		"part_gpt", "part_msdos", "fat", "ext2", "normal", "linux", "search", "search_fs_uuid", "configfile", "echo",
 		"serial", "terminal", "gzio", "efi_gop", "all_video", "sleep", "test",
 	}}

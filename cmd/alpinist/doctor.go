@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/alpinist/alpinist/apk/repo"
+	"github.com/alpinist/alpinist/arch"
 	"github.com/alpinist/alpinist/build"
 	"github.com/alpinist/alpinist/qemu"
 	"github.com/alpinist/alpinist/spec"
@@ -76,7 +77,7 @@ It exits 1 when something the host's own architecture needs is missing.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringSliceVar(&arches, "arch", []string{"x86_64", "aarch64", "riscv64"}, "architectures to check QEMU for")
+	cmd.Flags().StringSliceVar(&arches, "arch", arch.Where(func(a arch.Arch) bool { return a.QEMU.Tested }), "architectures to check QEMU for")
 	cmd.Flags().StringVar(&cacheFlag, "cache", "", "cache `DIR` (default $ALPINIST_CACHE or ~/.cache/alpinist)")
 	return cmd
 }
@@ -103,10 +104,13 @@ func doctor(ctx context.Context, e *env, arches []string, cacheFlag string) []ch
 	} else {
 		out = append(out, check{what: "qemu-img", state: "ok", detail: bin})
 	}
-	for _, fw := range []struct{ arch, name, tool string }{{"x86_64", "OVMF", "ovmf"}, {"aarch64", "AAVMF", "aavmf"}} {
-		c := check{what: "UEFI firmware " + fw.arch + " (" + fw.name + ")"}
-		if f, err := qemu.FindUEFI(fw.arch); err != nil {
-			c.state, c.detail, c.fix = "missing", "alpinist run needs it to boot "+fw.arch+" disks with UEFI", qemu.InstallHint(fw.tool)
+	for _, a := range arch.All {
+		if a.QEMU.FirmwareName == "" {
+			continue
+		}
+		c := check{what: "UEFI firmware " + a.Name + " (" + a.QEMU.FirmwareName + ")"}
+		if f, err := qemu.FindUEFI(a.Name); err != nil {
+			c.state, c.detail, c.fix = "missing", "alpinist run needs it to boot "+a.Name+" disks with UEFI", qemu.InstallHint(strings.ToLower(a.QEMU.FirmwareName))
 		} else {
 			c.state, c.detail = "ok", f.Code
 		}

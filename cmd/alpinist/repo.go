@@ -14,6 +14,7 @@ import (
 	"github.com/alpinist/alpinist/apk/apkfile"
 	"github.com/alpinist/alpinist/apk/index"
 	"github.com/alpinist/alpinist/apk/sign"
+	"github.com/alpinist/alpinist/arch"
 )
 
 func newRepoCmd(e *env) *cobra.Command {
@@ -94,9 +95,6 @@ packages give the same index.`,
 	return cmd
 }
 
-// knownArches are Alpine's architectures.
-var knownArches = []string{"aarch64", "armhf", "armv7", "loongarch64", "ppc64le", "riscv64", "s390x", "x86", "x86_64"}
-
 func runRepoIndex(e *env, dir string, f repoIndexFlags) error {
 	if f.key == "" {
 		return fmt.Errorf("--key FILE is required (make one with: alpinist repo keygen --out DIR)")
@@ -125,7 +123,7 @@ func runRepoIndex(e *env, dir string, f repoIndexFlags) error {
 	}
 	slices.Sort(files)
 	dirArch := filepath.Base(filepath.Clean(dir))
-	if !slices.Contains(knownArches, dirArch) {
+	if _, ok := arch.Lookup(dirArch); !ok {
 		dirArch = ""
 	}
 	var pkgs []*apk.Package

@@ -18,19 +18,17 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"github.com/alpinist/alpinist/arch"
 )
 
 // DebArch maps an Alpine architecture to Debian's name for it.
+// (arch.All's Debian).
 func DebArch(alpineArch string) (string, error) {
-	switch alpineArch {
-	case "x86_64":
-		return "amd64", nil
-	case "aarch64":
-		return "arm64", nil
-	case "riscv64":
-		return "riscv64", nil
+	if a, _ := arch.Lookup(alpineArch); a.Debian != "" {
+		return a.Debian, nil
 	}
-	return "", fmt.Errorf("testrepo: architecture %q is not supported (x86_64, aarch64, riscv64)", alpineArch)
+	return "", fmt.Errorf("testrepo: architecture %q is not supported (%s)", alpineArch, strings.Join(arch.Where(func(a arch.Arch) bool { return a.Debian != "" }), ", "))
 }
 
 // Deb is one Debian binary package as apt describes it.

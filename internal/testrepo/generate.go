@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/alpinist/alpinist/apk"
+	"github.com/alpinist/alpinist/arch"
 )
 
 // KeyName is the test key's name: DIR/keys/KeyName is the public key,
@@ -94,7 +95,7 @@ func Generate(ctx context.Context, opts Options) ([]ArchResult, error) {
 	}
 	arches := opts.Arches
 	if len(arches) == 0 {
-		arches = []string{"x86_64", "aarch64", "riscv64"}
+		arches = arch.Where(func(a arch.Arch) bool { return a.Debian != "" })
 	}
 	for _, a := range arches {
 		if _, err := DebArch(a); err != nil {

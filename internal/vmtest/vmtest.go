@@ -10,12 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alpinist/alpinist/arch"
 	"github.com/alpinist/alpinist/internal/hosttool"
 	"github.com/alpinist/alpinist/qemu"
 )
 
 // Arches are the architectures the boot tests cover.
-var Arches = []string{"x86_64", "aarch64", "riscv64"}
+// (arch.All's rows whose QEMU machine is Tested).
+var Arches = arch.Where(func(a arch.Arch) bool { return a.QEMU.Tested })
 
 // Binary returns arch's profile and the path of its QEMU binary.
 func Binary(t testing.TB, arch string) (qemu.Profile, string) {

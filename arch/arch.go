@@ -1,0 +1,232 @@
+// Package arch is alpinist's one table of target architectures. Every
+// per-architecture fact lives on an architecture's row: Go's, OCI's,
+// Incus's and Debian's names for it, the GPT root partition type, the
+// serial console, the firmware it boots with, GRUB's EFI target and the
+// QEMU machine that runs it. The other packages derive their own names
+// from this table; adding an architecture is adding a row (and its
+// tests).
+package arch
+
+import (
+	"fmt"
+	"runtime"
+	"slices"
+	"strings"
+)
+
+// Arch is one target architecture.
+type Arch struct {
+	// Name is Alpine's name: x86_64, aarch64, ...
+	Name string
+	// GOARCH is Go's name for it, "" when the agent has no Go port.
+	GOARCH string
+	// OCI is the OCI platform's architecture and variant, as the
+	// image-spec lists them.
+	OCI, OCIVariant string
+	// LXC is Incus's (and the kernel's uname -m) name.
+	LXC string
+	// Debian is Debian's name, for the synthetic test repository ("" for
+	// an arch it is not made for).
+	Debian string
+	// RootType is the GPT type GUID of the root partition (the
+	// Discoverable Partitions Specification's), or "" for the generic
+	// Linux file system type.
+	RootType string
+	// Console is the serial console of QEMU's machine: the kernel's
+	// console= and the getty a disk image gets by default.
+	Console string
+	// BIOS is whether its machines boot with a PC BIOS (EXTLINUX).
+	BIOS bool
+	// GRUB is GRUB's EFI target (grub-mkimage -O) and EFIBoot the
+	// removable-media boot file name (EFI/BOOT/BOOT*.EFI); "" when
+	// alpinist does not boot it with UEFI.
+	GRUB, EFIBoot string
+	// QEMU is how a VM of this arch runs.
+	QEMU QEMU
+}
+
+// QEMU says how QEMU emulates an architecture.
+type QEMU struct {
+	Binary string // qemu-system-*
+	// Machine and CPU are used under TCG; under KVM the CPU is "host".
+	Machine, CPU string
+	// Transport is the virtio transport for disks and serial ports:
+	// "pci" (virtio-*-pci), "mmio" (virtio-*-device) or "ccw".
+	Transport string
+	// KVM: whether this arch can use KVM on a host of the same arch.
+	KVM bool
+	// BootArgs are kernel flags for a fast boot on this machine.
+	BootArgs []string
+	// Tested: a build VM of this arch boots in the test suite. Untested
+	// rows are the structure for adding an arch; building for one says
+	// so.
+	Tested bool
+	// Firmware is where distributions put the UEFI firmware (code and
+	// variable store template), and FirmwareName its name (OVMF, AAVMF;
+	// lower-cased, qemu.InstallHint's key for it); none when alpinist
+	// knows no UEFI firmware for the arch.
+	Firmware     []Firmware
+	FirmwareName string
+}
+
+// Firmware is a UEFI firmware's code and variable store template.
+type Firmware struct {
+	Code, Vars string
+}
+
+// fastBoot are kernel flags that cut boot time in a VM (TESTING.md's
+// measurements: 2.4 s to 1.8 s for x86_64 under TCG).
+var fastBoot = []string{"quiet", "panic=-1", "tsc=reliable", "no_timer_check", "cryptomgr.notests", "rcupdate.rcu_expedited=1", "i8042.noaux", "i8042.nokbd"}
+
+// virtBoot are the fast-boot flags that every virt machine takes.
+var virtBoot = []string{"quiet", "panic=-1", "cryptomgr.notests", "rcupdate.rcu_expedited=1"}
+
+// All are the architectures, in Alpine's order of its arch list.
+var All = []Arch{
+	{Name: "x86_64", GOARCH: "amd64", OCI: "amd64", LXC: "x86_64", Debian: "amd64",
+		RootType: "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709", Console: "ttyS0", BIOS: true,
+		GRUB: "x86_64-efi", EFIBoot: "BOOTX64.EFI",
+		QEMU: QEMU{Binary: "qemu-system-x86_64", Machine: "q35", CPU: "max", Transport: "pci", KVM: true, BootArgs: fastBoot, Tested: true,
+			Firmware: []Firmware{
+				{"/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"},               // Debian, Ubuntu
+				{"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"},         // Debian, Ubuntu
+				{"/usr/share/edk2/ovmf/OVMF_CODE.fd", "/usr/share/edk2/ovmf/OVMF_VARS.fd"},     // Fedora
+				{"/usr/share/edk2/x64/OVMF_CODE.4m.fd", "/usr/share/edk2/x64/OVMF_VARS.4m.fd"}, // Arch
+				{"/opt/homebrew/share/qemu/edk2-x86_64-code.fd", "/opt/homebrew/share/qemu/edk2-i386-vars.fd"},
+				{"/usr/local/share/qemu/edk2-x86_64-code.fd", "/usr/local/share/qemu/edk2-i386-vars.fd"},
+			}, FirmwareName: "OVMF"}},
+	{Name: "x86", GOARCH: "386", OCI: "386", LXC: "i686",
+		Console: "ttyS0", BIOS: true, GRUB: "i386-efi", EFIBoot: "BOOTIA32.EFI",
+		QEMU: QEMU{Binary: "qemu-system-i386", Machine: "q35", CPU: "max", Transport: "pci", BootArgs: fastBoot}},
+	{Name: "aarch64", GOARCH: "arm64", OCI: "arm64", OCIVariant: "v8", LXC: "aarch64", Debian: "arm64",
+		RootType: "B921B045-1DF0-41C3-AF44-4C6F280D3FAE", Console: "ttyAMA0",
+		GRUB: "arm64-efi", EFIBoot: "BOOTAA64.EFI",
+		QEMU: QEMU{Binary: "qemu-system-aarch64", Machine: "virt,gic-version=3", CPU: "cortex-a57", Transport: "pci", KVM: true, BootArgs: virtBoot, Tested: true,
+			Firmware: []Firmware{
+				{"/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.fd"},                                // Debian, Ubuntu
+				{"/usr/share/edk2/aarch64/QEMU_EFI-pflash.raw", "/usr/share/edk2/aarch64/vars-template-pflash.raw"}, // Fedora
+				{"/usr/share/edk2/aarch64/QEMU_CODE.fd", "/usr/share/edk2/aarch64/QEMU_VARS.fd"},                    // Arch
+				{"/opt/homebrew/share/qemu/edk2-aarch64-code.fd", "/opt/homebrew/share/qemu/edk2-arm-vars.fd"},
+				{"/usr/local/share/qemu/edk2-aarch64-code.fd", "/usr/local/share/qemu/edk2-arm-vars.fd"},
+			}, FirmwareName: "AAVMF"}},
+	{Name: "armv7", GOARCH: "arm", OCI: "arm", OCIVariant: "v7", LXC: "armv7l",
+		Console: "ttyAMA0", GRUB: "arm-efi", EFIBoot: "BOOTARM.EFI",
+		QEMU: QEMU{Binary: "qemu-system-arm", Machine: "virt,highmem=off", CPU: "cortex-a15", Transport: "pci", BootArgs: []string{"quiet", "panic=-1"}}},
+	{Name: "armhf", OCI: "arm", OCIVariant: "v6", LXC: "armv6l", Console: "ttyAMA0"},
+	{Name: "ppc64le", GOARCH: "ppc64le", OCI: "ppc64le", LXC: "ppc64le", Console: "hvc0",
+		QEMU: QEMU{Binary: "qemu-system-ppc64", Machine: "pseries", CPU: "power9", Transport: "pci", BootArgs: []string{"quiet", "panic=-1"}}},
+	{Name: "s390x", GOARCH: "s390x", OCI: "s390x", LXC: "s390x", Console: "ttysclp0",
+		QEMU: QEMU{Binary: "qemu-system-s390x", Machine: "s390-ccw-virtio", CPU: "max", Transport: "ccw", BootArgs: []string{"quiet", "panic=-1"}}},
+	{Name: "riscv64", GOARCH: "riscv64", OCI: "riscv64", LXC: "riscv64", Debian: "riscv64",
+		RootType: "72EC70A6-CF74-40E6-BD49-4BDA08E8F224", Console: "ttyS0",
+		GRUB: "riscv64-efi", EFIBoot: "BOOTRISCV64.EFI",
+		QEMU: QEMU{Binary: "qemu-system-riscv64", Machine: "virt", CPU: "rv64", Transport: "pci", BootArgs: virtBoot, Tested: true}},
+	{Name: "loongarch64", OCI: "loong64", LXC: "loongarch64", Console: "ttyS0",
+		GRUB: "loongarch64-efi", EFIBoot: "BOOTLOONGARCH64.EFI"},
+}
+
+// Lookup returns the row of an Alpine arch name.
+func Lookup(name string) (Arch, bool) {
+	i := slices.IndexFunc(All, func(a Arch) bool { return a.Name == name })
+	if i < 0 {
+		return Arch{}, false
+	}
+	return All[i], true
+}
+
+// Get is Lookup with an error that lists the known names.
+func Get(name string) (Arch, error) {
+	if a, ok := Lookup(name); ok {
+		return a, nil
+	}
+	return Arch{}, fmt.Errorf("unknown architecture %q (known: %s)", name, strings.Join(Names(), ", "))
+}
+
+// Names are the Alpine names of All, in its order.
+func Names() []string {
+	out := make([]string, len(All))
+	for i, a := range All {
+		out[i] = a.Name
+	}
+	return out
+}
+
+// Where returns the names of the rows for which keep is true, in the
+// table's order.
+func Where(keep func(Arch) bool) []string {
+	var out []string
+	for _, a := range All {
+		if keep(a) {
+			out = append(out, a.Name)
+		}
+	}
+	return out
+}
+
+// Host gives the Alpine name of the host's architecture (Go's name when
+// the table has none for it).
+func Host() string {
+	return FromGOARCH(runtime.GOARCH)
+}
+
+// FromGOARCH gives the Alpine name of a Go architecture, goarch itself
+// when the table has none (loong64 is loongarch64: Alpine's port has no
+// Go agent yet, but its name is known).
+func FromGOARCH(goarch string) string {
+	if goarch == "loong64" {
+		return "loongarch64"
+	}
+	for _, a := range All {
+		if a.GOARCH == goarch {
+			return a.Name
+		}
+	}
+	return goarch
+}
+
+// HasBIOS tells whether an architecture's machines boot with a PC BIOS.
+func HasBIOS(name string) bool {
+	a, _ := Lookup(name)
+	return a.BIOS
+}
+
+// SerialConsole is the serial console of QEMU's machine for an arch,
+// the one a disk image gets a getty on by default (ttyS0 for an arch the
+// table does not know).
+func SerialConsole(name string) string {
+	if a, ok := Lookup(name); ok && a.Console != "" {
+		return a.Console
+	}
+	return "ttyS0"
+}
+
+// Platform is the arch's OCI platform name as tools such as apko and
+// docker --platform write it: the OCI architecture, with its variant
+// only when another row shares the architecture (arm/v7, arm/v6).
+func (a Arch) Platform() string {
+	for _, b := range All {
+		if b.Name != a.Name && b.OCI == a.OCI && a.OCIVariant != "" {
+			return a.OCI + "/" + a.OCIVariant
+		}
+	}
+	return a.OCI
+}
+
+// FromOCI gives the Alpine arch of an OCI platform's architecture and
+// variant. A platform without a variant takes the arch's usual one: arm
+// is armv7.
+func FromOCI(architecture, variant string) (string, bool) {
+	var loose string
+	for _, a := range slices.SortedFunc(slices.Values(All), func(x, y Arch) int { return strings.Compare(x.Name, y.Name) }) {
+		if a.OCI != architecture {
+			continue
+		}
+		if a.OCIVariant == variant {
+			return a.Name, true
+		}
+		if variant == "" && (loose == "" || a.Name == "armv7") {
+			loose = a.Name
+		}
+	}
+	return loose, loose != ""
+}
