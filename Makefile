@@ -31,7 +31,7 @@ AGENT_GOARCHES := amd64 arm64 riscv64
 AGENTS := $(AGENT_GOARCHES:%=agent/embed/agents/alpinist-agent-%)
 # Every file an agent is built from: the Go and embedded files of each
 # package of this module that cmd/alpinist-agent links, for each arch
-# (go list -deps: apk/*, internal/*, assembler/ext4 as well as agent/),
+# (go list -deps: apk/* and internal/* as well as agent/),
 # and go.mod/go.sum for the modules. agent/embed.Sources is the same
 # list; TestMakefileAgentSources checks the two agree.
 AGENT_DEPS_FMT := {{if .Module}}{{if .Module.Main}}{{range .GoFiles}}{{$$.Dir}}/{{.}} {{end}}{{range .EmbedFiles}}{{$$.Dir}}/{{.}} {{end}}{{end}}{{end}}

@@ -90,8 +90,8 @@ func buildAgent(goarch string) ([]byte, error) {
 
 // Sources are the files the agent for goarch is built from, in the
 // source tree at root: the Go and embedded files of every package of
-// this module that cmd/alpinist-agent links (go list -deps, so apk/*,
-// internal/* and assembler/ext4 too), and go.mod and go.sum for the
+// this module that cmd/alpinist-agent links (go list -deps, so apk/*
+// and internal/* too), and go.mod and go.sum for the
 // rest. The agent's cache key hashes them; the Makefile derives its
 // AGENT_SRC the same way.
 func Sources(root, goarch string) ([]string, error) {

@@ -18,13 +18,11 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/alpinist/alpinist/internal/atomicfile"
@@ -180,19 +178,4 @@ func Build(f *os.File, src io.ReadSeeker, o Options) (Stats, error) {
 		}
 	}
 	return st, nil
-}
-
-// Identify reads an ext2/3/4 superblock from r (a device or an image):
-// the file system's UUID (lower-case, dashed) and label.
-func Identify(r io.ReaderAt) (uuid, label string, ok bool) {
-	sb := make([]byte, 1024)
-	if _, err := r.ReadAt(sb, 1024); err != nil {
-		return "", "", false
-	}
-	if binary.LittleEndian.Uint16(sb[0x38:]) != 0xEF53 {
-		return "", "", false
-	}
-	u := sb[0x68:0x78]
-	uuid = fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
-	return uuid, strings.TrimRight(string(sb[0x78:0x88]), "\x00"), true
 }

@@ -8,8 +8,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/alpinist/alpinist/assembler/ext4"
 	"golang.org/x/sys/unix"
+
+	"github.com/alpinist/alpinist/internal/fsprobe"
 )
 
 // bootRoot is the agent as the initramfs of a system booted from a disk
@@ -121,5 +122,5 @@ func ext4ID(dev string) (string, string, bool) {
 		return "", "", false
 	}
 	defer f.Close()
-	return ext4.Identify(f)
+	return fsprobe.Ext4(f)
 }

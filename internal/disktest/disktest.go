@@ -12,7 +12,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/alpinist/alpinist/assembler/ext4"
+	"github.com/alpinist/alpinist/internal/fsprobe"
 	"github.com/alpinist/alpinist/internal/hosttool"
 )
 
@@ -72,7 +72,7 @@ func Ext4UUID(t testing.TB, img string) string {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	uuid, _, ok := ext4.Identify(f)
+	uuid, _, ok := fsprobe.Ext4(f)
 	if !ok {
 		t.Fatalf("%s is not ext4", img)
 	}

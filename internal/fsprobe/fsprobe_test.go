@@ -1,0 +1,25 @@
+package fsprobe
+
+import (
+	"bytes"
+	"encoding/binary"
+	"testing"
+)
+
+func TestExt4(t *testing.T) {
+	img := make([]byte, 4096)
+	sb := img[1024:]
+	binary.LittleEndian.PutUint16(sb[0x38:], 0xEF53)
+	copy(sb[0x68:], []byte{0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef})
+	copy(sb[0x78:], "alpine-root")
+	uuid, label, ok := Ext4(bytes.NewReader(img))
+	if !ok || uuid != "01234567-89ab-cdef-0123-456789abcdef" || label != "alpine-root" {
+		t.Errorf("Ext4 = %q, %q, %v", uuid, label, ok)
+	}
+	if _, _, ok := Ext4(bytes.NewReader(make([]byte, 4096))); ok {
+		t.Error("no magic: identified")
+	}
+	if _, _, ok := Ext4(bytes.NewReader(make([]byte, 100))); ok {
+		t.Error("short: identified")
+	}
+}
