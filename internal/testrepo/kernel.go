@@ -87,116 +87,183 @@ func buildKernel(ctx context.Context, b *builder) ([]*Pkg, error) {
 	if err != nil {
 		return nil, fmt.Errorf("debian %s: %w", deb, err)
 	}
-	work := b.workDir("linux-virt")
+	k := &kernelBuild{
+		b:    b,
+		deb:  deb,
+		work: b.workDir("linux-virt"),
+		boot: map[string]string{},
+		set:  &ModuleSet{Modules: map[string]*ModInfo{}},
+	}
 	b.log.Info("reading kernel modules", "arch", b.arch, "deb", deb.String())
 
 	// Pass 1: boot files and module metadata.
-	var kver string
-	boot := map[string]string{} // vmlinuz/config/System.map -> disk path
-	set := &ModuleSet{Modules: map[string]*ModInfo{}}
-	var order, builtinRaw, builtinModinfo []byte
-	err = WalkDeb(ctx, deb, func(name string, hdr *tar.Header, r io.Reader) error {
-		if hdr.Typeflag != tar.TypeReg {
-			return nil
-		}
-		if dir, file := path.Split(name); dir == "boot/" {
-			// riscv64's Debian kernel is an uncompressed Image, /boot/vmlinux-*.
-			if v, ok := strings.CutPrefix(file, "vmlinux-"); ok {
-				file = "vmlinuz-" + v
-			}
-			for _, kind := range []string{"vmlinuz", "config", "System.map"} {
-				if strings.HasPrefix(file, kind+"-") {
-					if v := strings.TrimPrefix(file, kind+"-"); kver == "" {
-						kver = v
-					} else if v != kver {
-						return fmt.Errorf("kernel release %s, but /boot also has %s", v, kver)
-					}
-					boot[kind] = filepath.Join(work, "boot", file)
-					return writeFile(boot[kind], r)
-				}
-			}
-			return nil
-		}
-		rest, ok := strings.CutPrefix(strings.TrimPrefix(name, "usr/"), "lib/modules/")
-		if !ok {
-			return nil
-		}
-		release, rel, _ := strings.Cut(rest, "/")
-		if kver != "" && release != kver {
-			return fmt.Errorf("modules for release %s, but /boot has %s", release, kver)
-		}
-		switch {
-		case rel == "modules.builtin":
-			var err error
-			if builtinRaw, err = io.ReadAll(r); err != nil {
-				return err
-			}
-			set.Builtin = ParseBuiltin(builtinRaw)
-		case rel == "modules.order":
-			var err error
-			order, err = io.ReadAll(r)
-			return err
-		case rel == "modules.builtin.modinfo":
-			var err error
-			builtinModinfo, err = io.ReadAll(r)
-			return err
-		case strings.HasSuffix(plainModule(rel), ".ko"):
-			if hdr.Size > maxModuleSize {
-				return fmt.Errorf("module larger than %d bytes", maxModuleSize)
-			}
-			data, err := io.ReadAll(r)
-			if err != nil {
-				return err
-			}
-			// trixie ships .ko.xz; the repository carries .ko.gz as Alpine.
-			if data, err = kmod.Decompress(rel, data); err != nil {
-				return err
-			}
-			rel = plainModule(rel)
-			m, err := ReadModInfo(bytes.NewReader(data), rel)
-			if err != nil {
-				return err
-			}
-			if old, dup := set.Modules[m.Name]; dup {
-				return fmt.Errorf("module %s found at %s and %s", m.Name, old.Path, rel)
-			}
-			set.Modules[m.Name] = m
-		}
-		return nil
-	})
+	err = WalkDeb(ctx, deb, k.scanEntry)
 	if err != nil {
 		return nil, err
 	}
-	for _, kind := range []string{"vmlinuz", "config", "System.map"} {
-		if boot[kind] == "" {
-			return nil, fmt.Errorf("debian %s: boot/%s-*: not in the package", deb, kind)
-		}
-	}
-	if set.Builtin == nil {
-		return nil, fmt.Errorf("debian %s: lib/modules/%s/modules.builtin: not in the package", deb, kver)
-	}
-	SetOrder(set.Modules, order)
-	mods, err := set.Closure(append(slices.Clone(KernelModules), OptionalKernelModules...), func(n string) bool {
-		return slices.Contains(OptionalKernelModules, n)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("debian %s: %w", deb, err)
-	}
-	for _, w := range KernelModules {
-		if set.Modules[w] == nil {
-			b.log.Debug("module built in", "arch", b.arch, "module", w)
-		}
+	if err := k.chooseModules(); err != nil {
+		return nil, err
 	}
 
 	// Pass 2: the chosen modules, gzip-compressed.
-	modDir := "lib/modules/" + kver + "/"
-	want := map[string]bool{}
-	for _, m := range mods {
-		want[modDir+m.Path] = true
+	if err := k.writeModules(ctx); err != nil {
+		return nil, err
 	}
-	gzPath := func(rel string) string { return rel + ".gz" }
-	written := map[string]string{}
-	err = WalkDeb(ctx, deb, func(name string, hdr *tar.Header, r io.Reader) error {
+	dep, err := ModulesDep(k.mods, gzPath)
+	if err != nil {
+		return nil, fmt.Errorf("debian %s: %w", deb, err)
+	}
+
+	p := k.pkg(ver, dep)
+	b.log.Info("kernel", "arch", b.arch, "release", k.kver, "modules", len(k.mods))
+	return []*Pkg{p}, nil
+}
+
+// kernelBuild is the state buildKernel's passes over the Debian kernel
+// package share.
+type kernelBuild struct {
+	b    *builder
+	deb  *Deb
+	work string
+
+	// Pass 1.
+	kver                              string
+	boot                              map[string]string // vmlinuz/config/System.map -> disk path
+	set                               *ModuleSet
+	order, builtinRaw, builtinModinfo []byte
+
+	// The chosen modules, and pass 2.
+	mods    []*ModInfo
+	modDir  string
+	written map[string]string
+}
+
+// gzPath is where module rel goes in the package.
+func gzPath(rel string) string { return rel + ".gz" }
+
+// scanEntry is pass 1 on one entry of the package: boot files are
+// written to the work directory, module metadata is read.
+func (k *kernelBuild) scanEntry(name string, hdr *tar.Header, r io.Reader) error {
+	if hdr.Typeflag != tar.TypeReg {
+		return nil
+	}
+	if dir, file := path.Split(name); dir == "boot/" {
+		return k.scanBoot(file, r)
+	}
+	rest, ok := strings.CutPrefix(strings.TrimPrefix(name, "usr/"), "lib/modules/")
+	if !ok {
+		return nil
+	}
+	release, rel, _ := strings.Cut(rest, "/")
+	if k.kver != "" && release != k.kver {
+		return fmt.Errorf("modules for release %s, but /boot has %s", release, k.kver)
+	}
+	return k.scanModules(rel, hdr, r)
+}
+
+// scanBoot writes /boot/file to the work directory if it is the kernel,
+// its config or its System.map.
+func (k *kernelBuild) scanBoot(file string, r io.Reader) error {
+	// riscv64's Debian kernel is an uncompressed Image, /boot/vmlinux-*.
+	if v, ok := strings.CutPrefix(file, "vmlinux-"); ok {
+		file = "vmlinuz-" + v
+	}
+	for _, kind := range []string{"vmlinuz", "config", "System.map"} {
+		if strings.HasPrefix(file, kind+"-") {
+			if v := strings.TrimPrefix(file, kind+"-"); k.kver == "" {
+				k.kver = v
+			} else if v != k.kver {
+				return fmt.Errorf("kernel release %s, but /boot also has %s", v, k.kver)
+			}
+			k.boot[kind] = filepath.Join(k.work, "boot", file)
+			return writeFile(k.boot[kind], r)
+		}
+	}
+	return nil
+}
+
+// scanModules reads lib/modules/KVER/rel: the builtin list, the order,
+// or a module's metadata.
+func (k *kernelBuild) scanModules(rel string, hdr *tar.Header, r io.Reader) error {
+	switch {
+	case rel == "modules.builtin":
+		var err error
+		if k.builtinRaw, err = io.ReadAll(r); err != nil {
+			return err
+		}
+		k.set.Builtin = ParseBuiltin(k.builtinRaw)
+	case rel == "modules.order":
+		var err error
+		k.order, err = io.ReadAll(r)
+		return err
+	case rel == "modules.builtin.modinfo":
+		var err error
+		k.builtinModinfo, err = io.ReadAll(r)
+		return err
+	case strings.HasSuffix(plainModule(rel), ".ko"):
+		if hdr.Size > maxModuleSize {
+			return fmt.Errorf("module larger than %d bytes", maxModuleSize)
+		}
+		data, err := io.ReadAll(r)
+		if err != nil {
+			return err
+		}
+		// trixie ships .ko.xz; the repository carries .ko.gz as Alpine.
+		if data, err = kmod.Decompress(rel, data); err != nil {
+			return err
+		}
+		rel = plainModule(rel)
+		m, err := ReadModInfo(bytes.NewReader(data), rel)
+		if err != nil {
+			return err
+		}
+		if old, dup := k.set.Modules[m.Name]; dup {
+			return fmt.Errorf("module %s found at %s and %s", m.Name, old.Path, rel)
+		}
+		k.set.Modules[m.Name] = m
+	}
+	return nil
+}
+
+// chooseModules checks pass 1 found the boot files and modules.builtin,
+// and chooses the modules: KernelModules and OptionalKernelModules with
+// their dependencies.
+func (k *kernelBuild) chooseModules() error {
+	deb := k.deb
+	for _, kind := range []string{"vmlinuz", "config", "System.map"} {
+		if k.boot[kind] == "" {
+			return fmt.Errorf("debian %s: boot/%s-*: not in the package", deb, kind)
+		}
+	}
+	if k.set.Builtin == nil {
+		return fmt.Errorf("debian %s: lib/modules/%s/modules.builtin: not in the package", deb, k.kver)
+	}
+	SetOrder(k.set.Modules, k.order)
+	mods, err := k.set.Closure(append(slices.Clone(KernelModules), OptionalKernelModules...), func(n string) bool {
+		return slices.Contains(OptionalKernelModules, n)
+	})
+	if err != nil {
+		return fmt.Errorf("debian %s: %w", deb, err)
+	}
+	for _, w := range KernelModules {
+		if k.set.Modules[w] == nil {
+			k.b.log.Debug("module built in", "arch", k.b.arch, "module", w)
+		}
+	}
+	k.mods = mods
+	return nil
+}
+
+// writeModules is pass 2: the chosen modules, gzip-compressed, to the
+// work directory.
+func (k *kernelBuild) writeModules(ctx context.Context) error {
+	k.modDir = "lib/modules/" + k.kver + "/"
+	want := map[string]bool{}
+	for _, m := range k.mods {
+		want[k.modDir+m.Path] = true
+	}
+	k.written = map[string]string{}
+	err := WalkDeb(ctx, k.deb, func(name string, hdr *tar.Header, r io.Reader) error {
 		orig := name
 		name = plainModule(strings.TrimPrefix(name, "usr/"))
 		if !want[name] || hdr.Typeflag != tar.TypeReg {
@@ -209,44 +276,45 @@ func buildKernel(ctx context.Context, b *builder) ([]*Pkg, error) {
 		if data, err = kmod.Decompress(orig, data); err != nil {
 			return err
 		}
-		dst := filepath.Join(work, filepath.FromSlash(gzPath(name)))
+		dst := filepath.Join(k.work, filepath.FromSlash(gzPath(name)))
 		if err := gzipFile(dst, bytes.NewReader(data)); err != nil {
 			return err
 		}
-		written[name] = dst
+		k.written[name] = dst
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if len(written) != len(want) {
-		return nil, fmt.Errorf("debian %s: found %d of %d modules on the second pass", deb, len(written), len(want))
+	if len(k.written) != len(want) {
+		return fmt.Errorf("debian %s: found %d of %d modules on the second pass", k.deb, len(k.written), len(want))
 	}
-	dep, err := ModulesDep(mods, gzPath)
-	if err != nil {
-		return nil, fmt.Errorf("debian %s: %w", deb, err)
-	}
+	return nil
+}
 
-	p := newPkg("linux-virt", ver, b.arch, "Linux kernel for virtual machines (from Debian "+deb.Package+" "+deb.Version+")", "GPL-2.0-only")
+// pkg is linux-virt, version ver, with the boot files, the chosen
+// modules and their modules.dep (dep).
+func (k *kernelBuild) pkg(ver string, dep []byte) *Pkg {
+	deb, modDir := k.deb, k.modDir
+	p := newPkg("linux-virt", ver, k.b.arch, "Linux kernel for virtual machines (from Debian "+deb.Package+" "+deb.Version+")", "GPL-2.0-only")
 	t := p.Tree
-	must(t.DiskFile("boot/vmlinuz-virt", 0o644, boot["vmlinuz"]))
-	must(t.DiskFile("boot/config-virt", 0o644, boot["config"]))
-	must(t.DiskFile("boot/System.map-virt", 0o644, boot["System.map"]))
-	for _, m := range mods {
-		must(t.DiskFile(gzPath(modDir+m.Path), 0o644, written[modDir+m.Path]))
+	must(t.DiskFile("boot/vmlinuz-virt", 0o644, k.boot["vmlinuz"]))
+	must(t.DiskFile("boot/config-virt", 0o644, k.boot["config"]))
+	must(t.DiskFile("boot/System.map-virt", 0o644, k.boot["System.map"]))
+	for _, m := range k.mods {
+		must(t.DiskFile(gzPath(modDir+m.Path), 0o644, k.written[modDir+m.Path]))
 	}
 	must(t.File(modDir+"modules.dep", 0o644, dep))
-	must(t.File(modDir+"modules.alias", 0o644, ModulesAlias(mods)))
-	must(t.File(modDir+"modules.order", 0o644, FilterOrder(order, mods)))
+	must(t.File(modDir+"modules.alias", 0o644, ModulesAlias(k.mods)))
+	must(t.File(modDir+"modules.order", 0o644, FilterOrder(k.order, k.mods)))
 	// modules.builtin(.modinfo) as the kernel wrote them, so modprobe
 	// knows what is built in (ext4 on the cloud kernel).
-	must(t.File(modDir+"modules.builtin", 0o644, builtinRaw))
-	if builtinModinfo != nil {
-		must(t.File(modDir+"modules.builtin.modinfo", 0o644, builtinModinfo))
+	must(t.File(modDir+"modules.builtin", 0o644, k.builtinRaw))
+	if k.builtinModinfo != nil {
+		must(t.File(modDir+"modules.builtin.modinfo", 0o644, k.builtinModinfo))
 	}
-	must(t.File("usr/share/kernel/virt/kernel.release", 0o644, []byte(kver+"\n")))
-	b.log.Info("kernel", "arch", b.arch, "release", kver, "modules", len(mods))
-	return []*Pkg{p}, nil
+	must(t.File("usr/share/kernel/virt/kernel.release", 0o644, []byte(k.kver+"\n")))
+	return p
 }
 
 // gzipFile writes r gzip-compressed (best compression, no name or time
