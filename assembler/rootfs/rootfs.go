@@ -112,146 +112,197 @@ func Canonicalize(ctx context.Context, w io.Writer, r io.Reader, epoch time.Time
 	if _, err := spool.Seek(0, io.SeekStart); err != nil {
 		return Stats{}, err
 	}
-	cr := &countingSeeker{f: spool}
+	c := &canon{ctx: ctx, spool: spool, epoch: epoch, root: &node{kids: map[string]*node{}}}
+	if err := c.read(); err != nil {
+		return Stats{}, err
+	}
+	// The output order: depth first, names sorted, parents first. An
+	// entry under a symlink or a file is refused (GNU tar and our ext4
+	// writer refuse it; an unpacker would follow the symlink).
+	if err := c.order(c.root); err != nil {
+		return Stats{}, err
+	}
+	// Hard links: the first name of a group in the output order carries
+	// the file; the others link to it.
+	if err := c.linkGroups(); err != nil {
+		return Stats{}, err
+	}
+	c.paths = map[*node]string{} // carriers' names, for the links after them
+	c.tw = tar.NewWriter(w)
+	c.implicit = clampTime(c.st.Newest, epoch)
+	if err := c.emit(c.root, ""); err != nil {
+		return Stats{}, err
+	}
+	return c.st, c.tw.Close()
+}
+
+// canon is the state Canonicalize's phases share: the spooled input,
+// the tree of its names, the hard-link groups, and the output.
+type canon struct {
+	ctx   context.Context
+	spool *os.File
+	epoch time.Time
+	root  *node
+	links []*node // the hard links, in input order
+	st    Stats
+	ord   int // the next ordinal
+
+	carrierOf map[*node]*node
+	fileOf    map[*node]*node
+
+	tw       *tar.Writer
+	paths    map[*node]string
+	implicit time.Time // the time of implied directories
+}
+
+// read reads the spooled tar into the tree of names, checking each
+// entry, and notes the hard links and the newest time.
+func (c *canon) read() error {
+	cr := &countingSeeker{f: c.spool}
 	tr := tar.NewReader(cr)
-	root := &node{kids: map[string]*node{}}
-	var links []*node
-	var st Stats
 	for i := 0; ; i++ {
-		if i%1024 == 0 && ctx.Err() != nil {
-			return Stats{}, ctx.Err()
+		if i%1024 == 0 && c.ctx.Err() != nil {
+			return c.ctx.Err()
 		}
 		h, err := tr.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return Stats{}, fmt.Errorf("rootfs: input tar: %w", err)
+			return fmt.Errorf("rootfs: input tar: %w", err)
 		}
-		name, err := clean(h.Name)
+		name, skip, err := checkEntry(h)
 		if err != nil {
-			return Stats{}, err
+			return err
 		}
-		if name == "" {
-			continue // the root itself
-		}
-		switch h.Typeflag {
-		case tar.TypeReg, tar.TypeRegA, tar.TypeDir, tar.TypeSymlink, tar.TypeLink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
-		case tar.TypeXGlobalHeader:
+		if skip {
 			continue
-		default:
-			return Stats{}, fmt.Errorf("rootfs: %s: tar entry type %q is not a file system object", h.Name, h.Typeflag)
 		}
-		if h.Uid < 0 || h.Gid < 0 || h.Uid >= 1<<32-1 || h.Gid >= 1<<32-1 {
-			return Stats{}, fmt.Errorf("rootfs: %s: owner %d:%d out of range (0 to 4294967294)", name, h.Uid, h.Gid)
-		}
-		if h.ModTime.After(st.Newest) {
-			st.Newest = h.ModTime
+		if h.ModTime.After(c.st.Newest) {
+			c.st.Newest = h.ModTime
 		}
 		h.Name = name
-		n, err := root.insert(name)
+		n, err := c.root.insert(name)
 		if err != nil {
-			return Stats{}, err
+			return err
 		}
 		if h.Typeflag == tar.TypeLink {
-			links = append(links, n)
+			c.links = append(c.links, n)
 		}
 		n.e = &entry{h: h, data: cr.pos}
 	}
-	// The output order: depth first, names sorted, parents first. An
-	// entry under a symlink or a file is refused (GNU tar and our ext4
-	// writer refuse it; an unpacker would follow the symlink).
-	ord := 0
-	var walk func(n *node) error
-	walk = func(n *node) error {
-		n.ordinal = ord
-		ord++
-		if ord%4096 == 0 && ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if len(n.kids) > 0 && !n.isDir() {
-			what := map[byte]string{tar.TypeSymlink: "a symlink", tar.TypeLink: "a hard link"}[n.e.h.Typeflag]
-			if what == "" {
-				what = "not a directory"
-			}
-			return fmt.Errorf("rootfs: %s is under %s, %s", first(n).path(), n.path(), what)
-		}
-		for _, k := range sortedKids(n) {
-			if err := walk(k); err != nil {
-				return err
-			}
-		}
-		return nil
+	return nil
+}
+
+// checkEntry is the clean name of input entry h, or skip for what is
+// not put in the tree (the root itself, a global header); it refuses a
+// type no file system holds and an owner out of range.
+func checkEntry(h *tar.Header) (name string, skip bool, err error) {
+	name, err = clean(h.Name)
+	if err != nil {
+		return "", false, err
 	}
-	if err := walk(root); err != nil {
-		return Stats{}, err
+	if name == "" {
+		return "", true, nil // the root itself
 	}
-	// Hard links: the first name of a group in the output order carries
-	// the file; the others link to it.
+	switch h.Typeflag {
+	case tar.TypeReg, tar.TypeRegA, tar.TypeDir, tar.TypeSymlink, tar.TypeLink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+	case tar.TypeXGlobalHeader:
+		return "", true, nil
+	default:
+		return "", false, fmt.Errorf("rootfs: %s: tar entry type %q is not a file system object", h.Name, h.Typeflag)
+	}
+	if h.Uid < 0 || h.Gid < 0 || h.Uid >= 1<<32-1 || h.Gid >= 1<<32-1 {
+		return "", false, fmt.Errorf("rootfs: %s: owner %d:%d out of range (0 to 4294967294)", name, h.Uid, h.Gid)
+	}
+	return name, false, nil
+}
+
+// order numbers n and the names under it in the output order, refusing
+// an entry under what is not a directory.
+func (c *canon) order(n *node) error {
+	n.ordinal = c.ord
+	c.ord++
+	if c.ord%4096 == 0 && c.ctx.Err() != nil {
+		return c.ctx.Err()
+	}
+	if len(n.kids) > 0 && !n.isDir() {
+		what := map[byte]string{tar.TypeSymlink: "a symlink", tar.TypeLink: "a hard link"}[n.e.h.Typeflag]
+		if what == "" {
+			what = "not a directory"
+		}
+		return fmt.Errorf("rootfs: %s is under %s, %s", first(n).path(), n.path(), what)
+	}
+	for _, k := range sortedKids(n) {
+		if err := c.order(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// linkGroups finds each hard link's group and the name in it that
+// carries the file (carrierOf, fileOf).
+func (c *canon) linkGroups() error {
 	carrier := map[*node]*node{} // the file linked to -> the name that carries it
-	for _, n := range links {
+	for _, n := range c.links {
 		if n.e.h.Typeflag != tar.TypeLink {
 			continue // replaced by a later entry
 		}
 		target, err := clean(n.e.h.Linkname)
 		if err != nil {
-			return Stats{}, err
+			return err
 		}
-		tn := root.find(target)
+		tn := c.root.find(target)
 		if tn == nil || tn.e == nil || tn.e.h.Typeflag == tar.TypeLink || tn.e.h.Typeflag == tar.TypeDir {
-			return Stats{}, fmt.Errorf("rootfs: %s: hard link to %s, which is not a file in the tar", n.path(), n.e.h.Linkname)
+			return fmt.Errorf("rootfs: %s: hard link to %s, which is not a file in the tar", n.path(), n.e.h.Linkname)
 		}
-		c, ok := carrier[tn]
+		cn, ok := carrier[tn]
 		if !ok {
-			c = tn
+			cn = tn
 		}
-		if n.ordinal < c.ordinal {
-			c = n
+		if n.ordinal < cn.ordinal {
+			cn = n
 		}
-		carrier[tn] = c
+		carrier[tn] = cn
 	}
-	carrierOf := map[*node]*node{} // each name of a group -> its carrier
-	fileOf := map[*node]*node{}    // a carrier -> the file of its group
-	for tn, c := range carrier {
-		carrierOf[tn] = c
-		fileOf[c] = tn
+	c.carrierOf = map[*node]*node{} // each name of a group -> its carrier
+	c.fileOf = map[*node]*node{}    // a carrier -> the file of its group
+	for tn, cn := range carrier {
+		c.carrierOf[tn] = cn
+		c.fileOf[cn] = tn
 	}
-	for _, n := range links {
+	for _, n := range c.links {
 		if n.e.h.Typeflag == tar.TypeLink {
-			if tn := root.find(mustClean(n.e.h.Linkname)); tn != nil {
-				carrierOf[n] = carrier[tn]
+			if tn := c.root.find(mustClean(n.e.h.Linkname)); tn != nil {
+				c.carrierOf[n] = carrier[tn]
 			}
 		}
 	}
-	paths := map[*node]string{} // carriers' names, for the links after them
-	tw := tar.NewWriter(w)
-	implicit := clampTime(st.Newest, epoch)
-	var emit func(n *node, p string) error
-	emit = func(n *node, p string) error {
-		if n.parent != nil {
-			if st.Entries%1024 == 0 && ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if err := emitOne(tw, n, p, carrierOf, fileOf, paths, spool, epoch, implicit); err != nil {
-				return err
-			}
-			st.Entries++
+	return nil
+}
+
+// emit writes n (named p) and the names under it, in the output order.
+func (c *canon) emit(n *node, p string) error {
+	if n.parent != nil {
+		if c.st.Entries%1024 == 0 && c.ctx.Err() != nil {
+			return c.ctx.Err()
 		}
-		for _, k := range sortedKids(n) {
-			kp := k.name
-			if p != "" {
-				kp = p + "/" + k.name
-			}
-			if err := emit(k, kp); err != nil {
-				return err
-			}
+		if err := emitOne(c.tw, n, p, c.carrierOf, c.fileOf, c.paths, c.spool, c.epoch, c.implicit); err != nil {
+			return err
 		}
-		return nil
+		c.st.Entries++
 	}
-	if err := emit(root, ""); err != nil {
-		return Stats{}, err
+	for _, k := range sortedKids(n) {
+		kp := k.name
+		if p != "" {
+			kp = p + "/" + k.name
+		}
+		if err := c.emit(k, kp); err != nil {
+			return err
+		}
 	}
-	return st, tw.Close()
+	return nil
 }
 
 // emitOne writes node n (named p): an implied directory, a file, or a
