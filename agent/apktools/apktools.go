@@ -46,6 +46,36 @@ func Install(d *pkgdisk.Reader, target, tools string, log io.Writer) (err error)
 	if !d.Manifest.Tools {
 		return errors.New("apk-tools installer: the package disk carries no tools (an Alpine minirootfs)")
 	}
+	if err := unpackTools(d, tools); err != nil {
+		return err
+	}
+	repoArgs, err := writeRepos(d, tools)
+	if err != nil {
+		return err
+	}
+
+	var mounts bindMounts
+	defer mounts.unmountAll(&err)
+	if err := mounts.bind(target, filepath.Join(tools, "target")); err != nil {
+		return err
+	}
+	// apk runs in the tools' root with its /dev, /proc and /sys; the
+	// target gets what apk itself makes (its /dev nodes, /proc mounted).
+	for _, m := range []string{"dev", "proc", "sys"} {
+		if err := mounts.bind("/"+m, filepath.Join(tools, m)); err != nil {
+			return err
+		}
+	}
+	if err := runApk(d, tools, repoArgs, log); err != nil {
+		return err
+	}
+	// apk wrote the world; the repositories and keys are the spec's.
+	return writeConfig(d, target)
+}
+
+// unpackTools unpacks the disk's tools tarball into tools, with the
+// directories apk is given and the trusted keys.
+func unpackTools(d *pkgdisk.Reader, tools string) error {
 	tr, err := d.Tools()
 	if err != nil {
 		return err
@@ -66,16 +96,23 @@ func Install(d *pkgdisk.Reader, target, tools string, log io.Writer) (err error)
 			return err
 		}
 	}
-	// A repository for apk per repository tag (REPO/ARCH/NAME-VER.apk
-	// and an index with the index's entries: its arch and size, which
-	// apk records), so that apk solves the world itself, pins tagged
-	// packages and writes its own world. The host verified the packages;
-	// the index is unsigned (--allow-untrusted), the packages' own
-	// signatures are checked against the keys.
+	return nil
+}
+
+// writeRepos writes the disk's packages as local repositories under
+// tools/repo and returns apk's arguments naming them.
+//
+// A repository for apk per repository tag (REPO/ARCH/NAME-VER.apk
+// and an index with the index's entries: its arch and size, which
+// apk records), so that apk solves the world itself, pins tagged
+// packages and writes its own world. The host verified the packages;
+// the index is unsigned (--allow-untrusted), the packages' own
+// signatures are checked against the keys.
+func writeRepos(d *pkgdisk.Reader, tools string) ([]string, error) {
 	kr := sign.NewKeyring()
 	for name, pem := range d.Keys {
 		if err := kr.AddPEM(name, pem); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	byTag := map[string][]*apk.Package{}
@@ -86,33 +123,17 @@ func Install(d *pkgdisk.Reader, target, tools string, log io.Writer) (err error)
 			break
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		tag := strings.TrimPrefix(p.Tag, "@")
-		dir := filepath.Join(tools, "repo", repoName(tag), d.Manifest.Arch)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		f, err := os.Create(filepath.Join(dir, p.Name+"-"+p.Version+".apk"))
+		info, err := writePackage(d, kr, tools, tag, p, r)
 		if err != nil {
-			return err
-		}
-		pk, err := apkfile.Read(io.TeeReader(r, f), apkfile.ReadOptions{Keys: kr})
-		if err == nil {
-			_, err = io.Copy(f, r)
-		}
-		if err = errors.Join(err, f.Close()); err != nil {
-			return fmt.Errorf("apk-tools installer: %s-%s: %w", p.Name, p.Version, err)
-		}
-		info := *pk.Info
-		info.Size = p.Size
-		if p.Arch != "" {
-			info.Arch = p.Arch
+			return nil, err
 		}
 		if _, ok := byTag[tag]; !ok {
 			tags = append(tags, tag)
 		}
-		byTag[tag] = append(byTag[tag], &info)
+		byTag[tag] = append(byTag[tag], info)
 	}
 	var repoArgs []string
 	for _, tag := range tags {
@@ -121,7 +142,7 @@ func Install(d *pkgdisk.Reader, target, tools string, log io.Writer) (err error)
 		dir := filepath.Join(tools, "repo", repoName(tag))
 		if err := index.WriteFile(filepath.Join(dir, d.Manifest.Arch, index.FileName), "alpinist", pkgs,
 			index.WriteOptions{Unsigned: true, Mtime: time.Unix(d.Manifest.SourceDateEpoch, 0)}); err != nil {
-			return err
+			return nil, err
 		}
 		r := "/repo/" + repoName(tag)
 		if tag != "" {
@@ -129,35 +150,64 @@ func Install(d *pkgdisk.Reader, target, tools string, log io.Writer) (err error)
 		}
 		repoArgs = append(repoArgs, "--repository", r)
 	}
+	return repoArgs, nil
+}
 
-	var mounts []string
-	defer func() {
-		for i := len(mounts) - 1; i >= 0; i-- {
-			if e := unix.Unmount(mounts[i], unix.MNT_DETACH); e != nil && err == nil {
-				err = fmt.Errorf("unmount %s: %w", mounts[i], e)
-			}
-		}
-	}()
-	bind := func(src, dst string) error {
-		if err := os.MkdirAll(dst, 0o755); err != nil {
-			return err
-		}
-		if err := unix.Mount(src, dst, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-			return fmt.Errorf("bind-mount %s on %s: %w", src, dst, err)
-		}
-		mounts = append(mounts, dst)
-		return nil
+// writePackage copies package p (read from r) into tag's repository,
+// checking its signature against kr, and returns its index entry.
+func writePackage(d *pkgdisk.Reader, kr *sign.Keyring, tools, tag string, p pkgdisk.Package, r io.Reader) (*apk.Package, error) {
+	dir := filepath.Join(tools, "repo", repoName(tag), d.Manifest.Arch)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
 	}
-	if err := bind(target, filepath.Join(tools, "target")); err != nil {
+	f, err := os.Create(filepath.Join(dir, p.Name+"-"+p.Version+".apk"))
+	if err != nil {
+		return nil, err
+	}
+	pk, err := apkfile.Read(io.TeeReader(r, f), apkfile.ReadOptions{Keys: kr})
+	if err == nil {
+		_, err = io.Copy(f, r)
+	}
+	if err = errors.Join(err, f.Close()); err != nil {
+		return nil, fmt.Errorf("apk-tools installer: %s-%s: %w", p.Name, p.Version, err)
+	}
+	info := *pk.Info
+	info.Size = p.Size
+	if p.Arch != "" {
+		info.Arch = p.Arch
+	}
+	return &info, nil
+}
+
+// bindMounts are the bind mounts made, in order.
+type bindMounts []string
+
+// bind bind-mounts src on dst, making dst.
+func (m *bindMounts) bind(src, dst string) error {
+	if err := os.MkdirAll(dst, 0o755); err != nil {
 		return err
 	}
-	// apk runs in the tools' root with its /dev, /proc and /sys; the
-	// target gets what apk itself makes (its /dev nodes, /proc mounted).
-	for _, m := range []string{"dev", "proc", "sys"} {
-		if err := bind("/"+m, filepath.Join(tools, m)); err != nil {
-			return err
+	if err := unix.Mount(src, dst, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind-mount %s on %s: %w", src, dst, err)
+	}
+	*m = append(*m, dst)
+	return nil
+}
+
+// unmountAll undoes the mounts, last first; the first failure becomes
+// *err if it is nil.
+func (m *bindMounts) unmountAll(err *error) {
+	mounts := *m
+	for i := len(mounts) - 1; i >= 0; i-- {
+		if e := unix.Unmount(mounts[i], unix.MNT_DETACH); e != nil && *err == nil {
+			*err = fmt.Errorf("unmount %s: %w", mounts[i], e)
 		}
 	}
+}
+
+// runApk runs `apk --root /target --initdb add WORLD...` chrooted in
+// tools, its output copied to log.
+func runApk(d *pkgdisk.Reader, tools string, repoArgs []string, log io.Writer) error {
 	cmdArgs := append([]string{"--root", "/target", "--initdb", "--no-network", "--no-cache", "--allow-untrusted", "--keys-dir", "/keys",
 		"--arch", d.Manifest.Arch}, repoArgs...)
 	cmdArgs = append(append(cmdArgs, "add"), d.Manifest.World...)
@@ -171,7 +221,11 @@ func Install(d *pkgdisk.Reader, target, tools string, log io.Writer) (err error)
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("apk-tools installer: apk add failed (%v):\n%s", err, tail(out.String()))
 	}
-	// apk wrote the world; the repositories and keys are the spec's.
+	return nil
+}
+
+// writeConfig writes the spec's repositories and keys into target.
+func writeConfig(d *pkgdisk.Reader, target string) error {
 	files := map[string]string{
 		"etc/apk/repositories": strings.Join(d.Manifest.Repositories, "\n") + "\n",
 	}
