@@ -113,8 +113,8 @@ func merge(base, s *Spec, seen map[string]*yaml.Node) *Spec {
 		if s.Disk.Cmdline != "" {
 			d.Cmdline = s.Disk.Cmdline
 		}
-		if s.Disk.compressSet {
-			d.Compress, d.compressSet = s.Disk.Compress, true
+		if s.Disk.CompressSet {
+			d.Compress, d.CompressSet = s.Disk.Compress, true
 		}
 		if s.Disk.SeparateBoot {
 			d.SeparateBoot, d.BootSize = true, s.Disk.BootSize

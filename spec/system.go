@@ -11,7 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/alpinist/alpinist/apk"
-	"github.com/alpinist/alpinist/arch"
+	"github.com/alpinist/alpinist/bootdisk"
 )
 
 // Runlevels are the OpenRC runlevels services can be added to, in the
@@ -40,75 +40,8 @@ type Interface struct {
 // DHCP on eth0.
 var DefaultNetwork = Network{Interfaces: []Interface{{Name: "eth0", DHCP: true}}}
 
-// Disk describes the bootable disk image.
-type Disk struct {
-	// Size in bytes; 0: computed from the content with headroom.
-	Size int64
-	// Table is gpt (the default) or mbr.
-	Table string
-	// Boot lists the firmware to boot from: bios, uefi (default: the
-	// assembler picks for the architecture).
-	Boot []string
-	// Console is the serial console getty is started on and the kernel
-	// writes to ("": the architecture's; "none": no serial console).
-	Console string
-	// Cmdline holds extra kernel arguments.
-	Cmdline string
-	// SeparateBoot puts /boot on a partition of its own (ext4) of
-	// BootSize bytes (0: from the content, with headroom).
-	SeparateBoot bool
-	BootSize     int64
-	// Compress stores the qcow2 output's clusters zstd-compressed.
-	Compress    bool
-	compressSet bool // given, even as false (for extends)
-}
-
-// BootFor is the firmware a disk for arch boots from: Boot when given,
-// less BIOS on the architectures without one; by default BIOS and UEFI
-// on x86 and x86_64, UEFI elsewhere.
-func (d *Disk) BootFor(arch string) []string {
-	boot := d.Boot
-	if len(boot) == 0 {
-		boot = []string{"bios", "uefi"}
-	}
-	if HasBIOS(arch) {
-		return boot
-	}
-	return slices.DeleteFunc(slices.Clone(boot), func(b string) bool { return b == "bios" })
-}
-
-// HasBIOS tells whether an architecture's machines boot with a PC BIOS.
-func HasBIOS(name string) bool { return arch.HasBIOS(name) }
-
-// BootLoaders are the packages a disk for arch needs for its firmware:
-// syslinux (extlinux) for BIOS, grub-efi for UEFI.
-func (d *Disk) BootLoaders(arch string) []string {
-	var out []string
-	for _, b := range d.BootFor(arch) {
-		switch b {
-		case "bios":
-			out = append(out, "syslinux")
-		case "uefi":
-			out = append(out, "grub-efi")
-		}
-	}
-	return out
-}
-
-// SerialConsole gives the serial console device of QEMU's machine for an
-// architecture, the one a disk image gets a getty on by default.
-func SerialConsole(name string) string { return arch.SerialConsole(name) }
-
-// ConsoleFor gives the disk's serial console for arch ("" for none).
-func (d *Disk) ConsoleFor(arch string) string {
-	switch d.Console {
-	case "":
-		return SerialConsole(arch)
-	case "none":
-		return ""
-	}
-	return d.Console
-}
+// Disk describes the bootable disk image: the boot-disk planner's.
+type Disk = bootdisk.Disk
 
 var (
 	zoneRE    = regexp.MustCompile(`^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$`)
@@ -321,7 +254,7 @@ func (p *parser) disk(v *yaml.Node, s *Spec) {
 			d.BootSize = n
 		},
 		"compress": func(v *yaml.Node) {
-			d.Compress, d.compressSet = p.boolean(v, "disk.compress"), true
+			d.Compress, d.CompressSet = p.boolean(v, "disk.compress"), true
 		},
 		"cmdline": func(v *yaml.Node) {
 			d.Cmdline = p.scalar(v, "disk.cmdline")
@@ -340,7 +273,7 @@ func (p *parser) checkArches(root *yaml.Node, s *Spec) {
 		return
 	}
 	for _, a := range s.Arch {
-		if len(s.Disk.BootFor(a)) == 0 {
+		if len(bootdisk.Firmware(s.Disk.Boot, a)) == 0 {
 			p.errorf(root, "disk.boot: bios boots x86 and x86_64 only, not %s; add uefi", a)
 		}
 	}
@@ -377,13 +310,14 @@ func (p *parser) boolean(n *yaml.Node, field string) bool {
 }
 
 // World is what to install for arch: the packages, then the boot loaders
-// the disk's firmware needs (BootLoaders) that the packages do not name.
+// the disk's firmware needs (the boot-disk plan's Packages) that the
+// packages do not name.
 func (s *Spec) World(arch string) []apk.Dependency {
 	world := slices.Clone(s.Packages)
 	if s.Disk == nil {
 		return world
 	}
-	for _, name := range s.Disk.BootLoaders(arch) {
+	for _, name := range bootdisk.New(s.Disk, arch).Packages() {
 		if !slices.ContainsFunc(s.Packages, func(d apk.Dependency) bool { return d.Name == name }) {
 			world = append(world, apk.Dependency{Name: name})
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/alpinist/alpinist/apk"
 	"github.com/alpinist/alpinist/apk/version"
+	"github.com/alpinist/alpinist/bootdisk"
 )
 
 var posRE = regexp.MustCompile(`\.yaml:\d+:\d+: `)
@@ -70,10 +71,10 @@ outputs: [tar, qcow2]
 	if !reflect.DeepEqual(s.Network, wantNet) {
 		t.Errorf("network %+v", s.Network)
 	}
-	if d := s.Disk; d.Size != 3<<29 || d.Table != "mbr" || d.Boot[0] != "bios" || d.ConsoleFor("x86_64") != "ttyS1" || d.Cmdline != "quiet" || !d.SeparateBoot || d.BootSize != 256<<20 || !d.Compress {
+	if d := s.Disk; d.Size != 3<<29 || d.Table != "mbr" || d.Boot[0] != "bios" || bootdisk.ConsoleFor(d.Console, "x86_64") != "ttyS1" || d.Cmdline != "quiet" || !d.SeparateBoot || d.BootSize != 256<<20 || !d.Compress {
 		t.Errorf("disk %+v", d)
 	}
-	if (&Disk{}).ConsoleFor("aarch64") != "ttyAMA0" || (&Disk{Console: "none"}).ConsoleFor("x86_64") != "" {
+	if bootdisk.ConsoleFor("", "aarch64") != "ttyAMA0" || bootdisk.ConsoleFor("none", "x86_64") != "" {
 		t.Error("console defaults")
 	}
 	if strings.Join(s.Outputs, ",") != "tar,qcow2" {
@@ -270,7 +271,7 @@ wsl: {user: {default: root}, boot: {systemd: true}}
 		{"cmd", s.OCI.Cmd, []string{"sh"}},
 		{"wsl", s.WSL, WSL{"user": {"default": "root"}, "interop": {"enabled": "false"}, "boot": {"systemd": "true"}}},
 		{"user", s.OCI.User, "app"},
-		{"disk", *s.Disk, Disk{Size: 1 << 30, Table: "mbr", Boot: []string{"uefi"}, SeparateBoot: true, compressSet: true}},
+		{"disk", *s.Disk, Disk{Size: 1 << 30, Table: "mbr", Boot: []string{"uefi"}, SeparateBoot: true, CompressSet: true}},
 		{"extends", s.Extends, filepath.Join(dir, "base", "base.yaml")},
 	}
 	for _, c := range checks {
@@ -355,10 +356,10 @@ func TestBootFor(t *testing.T) {
 		{[]string{"bios"}, "riscv64", []string{}, "", "busybox"},
 	} {
 		d := &Disk{Boot: tc.boot}
-		if got := d.BootFor(tc.arch); !slices.Equal(got, tc.want) {
+		if got := bootdisk.Firmware(d.Boot, tc.arch); !slices.Equal(got, tc.want) {
 			t.Errorf("%v on %s: %v, want %v", tc.boot, tc.arch, got, tc.want)
 		}
-		if got := strings.Join(d.BootLoaders(tc.arch), " "); got != tc.loaders {
+		if got := strings.Join(bootdisk.New(d, tc.arch).Packages(), " "); got != tc.loaders {
 			t.Errorf("%v on %s: loaders %q, want %q", tc.boot, tc.arch, got, tc.loaders)
 		}
 		s := &Spec{Packages: []apk.Dependency{{Name: "busybox"}}, Disk: d}

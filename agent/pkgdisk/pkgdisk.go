@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/alpinist/alpinist/bootdisk"
 )
 
 // Manifest is the first entry of the disk.
@@ -70,17 +72,7 @@ type Config struct {
 }
 
 // EFI is GRUB's EFI image to make in the target.
-type EFI struct {
-	// Format is grub-mkimage's -O: x86_64-efi, arm64-efi, riscv64-efi.
-	Format string `json:"format"`
-	// Output is the image's path in the target, such as
-	// /boot/efi/EFI/BOOT/BOOTX64.EFI.
-	Output string `json:"output"`
-	// Prefix is where GRUB finds grub.cfg on the ESP (/EFI/BOOT).
-	Prefix string `json:"prefix"`
-	// Modules are built into the image.
-	Modules []string `json:"modules"`
-}
+type EFI = bootdisk.GRUB
 
 // File is one entry of the spec's files.
 type File struct {

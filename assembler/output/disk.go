@@ -11,40 +11,49 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/diskfs/go-diskfs/partition/mbr"
 
 	"github.com/alpinist/alpinist/agent/embed"
+	"github.com/alpinist/alpinist/arch"
 	"github.com/alpinist/alpinist/assembler/disk"
 	"github.com/alpinist/alpinist/assembler/ext4"
 	"github.com/alpinist/alpinist/assembler/extlinux"
 	"github.com/alpinist/alpinist/assembler/fat"
 	"github.com/alpinist/alpinist/assembler/qcow2"
 	"github.com/alpinist/alpinist/assembler/tarball"
+	"github.com/alpinist/alpinist/bootdisk"
 	"github.com/alpinist/alpinist/initramfs"
 	"github.com/alpinist/alpinist/internal/atomicfile"
-	"github.com/alpinist/alpinist/spec"
 )
 
-// espSize is the EFI system partition's size: FAT32 needs 33 MiB at least.
-const espSize = 64 << 20
-
-// ESPMount is where the ESP is mounted in the system: the build leaves
-// the ESP's files (GRUB's EFI image) there in the rootfs, and the disk
-// copies them onto the ESP.
-const ESPMount = "/boot/efi"
+// ESPMount is where the ESP is mounted in the system (the boot-disk
+// planner's).
+const ESPMount = bootdisk.ESPMount
 
 // efiDir is ESPMount as a tar name prefix.
 var efiDir = ESPMount[1:] + "/"
 
-// bootDir is where EXTLINUX goes in the root file system, as Alpine's
-// update-extlinux has it: /boot/ldlinux.sys, ldlinux.c32, extlinux.conf.
-const bootDir = "boot"
+// bootDir is /boot as a tar name.
+const bootDir = bootdisk.BootDir
+
+// diskBuild is one disk image being made: the plan, what the rootfs
+// has for it, and the identities of its file systems.
+type diskBuild struct {
+	s       *Set
+	a       Arch
+	plan    bootdisk.Plan
+	info    *bootInfo
+	work    string
+	seed    []byte
+	ids     bootdisk.IDs
+	loader  *extlinux.Loader // EXTLINUX, for BIOS
+	mbrCode []byte
+	initrd  string // the initramfs's tar name
+}
 
 // diskImage makes the arch's bootable raw disk image in the work dir
 // (once: raw and qcow2 share it) and returns its path.
@@ -52,263 +61,250 @@ func (s *Set) diskImage(a Arch) (string, error) {
 	if p, ok := s.disks[a.Arch]; ok {
 		return p, nil
 	}
-	d := s.p.Spec.Disk
-	if d == nil {
-		d = &spec.Disk{}
+	b, err := s.planDisk(a)
+	if err != nil {
+		return "", err
 	}
+	if b.work, err = os.MkdirTemp(s.workDir(), "disk-"+a.Arch+"-"); err != nil {
+		return "", err
+	}
+	// Identities from the inputs: the same rootfs gives the same disk.
+	b.seed = append([]byte(s.p.Spec.Name+"\x00"+a.Arch+"\x00"), b.info.digest...)
+	espID := disk.VolumeID(b.seed)
+	b.ids = bootdisk.IDs{
+		Root: strings.ToLower(disk.UUID(b.seed, "root file system")), // as blkid and fstab write it
+		Boot: strings.ToLower(disk.UUID(b.seed, "boot file system")),
+		ESP:  fmt.Sprintf("%04X-%04X", espID>>16, espID&0xffff),
+	}
+	fullTar, err := b.systemTar()
+	if err != nil {
+		return "", err
+	}
+	parts, images, err := b.fileSystems(fullTar)
+	if err != nil {
+		return "", err
+	}
+	raw := filepath.Join(b.work, "disk.raw")
+	if _, err = disk.Write(raw, disk.Layout{Table: b.plan.Table, Size: b.plan.Disk.Size, Seed: b.seed, MBRCode: b.mbrCode, Partitions: parts}); err != nil {
+		return "", err
+	}
+	for _, img := range images {
+		os.Remove(img)
+	}
+	s.disks[a.Arch] = raw
+	return raw, nil
+}
+
+// planDisk plans the arch's disk from the spec (or, for assemble
+// without disk.boot, from the boot loaders the rootfs has) and checks
+// that the rootfs has what its firmware needs.
+func (s *Set) planDisk(a Arch) (*diskBuild, error) {
 	info, err := scanBoot(a.Tar)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	boot := d.BootFor(a.Arch)
-	if s.p.AutoBoot && len(d.Boot) == 0 {
-		boot = nil
-		if info.extlinux != nil && spec.HasBIOS(a.Arch) {
-			boot = append(boot, "bios")
-		}
-		if info.efi != nil {
-			boot = append(boot, "uefi")
-		}
-		if boot == nil {
-			return "", fmt.Errorf("the rootfs has no boot loader to boot a disk with: install syslinux for BIOS (x86), or put GRUB's EFI image in /%sEFI/BOOT/ for UEFI (grub-install --efi-directory=%s --removable), or build it with alpinist build and a disk: section", efiDir, ESPMount)
+	b := &diskBuild{s: s, a: a, info: info, plan: bootdisk.New(s.p.Spec.Disk, a.Arch), initrd: info.initrd}
+	if s.p.AutoBoot && (s.p.Spec.Disk == nil || len(s.p.Spec.Disk.Boot) == 0) {
+		b.plan.BIOS = info.extlinux != nil && arch.HasBIOS(a.Arch)
+		b.plan.UEFI = info.efi != nil
+		if !b.plan.BIOS && !b.plan.UEFI {
+			return nil, fmt.Errorf("the rootfs has no boot loader to boot a disk with: install syslinux for BIOS (x86), or put GRUB's EFI image in /%sEFI/BOOT/ for UEFI (grub-install --efi-directory=%s --removable), or build it with alpinist build and a disk: section", efiDir, ESPMount)
 		}
 	}
-	bios, uefi := slices.Contains(boot, "bios"), slices.Contains(boot, "uefi")
-	if !bios && !uefi {
-		return "", fmt.Errorf("disk.boot: %s boots with neither bios nor uefi (bios is for x86 and x86_64)", a.Arch)
-	}
-	table := d.Table
-	if table == "" {
-		table = "gpt"
+	p := b.plan
+	if !p.BIOS && !p.UEFI {
+		return nil, fmt.Errorf("disk.boot: %s boots with neither bios nor uefi (bios is for x86 and x86_64)", a.Arch)
 	}
 	if info.kernel == "" {
-		return "", fmt.Errorf("the system has no kernel (/boot/vmlinuz-*): add one, such as linux-virt")
+		return nil, fmt.Errorf("the system has no kernel (/boot/vmlinuz-*): add one, such as linux-virt")
 	}
-	if uefi && info.efi == nil {
-		return "", fmt.Errorf("the rootfs has no GRUB EFI image under /%s (alpinist build makes it when the spec has a disk: that boots with uefi)", efiDir)
+	if p.UEFI && info.efi == nil {
+		return nil, fmt.Errorf("the rootfs has no GRUB EFI image under /%s (alpinist build makes it when the spec has a disk: that boots with uefi)", efiDir)
 	}
-	var loader *extlinux.Loader
-	var mbrCode []byte
-	if bios {
+	if p.BIOS {
 		if info.extlinux == nil {
-			return "", fmt.Errorf("BIOS boot needs EXTLINUX, and the system has no extlinux program (package syslinux)")
+			return nil, fmt.Errorf("BIOS boot needs EXTLINUX, and the system has no extlinux program (package syslinux)")
 		}
-		if loader, err = extlinux.Extract(info.extlinux); err != nil {
-			return "", fmt.Errorf("/%s: %w", info.extlinuxPath, err)
+		if b.loader, err = extlinux.Extract(info.extlinux); err != nil {
+			return nil, fmt.Errorf("/%s: %w", info.extlinuxPath, err)
 		}
-		code := map[string]string{"gpt": "gptmbr.bin", "mbr": "mbr.bin"}[table]
-		if mbrCode = info.mbrCode[code]; mbrCode == nil {
-			return "", fmt.Errorf("BIOS boot from %s needs syslinux's %s, and the system has none under /usr/share/syslinux", table, code)
+		code := map[string]string{"gpt": "gptmbr.bin", "mbr": "mbr.bin"}[p.Table]
+		if b.mbrCode = info.mbrCode[code]; b.mbrCode == nil {
+			return nil, fmt.Errorf("BIOS boot from %s needs syslinux's %s, and the system has none under /usr/share/syslinux", p.Table, code)
 		}
 	}
-	work, err := os.MkdirTemp(s.workDir(), "disk-"+a.Arch+"-")
-	if err != nil {
-		return "", err
-	}
+	return b, nil
+}
 
-	// Identities from the inputs: the same rootfs gives the same disk.
-	seed := append([]byte(s.p.Spec.Name+"\x00"+a.Arch+"\x00"), info.digest...)
-	rootUUID := strings.ToLower(disk.UUID(seed, "root file system")) // as blkid and fstab write it
-	espID := disk.VolumeID(seed)
-	espUUID := fmt.Sprintf("%04X-%04X", espID>>16, espID&0xffff)
-	console := d.ConsoleFor(a.Arch)
-
-	// /boot on its own partition, or on the root file system: where the
-	// boot loaders find the kernel.
-	sep := d.SeparateBoot
-	bootUUID := strings.ToLower(disk.UUID(seed, "boot file system"))
-	loaderPath := func(p string) string {
-		if sep {
-			return "/" + strings.TrimPrefix(p, bootDir+"/")
-		}
-		return "/" + p
-	}
-	loaderDir, loaderFSUUID := "/"+bootDir, rootUUID
-	if sep {
-		loaderDir, loaderFSUUID = "/", bootUUID
-	}
-
-	// The system's files: the rootfs with /etc/fstab, an initramfs when
-	// the system has none (the agent as a root switcher), and EXTLINUX
-	// for BIOS.
-	initrd := info.initrd
-	var extra []tarFile
-	// /etc/fstab as setup-disk writes it: the file systems by UUID, then
-	// its cdrom, usbdisk and tmpfs lines.
-	fstab := "UUID=" + rootUUID + "\t/\text4\trw,relatime 0 1\n"
-	if sep {
-		fstab += "UUID=" + bootUUID + "\t/" + bootDir + "\text4\trw,relatime 0 2\n"
-	}
-	if uefi {
-		// Checked at boot (pass 2) when the system has fsck.vfat.
-		pass := "0"
-		if info.fsckVfat {
-			pass = "2"
-		}
-		fstab += "UUID=" + espUUID + "\t" + ESPMount + "\tvfat\trw,relatime,fmask=0133,dmask=0022 0 " + pass + "\n"
-	}
-	fstab += "/dev/cdrom\t/media/cdrom\tiso9660\tnoauto,ro 0 0\n" +
-		"/dev/usbdisk\t/media/usb\tvfat\tnoauto\t0 0\n" +
-		"tmpfs\t/tmp\ttmpfs\tnosuid,nodev\t0\t0\n"
-	extra = append(extra, tarFile{"etc/fstab", []byte(fstab), 0o644})
-	if initrd == "" {
-		kit, err := initramfs.KitFromTar(a.Tar, work, initramfs.BootModules)
+// systemTar writes the system's files: the rootfs with /etc/fstab, an
+// initramfs when the system has none (the agent as a root switcher),
+// and EXTLINUX for BIOS.
+func (b *diskBuild) systemTar() (string, error) {
+	p, info := b.plan, b.info
+	extra := []tarFile{{"etc/fstab", []byte(p.Fstab(b.ids, info.fsckVfat)), 0o644}}
+	if b.initrd == "" {
+		data, err := rootSwitcher(b.a, b.work)
 		if err != nil {
 			return "", err
 		}
-		agent, err := embed.Agent(a.Arch)
-		if err != nil {
-			return "", err
-		}
-		ar, err := initramfs.WithAgent(agent, kit)
-		if err != nil {
-			return "", err
-		}
-		data, err := ar.Bytes()
-		if err != nil {
-			return "", err
-		}
-		initrd = bootDir + "/initramfs-" + strings.TrimPrefix(filepath.Base(info.kernel), "vmlinuz-")
-		extra = append(extra, tarFile{initrd, data, 0o644})
-		s.p.Log.Info("no initramfs in the system: alpinist's root switcher is used", "arch", a.Arch, "initramfs", "/"+initrd)
+		b.initrd = bootDir + "/initramfs-" + strings.TrimPrefix(filepath.Base(info.kernel), "vmlinuz-")
+		extra = append(extra, tarFile{b.initrd, data, 0o644})
+		b.s.p.Log.Info("no initramfs in the system: alpinist's root switcher is used", "arch", b.a.Arch, "initramfs", "/"+b.initrd)
 	}
-	cmdline := "root=UUID=" + rootUUID + " rw"
-	if console != "none" {
-		cmdline += " console=" + console
-	}
-	if d.Cmdline != "" {
-		cmdline += " " + d.Cmdline
-	}
-	if bios {
-		serial := -1
-		if n, ok := strings.CutPrefix(console, "ttyS"); ok {
-			if port, err := strconv.Atoi(n); err == nil && port < 4 {
-				serial = port
-			}
-		}
-		conf := extlinux.Config{Serial: serial, Kernel: loaderPath(info.kernel), Initrd: loaderPath(initrd), Append: cmdline}
+	if p.BIOS {
+		conf := extlinux.Config{Serial: p.Serial(), Kernel: p.LoaderPath(info.kernel), Initrd: p.LoaderPath(b.initrd), Append: p.Cmdline(b.ids)}
 		extra = append(extra,
-			tarFile{bootDir + "/ldlinux.sys", loader.SysFile(), 0o444},
-			tarFile{bootDir + "/ldlinux.c32", loader.C32, 0o444},
+			tarFile{bootDir + "/ldlinux.sys", b.loader.SysFile(), 0o444},
+			tarFile{bootDir + "/ldlinux.c32", b.loader.C32, 0o444},
 			tarFile{bootDir + "/extlinux.conf", []byte(conf.String()), 0o644})
 		if info.updateExtlinux != nil {
 			// Alpine's update-extlinux rewrites extlinux.conf when a
 			// kernel is upgraded: it must keep booting this disk.
-			extra = append(extra, tarFile{"etc/update-extlinux.conf", updateExtlinuxConf(info.updateExtlinux, rootUUID, console, serial, d.Cmdline), 0o644})
+			extra = append(extra, tarFile{"etc/update-extlinux.conf", p.UpdateExtlinuxConf(info.updateExtlinux, b.ids), 0o644})
 		}
 	}
-	fullTar := filepath.Join(work, "full.tar")
-	if err := rewriteTar(fullTar, a.Tar, extra); err != nil {
-		return "", err
-	}
+	fullTar := filepath.Join(b.work, "full.tar")
+	return fullTar, rewriteTar(fullTar, b.a.Tar, extra)
+}
 
-	// The file systems: /boot's first when it has its own.
+// rootSwitcher is an initramfs of the system's kernel modules with the
+// agent as init, which mounts the root file system and switches to it.
+func rootSwitcher(a Arch, work string) ([]byte, error) {
+	kit, err := initramfs.KitFromTar(a.Tar, work, initramfs.BootModules)
+	if err != nil {
+		return nil, err
+	}
+	agent, err := embed.Agent(a.Arch)
+	if err != nil {
+		return nil, err
+	}
+	ar, err := initramfs.WithAgent(agent, kit)
+	if err != nil {
+		return nil, err
+	}
+	return ar.Bytes()
+}
+
+// fileSystems makes the disk's file systems from the system's tar (and
+// removes it): /boot's first when it has its own, then the root's, with
+// EXTLINUX installed where /boot is, and the ESP. It returns the
+// partitions and the images they are filled from.
+func (b *diskBuild) fileSystems(fullTar string) ([]disk.Partition, []string, error) {
+	p, s := b.plan, b.s
 	rootTar := fullTar
-	avail := d.Size - 2<<20 // what the partitions may take of a sized disk
-	if uefi {
-		avail -= espSize
+	avail := p.Disk.Size - 2<<20 // what the partitions may take of a sized disk
+	if p.UEFI {
+		avail -= bootdisk.ESPSize
 	}
 	var bootImg string
 	var bootBlocks uint32
 	var pinned []uint32 // ldlinux.sys's blocks
+	sep := p.Disk.SeparateBoot
 	if sep {
-		rootTar, bootImg = filepath.Join(work, "root.tar"), filepath.Join(work, "boot.ext4")
-		bootTar := filepath.Join(work, "boot.tar")
-		if err := splitBoot(fullTar, rootTar, bootTar); err != nil {
-			return "", err
-		}
-		os.Remove(fullTar)
-		o := ext4.Options{Label: "boot", Time: s.p.Created, Size: d.BootSize, Context: s.p.Context}
-		if o.UUID, err = uuidBytes(bootUUID); err != nil {
-			return "", err
-		}
-		if bios {
-			o.Pin = []string{"ldlinux.sys"}
-		}
-		st, err := ext4.BuildFile(bootImg, bootTar, o)
+		rootTar, bootImg = filepath.Join(b.work, "root.tar"), filepath.Join(b.work, "boot.ext4")
+		st, err := b.bootFS(fullTar, rootTar, bootImg)
 		if err != nil {
-			return "", fmt.Errorf("/boot: %w", err)
+			return nil, nil, err
 		}
-		os.Remove(bootTar)
 		bootBlocks, pinned = st.Blocks, st.Pinned["ldlinux.sys"]
 		avail -= (int64(bootBlocks)*4096 + 1<<20 - 1) &^ (1<<20 - 1)
 	}
 	var rootSize int64
-	if d.Size > 0 {
+	if p.Disk.Size > 0 {
 		if rootSize = avail; rootSize < 16<<20 {
-			return "", fmt.Errorf("disk.size %d leaves no room for the root file system", d.Size)
+			return nil, nil, fmt.Errorf("disk.size %d leaves no room for the root file system", p.Disk.Size)
 		}
 	}
-	rootImg := filepath.Join(work, "root.ext4")
+	rootImg := filepath.Join(b.work, "root.ext4")
 	o := ext4.Options{Label: s.label(), Time: s.p.Created, Size: rootSize, Context: s.p.Context}
-	if o.UUID, err = uuidBytes(rootUUID); err != nil {
-		return "", err
+	var err error
+	if o.UUID, err = uuidBytes(b.ids.Root); err != nil {
+		return nil, nil, err
 	}
-	if bios && !sep {
+	if p.BIOS && !sep {
 		o.Pin = []string{bootDir + "/ldlinux.sys"}
 	}
 	st, err := ext4.BuildFile(rootImg, rootTar, o)
 	if err != nil {
-		return "", err
+		return nil, nil, err
 	}
 	os.Remove(rootTar)
 	if !sep {
 		pinned = st.Pinned[bootDir+"/ldlinux.sys"]
 	}
+	fillRoot, fillBoot, err := b.fills(rootImg, bootImg, pinned)
+	if err != nil {
+		return nil, nil, err
+	}
+	var parts []disk.Partition
+	if p.UEFI {
+		// The ESP: the build's EFI files and grub.cfg.
+		files := append(b.info.efi, fat.File{Path: "EFI/BOOT/grub.cfg", Data: []byte(p.GRUBConfig(b.ids, b.info.kernel, b.initrd))})
+		parts = append(parts, disk.Partition{Name: "ESP", Type: disk.TypeESP, MBRType: mbr.EFISystem, Size: bootdisk.ESPSize, Fill: disk.ESP("ESP", files, b.seed, s.p.Created)})
+	}
+	images := []string{rootImg}
+	if sep {
+		parts = append(parts, disk.Partition{Name: "boot", Type: disk.TypeLinuxFS, MBRType: mbr.Linux, Size: int64(bootBlocks) * 4096, Bootable: p.BIOS, Fill: fillBoot})
+		images = append(images, bootImg)
+	}
+	parts = append(parts, disk.Partition{Name: "root", Type: disk.RootType(b.a.Arch), MBRType: mbr.Linux, Size: int64(st.Blocks) * 4096, Bootable: p.BIOS && !sep, Fill: fillRoot})
+	return parts, images, nil
+}
 
-	// EXTLINUX goes into the file system /boot is on, its boot sector at
-	// that partition's start.
-	fillRoot, fillBoot := disk.CopyImage(rootImg), disk.CopyImage(bootImg)
-	if bios {
-		img := rootImg
-		if sep {
-			img = bootImg
-		}
-		inst, err := installExtlinux(img, loader, pinned, loaderDir)
-		if err != nil {
-			return "", err
-		}
-		withVBR := func(fill func(*os.File, int64, int64) error) func(*os.File, int64, int64) error {
-			return func(f *os.File, offset, size int64) error {
-				if err := fill(f, offset, size); err != nil {
-					return err
-				}
-				_, err := f.WriteAt(inst.BootSector(uint64(offset/512), uint64(size/512)), offset)
+// bootFS splits the system's tar into the root's and /boot's, and makes
+// /boot's file system.
+func (b *diskBuild) bootFS(fullTar, rootTar, bootImg string) (ext4.Stats, error) {
+	bootTar := filepath.Join(b.work, "boot.tar")
+	if err := splitBoot(fullTar, rootTar, bootTar); err != nil {
+		return ext4.Stats{}, err
+	}
+	os.Remove(fullTar)
+	o := ext4.Options{Label: "boot", Time: b.s.p.Created, Size: b.plan.Disk.BootSize, Context: b.s.p.Context}
+	var err error
+	if o.UUID, err = uuidBytes(b.ids.Boot); err != nil {
+		return ext4.Stats{}, err
+	}
+	if b.plan.BIOS {
+		o.Pin = []string{"ldlinux.sys"}
+	}
+	st, err := ext4.BuildFile(bootImg, bootTar, o)
+	if err != nil {
+		return ext4.Stats{}, fmt.Errorf("/boot: %w", err)
+	}
+	os.Remove(bootTar)
+	return st, nil
+}
+
+// fills are what fill the root and boot partitions: their images, with
+// EXTLINUX installed into the file system /boot is on (pinned are
+// ldlinux.sys's blocks), its boot sector at that partition's start.
+func (b *diskBuild) fills(rootImg, bootImg string, pinned []uint32) (fillRoot, fillBoot func(*os.File, int64, int64) error, err error) {
+	fillRoot, fillBoot = disk.CopyImage(rootImg), disk.CopyImage(bootImg)
+	if !b.plan.BIOS {
+		return fillRoot, fillBoot, nil
+	}
+	sep := b.plan.Disk.SeparateBoot
+	img := rootImg
+	if sep {
+		img = bootImg
+	}
+	inst, err := installExtlinux(img, b.loader, pinned, b.plan.LoaderDir())
+	if err != nil {
+		return nil, nil, err
+	}
+	withVBR := func(fill func(*os.File, int64, int64) error) func(*os.File, int64, int64) error {
+		return func(f *os.File, offset, size int64) error {
+			if err := fill(f, offset, size); err != nil {
 				return err
 			}
+			_, err := f.WriteAt(inst.BootSector(uint64(offset/512), uint64(size/512)), offset)
+			return err
 		}
-		if sep {
-			fillBoot = withVBR(fillBoot)
-		} else {
-			fillRoot = withVBR(fillRoot)
-		}
-	}
-
-	var parts []disk.Partition
-	if uefi {
-		// The ESP: the build's EFI files and grub.cfg.
-		grubCfg := "# grub.cfg, written by alpinist\nset timeout=0\n" +
-			"search --no-floppy --fs-uuid --set=root " + loaderFSUUID + "\n" +
-			"linux " + loaderPath(info.kernel) + " " + cmdline + "\n" +
-			"initrd " + loaderPath(initrd) + "\n" +
-			"boot\n"
-		files := append(info.efi, fat.File{Path: "EFI/BOOT/grub.cfg", Data: []byte(grubCfg)})
-		parts = append(parts, disk.Partition{Name: "ESP", Type: disk.TypeESP, MBRType: mbr.EFISystem, Size: espSize, Fill: disk.ESP("ESP", files, seed, s.p.Created)})
 	}
 	if sep {
-		parts = append(parts, disk.Partition{Name: "boot", Type: disk.TypeLinuxFS, MBRType: mbr.Linux, Size: int64(bootBlocks) * 4096, Bootable: bios, Fill: fillBoot})
+		return fillRoot, withVBR(fillBoot), nil
 	}
-	parts = append(parts, disk.Partition{Name: "root", Type: disk.RootType(a.Arch), MBRType: mbr.Linux, Size: int64(st.Blocks) * 4096, Bootable: bios && !sep, Fill: fillRoot})
-	raw := filepath.Join(work, "disk.raw")
-	if _, err = disk.Write(raw, disk.Layout{Table: table, Size: d.Size, Seed: seed, MBRCode: mbrCode, Partitions: parts}); err != nil {
-		return "", err
-	}
-	os.Remove(rootImg)
-	if bootImg != "" {
-		os.Remove(bootImg)
-	}
-	s.disks[a.Arch] = raw
-	return raw, nil
+	return withVBR(fillRoot), fillBoot, nil
 }
 
 // uuidBytes parses a UUID.
@@ -408,40 +404,6 @@ func installExtlinux(rootImg string, loader *extlinux.Loader, blocks []uint32, d
 		}
 	}
 	return inst, f.Close()
-}
-
-// updateExtlinuxConf sets what Alpine's update-extlinux needs to write
-// an extlinux.conf that boots this disk: the root by UUID, the kernel
-// arguments and the serial console (as alpine-make-vm-image does).
-func updateExtlinuxConf(conf []byte, rootUUID, console string, serial int, cmdline string) []byte {
-	opts := "rw"
-	if console != "none" {
-		opts += " console=" + console
-	}
-	if cmdline != "" {
-		opts += " " + cmdline
-	}
-	set := []struct{ key, value string }{
-		{"root", "UUID=" + rootUUID},
-		{"default_kernel_opts", strconv.Quote(opts)},
-	}
-	if serial >= 0 {
-		set = append(set, struct{ key, value string }{"serial_port", strconv.Itoa(serial)}, struct{ key, value string }{"serial_baud", "115200"})
-	}
-	lines := strings.SplitAfter(string(conf), "\n")
-	for _, kv := range set {
-		re := regexp.MustCompile(`^[#\s]*` + kv.key + `=`)
-		i := slices.IndexFunc(lines, func(l string) bool { return re.MatchString(l) })
-		if i < 0 {
-			if n := len(lines); n > 0 && lines[n-1] != "" && !strings.HasSuffix(lines[n-1], "\n") {
-				lines[n-1] += "\n"
-			}
-			lines = append(lines, kv.key+"="+kv.value+"\n")
-			continue
-		}
-		lines[i] = kv.key + "=" + kv.value + "\n"
-	}
-	return []byte(strings.Join(lines, ""))
 }
 
 // bootInfo is what the disk needs from the rootfs.

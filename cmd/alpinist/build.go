@@ -18,8 +18,8 @@ import (
 	"github.com/alpinist/alpinist/agent/pkgdisk"
 	"github.com/alpinist/alpinist/apk/lock"
 	"github.com/alpinist/alpinist/apk/repo"
-	"github.com/alpinist/alpinist/arch"
 	"github.com/alpinist/alpinist/assembler/output"
+	"github.com/alpinist/alpinist/bootdisk"
 	"github.com/alpinist/alpinist/build"
 	"github.com/alpinist/alpinist/spec"
 )
@@ -377,13 +377,11 @@ func specConfig(s *spec.Spec, arch string) pkgdisk.Config {
 		}
 	}
 	if s.Disk != nil {
-		c.Console = s.Disk.ConsoleFor(arch)
 		// GRUB's EFI image whenever the disk boots with UEFI, whatever
 		// the outputs: the rootfs is the same system for a tar and a disk
 		// (and the build cache and alpinist assemble see one system).
-		if slices.Contains(s.Disk.BootFor(arch), "uefi") {
-			c.EFI = grubEFIFor(arch)
-		}
+		plan := bootdisk.New(s.Disk, arch)
+		c.Console, c.EFI = plan.Console, plan.GRUBImage()
 	}
 	return c
 }
@@ -404,20 +402,6 @@ func outputsHelp() string {
 		fmt.Fprintf(&b, "    %-24s %s: %s\n", o.File("NAME", "ARCH"), o.Name, o.Doc)
 	}
 	return b.String()
-}
-
-// grubEFIFor is the GRUB image a UEFI disk of an arch needs (GRUB's EFI
-// platform and the removable-media boot file EFI/BOOT/BOOT<ARCH>.EFI,
-// arch.All's GRUB and EFIBoot), or nil for an arch UEFI does not boot.
-func grubEFIFor(name string) *pkgdisk.EFI {
-	a, _ := arch.Lookup(name)
-	if a.GRUB == "" {
-		return nil
-	}
-	return &pkgdisk.EFI{Format: a.GRUB, Output: output.ESPMount + "/EFI/BOOT/" + a.EFIBoot, Prefix: "/EFI/BOOT", Modules: []string{
-		"part_gpt", "part_msdos", "fat", "ext2", "normal", "linux", "search", "search_fs_uuid", "configfile", "echo",
-		"serial", "terminal", "gzio", "efi_gop", "all_video", "sleep", "test",
-	}}
 }
 
 // checkDiskPackages says, before any VM boots, what a disk image output

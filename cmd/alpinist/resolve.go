@@ -13,6 +13,7 @@ import (
 	"github.com/alpinist/alpinist/apk/lock"
 	"github.com/alpinist/alpinist/apk/repo"
 	"github.com/alpinist/alpinist/apk/solver"
+	"github.com/alpinist/alpinist/bootdisk"
 	"github.com/alpinist/alpinist/spec"
 )
 
@@ -200,7 +201,7 @@ func world(s *spec.Spec, arch string, idx []*repo.Index) []apk.Dependency {
 	has := func(x *repo.Index, name string) bool {
 		return slices.ContainsFunc(x.Packages, func(p *apk.Package) bool { return p.Name == name })
 	}
-	for _, name := range s.Disk.BootLoaders(arch) {
+	for _, name := range bootdisk.New(s.Disk, arch).Packages() {
 		i := slices.IndexFunc(w, func(d apk.Dependency) bool { return d.Name == name })
 		if i < 0 || slices.ContainsFunc(s.Packages, func(d apk.Dependency) bool { return d.Name == name }) {
 			continue // named by the spec itself: as written
@@ -221,13 +222,12 @@ func checkBootLoaders(s *spec.Spec, arch string, idx []*repo.Index) error {
 	if s.Disk == nil {
 		return nil
 	}
-	for _, name := range s.Disk.BootLoaders(arch) {
+	for _, name := range bootdisk.New(s.Disk, arch).Packages() {
 		found := slices.ContainsFunc(idx, func(x *repo.Index) bool {
 			return slices.ContainsFunc(x.Packages, func(p *apk.Package) bool { return p.Name == name })
 		})
 		if !found {
-			boot := map[string]string{"syslinux": "bios (extlinux)", "grub-efi": "uefi (GRUB)"}[name]
-			return fmt.Errorf("disk.boot: %s needs the package %s, which the repositories do not have", boot, name)
+			return fmt.Errorf("disk.boot: %s needs the package %s, which the repositories do not have", bootdisk.LoaderName(name), name)
 		}
 	}
 	return nil

@@ -8,11 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/alpinist/alpinist/apk/repo"
+	"github.com/alpinist/alpinist/arch"
 	"github.com/alpinist/alpinist/assembler/disk"
 	"github.com/alpinist/alpinist/assembler/qcow2"
 	"github.com/alpinist/alpinist/qemu"
@@ -74,7 +76,7 @@ or fails after --timeout.`,
 	return cmd
 }
 
-var imageArchRE = regexp.MustCompile(`-(x86_64|x86|aarch64|armv7|armhf|riscv64|ppc64le|s390x|loongarch64)\.(qcow2|raw|img)$`)
+var imageArchRE = regexp.MustCompile(`-(` + strings.Join(arch.Names(), "|") + `)\.(qcow2|raw|img)$`)
 
 func runImage(ctx context.Context, e *env, image string, f runFlags) error {
 	head := make([]byte, 4)
@@ -88,15 +90,15 @@ func runImage(ctx context.Context, e *env, image string, f runFlags) error {
 	if string(head) == "QFI\xfb" {
 		format = "qcow2"
 	}
-	arch := f.arch
-	if arch == "" {
+	name := f.arch
+	if name == "" {
 		if m := imageArchRE.FindStringSubmatch(image); m != nil {
-			arch = m[1]
+			name = m[1]
 		} else {
-			arch = spec.HostArch()
+			name = spec.HostArch()
 		}
 	}
-	prof, err := qemu.Lookup(arch)
+	prof, err := qemu.Lookup(name)
 	if err != nil {
 		return err
 	}
@@ -107,7 +109,7 @@ func runImage(ctx context.Context, e *env, image string, f runFlags) error {
 	accel, auto := f.accel, f.accel == ""
 	if auto {
 		accel = "tcg"
-		if prof.KVM && arch == spec.HostArch() && qemu.DetectKVM(ctx, bin, cacheDir(), e.log).Usable {
+		if prof.KVM && name == spec.HostArch() && qemu.DetectKVM(ctx, bin, cacheDir(), e.log).Usable {
 			accel = "kvm"
 		}
 	}
@@ -127,13 +129,13 @@ func runImage(ctx context.Context, e *env, image string, f runFlags) error {
 	switch {
 	case f.bios && f.uefi:
 		return errors.New("--bios and --uefi: choose one")
-	case f.bios && !spec.HasBIOS(arch):
-		return fmt.Errorf("--bios: %s boots with UEFI only", arch)
+	case f.bios && !arch.HasBIOS(name):
+		return fmt.Errorf("--bios: %s boots with UEFI only", name)
 	case !f.bios && !f.uefi:
-		bios = detectBIOS(e, image, format, arch)
+		bios = detectBIOS(e, image, format, name)
 	}
 	if !bios {
-		fw, err := qemu.FindUEFI(arch)
+		fw, err := qemu.FindUEFI(name)
 		if err != nil {
 			return err
 		}
@@ -164,7 +166,7 @@ func runImage(ctx context.Context, e *env, image string, f runFlags) error {
 		if err != nil {
 			return err
 		}
-		e.log.Info("booting", "image", image, "arch", arch, "format", format, "accel", v.Accel, "uefi", !bios)
+		e.log.Info("booting", "image", image, "arch", name, "format", format, "accel", v.Accel, "uefi", !bios)
 		err = qemu.Console{Bin: bin, Args: args, In: e.stdin, Out: e.stdout, Until: f.until, Timeout: f.timeout, KVM: v.Accel == "kvm"}.Run(ctx)
 		if auto && ctx.Err() == nil && fallback.Failed(err) {
 			v.Accel = "tcg"
@@ -193,8 +195,8 @@ func cacheDir() string {
 
 // detectBIOS tells whether a disk boots with the BIOS rather than UEFI:
 // when it has BIOS boot code and no EFI system partition (x86 only).
-func detectBIOS(e *env, image, format, arch string) bool {
-	if !spec.HasBIOS(arch) {
+func detectBIOS(e *env, image, format, name string) bool {
+	if !arch.HasBIOS(name) {
 		return false
 	}
 	f, err := os.Open(image)

@@ -1,0 +1,178 @@
+// Package bootdisk is alpinist's boot-disk planner: every piece of boot
+// policy, in one place. New(disk, arch) gives a Plan: the packages the
+// disk adds to the world (its boot loaders), what the build VM
+// configures (the serial console's getty, GRUB's EFI image), and what
+// the host writes when it assembles the disk (the firmware, the
+// partition table, /etc/fstab, the kernel command line, extlinux.conf,
+// grub.cfg and update-extlinux.conf). The spec's disk: section is this
+// package's Disk; the per-arch facts come from package arch.
+package bootdisk
+
+import (
+	"slices"
+
+	"github.com/alpinist/alpinist/arch"
+)
+
+// ESPMount is where the ESP is mounted in the system: the build leaves
+// the ESP's files (GRUB's EFI image) there in the rootfs, and the disk
+// copies them onto the ESP.
+const ESPMount = "/boot/efi"
+
+// ESPSize is the EFI system partition's size: FAT32 needs 33 MiB at
+// least.
+const ESPSize = 64 << 20
+
+// BootDir is where the kernel and EXTLINUX go in the root file system,
+// as Alpine's update-extlinux has it: /boot/ldlinux.sys, ldlinux.c32,
+// extlinux.conf. It is the mount point of a separate /boot.
+const BootDir = "boot"
+
+// Disk describes the bootable disk image (the spec's disk: section).
+type Disk struct {
+	// Size in bytes; 0: computed from the content with headroom.
+	Size int64
+	// Table is gpt (the default) or mbr.
+	Table string
+	// Boot lists the firmware to boot from: bios, uefi (default: the
+	// assembler picks for the architecture).
+	Boot []string
+	// Console is the serial console getty is started on and the kernel
+	// writes to ("": the architecture's; "none": no serial console).
+	Console string
+	// Cmdline holds extra kernel arguments.
+	Cmdline string
+	// SeparateBoot puts /boot on a partition of its own (ext4) of
+	// BootSize bytes (0: from the content, with headroom).
+	SeparateBoot bool
+	BootSize     int64
+	// Compress stores the qcow2 output's clusters zstd-compressed;
+	// CompressSet says the spec gave it, even as false (for extends).
+	Compress, CompressSet bool
+}
+
+// Loaders are the boot loaders' packages per firmware, and what the
+// error messages call them.
+var Loaders = []struct{ Firmware, Package, Name string }{
+	{"bios", "syslinux", "bios (extlinux)"},
+	{"uefi", "grub-efi", "uefi (GRUB)"},
+}
+
+// GRUBModules are built into GRUB's EFI image.
+var GRUBModules = []string{
+	"part_gpt", "part_msdos", "fat", "ext2", "normal", "linux", "search", "search_fs_uuid", "configfile", "echo",
+	"serial", "terminal", "gzio", "efi_gop", "all_video", "sleep", "test",
+}
+
+// GRUB is the GRUB EFI image the build VM makes (grub-mkimage), as the
+// agent's manifest carries it.
+type GRUB struct {
+	// Format is grub-mkimage's -O: x86_64-efi, arm64-efi, riscv64-efi.
+	Format string `json:"format"`
+	// Output is the image's path in the target, such as
+	// /boot/efi/EFI/BOOT/BOOTX64.EFI.
+	Output string `json:"output"`
+	// Prefix is where GRUB finds grub.cfg on the ESP (/EFI/BOOT).
+	Prefix string `json:"prefix"`
+	// Modules are built into the image.
+	Modules []string `json:"modules"`
+}
+
+// Plan is the boot policy of one disk for one architecture.
+type Plan struct {
+	Disk Disk
+	Arch string
+	// BIOS and UEFI are the firmware the disk boots from.
+	BIOS, UEFI bool
+	// Table is the partition table: gpt or mbr.
+	Table string
+	// Console is the serial console ("" for none).
+	Console string
+}
+
+// New plans a disk for an architecture. A nil disk plans the default
+// one (alpinist assemble of a tar without a spec).
+func New(d *Disk, name string) Plan {
+	if d == nil {
+		d = &Disk{}
+	}
+	p := Plan{Disk: *d, Arch: name, Table: d.Table, Console: ConsoleFor(d.Console, name)}
+	if p.Table == "" {
+		p.Table = "gpt"
+	}
+	fw := Firmware(d.Boot, name)
+	p.BIOS, p.UEFI = slices.Contains(fw, "bios"), slices.Contains(fw, "uefi")
+	return p
+}
+
+// Firmware is what a disk for an arch boots from: boot when given, less
+// BIOS on the architectures without one; by default BIOS and UEFI on x86
+// and x86_64, UEFI elsewhere.
+func Firmware(boot []string, name string) []string {
+	if len(boot) == 0 {
+		boot = []string{"bios", "uefi"}
+	}
+	if arch.HasBIOS(name) {
+		return boot
+	}
+	return slices.DeleteFunc(slices.Clone(boot), func(b string) bool { return b == "bios" })
+}
+
+// ConsoleFor gives the serial console of a disk's console setting ("":
+// the arch's, "none": none, else itself), "" for none.
+func ConsoleFor(console, name string) string {
+	switch console {
+	case "":
+		return arch.SerialConsole(name)
+	case "none":
+		return ""
+	}
+	return console
+}
+
+// Firmware lists the plan's firmware: bios, uefi.
+func (p Plan) Firmware() []string {
+	var out []string
+	if p.BIOS {
+		out = append(out, "bios")
+	}
+	if p.UEFI {
+		out = append(out, "uefi")
+	}
+	return out
+}
+
+// Packages are the boot loaders the disk's firmware needs: syslinux
+// (extlinux) for BIOS, grub-efi for UEFI.
+func (p Plan) Packages() []string {
+	var out []string
+	for _, l := range Loaders {
+		if (l.Firmware == "bios" && p.BIOS) || (l.Firmware == "uefi" && p.UEFI) {
+			out = append(out, l.Package)
+		}
+	}
+	return out
+}
+
+// LoaderName is what an error message calls a boot loader's package:
+// "bios (extlinux)".
+func LoaderName(pkg string) string {
+	for _, l := range Loaders {
+		if l.Package == pkg {
+			return l.Name
+		}
+	}
+	return pkg
+}
+
+// GRUBImage is the GRUB image the build VM makes for a UEFI disk (GRUB's
+// EFI platform and the removable-media boot file
+// EFI/BOOT/BOOT<ARCH>.EFI, arch.All's GRUB and EFIBoot), or nil when the
+// disk does not boot with UEFI or UEFI does not boot the arch.
+func (p Plan) GRUBImage() *GRUB {
+	a, _ := arch.Lookup(p.Arch)
+	if !p.UEFI || a.GRUB == "" {
+		return nil
+	}
+	return &GRUB{Format: a.GRUB, Output: ESPMount + "/EFI/BOOT/" + a.EFIBoot, Prefix: "/EFI/BOOT", Modules: slices.Clone(GRUBModules)}
+}
