@@ -170,67 +170,105 @@ func Run(ctx context.Context, v *VM, opts RunOptions) (*Result, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("build VM: starting %s: %w", bin, err)
 	}
-	kill := func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	exited := make(chan error, 1)
+	r := &vmRun{
+		v: v, opts: opts, kvm: kvm, cmd: cmd, start: start,
+		exited:  make(chan error, 1),
+		msgs:    make(chan proto.Message),
+		readErr: make(chan error, 1),
+		trouble: make(chan string, 1), // QEMU's first KVM error line
+		tail:    &consoleTail{},
+		spoke:   &firstByte{r: stdout},
+		res:     &Result{},
+	}
+	go r.readConsole()
+	return r.follow(ctx)
+}
 
-	msgs := make(chan proto.Message)
-	readErr := make(chan error, 1)
-	trouble := make(chan string, 1) // QEMU's first KVM error line
-	tail := &consoleTail{}
-	spoke := &firstByte{r: stdout}
+// vmRun is one run of QEMU: the console reader's channels, and what the
+// run has seen.
+type vmRun struct {
+	v     *VM
+	opts  RunOptions
+	kvm   bool
+	cmd   *exec.Cmd
+	start time.Time
+
+	exited  chan error
+	msgs    chan proto.Message
+	readErr chan error
+	trouble chan string // QEMU's first KVM error line
+	tail    *consoleTail
+	spoke   *firstByte
+
+	res   *Result
+	ready bool
+}
+
+// kill kills QEMU's process group.
+func (r *vmRun) kill() { syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL) }
+
+// readConsole reads the console: agent messages go to msgs, other lines
+// to the tail and the Console, QEMU's KVM errors to trouble. At the end
+// it closes msgs and reaps QEMU.
+func (r *vmRun) readConsole() {
+	sc := bufio.NewScanner(r.spoke)
+	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		m, ok, err := proto.Parse(line)
+		if err != nil {
+			r.readErr <- err
+			break
+		}
+		if ok {
+			r.msgs <- m
+			continue
+		}
+		text := strings.TrimRight(string(line), "\r")
+		r.tail.add(text)
+		if r.opts.Console != nil {
+			r.opts.Console.Write(append(line, '\n'))
+		}
+		if r.kvm && kvmTrouble(text) {
+			select {
+			case r.trouble <- text:
+			default:
+			}
+		}
+	}
+	close(r.msgs)
+	r.exited <- r.cmd.Wait()
+}
+
+// stop kills the VM and returns the error for the reason given.
+func (r *vmRun) stop(format string, a ...any) error {
+	r.kill()
+	// Drain so the reader goroutine ends and Wait reaps QEMU.
 	go func() {
-		sc := bufio.NewScanner(spoke)
-		sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
-		for sc.Scan() {
-			line := sc.Bytes()
-			m, ok, err := proto.Parse(line)
-			if err != nil {
-				readErr <- err
-				break
-			}
-			if ok {
-				msgs <- m
-				continue
-			}
-			text := strings.TrimRight(string(line), "\r")
-			tail.add(text)
-			if opts.Console != nil {
-				opts.Console.Write(append(line, '\n'))
-			}
-			if kvm && kvmTrouble(text) {
-				select {
-				case trouble <- text:
-				default:
-				}
-			}
+		for range r.msgs {
 		}
-		close(msgs)
-		exited <- cmd.Wait()
 	}()
+	<-waitOrTimeout(r.exited, 5*time.Second)
+	r.res.Elapsed = time.Since(r.start)
+	return fmt.Errorf("build VM (%s): %s\n%s", r.v.Profile.Arch, fmt.Sprintf(format, a...), r.tail)
+}
 
-	res := &Result{}
-	stop := func(format string, a ...any) error {
-		kill()
-		// Drain so the reader goroutine ends and Wait reaps QEMU.
-		go func() {
-			for range msgs {
-			}
-		}()
-		<-waitOrTimeout(exited, 5*time.Second)
-		res.Elapsed = time.Since(start)
-		return fmt.Errorf("build VM (%s): %s\n%s", v.Profile.Arch, fmt.Sprintf(format, a...), tail)
+// fail stops the VM and returns the result so far with the error.
+func (r *vmRun) fail(format string, a ...any) (*Result, error) {
+	return r.res, r.stop(format, a...)
+}
+
+// kvmFail stops the VM; under KVM the error blames KVM with reason.
+func (r *vmRun) kvmFail(sure bool, reason string, err error) (*Result, error) {
+	if !r.kvm {
+		return r.res, err
 	}
-	fail := func(format string, a ...any) (*Result, error) {
-		return res, stop(format, a...)
-	}
-	// kvmFail stops the VM; under KVM the error blames KVM with reason.
-	kvmFail := func(sure bool, reason string, err error) (*Result, error) {
-		if !kvm {
-			return res, err
-		}
-		return res, &KVMError{Reason: reason, Sure: sure, err: err}
-	}
-	ready := false
+	return r.res, &KVMError{Reason: reason, Sure: sure, err: err}
+}
+
+// follow follows the agent's messages until the run ends.
+func (r *vmRun) follow(ctx context.Context) (*Result, error) {
+	opts := r.opts
 	timer := time.NewTimer(opts.BootTimeout)
 	defer timer.Stop()
 	silence := time.NewTimer(opts.SilenceTimeout)
@@ -238,77 +276,94 @@ func Run(ctx context.Context, v *VM, opts RunOptions) (*Result, error) {
 	for {
 		select {
 		case <-silence.C:
-			if !spoke.seen.Load() {
-				err := silentError{stop("%v for %v (killed)", ErrSilent, opts.SilenceTimeout)}
-				return kvmFail(true, fmt.Sprintf("the VM printed nothing for %v under KVM", opts.SilenceTimeout), err)
+			if !r.spoke.seen.Load() {
+				err := silentError{r.stop("%v for %v (killed)", ErrSilent, opts.SilenceTimeout)}
+				return r.kvmFail(true, fmt.Sprintf("the VM printed nothing for %v under KVM", opts.SilenceTimeout), err)
 			}
-		case line := <-trouble:
-			return kvmFail(true, "QEMU: "+line, stop("KVM failed: %s (killed)", line))
+		case line := <-r.trouble:
+			return r.kvmFail(true, "QEMU: "+line, r.stop("KVM failed: %s (killed)", line))
 		case <-ctx.Done():
-			return fail("stopped: %v", ctx.Err())
-		case err := <-readErr:
-			return fail("%v", err)
+			return r.fail("stopped: %v", ctx.Err())
+		case err := <-r.readErr:
+			return r.fail("%v", err)
 		case <-timer.C:
-			if !ready {
-				return kvmFail(false, fmt.Sprintf("the agent did not report ready within %v under KVM", opts.BootTimeout),
-					stop("the agent did not report ready within %v (killed)", opts.BootTimeout))
+			if !r.ready {
+				return r.kvmFail(false, fmt.Sprintf("the agent did not report ready within %v under KVM", opts.BootTimeout),
+					r.stop("the agent did not report ready within %v (killed)", opts.BootTimeout))
 			}
-			return fail("no word from the agent for %v after %q (killed as hung)", opts.IdleTimeout, lastPhase(res.Messages))
-		case m, ok := <-msgs:
+			return r.fail("no word from the agent for %v after %q (killed as hung)", opts.IdleTimeout, lastPhase(r.res.Messages))
+		case m, ok := <-r.msgs:
 			if !ok {
-				select {
-				case err := <-readErr: // sent before msgs was closed
-					return fail("%v", err)
-				case line := <-trouble:
-					return kvmFail(true, "QEMU: "+line, stop("KVM failed: %s", line))
-				default:
-				}
-				var err error
-				select {
-				case err = <-exited:
-				case <-time.After(10 * time.Second):
-					return fail("the console closed but QEMU did not exit")
-				}
-				kill() // what QEMU left behind
-				res.Elapsed = time.Since(start)
-				if err == nil {
-					err = errors.New("exit status 0")
-				}
-				return kvmFail(false, fmt.Sprintf("QEMU ended (%v) under KVM in phase %s, last console line: %s", err, lastPhase(res.Messages), tail.last()),
-					fmt.Errorf("build VM (%s): QEMU ended (%v) before the agent finished\n%s", v.Profile.Arch, err, tail))
+				return r.consoleClosed()
 			}
-			res.Messages = append(res.Messages, m)
-			if m.Type == proto.TypeReady && !ready {
-				ready = true
-				res.Ready = time.Since(start)
+			if end, res, err := r.message(ctx, m); end {
+				return res, err
 			}
-			if opts.OnMessage != nil {
-				if err := opts.OnMessage(m); err != nil {
-					return fail("%v", err)
-				}
-			}
-			switch m.Type {
-			case proto.TypeError:
-				return fail("agent: %s", m.Text)
-			case proto.TypeDone:
-				// The agent powers off; wait for QEMU to go.
-				go func() {
-					for range msgs {
-					}
-				}()
-				select {
-				case <-waitOrTimeout(exited, 30*time.Second):
-				case <-ctx.Done():
-				}
-				kill()
-				res.Elapsed = time.Since(start)
-				return res, nil
-			}
-			if ready {
+			if r.ready {
 				timer.Reset(opts.IdleTimeout)
 			}
 		}
 	}
+}
+
+// consoleClosed ends a run whose console closed before the agent
+// finished.
+func (r *vmRun) consoleClosed() (*Result, error) {
+	select {
+	case err := <-r.readErr: // sent before msgs was closed
+		return r.fail("%v", err)
+	case line := <-r.trouble:
+		return r.kvmFail(true, "QEMU: "+line, r.stop("KVM failed: %s", line))
+	default:
+	}
+	var err error
+	select {
+	case err = <-r.exited:
+	case <-time.After(10 * time.Second):
+		return r.fail("the console closed but QEMU did not exit")
+	}
+	r.kill() // what QEMU left behind
+	r.res.Elapsed = time.Since(r.start)
+	if err == nil {
+		err = errors.New("exit status 0")
+	}
+	return r.kvmFail(false, fmt.Sprintf("QEMU ended (%v) under KVM in phase %s, last console line: %s", err, lastPhase(r.res.Messages), r.tail.last()),
+		fmt.Errorf("build VM (%s): QEMU ended (%v) before the agent finished\n%s", r.v.Profile.Arch, err, r.tail))
+}
+
+// message takes agent message m; end says the run is over, with res and
+// err its outcome.
+func (r *vmRun) message(ctx context.Context, m proto.Message) (end bool, res *Result, err error) {
+	r.res.Messages = append(r.res.Messages, m)
+	if m.Type == proto.TypeReady && !r.ready {
+		r.ready = true
+		r.res.Ready = time.Since(r.start)
+	}
+	if r.opts.OnMessage != nil {
+		if err := r.opts.OnMessage(m); err != nil {
+			res, err := r.fail("%v", err)
+			return true, res, err
+		}
+	}
+	switch m.Type {
+	case proto.TypeError:
+		res, err := r.fail("agent: %s", m.Text)
+		return true, res, err
+	case proto.TypeDone:
+		// The agent powers off; wait for QEMU to go.
+		go func() {
+			for range r.msgs {
+			}
+		}()
+		select {
+		case <-waitOrTimeout(r.exited, 30*time.Second):
+		case <-ctx.Done():
+		}
+		r.kill()
+		r.res.Elapsed = time.Since(r.start)
+		return true, r.res, nil
+	}
+	return false, nil, nil
 }
 
 // firstByte reads r and notes whether anything came at all.
