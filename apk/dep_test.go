@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/alpinist/alpinist/apk/version"
-	"github.com/alpinist/alpinist/internal/minirootfs"
+	"github.com/alpinist/alpinist/internal/testkit/minirootfs"
 )
 
 func TestParseDependency(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/alpinist/alpinist/apk/version"
-	"github.com/alpinist/alpinist/internal/minirootfs"
+	"github.com/alpinist/alpinist/internal/testkit/minirootfs"
 )
 
 // sampleIndex is in apk's canonical form, every field present.

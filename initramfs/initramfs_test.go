@@ -7,11 +7,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/alpinist/alpinist/internal/vmtest"
+	"github.com/alpinist/alpinist/internal/testkit/vmtest"
 
 	"github.com/u-root/u-root/pkg/cpio"
 
-	"github.com/alpinist/alpinist/internal/testrepo"
+	"github.com/alpinist/alpinist/internal/testkit/testrepo"
 	"github.com/alpinist/alpinist/qemu"
 )
 

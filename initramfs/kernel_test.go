@@ -9,11 +9,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/alpinist/alpinist/internal/vmtest"
+	"github.com/alpinist/alpinist/internal/testkit/vmtest"
 
 	"github.com/alpinist/alpinist/apk/apkfile"
 	"github.com/alpinist/alpinist/apk/sign"
-	"github.com/alpinist/alpinist/internal/testrepo"
+	"github.com/alpinist/alpinist/internal/testkit/testrepo"
 	"github.com/alpinist/alpinist/qemu"
 )
 

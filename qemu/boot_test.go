@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/alpinist/alpinist/internal/testrepo"
-	"github.com/alpinist/alpinist/internal/vmtest"
+	"github.com/alpinist/alpinist/internal/testkit/testrepo"
+	"github.com/alpinist/alpinist/internal/testkit/vmtest"
 	"github.com/alpinist/alpinist/qemu"
 )
 

@@ -11,7 +11,7 @@ import (
 
 	"log/slog"
 
-	"github.com/alpinist/alpinist/internal/hosttool"
+	"github.com/alpinist/alpinist/internal/testkit/hosttool"
 )
 
 func qemuX86(t *testing.T) string {

@@ -13,7 +13,7 @@ import (
 	"github.com/alpinist/alpinist/apk/apkfile"
 	"github.com/alpinist/alpinist/apk/index"
 	"github.com/alpinist/alpinist/apk/sign"
-	"github.com/alpinist/alpinist/internal/minirootfs"
+	"github.com/alpinist/alpinist/internal/testkit/minirootfs"
 )
 
 // TestEdgeCasesLikeApk holds the installer to apk-tools on what neither

@@ -19,8 +19,8 @@ import (
 	"github.com/alpinist/alpinist/apk/repo"
 	"github.com/alpinist/alpinist/apk/sign"
 	"github.com/alpinist/alpinist/apk/solver"
-	"github.com/alpinist/alpinist/internal/minirootfs"
-	"github.com/alpinist/alpinist/internal/testrepo"
+	"github.com/alpinist/alpinist/internal/testkit/minirootfs"
+	"github.com/alpinist/alpinist/internal/testkit/testrepo"
 )
 
 // disk resolves world against the generated x86_64 repository, fetches

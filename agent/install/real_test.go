@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/alpinist/alpinist/internal/minirootfs"
-	"github.com/alpinist/alpinist/internal/testrepo"
+	"github.com/alpinist/alpinist/internal/testkit/minirootfs"
+	"github.com/alpinist/alpinist/internal/testkit/testrepo"
 	"github.com/alpinist/alpinist/internal/treecmp"
 )
 

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/alpinist/alpinist/apk/sign"
-	"github.com/alpinist/alpinist/internal/minirootfs"
+	"github.com/alpinist/alpinist/internal/testkit/minirootfs"
 )
 
 // TestRealPackages reads every package of Alpine's real fixtures (v3.19

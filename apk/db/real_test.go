@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/alpinist/alpinist/internal/minirootfs"
+	"github.com/alpinist/alpinist/internal/testkit/minirootfs"
 )
 
 // realDB returns a reader of the real database files: the minirootfs's

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/alpinist/alpinist/apk"
-	"github.com/alpinist/alpinist/internal/minirootfs"
+	"github.com/alpinist/alpinist/internal/testkit/minirootfs"
 )
 
 // rootBuilder makes files in a root directory and records them in the

@@ -14,7 +14,7 @@ import (
 	"github.com/alpinist/alpinist/apk"
 	"github.com/alpinist/alpinist/apk/apkfile"
 	"github.com/alpinist/alpinist/apk/sign"
-	"github.com/alpinist/alpinist/internal/minirootfs"
+	"github.com/alpinist/alpinist/internal/testkit/minirootfs"
 )
 
 func genKey(t testing.TB, name string) *sign.Key {

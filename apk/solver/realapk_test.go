@@ -16,7 +16,7 @@ import (
 	"testing"
 
 	"github.com/alpinist/alpinist/apk"
-	"github.com/alpinist/alpinist/internal/minirootfs"
+	"github.com/alpinist/alpinist/internal/testkit/minirootfs"
 )
 
 var (

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/alpinist/alpinist/internal/minirootfs"
+	"github.com/alpinist/alpinist/internal/testkit/minirootfs"
 )
 
 // testdata/version.data is apk-tools' own test/version.data.

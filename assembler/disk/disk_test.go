@@ -16,8 +16,8 @@ import (
 	"github.com/alpinist/alpinist/assembler/ext4"
 	"github.com/alpinist/alpinist/assembler/fat"
 	"github.com/alpinist/alpinist/assembler/qcow2"
-	"github.com/alpinist/alpinist/internal/hosttool"
-	"github.com/alpinist/alpinist/internal/rootfstest"
+	"github.com/alpinist/alpinist/internal/testkit/hosttool"
+	"github.com/alpinist/alpinist/internal/testkit/rootfstest"
 )
 
 var mtime = time.Unix(1700000000, 0)

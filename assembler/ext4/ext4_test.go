@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alpinist/alpinist/internal/benchcmp"
-	"github.com/alpinist/alpinist/internal/hosttool"
-	"github.com/alpinist/alpinist/internal/rootfstest"
+	"github.com/alpinist/alpinist/internal/testkit/benchcmp"
+	"github.com/alpinist/alpinist/internal/testkit/hosttool"
+	"github.com/alpinist/alpinist/internal/testkit/rootfstest"
 	"github.com/alpinist/alpinist/internal/treecmp"
 )
 

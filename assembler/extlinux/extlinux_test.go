@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/alpinist/alpinist/internal/testrepo"
+	"github.com/alpinist/alpinist/internal/testkit/testrepo"
 )
 
 // loader extracts EXTLINUX from the test repository's syslinux package

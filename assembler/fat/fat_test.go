@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alpinist/alpinist/internal/hosttool"
+	"github.com/alpinist/alpinist/internal/testkit/hosttool"
 )
 
 var when = time.Date(2024, 5, 6, 7, 8, 10, 0, time.UTC)

@@ -15,8 +15,8 @@ import (
 	"github.com/ulikunitz/xz"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/alpinist/alpinist/internal/hosttool"
-	"github.com/alpinist/alpinist/internal/rootfstest"
+	"github.com/alpinist/alpinist/internal/testkit/hosttool"
+	"github.com/alpinist/alpinist/internal/testkit/rootfstest"
 	"github.com/alpinist/alpinist/internal/treecmp"
 )
 

@@ -21,9 +21,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
 	"github.com/alpinist/alpinist/arch"
-	"github.com/alpinist/alpinist/internal/benchcmp"
-	"github.com/alpinist/alpinist/internal/hosttool"
-	"github.com/alpinist/alpinist/internal/rootfstest"
+	"github.com/alpinist/alpinist/internal/testkit/benchcmp"
+	"github.com/alpinist/alpinist/internal/testkit/hosttool"
+	"github.com/alpinist/alpinist/internal/testkit/rootfstest"
 	"github.com/alpinist/alpinist/internal/treecmp"
 	"github.com/alpinist/alpinist/spec"
 )

@@ -11,10 +11,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/alpinist/alpinist/internal/disktest"
-	"github.com/alpinist/alpinist/internal/hosttool"
-	"github.com/alpinist/alpinist/internal/rootfstest"
-	"github.com/alpinist/alpinist/internal/testrepo"
+	"github.com/alpinist/alpinist/internal/testkit/disktest"
+	"github.com/alpinist/alpinist/internal/testkit/hosttool"
+	"github.com/alpinist/alpinist/internal/testkit/rootfstest"
+	"github.com/alpinist/alpinist/internal/testkit/testrepo"
 	"github.com/alpinist/alpinist/spec"
 )
 

@@ -12,7 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
 	"github.com/alpinist/alpinist/apk/lock"
-	"github.com/alpinist/alpinist/internal/rootfstest"
+	"github.com/alpinist/alpinist/internal/testkit/rootfstest"
 	"github.com/alpinist/alpinist/internal/treecmp"
 	"github.com/alpinist/alpinist/spec"
 )

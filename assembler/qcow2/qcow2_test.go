@@ -13,8 +13,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/alpinist/alpinist/internal/benchcmp"
-	"github.com/alpinist/alpinist/internal/hosttool"
+	"github.com/alpinist/alpinist/internal/testkit/benchcmp"
+	"github.com/alpinist/alpinist/internal/testkit/hosttool"
 )
 
 // rawImage is a raw disk of size bytes: zeros, with runs of compressible

@@ -13,7 +13,7 @@ import (
 
 	"github.com/alpinist/alpinist/apk"
 	"github.com/alpinist/alpinist/apk/lock"
-	"github.com/alpinist/alpinist/internal/minirootfs"
+	"github.com/alpinist/alpinist/internal/testkit/minirootfs"
 )
 
 var installedDB = `C:Q1sLPKUHsnsP2U1GTJpB9wAjqMkEc=

@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/alpinist/alpinist/internal/rootfstest"
+	"github.com/alpinist/alpinist/internal/testkit/rootfstest"
 )
 
 // entries reads a gzip'ed tar: name -> content (and the names in order).

@@ -9,13 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alpinist/alpinist/internal/vmtest"
+	"github.com/alpinist/alpinist/internal/testkit/vmtest"
 
 	"github.com/alpinist/alpinist/agent/embed"
 	"github.com/alpinist/alpinist/agent/proto"
 	"github.com/alpinist/alpinist/apk/sign"
 	"github.com/alpinist/alpinist/initramfs"
-	"github.com/alpinist/alpinist/internal/testrepo"
+	"github.com/alpinist/alpinist/internal/testkit/testrepo"
 	"github.com/alpinist/alpinist/qemu"
 )
 

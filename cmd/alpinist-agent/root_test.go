@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/alpinist/alpinist/assembler/ext4"
-	"github.com/alpinist/alpinist/internal/rootfstest"
+	"github.com/alpinist/alpinist/internal/testkit/rootfstest"
 )
 
 // The root switcher recognizes alpinist's ext4 images by UUID and label.

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/alpinist/alpinist/internal/hosttool"
-	"github.com/alpinist/alpinist/internal/rootfstest"
+	"github.com/alpinist/alpinist/internal/testkit/hosttool"
+	"github.com/alpinist/alpinist/internal/testkit/rootfstest"
 )
 
 // TestAssemble makes outputs from a tar made elsewhere, then from the

@@ -11,9 +11,9 @@ import (
 
 	"github.com/alpinist/alpinist/agent/embed"
 	"github.com/alpinist/alpinist/initramfs"
-	"github.com/alpinist/alpinist/internal/disktest"
-	"github.com/alpinist/alpinist/internal/hosttool"
-	"github.com/alpinist/alpinist/internal/vmtest"
+	"github.com/alpinist/alpinist/internal/testkit/disktest"
+	"github.com/alpinist/alpinist/internal/testkit/hosttool"
+	"github.com/alpinist/alpinist/internal/testkit/vmtest"
 	"github.com/alpinist/alpinist/qemu"
 )
 

@@ -14,9 +14,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/alpinist/alpinist/internal/minirootfs"
-	"github.com/alpinist/alpinist/internal/testrepo"
-	"github.com/alpinist/alpinist/internal/vmtest"
+	"github.com/alpinist/alpinist/internal/testkit/minirootfs"
+	"github.com/alpinist/alpinist/internal/testkit/testrepo"
+	"github.com/alpinist/alpinist/internal/testkit/vmtest"
 )
 
 // tarIndex reads a tar's (or .tar.gz's) headers and the files named in want.

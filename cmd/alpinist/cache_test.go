@@ -9,7 +9,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/alpinist/alpinist/internal/vmtest"
+	"github.com/alpinist/alpinist/internal/testkit/vmtest"
 )
 
 // smallSpec is the spec of a small x86_64 system (busybox and

@@ -12,7 +12,7 @@ import (
 
 	specpkg "github.com/alpinist/alpinist/spec"
 
-	"github.com/alpinist/alpinist/internal/minirootfs"
+	"github.com/alpinist/alpinist/internal/testkit/minirootfs"
 )
 
 // cli runs alpinist in-process and returns its exit status and output.

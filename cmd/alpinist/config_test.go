@@ -12,8 +12,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
-	"github.com/alpinist/alpinist/internal/testrepo"
-	"github.com/alpinist/alpinist/internal/vmtest"
+	"github.com/alpinist/alpinist/internal/testkit/testrepo"
+	"github.com/alpinist/alpinist/internal/testkit/vmtest"
 )
 
 // TestBuildEveryField builds (x86_64, in a VM under TCG) a spec that uses

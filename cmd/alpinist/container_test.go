@@ -17,9 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alpinist/alpinist/internal/hosttool"
+	"github.com/alpinist/alpinist/internal/testkit/hosttool"
 	"github.com/alpinist/alpinist/internal/treecmp"
-	"github.com/alpinist/alpinist/internal/vmtest"
+	"github.com/alpinist/alpinist/internal/testkit/vmtest"
 )
 
 // fileSums is the sha256 of every file under dir but the build logs, by

@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alpinist/alpinist/internal/hosttool"
-	"github.com/alpinist/alpinist/internal/vmtest"
+	"github.com/alpinist/alpinist/internal/testkit/hosttool"
+	"github.com/alpinist/alpinist/internal/testkit/vmtest"
 )
 
 // dirState is an output directory's files and their sha256: what must

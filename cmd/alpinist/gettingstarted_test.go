@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alpinist/alpinist/internal/hosttool"
-	"github.com/alpinist/alpinist/internal/minirootfs"
-	"github.com/alpinist/alpinist/internal/vmtest"
+	"github.com/alpinist/alpinist/internal/testkit/hosttool"
+	"github.com/alpinist/alpinist/internal/testkit/minirootfs"
+	"github.com/alpinist/alpinist/internal/testkit/vmtest"
 )
 
 // TestGettingStarted runs docs/getting-started.md's tour as a newcomer

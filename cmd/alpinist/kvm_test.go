@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/alpinist/alpinist/internal/vmtest"
+	"github.com/alpinist/alpinist/internal/testkit/vmtest"
 	"github.com/alpinist/alpinist/qemu"
 )
 

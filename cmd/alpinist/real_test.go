@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alpinist/alpinist/internal/hosttool"
-	"github.com/alpinist/alpinist/internal/minirootfs"
+	"github.com/alpinist/alpinist/internal/testkit/hosttool"
+	"github.com/alpinist/alpinist/internal/testkit/minirootfs"
 	"github.com/alpinist/alpinist/internal/treecmp"
-	"github.com/alpinist/alpinist/internal/vmtest"
+	"github.com/alpinist/alpinist/internal/testkit/vmtest"
 )
 
 // realServer is the real v3.19 server set the builds are compared on.

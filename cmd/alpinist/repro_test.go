@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/alpinist/alpinist/internal/vmtest"
+	"github.com/alpinist/alpinist/internal/testkit/vmtest"
 	"github.com/alpinist/alpinist/repro"
 )
 

@@ -16,7 +16,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/alpinist/alpinist/internal/testrepo"
+	"github.com/alpinist/alpinist/internal/testkit/testrepo"
 )
 
 func main() {

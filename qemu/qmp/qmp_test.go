@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alpinist/alpinist/internal/hosttool"
+	"github.com/alpinist/alpinist/internal/testkit/hosttool"
 )
 
 // fakeQEMU serves one QMP session on a pipe: it greets, then answers

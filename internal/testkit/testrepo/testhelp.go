@@ -22,7 +22,7 @@ func Generated(t testing.TB) string {
 	dir := os.Getenv("ALPINIST_TESTREPO")
 	if dir == "" {
 		_, file, _, _ := runtime.Caller(0)
-		dir = filepath.Join(filepath.Dir(file), "..", "..", "testdata", "repo")
+		dir = filepath.Join(filepath.Dir(file), "..", "..", "..", "testdata", "repo")
 	}
 	if _, err := os.Stat(filepath.Join(dir, "main", "x86_64", "APKINDEX.tar.gz")); err != nil {
 		if os.Getenv("CI") != "" {

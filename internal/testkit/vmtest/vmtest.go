@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/alpinist/alpinist/arch"
-	"github.com/alpinist/alpinist/internal/hosttool"
+	"github.com/alpinist/alpinist/internal/testkit/hosttool"
 	"github.com/alpinist/alpinist/qemu"
 )
 

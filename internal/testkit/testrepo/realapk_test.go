@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/alpinist/alpinist/internal/minirootfs"
+	"github.com/alpinist/alpinist/internal/testkit/minirootfs"
 )
 
 // apkEnv is a private minirootfs with the x86_64 repository and the test

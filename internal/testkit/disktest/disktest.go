@@ -13,7 +13,7 @@ import (
 	"testing"
 
 	"github.com/alpinist/alpinist/internal/fsprobe"
-	"github.com/alpinist/alpinist/internal/hosttool"
+	"github.com/alpinist/alpinist/internal/testkit/hosttool"
 )
 
 // Table is what sfdisk -J says of a partition table.
