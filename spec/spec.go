@@ -21,6 +21,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/alpinist/alpinist/apk"
+	"github.com/alpinist/alpinist/apk/repo"
 	"github.com/alpinist/alpinist/arch"
 )
 
@@ -90,22 +91,10 @@ type Installer struct {
 	SHA256, SHA512 string
 }
 
-// Repository is one package repository.
-type Repository struct {
-	// URL is an http(s):// or file:// URL or an absolute directory path
-	// (relative paths in the spec are made absolute).
-	URL string
-	// Tag is the pin tag, empty for an untagged repository.
-	Tag string
-}
-
-// String gives the repository as /etc/apk/repositories writes it.
-func (r Repository) String() string {
-	if r.Tag != "" {
-		return "@" + r.Tag + " " + r.URL
-	}
-	return r.URL
-}
+// Repository is one package repository: an http(s):// or file:// URL
+// or an absolute directory path (relative paths in the spec are made
+// absolute), and its pin tag, empty for an untagged repository.
+type Repository = repo.Repository
 
 // HostArch gives the Alpine name of the host's architecture.
 func HostArch() string { return arch.Host() }

@@ -22,7 +22,9 @@ import (
 	"github.com/alpinist/alpinist/assembler/oci"
 	"github.com/alpinist/alpinist/assembler/output"
 	"github.com/alpinist/alpinist/assembler/rootfs"
+	"github.com/alpinist/alpinist/builder"
 	"github.com/alpinist/alpinist/internal/atomicfile"
+	"github.com/alpinist/alpinist/internal/epoch"
 	"github.com/alpinist/alpinist/spec"
 )
 
@@ -157,15 +159,15 @@ func runAssemble(ctx context.Context, e *env, input string, f assembleFlags) err
 	if err := spec.CheckName(sp.Name); err != nil {
 		return fmt.Errorf("--name: %w", err)
 	}
-	epoch, haveEpoch, err := sourceDateEpoch()
+	epoch, haveEpoch, err := epoch.FromEnv()
 	if err != nil {
 		return err
 	}
-	stage, err := newStaging(f.out, sp.Name)
+	stage, err := builder.NewStaging(f.out, sp.Name)
 	if err != nil {
 		return err
 	}
-	defer stage.cleanup()
+	defer stage.Cleanup()
 
 	// Each arch's input stream, and the image config when there is one.
 	type source struct {
@@ -203,7 +205,7 @@ func runAssemble(ctx context.Context, e *env, input string, f assembleFlags) err
 	var canons []canon
 	var newest time.Time
 	for _, s := range sources {
-		p := filepath.Join(stage.dir, sp.Name+"-"+s.arch+".tar")
+		p := filepath.Join(stage.Dir, sp.Name+"-"+s.arch+".tar")
 		var stats rootfs.Stats
 		err := atomicfile.Write(p, 0o644, func(w io.Writer) error {
 			rc, err := s.open()
@@ -219,7 +221,7 @@ func runAssemble(ctx context.Context, e *env, input string, f assembleFlags) err
 			if haveEpoch {
 				clamp = epoch
 			}
-			stats, err = rootfs.Canonicalize(ctx, w, r, clamp, stage.dir)
+			stats, err = rootfs.Canonicalize(ctx, w, r, clamp, stage.Dir)
 			return err
 		})
 		if err != nil {
@@ -233,7 +235,7 @@ func runAssemble(ctx context.Context, e *env, input string, f assembleFlags) err
 	if !haveEpoch {
 		epoch = newest.UTC().Truncate(time.Second)
 	}
-	set, err := output.New(output.Plan{Spec: sp, Dir: stage.dir, Outputs: f.outputs, Created: epoch, Tool: "alpinist-" + versionString(),
+	set, err := output.New(output.Plan{Spec: sp, Dir: stage.Dir, Outputs: f.outputs, Created: epoch, Tool: "alpinist-" + versionString(),
 		Log: e.log, DiskSize: diskSize, NoSBOM: true, AutoBoot: true, Context: ctx})
 	if err != nil {
 		return err
@@ -244,17 +246,17 @@ func runAssemble(ctx context.Context, e *env, input string, f assembleFlags) err
 		if err != nil {
 			return fmt.Errorf("%s: %w", c.arch, err)
 		}
-		stage.add(res)
+		stage.Add(res)
 	}
 	res, err := set.Finish()
 	if err != nil {
 		return err
 	}
-	stage.add(res)
-	if err := stage.commit(ctx); err != nil {
+	stage.Add(res)
+	if err := stage.Commit(ctx); err != nil {
 		return err
 	}
-	printResults(e, stage.results)
+	printResults(e, stage.Results)
 	return nil
 }
 

@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/alpinist/alpinist/apk/repo"
-	"github.com/alpinist/alpinist/build"
+	"github.com/alpinist/alpinist/builder"
 )
 
 func newCacheCmd(e *env) *cobra.Command {
@@ -54,7 +54,7 @@ build of the same system waits for the first and reuses its result.`,
 				return err
 			}
 			fmt.Fprintf(e.stdout, "cache %s\npackages: %d, %s\n", d, n, humanSize(size))
-			entries, err := build.Entries(d)
+			entries, err := builder.Entries(d)
 			if err != nil {
 				return err
 			}
@@ -88,7 +88,7 @@ build holds are left.`,
 			if err != nil {
 				return err
 			}
-			entries, err := build.Entries(d)
+			entries, err := builder.Entries(d)
 			if err != nil {
 				return err
 			}
@@ -99,7 +99,7 @@ build holds are left.`,
 				if !all && time.Since(en.Used) < olderThan {
 					continue
 				}
-				if err := build.Remove(d, en.Key); err != nil {
+				if err := builder.Remove(d, en.Key); err != nil {
 					errs = append(errs, err)
 					continue
 				}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/alpinist/alpinist/apk/repo"
 	"github.com/alpinist/alpinist/arch"
-	"github.com/alpinist/alpinist/build"
+	"github.com/alpinist/alpinist/builder"
 	"github.com/alpinist/alpinist/qemu"
 	"github.com/alpinist/alpinist/spec"
 )
@@ -202,7 +202,7 @@ func cacheCheck(dir string) check {
 	f.Close()
 	os.Remove(f.Name())
 	n, size, _ := dirUsage(filepath.Join(dir, "packages"))
-	entries, _ := build.Entries(dir)
+	entries, _ := builder.Entries(dir)
 	var rootfs int64
 	for _, en := range entries {
 		rootfs += en.Size

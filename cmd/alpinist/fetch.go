@@ -6,11 +6,10 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/alpinist/alpinist/builder"
 	"github.com/alpinist/alpinist/internal/atomicfile"
 
 	"github.com/spf13/cobra"
-
-	"github.com/alpinist/alpinist/apk/repo"
 )
 
 type fetchFlags struct {
@@ -49,18 +48,18 @@ A progress bar is drawn when stderr is a terminal.`,
 }
 
 func runFetch(cmd *cobra.Command, e *env, specPath string, f fetchFlags) error {
-	sc, err := openSpec(e, specPath, f.arch, f.lockedIn, f.cacheDir, true)
+	sess, err := builder.Open(specPath, builder.OpenOptions{Arches: f.arch, LockPath: f.lockedIn, CacheDir: f.cacheDir, NeedCache: true, Log: e.log})
 	if err != nil {
 		return err
 	}
-	s, arches, client, locked, cache := sc.spec, sc.arches, sc.client, sc.locked, sc.client.Cache
+	client, cache := sess.Client, sess.Client.Cache
 	client.Parallel = f.parallel
-	for _, arch := range arches {
-		idx, entry, err := resolveArch(cmd.Context(), client, s, specPath, arch, locked, f.lockedIn)
+	for _, arch := range sess.Arches {
+		r, err := sess.Resolve(cmd.Context(), arch)
 		if err != nil {
 			return err
 		}
-		items, err := repo.LockItems(&entry, idx, cache)
+		items, err := r.Items(cache)
 		if err != nil {
 			return err
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/alpinist/alpinist/apk/apkfile"
 	"github.com/alpinist/alpinist/apk/sign"
 	apkversion "github.com/alpinist/alpinist/apk/version"
+	"github.com/alpinist/alpinist/internal/epoch"
 )
 
 func newPkgCmd(e *env) *cobra.Command {
@@ -140,7 +141,7 @@ func runPkgBuild(cmd *cobra.Command, e *env, dir string, f pkgBuildFlags) error 
 	case f.buildDate >= 0:
 		m.BuildTime = f.buildDate
 	default:
-		t, ok, err := sourceDateEpoch()
+		t, ok, err := epoch.FromEnv()
 		if err != nil {
 			return err
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/alpinist/alpinist/apk/index"
 	"github.com/alpinist/alpinist/apk/sign"
 	"github.com/alpinist/alpinist/arch"
+	"github.com/alpinist/alpinist/internal/epoch"
 )
 
 func newRepoCmd(e *env) *cobra.Command {
@@ -152,7 +153,7 @@ func runRepoIndex(e *env, dir string, f repoIndexFlags) error {
 		newest = max(newest, p.BuildTime)
 		pkgs = append(pkgs, p)
 	}
-	mtime, ok, err := sourceDateEpoch()
+	mtime, ok, err := epoch.FromEnv()
 	if err != nil {
 		return err
 	}

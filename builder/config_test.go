@@ -1,4 +1,4 @@
-package main
+package builder
 
 import (
 	"reflect"
@@ -23,7 +23,7 @@ func TestSpecConfig(t *testing.T) {
 		}
 		return s
 	}
-	c := specConfig(parse("disk: {}\nfiles: [{dst: /a, symlink: /b}, {dst: /c, hardlink: /d, mode: 0600}, {dst: /e, content: x, mode: 0600}]\n"), "aarch64")
+	c := Config(parse("disk: {}\nfiles: [{dst: /a, symlink: /b}, {dst: /c, hardlink: /d, mode: 0600}, {dst: /e, content: x, mode: 0600}]\n"), "aarch64")
 	if c.Console != "ttyAMA0" || !reflect.DeepEqual(c.Network, &pkgdisk.Network{Interfaces: []pkgdisk.Interface{{Name: "eth0", DHCP: true}}}) {
 		t.Errorf("disk defaults: console %q network %+v", c.Console, c.Network)
 	}
@@ -31,20 +31,20 @@ func TestSpecConfig(t *testing.T) {
 	if !reflect.DeepEqual(c.Files, want) {
 		t.Errorf("files %+v", c.Files)
 	}
-	c = specConfig(parse("disk: {console: none}\nnetwork: {interfaces: [{name: eth1, dhcp: true}]}\n"), "x86_64")
+	c = Config(parse("disk: {console: none}\nnetwork: {interfaces: [{name: eth1, dhcp: true}]}\n"), "x86_64")
 	if c.Console != "" || c.Network.Interfaces[0].Name != "eth1" {
 		t.Errorf("console %q network %+v", c.Console, c.Network)
 	}
-	if c = specConfig(parse(""), "x86_64"); !reflect.DeepEqual(c, pkgdisk.Config{}) {
+	if c = Config(parse(""), "x86_64"); !reflect.DeepEqual(c, pkgdisk.Config{}) {
 		t.Errorf("no disk: %+v", c)
 	}
 	// A disk that boots with UEFI asks for GRUB's EFI image, per arch,
 	// whatever the outputs.
-	c = specConfig(parse("disk: {}\n"), "aarch64")
+	c = Config(parse("disk: {}\n"), "aarch64")
 	if c.EFI == nil || c.EFI.Format != "arm64-efi" || c.EFI.Output != "/boot/efi/EFI/BOOT/BOOTAA64.EFI" || c.EFI.Prefix != "/EFI/BOOT" {
 		t.Errorf("EFI %+v", c.EFI)
 	}
-	if c = specConfig(parse("disk: {boot: [bios]}\n"), "x86_64"); c.EFI != nil {
+	if c = Config(parse("disk: {boot: [bios]}\n"), "x86_64"); c.EFI != nil {
 		t.Errorf("a BIOS-only disk gets GRUB for EFI: %+v", c.EFI)
 	}
 }
@@ -66,7 +66,7 @@ func TestCheckDiskPackages(t *testing.T) {
 		{[]string{"qcow2"}, entry("busybox"), "needs a kernel"},
 		{[]string{"raw"}, entry("linux-virt"), ""},
 	} {
-		err := checkDiskPackages(tc.outputs, tc.pkgs)
+		err := CheckDiskPackages(tc.outputs, tc.pkgs)
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%v %v: %v, want %q", tc.outputs, tc.pkgs.Packages, err, tc.want)
 		}

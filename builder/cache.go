@@ -1,4 +1,4 @@
-package build
+package builder
 
 import (
 	"context"
@@ -76,25 +76,15 @@ func (c rootfsCache) lock(ctx context.Context, key string) (func(), error) {
 	return func() { f.Close() }, nil
 }
 
-// get copies the cached tar of key to dst and its console log to
-// console; false when there is none.
-func (c rootfsCache) get(key, dst string, console io.Writer) (bool, int64, error) {
+// open opens the cached tar of key, nil when there is none, and copies
+// its console log to console.
+func (c rootfsCache) open(key string, console io.Writer) (*os.File, error) {
 	src, err := os.Open(c.path(key, ".tar"))
 	if errors.Is(err, os.ErrNotExist) {
-		return false, 0, nil
+		return nil, nil
 	}
 	if err != nil {
-		return false, 0, fmt.Errorf("build cache: %w", err)
-	}
-	defer src.Close()
-	var n int64
-	err = atomicfile.Write(dst, 0o644, func(w io.Writer) error {
-		var err error
-		n, err = io.Copy(w, src)
-		return err
-	})
-	if err != nil {
-		return false, 0, fmt.Errorf("build cache: %w", err)
+		return nil, fmt.Errorf("build cache: %w", err)
 	}
 	now := time.Now()
 	os.Chtimes(c.path(key, ".tar"), now, now) // for prune: used now
@@ -105,7 +95,7 @@ func (c rootfsCache) get(key, dst string, console io.Writer) (bool, int64, error
 			l.Close()
 		}
 	}
-	return true, n, nil
+	return src, nil
 }
 
 // put stores the tar and the console log of a build under key.

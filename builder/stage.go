@@ -1,4 +1,4 @@
-package main
+package builder
 
 import (
 	"context"
@@ -19,13 +19,15 @@ import (
 // previous ones in the output directory, all at the end: an error, a full
 // disk or a signal before then leaves the previous outputs as they were
 // and nothing half-made beside them.
-type staging struct {
-	out, dir string
-	results  []output.Result
-	made     bool // out did not exist before
+type Staging struct {
+	// Out is the output directory, Dir the stage in it.
+	Out, Dir string
+	// Results are the outputs written, with their final paths.
+	Results []output.Result
+	made    bool // Out did not exist before
 }
 
-func newStaging(out, name string) (*staging, error) {
+func NewStaging(out, name string) (*Staging, error) {
 	_, err := os.Stat(out)
 	made := os.IsNotExist(err)
 	if err := os.MkdirAll(out, 0o755); err != nil {
@@ -38,7 +40,7 @@ func newStaging(out, name string) (*staging, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &staging{out: out, dir: dir, made: made}, nil
+	return &Staging{Out: out, Dir: dir, made: made}, nil
 }
 
 // removeStale removes the stages of name in out left by runs that are no
@@ -59,29 +61,29 @@ func removeStale(out, name string) {
 }
 
 // final is where a staged path goes.
-func (s *staging) final(p string) string {
-	if rel, err := filepath.Rel(s.dir, p); err == nil && !strings.HasPrefix(rel, "..") {
-		return filepath.Join(s.out, rel)
+func (s *Staging) Final(p string) string {
+	if rel, err := filepath.Rel(s.Dir, p); err == nil && !strings.HasPrefix(rel, "..") {
+		return filepath.Join(s.Out, rel)
 	}
 	return p
 }
 
 // add records written outputs, to print once they are in place.
-func (s *staging) add(rs []output.Result) {
+func (s *Staging) Add(rs []output.Result) {
 	for _, r := range rs {
-		r.Path = s.final(r.Path)
-		s.results = append(s.results, r)
+		r.Path = s.Final(r.Path)
+		s.Results = append(s.Results, r)
 	}
 }
 
 // commit moves every staged output into the output directory (a
 // directory output, such as NAME.oci, replaces the previous one whole),
 // unless ctx was cancelled (Ctrl-C, SIGTERM) meanwhile.
-func (s *staging) commit(ctx context.Context) error {
+func (s *Staging) Commit(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("interrupted: the previous outputs in %s are left as they were", s.out)
+		return fmt.Errorf("interrupted: the previous outputs in %s are left as they were", s.Out)
 	}
-	ents, err := os.ReadDir(s.dir)
+	ents, err := os.ReadDir(s.Dir)
 	if err != nil {
 		return err
 	}
@@ -99,10 +101,10 @@ func (s *staging) commit(ctx context.Context) error {
 		if strings.HasPrefix(en.Name(), ".") {
 			continue // work directories
 		}
-		src, dst := filepath.Join(s.dir, en.Name()), filepath.Join(s.out, en.Name())
+		src, dst := filepath.Join(s.Dir, en.Name()), filepath.Join(s.Out, en.Name())
 		if en.IsDir() {
 			if st, err := os.Lstat(dst); err == nil && st.IsDir() {
-				old, err := os.MkdirTemp(s.out, "."+en.Name()+".old-")
+				old, err := os.MkdirTemp(s.Out, "."+en.Name()+".old-")
 				if err != nil {
 					return err
 				}
@@ -122,9 +124,9 @@ func (s *staging) commit(ctx context.Context) error {
 
 // cleanup removes the staging directory and what is left in it, and the
 // output directory when it made it and nothing went there.
-func (s *staging) cleanup() {
-	os.RemoveAll(s.dir)
+func (s *Staging) Cleanup() {
+	os.RemoveAll(s.Dir)
 	if s.made {
-		os.Remove(s.out) // only when empty
+		os.Remove(s.Out) // only when empty
 	}
 }

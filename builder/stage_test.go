@@ -1,4 +1,4 @@
-package main
+package builder
 
 import (
 	"os"
@@ -25,12 +25,12 @@ func TestStaleStages(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s, err := newStaging(out, "web")
+	s, err := NewStaging(out, "web")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer os.RemoveAll(s.dir)
-	for d, want := range map[string]bool{gone: false, live: true, other: true, s.dir: true} {
+	defer os.RemoveAll(s.Dir)
+	for d, want := range map[string]bool{gone: false, live: true, other: true, s.Dir: true} {
 		if _, err := os.Stat(d); (err == nil) != want {
 			t.Errorf("%s: exists %v, want %v", filepath.Base(d), err == nil, want)
 		}

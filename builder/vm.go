@@ -1,0 +1,391 @@
+package builder
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/alpinist/alpinist/agent/embed"
+	"github.com/alpinist/alpinist/agent/proto"
+	"github.com/alpinist/alpinist/apk"
+	"github.com/alpinist/alpinist/apk/lock"
+	"github.com/alpinist/alpinist/apk/repo"
+	"github.com/alpinist/alpinist/initramfs"
+	"github.com/alpinist/alpinist/qemu"
+	"github.com/alpinist/alpinist/spec"
+)
+
+// VMOptions describe one architecture's build VM.
+type VMOptions struct {
+	// Spec is the spec: its name (outputs are NAME-ARCH.*), installer,
+	// system configuration and files.
+	Spec   *spec.Spec
+	Arch   string
+	OutDir string
+	// Entry is the resolved (or locked) package list, Items its packages
+	// as the indexes have them (repo.LockItems), and Indexes the indexes
+	// in the spec's repository order.
+	Entry   lock.Arch
+	Items   []repo.Item
+	Indexes []*repo.Index
+	World   []apk.Dependency
+	Client  *repo.Client
+	// Keys are the trusted public keys (name -> PEM) put into the target.
+	Keys map[string][]byte
+	// SourceDateEpoch fixes every time in the output.
+	SourceDateEpoch int64
+	// Kernel and Modules override the kernel of the repository's
+	// linux-virt: a kernel image and a lib/modules/KVER directory.
+	Kernel, Modules string
+	// Accel forces "kvm" or "tcg"; empty uses KVM when the host's
+	// answer says it works, falling back to TCG when it fails.
+	Accel string
+	// KVMDir holds the host's KVM answer (kvm.json); empty is
+	// repo.DefaultCacheDir, whatever the build's cache.
+	KVMDir    string
+	MemoryMiB int
+	CPUs      int
+	// Console receives the VM's console (the build log).
+	Console io.Writer
+	Log     *slog.Logger
+	// BootTimeout and IdleTimeout bound the VM (see qemu.RunOptions).
+	BootTimeout, IdleTimeout time.Duration
+	// NoCache boots the VM even when the build cache has the rootfs
+	// (and does not store it).
+	NoCache bool
+	// OnPhase, when set, is told each phase as it begins (fetch,
+	// kernel+initramfs, disks, build cache, boot, agent, install, …, tar).
+	OnPhase func(phase string)
+}
+
+// VMResult tells what a build VM made and how long each phase took.
+type VMResult struct {
+	Tar    string // NAME-ARCH.tar
+	Size   int64
+	Phases []Phase
+	// Cached: the rootfs came from the build cache, no VM ran.
+	Cached bool
+}
+
+// Phase is one timed step.
+type Phase struct {
+	Name     string
+	Duration time.Duration
+}
+
+// vmRun is one RunVM under way.
+type vmRun struct {
+	ctx  context.Context
+	opts VMOptions
+	log  *slog.Logger
+	work string
+	res  *VMResult
+	prof qemu.Profile
+	// The kit and the disks.
+	kit       *initramfs.Kit
+	initrd    string
+	initrdSum []byte
+	pkgDisk   string
+	installed int64 // the packages' installed size
+	items     []repo.Item
+	paths     []string // the items' files in the cache
+	key       string   // the build cache's key
+}
+
+// RunVM builds opts.Arch's rootfs tar into opts.OutDir. Temporary files
+// go into a directory under OutDir that is removed afterwards; on
+// failure no output is left behind.
+func RunVM(ctx context.Context, opts VMOptions) (*VMResult, error) {
+	r := &vmRun{ctx: ctx, opts: opts, log: opts.Log, res: &VMResult{}, items: opts.Items}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	var err error
+	if r.prof, err = qemu.Lookup(opts.Arch); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
+		return nil, err
+	}
+	if r.work, err = os.MkdirTemp(opts.OutDir, ".alpinist-build-"+opts.Arch+"-"); err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(r.work)
+	r.res.Tar = filepath.Join(opts.OutDir, opts.Spec.Name+"-"+opts.Arch+".tar")
+	for _, step := range []struct {
+		name string
+		run  func() error
+	}{{"fetch", r.fetch}, {"kernel+initramfs", r.makeKit}, {"disks", r.makeDisks}} {
+		r.begin(step.name)
+		start := time.Now()
+		if err := step.run(); err != nil {
+			return nil, err
+		}
+		r.phase(step.name, start)
+	}
+	cache := rootfsCache{dir: RootfsDir(opts.Client.Cache.Dir), log: r.log}
+	if !opts.NoCache {
+		unlock, err := cache.lock(ctx, r.key)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+		if ok, err := r.fromCache(cache); ok || err != nil {
+			return r.res, err
+		}
+	}
+	consoleLog, err := r.boot()
+	if err != nil {
+		return nil, err
+	}
+	defer consoleLog.Close()
+	if !opts.NoCache {
+		// A cache that cannot be written costs the next build time, not
+		// this one its result.
+		if err := cache.put(r.key, r.res.Tar, consoleLog.Name(), Entry{Key: r.key, Name: opts.Spec.Name, Arch: opts.Arch, Size: r.res.Size, Created: time.Now().UTC()}); err != nil {
+			r.log.Warn("the rootfs could not be stored in the build cache", "arch", opts.Arch, "err", err)
+		}
+	}
+	return r.res, nil
+}
+
+// phase records a phase's time.
+func (r *vmRun) phase(name string, start time.Time) {
+	d := time.Since(start)
+	r.res.Phases = append(r.res.Phases, Phase{name, d})
+	r.log.Info("phase done", "arch", r.opts.Arch, "phase", name, "time", d.Round(time.Millisecond))
+}
+
+// begin tells OnPhase a phase begins.
+func (r *vmRun) begin(name string) {
+	if r.opts.OnPhase != nil && name != "" {
+		r.opts.OnPhase(name)
+	}
+}
+
+// fetch fetches the packages (and the kernel package) into the cache.
+func (r *vmRun) fetch() error {
+	items := r.items
+	if r.opts.Kernel == "" {
+		kernelItem, err := kernelPackage(r.opts.Indexes, r.opts.Arch)
+		if err != nil {
+			return err
+		}
+		items = append(items[:len(items):len(items)], kernelItem)
+	}
+	paths, err := r.opts.Client.Fetch(r.ctx, items)
+	if err != nil {
+		return err
+	}
+	r.paths = paths
+	return nil
+}
+
+// makeKit makes the kit: kernel, modules, agent, initramfs.
+func (r *vmRun) makeKit() error {
+	var err error
+	if r.opts.Kernel != "" {
+		r.kit, err = initramfs.KitFromFiles(r.opts.Kernel, r.opts.Modules, initramfs.BuildVMModules)
+	} else {
+		kernelPath := r.paths[len(r.paths)-1]
+		r.paths = r.paths[:len(r.paths)-1]
+		r.kit, err = initramfs.KitFromPackage(kernelPath, r.opts.Client.Keys, r.work, initramfs.BuildVMModules)
+	}
+	if err != nil {
+		return err
+	}
+	agent, err := embed.Agent(r.opts.Arch)
+	if err != nil {
+		return err
+	}
+	ar, err := initramfs.WithAgent(agent, r.kit)
+	if err != nil {
+		return err
+	}
+	r.initrd = filepath.Join(r.work, "initramfs.cpio")
+	sum := sha256.New()
+	err = writeFile(r.initrd, func(w io.Writer) error { _, err := ar.WriteTo(io.MultiWriter(w, sum)); return err })
+	r.initrdSum = sum.Sum(nil)
+	return err
+}
+
+// makeDisks writes the package disk, and the build cache's key:
+// everything the VM is given.
+func (r *vmRun) makeDisks() error {
+	r.pkgDisk = filepath.Join(r.work, "pkgs.img")
+	pkgSum := sha256.New()
+	if err := writeFile(r.pkgDisk, func(w io.Writer) error {
+		var err error
+		r.installed, err = writePackageDisk(io.MultiWriter(w, pkgSum), r.opts, r.items, r.paths)
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := padTo512(r.pkgDisk); err != nil {
+		return err
+	}
+	var err error
+	r.key, err = cacheKey(r.opts, r.kit.Kernel, r.initrdSum, pkgSum.Sum(nil))
+	return err
+}
+
+// fromCache gives the rootfs from the build cache when it has it: the
+// entry is read as any rootfs from elsewhere, straight into the output.
+func (r *vmRun) fromCache(cache rootfsCache) (bool, error) {
+	r.begin("build cache")
+	start := time.Now()
+	f, err := cache.open(r.key, r.opts.Console)
+	if err != nil || f == nil {
+		return false, err
+	}
+	n, err := canonicalTar(r.ctx, r.res.Tar, f, r.work)
+	f.Close()
+	if err != nil {
+		return false, fmt.Errorf("%s: the build cache's rootfs: %w", r.opts.Arch, err)
+	}
+	r.res.Size, r.res.Cached = n, true
+	r.phase("build cache", start)
+	r.log.Info("the rootfs comes from the build cache: nothing the build VM is given changed", "arch", r.opts.Arch, "key", r.key[:16])
+	return true, nil
+}
+
+// boot runs the build VM and reads the rootfs tar off its output disk,
+// and returns the console log.
+func (r *vmRun) boot() (*os.File, error) {
+	if _, err := r.prof.Find(); err != nil {
+		return nil, err
+	}
+	outDisk := filepath.Join(r.work, "out.img")
+	outSize := roundMiB(r.installed*3/2 + 64<<20)
+	installed := r.installed
+	if r.opts.Spec.Installer.Type == "apk-tools" {
+		installed += 64 << 20 // the unpacked tools root lives in the VM's memory too
+	}
+	mem := r.opts.MemoryMiB
+	if mem <= 0 {
+		// The target is a tmpfs: room for the rootfs, the page cache of
+		// the disks and the agent.
+		mem = int(roundMiB(installed*2+320<<20) >> 20)
+	}
+	if err := checkHost(r.items, mem, r.work, outSize); err != nil {
+		return nil, fmt.Errorf("%s: %w", r.opts.Arch, err)
+	}
+	consoleLog, err := os.Create(filepath.Join(r.work, "console.log"))
+	if err != nil {
+		return nil, err
+	}
+	var console io.Writer = consoleLog
+	if r.opts.Console != nil {
+		console = io.MultiWriter(r.opts.Console, consoleLog)
+	}
+	cpus := r.opts.CPUs
+	if cpus <= 0 {
+		cpus = min(runtime.NumCPU(), 2)
+	}
+	vm := &qemu.VM{Profile: r.prof, MemoryMiB: mem, CPUs: cpus, Kernel: r.kit.Kernel, Initrd: r.initrd,
+		Cmdline: []string{"alpinist.mode=build", "alpinist.disks=pkgs,out"},
+		Disks:   []qemu.Disk{{Path: r.pkgDisk, ReadOnly: true, Serial: "pkgs"}, {Path: outDisk, Serial: "out"}}}
+	if err := r.runVM(vm, console, consoleLog, outDisk, outSize); err != nil {
+		consoleLog.Close()
+		return nil, err
+	}
+	if err := r.readTar(outDisk); err != nil {
+		consoleLog.Close()
+		return nil, err
+	}
+	return consoleLog, nil
+}
+
+// runVM runs the VM: under KVM when the host's answer says it works, and
+// TCG when KVM fails (the same work again, from an empty disk).
+func (r *vmRun) runVM(vm *qemu.VM, console, consoleLog io.Writer, outDisk string, outSize int64) error {
+	opts, log := r.opts, r.log
+	accel, auto := opts.Accel, opts.Accel == ""
+	kvmDir := opts.KVMDir
+	if kvmDir == "" {
+		kvmDir, _ = repo.DefaultCacheDir()
+	}
+	if auto {
+		accel = "tcg"
+		if r.prof.KVM && spec.HostArch() == opts.Arch && qemu.DetectKVM(r.ctx, r.prof.Binary, kvmDir, log).Usable {
+			accel = "kvm"
+		}
+	}
+	vm.Accel = accel
+	fallback := qemu.KVMFallback{Bin: r.prof.Binary, Dir: kvmDir, Source: "build VM", Log: log.With("arch", opts.Arch)}
+	retried := false
+	for {
+		if err := sparseFile(outDisk, outSize); err != nil {
+			return err
+		}
+		log.Info("starting the build VM", "arch", opts.Arch, "accel", vm.Accel, "memory_mib", vm.MemoryMiB, "cpus", vm.CPUs)
+		run, err := qemu.Run(r.ctx, vm, qemu.RunOptions{Console: console, BootTimeout: opts.BootTimeout, IdleTimeout: opts.IdleTimeout,
+			OnMessage: r.onMessage()})
+		switch {
+		case auto && r.ctx.Err() == nil && fallback.Failed(err):
+			fmt.Fprintf(consoleLog, "\n-- KVM failed: the same work under TCG --\n%v\n", err)
+			vm.Accel = "tcg"
+			continue
+		case errors.Is(err, qemu.ErrSilent) && !retried && r.ctx.Err() == nil:
+			// A VM that printed nothing at all never ran: start it once
+			// more (nothing was written to its disks).
+			log.Warn("the build VM printed nothing: starting it once more", "arch", opts.Arch)
+			retried = true
+			continue
+		case err != nil:
+			return err
+		}
+		if auto {
+			fallback.Done(vm.Accel, run.Ready)
+		}
+		return nil
+	}
+}
+
+// onMessage times the agent's phases as it reports them, from boot.
+func (r *vmRun) onMessage() func(proto.Message) error {
+	r.begin("boot")
+	phaseStart, current := time.Now(), "boot"
+	return func(m proto.Message) error {
+		switch m.Type {
+		case proto.TypeReady, proto.TypePhase, proto.TypeDone:
+			r.phase(current, phaseStart)
+			phaseStart, current = time.Now(), m.Phase
+			if m.Type == proto.TypeReady {
+				current = "agent"
+			}
+			r.begin(current)
+		case proto.TypeLog:
+			r.log.Debug(m.Text, "arch", r.opts.Arch)
+		}
+		return nil
+	}
+}
+
+// readTar writes the rootfs tar: the output disk up to the tar's end,
+// read as any rootfs from elsewhere (install scripts run as root in the
+// VM and could have the agent write anything).
+func (r *vmRun) readTar(outDisk string) error {
+	r.begin("tar")
+	start := time.Now()
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := copyTar(pw, outDisk)
+		pw.CloseWithError(err)
+	}()
+	var err error
+	r.res.Size, err = canonicalTar(r.ctx, r.res.Tar, pr, r.work)
+	pr.CloseWithError(err)
+	if err != nil {
+		return fmt.Errorf("%s: the build VM's rootfs: %w", r.opts.Arch, err)
+	}
+	r.phase("tar", start)
+	return nil
+}

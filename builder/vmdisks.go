@@ -1,0 +1,250 @@
+package builder
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/alpinist/alpinist/agent/pkgdisk"
+	"github.com/alpinist/alpinist/apk"
+	"github.com/alpinist/alpinist/apk/lock"
+	"github.com/alpinist/alpinist/apk/repo"
+	"github.com/alpinist/alpinist/apk/version"
+	"github.com/alpinist/alpinist/assembler/rootfs"
+	"github.com/alpinist/alpinist/internal/atomicfile"
+	"github.com/alpinist/alpinist/internal/counting"
+	"github.com/alpinist/alpinist/spec"
+)
+
+// cacheKey hashes what the build VM is given: the kernel (a file), the
+// initramfs (agent, modules) and the package disk (their sha256, taken
+// as they were written), with the arch and installer.
+func cacheKey(opts VMOptions, kernel string, initrd, pkgDisk []byte) (string, error) {
+	f, err := os.Open(kernel)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	kh := sha256.New()
+	if _, err := io.Copy(kh, f); err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "alpinist rootfs cache 1\narch %s\ninstaller %s\npackage disk %x\n", opts.Arch, opts.Spec.Installer.Type, pkgDisk)
+	fmt.Fprintf(h, "file 0 %x\nfile 1 %x\n", kh.Sum(nil), initrd)
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// kernelPackage is the newest linux-virt in the indexes: the build VM's
+// kernel comes from the target repository.
+func kernelPackage(idx []*repo.Index, arch string) (repo.Item, error) {
+	var best repo.Item
+	for _, x := range idx {
+		for _, p := range x.Packages {
+			if p.Name == "linux-virt" && (best.Package == nil || version.Compare(p.Version, best.Package.Version) > 0) {
+				best = repo.Item{Repository: x.Repository, Arch: arch, Package: p}
+			}
+		}
+	}
+	if best.Package == nil {
+		return best, fmt.Errorf("the repositories have no linux-virt package for %s, so there is no kernel for the build VM", arch)
+	}
+	return best, nil
+}
+
+// writePackageDisk writes the package disk: the manifest (the packages,
+// the world, the spec's system configuration), the installer's tools,
+// the packages and the spec's files, and returns the packages'
+// installed size.
+func writePackageDisk(w io.Writer, opts VMOptions, items []repo.Item, paths []string) (int64, error) {
+	m := pkgdisk.Manifest{Arch: opts.Arch, Repositories: lock.SystemRepositories(opts.Entry.Repositories), SourceDateEpoch: opts.SourceDateEpoch, Config: Config(opts.Spec, opts.Arch)}
+	var tools *os.File
+	if opts.Spec.Installer.Type == "apk-tools" {
+		m.Installer, m.Tools = "apk-tools", true
+		f, err := openChecked(opts.Spec.Installer)
+		if err != nil {
+			return 0, err
+		}
+		defer f.Close()
+		tools = f
+	}
+	for _, d := range opts.World {
+		m.World = append(m.World, d.String())
+	}
+	installed, err := installedSize(items)
+	if err != nil {
+		return 0, err
+	}
+	for _, it := range items {
+		p := it.Package
+		m.Packages = append(m.Packages, pkgdisk.Package{Name: p.Name, Version: p.Version, Checksum: apk.EncodeChecksum(p.Checksum), Tag: it.Repository.Tag, Size: p.Size, Arch: p.Arch})
+	}
+	dw, err := pkgdisk.NewWriter(w, m, opts.Keys)
+	if err != nil {
+		return 0, err
+	}
+	if tools != nil {
+		st, err := tools.Stat()
+		if err != nil {
+			return 0, err
+		}
+		if err := dw.AddTools(tools, st.Size()); err != nil {
+			return 0, err
+		}
+	}
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			return 0, err
+		}
+		st, err := f.Stat()
+		if err == nil {
+			err = dw.Add(f, st.Size())
+		}
+		f.Close()
+		if err != nil {
+			return 0, err
+		}
+	}
+	for i, f := range opts.Spec.Files {
+		switch f.Kind() {
+		case "copy":
+			err = dw.AddTree(i, f.Src, f.Mode, f.DirMode)
+		case "content":
+			err = dw.AddContent(i, f.Content, f.Mode)
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	return installed, dw.Close()
+}
+
+// openChecked opens the apk-tools installer's minirootfs after checking
+// its sha256/sha512 when the spec gives them.
+func openChecked(in spec.Installer) (*os.File, error) {
+	f, err := os.Open(in.Minirootfs)
+	if err != nil {
+		return nil, fmt.Errorf("installer: %w", err)
+	}
+	for _, c := range []struct {
+		want string
+		h    hash.Hash
+	}{{in.SHA256, sha256.New()}, {in.SHA512, sha512.New()}} {
+		if c.want == "" {
+			continue
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			f.Close()
+			return nil, err
+		}
+		if _, err := io.Copy(c.h, f); err != nil {
+			f.Close()
+			return nil, err
+		}
+		if got := hex.EncodeToString(c.h.Sum(nil)); got != c.want {
+			f.Close()
+			return nil, fmt.Errorf("installer: %s has checksum %s, the spec says %s", in.Minirootfs, got, c.want)
+		}
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// copyTar copies the tar stream at the start of the disk image to w,
+// stopping after its end-of-archive, and returns the bytes copied.
+func copyTar(w io.Writer, disk string) (int64, error) {
+	f, err := os.Open(disk)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	cw := &counting.Writer{W: w}
+	tw := tar.NewWriter(cw)
+	tr := tar.NewReader(f)
+	n := 0
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return 0, fmt.Errorf("reading the rootfs from the VM's output disk: %w", err)
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return 0, err
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	if n == 0 {
+		return 0, errors.New("the VM's output disk holds no rootfs")
+	}
+	return cw.N, tw.Close()
+}
+
+// writeFile writes path through a temporary file and a rename.
+// canonicalTar writes to dst (through a temporary file) the canonical
+// rootfs tar of src (assembler/rootfs: what assemble reads imports with),
+// and returns its size. Times are left as they are.
+func canonicalTar(ctx context.Context, dst string, src io.Reader, work string) (int64, error) {
+	var n int64
+	err := writeFile(dst, func(w io.Writer) error {
+		cw := &counting.Writer{W: w}
+		_, err := rootfs.Canonicalize(ctx, cw, src, time.Time{}, work)
+		n = cw.N
+		return err
+	})
+	return n, err
+}
+
+func writeFile(path string, fill func(io.Writer) error) error {
+	if err := atomicfile.Write(path, 0o644, fill); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+func padTo512(p string) error {
+	st, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if r := st.Size() % 512; r != 0 {
+		return os.Truncate(p, st.Size()+512-r)
+	}
+	return nil
+}
+
+func sparseFile(p string, size int64) error {
+	f, err := os.Create(p)
+	if err != nil {
+		return err
+	}
+	return errors.Join(f.Truncate(size), f.Close())
+}
+
+func roundMiB(n int64) int64 { return (n + 1<<20 - 1) &^ (1<<20 - 1) }
+
+// Summary formats the phase times on one line.
+func (r *VMResult) Summary() string {
+	var parts []string
+	for _, p := range r.Phases {
+		parts = append(parts, fmt.Sprintf("%s %v", p.Name, p.Duration.Round(10*time.Millisecond)))
+	}
+	return strings.Join(parts, ", ")
+}
