@@ -135,9 +135,46 @@ func plan(t *tree, o Options, seed [32]byte) (*fsys, error) {
 		fs.hashSeed[i] = binary.LittleEndian.Uint32(seed[i*4:])
 	}
 	fs.csumSeed = crc(math.MaxUint32, o.UUID[:])
+	fs.numberInodes(o)
+	for _, name := range o.Pin {
+		n, err := t.lookup(name)
+		if err != nil {
+			return nil, err
+		}
+		if !n.isReg() {
+			return nil, fmt.Errorf("/%s: only regular files can be pinned", name)
+		}
+		n.immutable = true
+	}
+	content, err := fs.directories()
+	if err != nil {
+		return nil, err
+	}
+	blocks, err := fs.size(o, content)
+	if err != nil {
+		return nil, err
+	}
+	if err := fs.geometry(uint32(blocks), o, uint32(len(fs.inos))+firstIno); err != nil {
+		return nil, err
+	}
+	if err := fs.allocate(o); err != nil {
+		return nil, err
+	}
+	var usedBlocks uint32
+	for b := uint32(0); b < fs.blocks; b++ {
+		if fs.isUsed(b) {
+			usedBlocks++
+		}
+	}
+	fs.freeBlocks = fs.blocks - usedBlocks
+	return fs, nil
+}
 
-	// Inodes: the root 2, the journal 8, lost+found 11 (unless the tar
-	// has one), then the tar's objects in order from 12.
+// numberInodes numbers the inodes: the root 2, the journal 8,
+// lost+found 11 (unless the tar has one), then the tar's objects in
+// order from 12.
+func (fs *fsys) numberInodes(o Options) {
+	t := fs.t
 	t.root.ino = rootIno
 	fs.byIno[rootIno] = t.root
 	fs.journal = &node{ino: journalIno, mode: sIFREG | 0o600, links: 1}
@@ -162,19 +199,12 @@ func plan(t *tree, o Options, seed [32]byte) (*fsys, error) {
 	}
 	slices.Sort(fs.inos)
 	fs.usedInodes = next - 1
+}
 
-	for _, name := range o.Pin {
-		n, err := t.lookup(name)
-		if err != nil {
-			return nil, err
-		}
-		if !n.isReg() {
-			return nil, fmt.Errorf("/%s: only regular files can be pinned", name)
-		}
-		n.immutable = true
-	}
-
-	// Directory contents (the hash seed orders htree leaves).
+// directories makes the directories' contents (the hash seed orders
+// htree leaves) and returns the blocks of content: directories, files
+// and slow symlinks.
+func (fs *fsys) directories() (uint64, error) {
 	var dirBlockCount, dataBlocks uint32
 	for _, ino := range fs.inos {
 		n := fs.byIno[ino]
@@ -192,7 +222,7 @@ func plan(t *tree, o Options, seed [32]byte) (*fsys, error) {
 			slices.SortFunc(ents, func(a, b dirEntry) int { return strings.Compare(a.name, b.name) })
 			blocks, htree, err := dirBlocks(n.ino, n.parent.ino, ents, fs.hashSeed)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", fs.path(n), err)
+				return 0, fmt.Errorf("%s: %w", fs.path(n), err)
 			}
 			n.dirData, n.htree = blocks, htree
 			dirBlockCount += uint32(len(blocks))
@@ -202,9 +232,12 @@ func plan(t *tree, o Options, seed [32]byte) (*fsys, error) {
 			dataBlocks++
 		}
 	}
+	return uint64(dirBlockCount) + uint64(dataBlocks), nil
+}
 
-	// Geometry.
-	content := uint64(dirBlockCount) + uint64(dataBlocks)
+// size gives the file system's blocks: o.Size's, or the content's with
+// headroom, a journal, inode tables and enough groups for the inodes.
+func (fs *fsys) size(o Options, content uint64) (uint64, error) {
 	extra := uint64(len(fs.inos)) / 8 // extent and xattr blocks, at most
 	var blocks uint64
 	if o.Size > 0 {
@@ -217,7 +250,7 @@ func plan(t *tree, o Options, seed [32]byte) (*fsys, error) {
 	}
 	if blocks < 2048 {
 		if o.Size > 0 {
-			return nil, fmt.Errorf("a size of %d bytes is below the 8 MiB an ext4 image with a journal needs", o.Size)
+			return 0, fmt.Errorf("a size of %d bytes is below the 8 MiB an ext4 image with a journal needs", o.Size)
 		}
 		blocks = 2048
 	}
@@ -229,18 +262,18 @@ func plan(t *tree, o Options, seed [32]byte) (*fsys, error) {
 		}
 	}
 	if blocks > math.MaxUint32 {
-		return nil, fmt.Errorf("%d blocks: beyond 16 TiB", blocks)
+		return 0, fmt.Errorf("%d blocks: beyond 16 TiB", blocks)
 	}
-	if err := fs.geometry(uint32(blocks), o, uint32(len(fs.inos))+firstIno); err != nil {
-		return nil, err
-	}
+	return blocks, nil
+}
 
-	// Allocation: the journal, then each inode's blocks in inode order,
-	// then extent tree blocks and attribute blocks.
+// allocate places the journal, then each inode's blocks in inode order,
+// then extent tree blocks and attribute blocks.
+func (fs *fsys) allocate(o Options) error {
 	jb := journalBlocks(fs.blocks)
 	var err error
 	if fs.journal.extents, err = fs.alloc(jb, 0); err != nil {
-		return nil, fs.full(o)
+		return fs.full(o)
 	}
 	fs.journal.size = int64(jb) * blockSize
 	for _, ino := range fs.inos {
@@ -258,44 +291,45 @@ func plan(t *tree, o Options, seed [32]byte) (*fsys, error) {
 		}
 		if nb > 0 {
 			if n.extents, err = fs.alloc(nb, 0); err != nil {
-				return nil, fs.full(o)
+				return fs.full(o)
 			}
 		}
 	}
 	for _, ino := range fs.inos {
-		n := fs.byIno[ino]
-		if len(n.extents) > 4 {
-			leaves := (len(n.extents) + leafExtents - 1) / leafExtents
-			if leaves > 4 {
-				return nil, fmt.Errorf("%s: %d extents: too fragmented", fs.path(n), len(n.extents))
-			}
-			for range leaves {
-				e, err := fs.alloc(1, 0)
-				if err != nil {
-					return nil, fs.full(o)
-				}
-				n.meta = append(n.meta, e[0].start)
-			}
+		if err := fs.allocateMeta(fs.byIno[ino], o); err != nil {
+			return err
 		}
-		if len(n.xattrs) > 0 && !fitsInInode(n.xattrs) {
-			if xattrBlockSize(n.xattrs) > blockSize {
-				return nil, fmt.Errorf("%s: extended attributes of more than one block", fs.path(n))
-			}
+	}
+	return nil
+}
+
+// allocateMeta places a node's extent tree leaves (more than 4 extents)
+// and its attribute block (attributes that do not fit in the inode).
+func (fs *fsys) allocateMeta(n *node, o Options) error {
+	if len(n.extents) > 4 {
+		leaves := (len(n.extents) + leafExtents - 1) / leafExtents
+		if leaves > 4 {
+			return fmt.Errorf("%s: %d extents: too fragmented", fs.path(n), len(n.extents))
+		}
+		for range leaves {
 			e, err := fs.alloc(1, 0)
 			if err != nil {
-				return nil, fs.full(o)
+				return fs.full(o)
 			}
-			n.xblock = e[0].start
+			n.meta = append(n.meta, e[0].start)
 		}
 	}
-	var usedBlocks uint32
-	for b := uint32(0); b < fs.blocks; b++ {
-		if fs.isUsed(b) {
-			usedBlocks++
+	if len(n.xattrs) > 0 && !fitsInInode(n.xattrs) {
+		if xattrBlockSize(n.xattrs) > blockSize {
+			return fmt.Errorf("%s: extended attributes of more than one block", fs.path(n))
 		}
+		e, err := fs.alloc(1, 0)
+		if err != nil {
+			return fs.full(o)
+		}
+		n.xblock = e[0].start
 	}
-	fs.freeBlocks = fs.blocks - usedBlocks
-	return fs, nil
+	return nil
 }
 
 func (fs *fsys) full(o Options) error {
