@@ -10,6 +10,7 @@ import (
 	"github.com/alpinist/alpinist/assembler/output"
 	"github.com/alpinist/alpinist/bootdisk"
 	"github.com/alpinist/alpinist/spec"
+	"github.com/alpinist/alpinist/sysconfig"
 )
 
 // Config is the spec's system configuration as the agent takes it
@@ -18,13 +19,7 @@ import (
 func Config(s *spec.Spec, arch string) pkgdisk.Config {
 	c := pkgdisk.Config{Hostname: s.Hostname, Timezone: s.Timezone, Run: s.Run}
 	c.Services, c.DefaultServices = s.ServicesFor()
-	for _, g := range s.Groups {
-		c.Groups = append(c.Groups, pkgdisk.Group{Name: g.Name, GID: g.GID})
-	}
-	for _, u := range s.Users {
-		c.Users = append(c.Users, pkgdisk.User{Name: u.Name, UID: u.UID, Group: u.Group, Groups: u.Groups, Home: u.Home,
-			Shell: u.Shell, Password: u.Password, AuthorizedKeys: u.AuthorizedKeys})
-	}
+	c.Groups, c.Users = slices.Clone(s.Groups), slices.Clone(s.Users)
 	for _, f := range s.Files {
 		pf := pkgdisk.File{Dst: f.Dst, Kind: f.Kind(), Mode: f.Mode, Owner: f.Owner}
 		switch pf.Kind {
@@ -37,15 +32,11 @@ func Config(s *spec.Spec, arch string) pkgdisk.Config {
 		}
 		c.Files = append(c.Files, pf)
 	}
-	n := s.Network
-	if n == nil && s.Disk != nil {
-		n = &spec.DefaultNetwork
-	}
-	if n != nil {
-		c.Network = &pkgdisk.Network{DNS: n.DNS}
-		for _, in := range n.Interfaces {
-			c.Network.Interfaces = append(c.Network.Interfaces, pkgdisk.Interface{Name: in.Name, DHCP: in.DHCP, Addresses: in.Addresses, Gateways: in.Gateways})
-		}
+	if n := s.Network; n != nil {
+		c.Network = n
+	} else if s.Disk != nil {
+		n := sysconfig.DefaultNetwork
+		c.Network = &n
 	}
 	if s.Disk != nil {
 		// GRUB's EFI image whenever the disk boots with UEFI, whatever

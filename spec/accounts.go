@@ -8,31 +8,15 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/alpinist/alpinist/sysconfig"
 )
 
-// Group is a group to create, as addgroup does.
-type Group struct {
-	Name string
-	GID  int // 0: the next free one, as addgroup picks it
-}
+// Group is a group to create (sysconfig's).
+type Group = sysconfig.Group
 
-// User is a user to create, as Alpine's adduser does (with a group of the
-// same name unless Group is given).
-type User struct {
-	Name  string
-	UID   int    // 0: the next free one from 1000
-	Group string // primary group ("": a new group named after the user)
-	// Groups are supplementary groups (they must exist or be created by
-	// the spec or the packages).
-	Groups []string
-	Home   string // default /home/NAME
-	Shell  string // default /bin/sh
-	// Password is a crypt(3) hash ("$6$...", "$y$...") or "" (login by
-	// password locked). Plain text is refused.
-	Password string
-	// AuthorizedKeys become ~/.ssh/authorized_keys (0600, .ssh 0700).
-	AuthorizedKeys []string
-}
+// User is a user to create (sysconfig's).
+type User = sysconfig.User
 
 var accountRE = regexp.MustCompile(`^[a-z_][a-z0-9_.-]{0,31}$`)
 

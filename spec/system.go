@@ -12,33 +12,19 @@ import (
 
 	"github.com/alpinist/alpinist/apk"
 	"github.com/alpinist/alpinist/bootdisk"
+	"github.com/alpinist/alpinist/sysconfig"
 )
 
 // Runlevels are the OpenRC runlevels services can be added to, in the
 // order OpenRC enters them.
 var Runlevels = []string{"sysinit", "boot", "default", "shutdown"}
 
-// Network is the target's network configuration.
-type Network struct {
-	Interfaces []Interface
-	// DNS servers, written to /etc/resolv.conf.
-	DNS []string
-}
+// Network is the system's network configuration (sysconfig's).
+type Network = sysconfig.Network
 
-// Interface is one entry of /etc/network/interfaces.
-type Interface struct {
-	Name string
-	// DHCP configures the interface with udhcpc.
-	DHCP bool
-	// Addresses are static addresses in CIDR form (IPv4 and IPv6).
-	Addresses []string
-	// Gateways are default routers, at most one per address family.
-	Gateways []string
-}
+// Interface is one network interface (sysconfig's).
+type Interface = sysconfig.Interface
 
-// DefaultNetwork is what a disk image gets when the spec has no network:
-// DHCP on eth0.
-var DefaultNetwork = Network{Interfaces: []Interface{{Name: "eth0", DHCP: true}}}
 
 // Disk describes the bootable disk image: the boot-disk planner's.
 type Disk = bootdisk.Disk

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/alpinist/alpinist/bootdisk"
+	"github.com/alpinist/alpinist/sysconfig"
 )
 
 // Manifest is the first entry of the disk.
@@ -88,37 +89,17 @@ type File struct {
 	Owner string `json:"owner,omitempty"`
 }
 
-// Network is the content of /etc/network/interfaces and resolv.conf.
-type Network struct {
-	Interfaces []Interface `json:"interfaces,omitempty"`
-	DNS        []string    `json:"dns,omitempty"`
-}
+// Network is the system's network configuration (sysconfig's).
+type Network = sysconfig.Network
 
-// Interface is one interface to configure.
-type Interface struct {
-	Name      string   `json:"name"`
-	DHCP      bool     `json:"dhcp,omitempty"`
-	Addresses []string `json:"addresses,omitempty"`
-	Gateways  []string `json:"gateways,omitempty"`
-}
+// Interface is one network interface (sysconfig's).
+type Interface = sysconfig.Interface
 
-// Group is a group to create (GID 0: addgroup picks one).
-type Group struct {
-	Name string `json:"name"`
-	GID  int    `json:"gid,omitempty"`
-}
+// Group is a group to create (sysconfig's).
+type Group = sysconfig.Group
 
-// User is a user to create as Alpine's adduser does.
-type User struct {
-	Name           string   `json:"name"`
-	UID            int      `json:"uid,omitempty"`
-	Group          string   `json:"group,omitempty"`
-	Groups         []string `json:"groups,omitempty"`
-	Home           string   `json:"home"`
-	Shell          string   `json:"shell"`
-	Password       string   `json:"password,omitempty"` // a crypt(3) hash
-	AuthorizedKeys []string `json:"authorized_keys,omitempty"`
-}
+// User is a user to create (sysconfig's).
+type User = sysconfig.User
 
 // Package is one package file on the disk.
 type Package struct {
