@@ -18,7 +18,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 
@@ -190,7 +189,7 @@ func (rep *Report) build(ctx context.Context, sess *Session, o Options, archs []
 		return err
 	}
 	rep.Layout = set.Layout() // the work layout, in the stage until the end, unless oci is an output
-	if slices.Contains(o.Outputs, "oci") {
+	if output.AnyLayout(o.Outputs) {
 		rep.Layout = stage.Final(rep.Layout)
 	}
 	if err := stage.Commit(ctx); err != nil {

@@ -44,7 +44,7 @@ const bootDir = bootdisk.BootDir
 // has for it, and the identities of its file systems.
 type diskBuild struct {
 	s       *Set
-	a       Arch
+	a       *job
 	plan    bootdisk.Plan
 	info    *bootInfo
 	work    string
@@ -57,9 +57,9 @@ type diskBuild struct {
 
 // diskImage makes the arch's bootable raw disk image in the work dir
 // (once: raw and qcow2 share it) and returns its path.
-func (s *Set) diskImage(a Arch) (string, error) {
-	if p, ok := s.disks[a.Arch]; ok {
-		return p, nil
+func (s *Set) diskImage(a *job) (string, error) {
+	if a.disk != "" {
+		return a.disk, nil
 	}
 	b, err := s.planDisk(a)
 	if err != nil {
@@ -91,14 +91,14 @@ func (s *Set) diskImage(a Arch) (string, error) {
 	for _, img := range images {
 		os.Remove(img)
 	}
-	s.disks[a.Arch] = raw
+	a.disk = raw
 	return raw, nil
 }
 
 // planDisk plans the arch's disk from the spec (or, for assemble
 // without disk.boot, from the boot loaders the rootfs has) and checks
 // that the rootfs has what its firmware needs.
-func (s *Set) planDisk(a Arch) (*diskBuild, error) {
+func (s *Set) planDisk(a *job) (*diskBuild, error) {
 	info, err := scanBoot(a.Tar)
 	if err != nil {
 		return nil, err
@@ -169,7 +169,7 @@ func (b *diskBuild) systemTar() (string, error) {
 
 // rootSwitcher is an initramfs of the system's kernel modules with the
 // agent as init, which mounts the root file system and switches to it.
-func rootSwitcher(a Arch, work string) ([]byte, error) {
+func rootSwitcher(a *job, work string) ([]byte, error) {
 	kit, err := initramfs.KitFromTar(a.Tar, work, initramfs.BootModules)
 	if err != nil {
 		return nil, err
@@ -538,7 +538,7 @@ func rewriteTar(dst, src string, files []tarFile) error {
 	})
 }
 
-func (s *Set) raw(o Output, a Arch) (string, error) {
+func (s *Set) raw(o Output, a *job) (string, error) {
 	img, err := s.diskImage(a)
 	if err != nil {
 		return "", err
@@ -550,7 +550,7 @@ func (s *Set) raw(o Output, a Arch) (string, error) {
 	return p, nil
 }
 
-func (s *Set) qcow2(o Output, a Arch) (string, error) {
+func (s *Set) qcow2(o Output, a *job) (string, error) {
 	img, err := s.diskImage(a)
 	if err != nil {
 		return "", err

@@ -3,8 +3,8 @@
 // arch (linuxkit's moby/build/output.go is the model). A Set runs the
 // writers a build asks for, writes every arch's SBOM, and leaves no
 // partial output: each file appears whole (temporary file, rename), the
-// OCI layout is built in a work directory and swapped in at the end, and
-// Abort removes whatever is half made.
+// OCI layout and the raw disk are built in a work directory, and Close
+// removes whatever is half made.
 package output
 
 import (
@@ -44,23 +44,29 @@ type Output struct {
 	Doc string
 	// Disk is a bootable disk image (it needs a kernel and boot loaders).
 	Disk bool
+	// Rootfs: it is the build's canonical rootfs tar itself, which is
+	// removed after the outputs unless this output is asked for.
+	Rootfs bool
+	// Layout: it is the OCI layout itself (a directory, written once for
+	// every arch), which Set.Layout gives to push.
+	Layout bool
 	// work: it is made in the Set's work directory (the OCI layout, the
 	// raw disk a qcow2 is made from).
 	work bool
 	// add writes it for one arch; finish, when set, once for all.
-	add    func(s *Set, o Output, a Arch) (string, error)
-	finish func(s *Set) (string, error)
+	add    func(s *Set, o Output, j *job) (string, error)
+	finish func(s *Set, o Output) (string, error)
 }
 
 // Outputs are the outputs this version writes, in the order they are
 // written.
 var Outputs = []Output{
-	{Name: "tar", File: perArch(".tar"), Doc: "the root filesystem as a tar", add: (*Set).tar},
+	{Name: "tar", File: perArch(".tar"), Doc: "the root filesystem as a tar", add: (*Set).tar, Rootfs: true},
 	{Name: "tar.gz", File: perArch(".tar.gz"), Doc: "the same, gzip'ed", add: (*Set).tar},
 	{Name: "tar.zst", File: perArch(".tar.zst"), Doc: "the same, zstd-compressed", add: (*Set).tar},
 	{Name: "wsl", File: perArch(".wsl.tar.gz"), Doc: "a tarball for wsl --import, with /etc/wsl.conf from the spec", add: (*Set).wsl},
 	{Name: "lxc", File: perArch(".lxc.tar.xz"), Doc: "an Incus/LXD unified image for incus image import", add: (*Set).lxc},
-	{Name: "oci", File: func(name, _ string) string { return name + ".oci" }, Doc: "an OCI image layout directory (a multi-arch index for several arches)", add: (*Set).ociAdd, finish: (*Set).ociFinish, work: true},
+	{Name: "oci", File: func(name, _ string) string { return name + ".oci" }, Doc: "an OCI image layout directory (a multi-arch index for several arches)", add: (*Set).ociAdd, finish: (*Set).ociFinish, work: true, Layout: true},
 	{Name: "docker-archive", File: perArch(".docker.tar"), Doc: "a tarball for docker load and podman load", add: (*Set).docker, work: true},
 	{Name: "ext4", File: perArch(".ext4"), Doc: "an ext4 file system image of the rootfs (sparse; e2fsck-clean, reproducible)", add: (*Set).ext4},
 	{Name: "raw", File: perArch(".raw"), Doc: "a bootable disk image (GPT, ESP with GRUB, ext4 root; UEFI), sparse", add: (*Set).raw, Disk: true, work: true},
@@ -68,8 +74,17 @@ var Outputs = []Output{
 }
 
 // AnyDisk tells whether names ask for a bootable disk image.
-func AnyDisk(names []string) bool {
-	return slices.ContainsFunc(Outputs, func(o Output) bool { return o.Disk && slices.Contains(names, o.Name) })
+func AnyDisk(names []string) bool { return asks(names, func(o Output) bool { return o.Disk }) }
+
+// AnyRootfs tells whether names ask for the rootfs tar itself.
+func AnyRootfs(names []string) bool { return asks(names, func(o Output) bool { return o.Rootfs }) }
+
+// AnyLayout tells whether names ask for the OCI layout.
+func AnyLayout(names []string) bool { return asks(names, func(o Output) bool { return o.Layout }) }
+
+// asks tells whether names ask for an output with the trait.
+func asks(names []string, trait func(Output) bool) bool {
+	return slices.ContainsFunc(Outputs, func(o Output) bool { return trait(o) && slices.Contains(names, o.Name) })
 }
 
 func perArch(suffix string) func(name, arch string) string {
@@ -163,10 +178,18 @@ type Set struct {
 	outs    []Output
 	work    string // Dir/.NAME.work-*: the OCI layout under construction
 	tag     string
-	entries []oci.Entry
-	images  map[string]v1.Image // by arch
-	sboms   map[string][]byte
-	disks   map[string]string // arch -> the raw disk in the work dir
+	entries []oci.Entry // the OCI index's images, an entry per arch
+}
+
+// job is one arch's outputs being written: what its writers share (the
+// SBOM, the OCI image docker-archive and the layout reuse, the raw disk
+// qcow2 is made from), each made once, and dropped when Add returns.
+type job struct {
+	Arch, Tar string
+	Lock      *lock.Arch
+	sbom      []byte
+	image     v1.Image
+	disk      string // the raw disk in the work dir
 }
 
 // New checks the plan and makes its work directory.
@@ -174,7 +197,7 @@ func New(p Plan) (*Set, error) {
 	if err := Check(p.Outputs); err != nil {
 		return nil, err
 	}
-	s := &Set{p: p, images: map[string]v1.Image{}, sboms: map[string][]byte{}, disks: map[string]string{}}
+	s := &Set{p: p}
 	if p.Log == nil {
 		s.p.Log = slog.New(slog.DiscardHandler)
 	}
@@ -218,6 +241,12 @@ func Tag(s *spec.Spec) (string, error) {
 // tar is removed afterwards unless it is an output.
 func (s *Set) Add(a Arch) ([]Result, error) {
 	var res []Result
+	j := &job{Arch: a.Arch, Tar: a.Tar, Lock: a.Lock}
+	defer func() {
+		if j.disk != "" {
+			os.Remove(j.disk)
+		}
+	}()
 	doc, err := s.sbom(a)
 	switch {
 	case errors.Is(err, sbom.ErrNoDatabase) && s.p.NoSBOM:
@@ -225,7 +254,7 @@ func (s *Set) Add(a Arch) ([]Result, error) {
 	case err != nil:
 		return nil, err
 	default:
-		s.sboms[a.Arch] = doc
+		j.sbom = doc
 		p := filepath.Join(s.p.Dir, SBOMFile(s.p.Spec.Name, a.Arch))
 		if err := atomicfile.WriteBytes(p, doc, 0o644); err != nil {
 			return nil, fmt.Errorf("output: sbom: %w", err)
@@ -234,7 +263,7 @@ func (s *Set) Add(a Arch) ([]Result, error) {
 	}
 	if s.p.Layout {
 		// The layout to push.
-		if err := s.image(a); err != nil {
+		if err := s.image(j); err != nil {
 			return nil, err
 		}
 	}
@@ -243,7 +272,7 @@ func (s *Set) Add(a Arch) ([]Result, error) {
 			return nil, err
 		}
 		start := time.Now()
-		p, err := o.add(s, o, a)
+		p, err := o.add(s, o, j)
 		if err != nil {
 			return nil, fmt.Errorf("output %s: %s: %w", o.Name, a.Arch, err)
 		}
@@ -253,7 +282,7 @@ func (s *Set) Add(a Arch) ([]Result, error) {
 		s.p.Log.Info("output written", "output", o.Name, "arch", a.Arch, "path", p, "time", time.Since(start).Round(time.Millisecond))
 		res = append(res, result(a.Arch, o.Name, p))
 	}
-	if !slices.Contains(s.p.Outputs, "tar") {
+	if !AnyRootfs(s.p.Outputs) {
 		if err := os.Remove(a.Tar); err != nil {
 			return nil, fmt.Errorf("output: %w", err)
 		}
@@ -269,13 +298,13 @@ func (s *Set) Finish() ([]Result, error) {
 		if o.finish == nil {
 			continue
 		}
-		p, err := o.finish(s)
+		p, err := o.finish(s, o)
 		if err != nil {
 			return nil, fmt.Errorf("output %s: %w", o.Name, err)
 		}
 		res = append(res, result("", o.Name, p))
 	}
-	if s.p.Layout && !slices.ContainsFunc(s.outs, func(o Output) bool { return o.Name == "oci" }) {
+	if s.p.Layout && !AnyLayout(s.p.Outputs) {
 		if err := s.writeLayout(); err != nil {
 			return nil, err
 		}
@@ -286,8 +315,10 @@ func (s *Set) Finish() ([]Result, error) {
 // Layout is the OCI layout to push: NAME.oci when oci is an output,
 // else the work directory's until Close.
 func (s *Set) Layout() string {
-	if slices.Contains(s.p.Outputs, "oci") {
-		return filepath.Join(s.p.Dir, s.p.Spec.Name+".oci")
+	for _, o := range s.outs {
+		if o.Layout {
+			return s.path(o, "")
+		}
 	}
 	return filepath.Join(s.work, "layout")
 }
@@ -324,15 +355,15 @@ func (s *Set) path(o Output, arch string) string {
 }
 
 // tar writes tar.gz and tar.zst; the plain tar is the build's.
-func (s *Set) tar(o Output, a Arch) (string, error) {
+func (s *Set) tar(o Output, a *job) (string, error) {
 	p := s.path(o, a.Arch)
-	if o.Name == "tar" {
+	if o.Rootfs {
 		return a.Tar, nil
 	}
 	return p, tarball.WriteFile(s.p.Context, p, a.Tar, o.Name)
 }
 
-func (s *Set) wsl(o Output, a Arch) (string, error) {
+func (s *Set) wsl(o Output, a *job) (string, error) {
 	p := s.path(o, a.Arch)
 	var conf []byte
 	if s.p.Spec.WSL != nil {
@@ -341,20 +372,20 @@ func (s *Set) wsl(o Output, a Arch) (string, error) {
 	return p, wsl.WriteFile(s.p.Context, p, a.Tar, conf, s.p.Created)
 }
 
-func (s *Set) lxc(o Output, a Arch) (string, error) {
+func (s *Set) lxc(o Output, a *job) (string, error) {
 	p := s.path(o, a.Arch)
 	return p, lxc.WriteFile(s.p.Context, p, a.Tar, lxc.Image{Name: s.p.Spec.Name, Arch: a.Arch, Created: s.p.Created, Hostname: s.p.Spec.Hostname})
 }
 
 // ociAdd makes the arch's layer and image in the work layout; the
 // layout is written by ociFinish.
-func (s *Set) ociAdd(_ Output, a Arch) (string, error) {
-	return "", s.image(a)
+func (s *Set) ociAdd(_ Output, j *job) (string, error) {
+	return "", s.image(j)
 }
 
 // image makes the arch's layer and image in the work layout, once.
-func (s *Set) image(a Arch) error {
-	if _, done := s.images[a.Arch]; done {
+func (s *Set) image(a *job) error {
+	if a.image != nil {
 		return nil
 	}
 	in, err := os.Open(a.Tar)
@@ -370,8 +401,8 @@ func (s *Set) image(a Arch) error {
 	if err != nil {
 		return err
 	}
-	s.images[a.Arch] = img
-	s.entries = append(s.entries, oci.Entry{Arch: a.Arch, Image: img, SBOM: s.sboms[a.Arch], SBOMName: SBOMFile(s.p.Spec.Name, a.Arch)})
+	a.image = img
+	s.entries = append(s.entries, oci.Entry{Arch: a.Arch, Image: img, SBOM: a.sbom, SBOMName: SBOMFile(s.p.Spec.Name, a.Arch)})
 	return nil
 }
 
@@ -380,11 +411,11 @@ func (s *Set) writeLayout() error {
 }
 
 // ociFinish writes the layout and swaps it in for NAME.oci.
-func (s *Set) ociFinish() (string, error) {
+func (s *Set) ociFinish(o Output) (string, error) {
 	if err := s.writeLayout(); err != nil {
 		return "", err
 	}
-	dst := filepath.Join(s.p.Dir, s.p.Spec.Name+".oci")
+	dst := s.path(o, "")
 	old := filepath.Join(s.work, "old")
 	if err := os.Rename(dst, old); err != nil && !os.IsNotExist(err) {
 		return "", err
@@ -396,19 +427,23 @@ func (s *Set) ociFinish() (string, error) {
 	return dst, nil
 }
 
-func (s *Set) docker(o Output, a Arch) (string, error) {
+func (s *Set) docker(o Output, a *job) (string, error) {
 	p := s.path(o, a.Arch)
 	if err := s.image(a); err != nil {
 		return "", err
 	}
-	return p, oci.WriteDockerArchive(s.p.Context, p, s.tag, s.images[a.Arch])
+	return p, oci.WriteDockerArchive(s.p.Context, p, s.tag, a.image)
 }
 
-// ext4 writes the file system image, sized from the content (or
-// Plan.DiskSize).
-func (s *Set) ext4(o Output, a Arch) (string, error) {
+// ext4 writes the file system image, sized from the content, or
+// Plan.DiskSize, or the spec's disk.size.
+func (s *Set) ext4(o Output, a *job) (string, error) {
 	p := s.path(o, a.Arch)
-	_, err := ext4.BuildFile(p, a.Tar, ext4.Options{Time: s.p.Created, Label: s.label(), Size: s.p.DiskSize, Context: s.p.Context})
+	size := s.p.DiskSize
+	if size == 0 && s.p.Spec.Disk != nil {
+		size = s.p.Spec.Disk.Size
+	}
+	_, err := ext4.BuildFile(p, a.Tar, ext4.Options{Time: s.p.Created, Label: s.label(), Size: size, Context: s.p.Context})
 	return p, err
 }
 
