@@ -152,3 +152,49 @@ func unixPerm(m fs.FileMode) int64 {
 	}
 	return p
 }
+
+// ReadScripts reads a package's install scripts from dir: NAME, .NAME or
+// PKG.NAME for each of ScriptNames. An empty dir has none.
+func ReadScripts(dir, pkg string) (map[string][]byte, error) {
+	if dir == "" {
+		return nil, nil
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]byte{}
+	for _, de := range ents {
+		name := strings.TrimPrefix(strings.TrimPrefix(de.Name(), pkg+"."), ".")
+		if !slices.Contains(ScriptNames, name) {
+			return nil, fmt.Errorf("%s: not an install script name (want %s)", filepath.Join(dir, de.Name()), strings.Join(ScriptNames, ", "))
+		}
+		if _, dup := out[name]; dup {
+			return nil, fmt.Errorf("%s: %s given twice", dir, name)
+		}
+		data, err := os.ReadFile(filepath.Join(dir, de.Name()))
+		if err != nil {
+			return nil, err
+		}
+		out[name] = data
+	}
+	return out, nil
+}
+
+// NewestMtime is the newest modification time in a tree (in seconds), a
+// package's build date when nothing else gives one.
+func NewestMtime(dir string) (int64, error) {
+	var newest int64
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		newest = max(newest, fi.ModTime().Unix())
+		return nil
+	})
+	return newest, err
+}

@@ -5,10 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -129,9 +126,9 @@ func runPkgBuild(cmd *cobra.Command, e *env, dir string, f pkgBuildFlags) error 
 	if err != nil {
 		return err
 	}
-	scripts, err := readScripts(f.scripts, m.Name)
+	scripts, err := apkfile.ReadScripts(f.scripts, m.Name)
 	if err != nil {
-		return err
+		return fmt.Errorf("--scripts: %w", err)
 	}
 	ents, err := apkfile.FromDir(dir)
 	if err != nil {
@@ -147,7 +144,7 @@ func runPkgBuild(cmd *cobra.Command, e *env, dir string, f pkgBuildFlags) error 
 		}
 		if ok {
 			m.BuildTime = t.Unix()
-		} else if m.BuildTime, err = newestMtime(dir); err != nil {
+		} else if m.BuildTime, err = apkfile.NewestMtime(dir); err != nil {
 			return err
 		}
 	}
@@ -157,50 +154,6 @@ func runPkgBuild(cmd *cobra.Command, e *env, dir string, f pkgBuildFlags) error 
 	}
 	fmt.Fprintf(e.stdout, "%s: %d entries, %d bytes, C:%s\n", path, len(ents), out.Size, apk.EncodeChecksum(out.Checksum))
 	return nil
-}
-
-// readScripts reads install scripts from dir: NAME, .NAME or PKG.NAME
-// for each script name.
-func readScripts(dir, pkg string) (map[string][]byte, error) {
-	if dir == "" {
-		return nil, nil
-	}
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("--scripts: %w", err)
-	}
-	out := map[string][]byte{}
-	for _, de := range ents {
-		name := strings.TrimPrefix(strings.TrimPrefix(de.Name(), pkg+"."), ".")
-		if !slices.Contains(apkfile.ScriptNames, name) {
-			return nil, fmt.Errorf("--scripts: %s: not an install script name (want %s)", filepath.Join(dir, de.Name()), strings.Join(apkfile.ScriptNames, ", "))
-		}
-		if _, dup := out[name]; dup {
-			return nil, fmt.Errorf("--scripts: %s: %s given twice", dir, name)
-		}
-		data, err := os.ReadFile(filepath.Join(dir, de.Name()))
-		if err != nil {
-			return nil, fmt.Errorf("--scripts: %w", err)
-		}
-		out[name] = data
-	}
-	return out, nil
-}
-
-func newestMtime(dir string) (int64, error) {
-	var newest int64
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		newest = max(newest, fi.ModTime().Unix())
-		return nil
-	})
-	return newest, err
 }
 
 func newPkgInspectCmd(e *env) *cobra.Command {
