@@ -2,25 +2,15 @@
 
 package embed
 
-import _ "embed"
+import "embed"
 
-//go:embed agents/alpinist-agent-amd64
-var agentAMD64 []byte
-
-//go:embed agents/alpinist-agent-arm64
-var agentARM64 []byte
-
-//go:embed agents/alpinist-agent-riscv64
-var agentRISCV64 []byte
+// agents are the agents make builds, one per GOARCH of the Makefile's
+// AGENT_GOARCHES (the arch table's tested arches: arch.TestMakefileAgents).
+//
+//go:embed agents/alpinist-agent-*
+var agents embed.FS
 
 func embedded(goarch string) ([]byte, bool) {
-	switch goarch {
-	case "amd64":
-		return agentAMD64, true
-	case "arm64":
-		return agentARM64, true
-	case "riscv64":
-		return agentRISCV64, true
-	}
-	return nil, false
+	b, err := agents.ReadFile("agents/alpinist-agent-" + goarch)
+	return b, err == nil
 }
