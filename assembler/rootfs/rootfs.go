@@ -3,17 +3,19 @@
 // into the canonical rootfs tar alpinist's outputs are made from:
 // entries in depth-first order with sorted names (parents first), a hard
 // link always after the file it names, numeric owners only, PAX format,
-// times clamped to an epoch. The input is spooled to a temporary file
-// once (for random access), never held in memory.
+// times clamped to an epoch. The input is read in place when it is a
+// plain tar file, else spooled to a temporary file once (for random
+// access), never held in memory; the canonical tar is made from it as it
+// is read (Tar), or written whole (Canonicalize).
 package rootfs
 
 import (
 	"archive/tar"
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"path"
 	"slices"
 	"strings"
@@ -30,24 +32,38 @@ import (
 func Decompress(r io.Reader) (io.Reader, error) {
 	br := bufio.NewReaderSize(r, 1<<20)
 	magic, _ := br.Peek(6)
-	switch {
-	case len(magic) >= 2 && magic[0] == 0x1f && magic[1] == 0x8b:
+	switch compression(magic) {
+	case "gzip":
 		return gzip.NewReader(br)
-	case len(magic) >= 4 && string(magic[:4]) == "\x28\xb5\x2f\xfd":
+	case "zstd":
 		d, err := zstd.NewReader(br)
 		if err != nil {
 			return nil, err
 		}
 		return d.IOReadCloser(), nil
-	case len(magic) >= 6 && string(magic) == "\xfd7zXZ\x00":
+	case "xz":
 		return xz.NewReader(br)
 	}
 	return br, nil
 }
 
+// compression names the compression whose magic number starts magic,
+// or is "" (a plain tar).
+func compression(magic []byte) string {
+	switch {
+	case len(magic) >= 2 && magic[0] == 0x1f && magic[1] == 0x8b:
+		return "gzip"
+	case len(magic) >= 4 && string(magic[:4]) == "\x28\xb5\x2f\xfd":
+		return "zstd"
+	case len(magic) >= 6 && string(magic) == "\xfd7zXZ\x00":
+		return "xz"
+	}
+	return ""
+}
+
 type entry struct {
 	h    *tar.Header
-	data int64 // offset of the data in the spool
+	data int64 // offset of the data in the input (or its spool)
 }
 
 // Stats describe the canonical tar written.
@@ -91,7 +107,8 @@ func (n *node) path() string {
 func (n *node) isDir() bool { return n.e == nil || n.e.h.Typeflag == tar.TypeDir }
 
 // Canonicalize reads the tar stream r and writes the canonical rootfs tar
-// to w, spooling r in a temporary file in tmpDir. A zero epoch leaves
+// to w, spooling r in a temporary file in tmpDir (unless it is a plain
+// tar file, which is read in place: see Open). A zero epoch leaves
 // the times as they are (within what every output can hold: see
 // clampTime). It refuses what no output may carry, naming the entry: a
 // name that leaves the root or passes PATH_MAX, NAME_MAX or MaxDepth
@@ -100,47 +117,55 @@ func (n *node) isDir() bool { return n.e == nil || n.e.h.Typeflag == tar.TypeDir
 // extraction does. The work is linear in the input (a tree of the names,
 // each component hashed once); ctx is checked as it goes.
 func Canonicalize(ctx context.Context, w io.Writer, r io.Reader, epoch time.Time, tmpDir string) (Stats, error) {
-	spool, err := os.CreateTemp(tmpDir, ".alpinist-rootfs-*.tar")
+	t, err := open(ctx, r, epoch, tmpDir, false, false)
 	if err != nil {
 		return Stats{}, err
 	}
-	defer os.Remove(spool.Name())
-	defer spool.Close()
-	if _, err := io.Copy(spool, ctxio.Reader(ctx, r)); err != nil {
-		return Stats{}, fmt.Errorf("rootfs: reading the input: %w", err)
-	}
-	if _, err := spool.Seek(0, io.SeekStart); err != nil {
+	defer t.Close()
+	if _, err := io.CopyBuffer(w, ctxio.Reader(ctx, t.Reader()), make([]byte, 1<<20)); err != nil {
 		return Stats{}, err
 	}
-	c := &canon{ctx: ctx, spool: spool, epoch: epoch, root: &node{kids: map[string]*node{}}}
+	return t.st, nil
+}
+
+// index reads the tar src (size bytes: the input or its spool) and lays
+// out the canonical tar made from it; with sum, the canonical tar's
+// sha256 is made on another goroutine as it is laid out (c.sum).
+func index(ctx context.Context, src io.ReaderAt, size int64, epoch time.Time, sum bool) (*canon, error) {
+	c := &canon{ctx: ctx, src: src, size: size, epoch: epoch, root: &node{kids: map[string]*node{}}}
 	if err := c.read(); err != nil {
-		return Stats{}, err
+		return nil, err
 	}
 	// The output order: depth first, names sorted, parents first. An
 	// entry under a symlink or a file is refused (GNU tar and our ext4
 	// writer refuse it; an unpacker would follow the symlink).
 	if err := c.order(c.root); err != nil {
-		return Stats{}, err
+		return nil, err
 	}
 	// Hard links: the first name of a group in the output order carries
 	// the file; the others link to it.
 	if err := c.linkGroups(); err != nil {
-		return Stats{}, err
+		return nil, err
 	}
 	c.paths = map[*node]string{} // carriers' names, for the links after them
-	c.tw = tar.NewWriter(w)
 	c.implicit = clampTime(c.st.Newest, epoch)
-	if err := c.emit(c.root, ""); err != nil {
-		return Stats{}, err
+	if sum {
+		c.sum = startSum(src, c.ord)
 	}
-	return c.st, c.tw.Close()
+	if err := c.emit(c.root, ""); err != nil {
+		c.sum.stop()
+		return nil, err
+	}
+	c.sum.finish()
+	return c, nil
 }
 
-// canon is the state Canonicalize's phases share: the spooled input,
-// the tree of its names, the hard-link groups, and the output.
+// canon is the state the phases of index share: the input, the tree of
+// its names, the hard-link groups, and the output's entries.
 type canon struct {
 	ctx   context.Context
-	spool *os.File
+	src   io.ReaderAt // the input tar, or its spool
+	size  int64
 	epoch time.Time
 	root  *node
 	links []*node // the hard links, in input order
@@ -150,16 +175,19 @@ type canon struct {
 	carrierOf map[*node]*node
 	fileOf    map[*node]*node
 
-	tw       *tar.Writer
+	ents     []outEntry   // the output, in order
+	hdrs     bytes.Buffer // their headers
+	off      int64        // the output's size so far
+	sum      *tarSum      // the output's sha256, when asked for
 	paths    map[*node]string
 	implicit time.Time // the time of implied directories
 }
 
-// read reads the spooled tar into the tree of names, checking each
-// entry, and notes the hard links and the newest time.
+// read reads the input tar into the tree of names, checking each entry,
+// and notes the hard links and the newest time.
 func (c *canon) read() error {
-	cr := &countingSeeker{f: c.spool}
-	tr := tar.NewReader(cr)
+	sr := newBufferedAt(c.src, c.size)
+	tr := tar.NewReader(sr)
 	for i := 0; ; i++ {
 		if i%1024 == 0 && c.ctx.Err() != nil {
 			return c.ctx.Err()
@@ -189,7 +217,8 @@ func (c *canon) read() error {
 		if h.Typeflag == tar.TypeLink {
 			c.links = append(c.links, n)
 		}
-		n.e = &entry{h: h, data: cr.pos}
+		pos, _ := sr.Seek(0, io.SeekCurrent) // the tar reader stops at the data
+		n.e = &entry{h: h, data: pos}
 	}
 	return nil
 }
@@ -282,13 +311,14 @@ func (c *canon) linkGroups() error {
 	return nil
 }
 
-// emit writes n (named p) and the names under it, in the output order.
+// emit lays out n (named p) and the names under it, in the output order.
 func (c *canon) emit(n *node, p string) error {
 	if n.parent != nil {
 		if c.st.Entries%1024 == 0 && c.ctx.Err() != nil {
 			return c.ctx.Err()
 		}
-		if err := emitOne(c.tw, n, p, c.carrierOf, c.fileOf, c.paths, c.spool, c.epoch, c.implicit); err != nil {
+		h, data := emitOne(n, p, c.carrierOf, c.fileOf, c.paths, c.epoch, c.implicit)
+		if err := c.add(h, data); err != nil {
 			return err
 		}
 		c.st.Entries++
@@ -305,11 +335,12 @@ func (c *canon) emit(n *node, p string) error {
 	return nil
 }
 
-// emitOne writes node n (named p): an implied directory, a file, or a
-// hard link to its group's carrier (the carrier itself gets the file).
-func emitOne(tw *tar.Writer, n *node, p string, carrierOf, fileOf map[*node]*node, paths map[*node]string, spool *os.File, epoch, implicit time.Time) error {
+// emitOne is the header of node n (named p) and the offset of its data
+// in the input: an implied directory, a file, or a hard link to its
+// group's carrier (the carrier itself gets the file).
+func emitOne(n *node, p string, carrierOf, fileOf map[*node]*node, paths map[*node]string, epoch, implicit time.Time) (*tar.Header, int64) {
 	if n.e == nil {
-		return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: p + "/", Mode: 0o755, ModTime: implicit, Format: tar.FormatPAX})
+		return &tar.Header{Typeflag: tar.TypeDir, Name: p + "/", Mode: 0o755, ModTime: implicit, Format: tar.FormatPAX}, 0
 	}
 	h := *n.e.h
 	h.Name = p
@@ -332,7 +363,7 @@ func emitOne(tw *tar.Writer, n *node, p string, carrierOf, fileOf map[*node]*nod
 			h.Typeflag, h.Name, h.Linkname, h.Size = tar.TypeLink, p, paths[c], 0
 		}
 	}
-	return writeEntry(tw, &h, spool, data, epoch)
+	return outHeader(&h, epoch), data
 }
 
 // insert walks name's components from the root, making the nodes
@@ -395,8 +426,9 @@ func mustClean(name string) string {
 	return c
 }
 
-func writeEntry(tw *tar.Writer, h *tar.Header, spool *os.File, data int64, epoch time.Time) error {
-	out := tar.Header{
+// outHeader is the canonical header of input entry h.
+func outHeader(h *tar.Header, epoch time.Time) *tar.Header {
+	out := &tar.Header{
 		Typeflag: h.Typeflag, Name: h.Name, Linkname: h.Linkname, Mode: h.Mode & 0o7777,
 		Uid: h.Uid, Gid: h.Gid, ModTime: clampTime(h.ModTime, epoch).Truncate(time.Second),
 		Devmajor: h.Devmajor, Devminor: h.Devminor, Format: tar.FormatPAX,
@@ -418,15 +450,7 @@ func writeEntry(tw *tar.Writer, h *tar.Header, spool *os.File, data int64, epoch
 	if out.Typeflag == tar.TypeReg {
 		out.Size = h.Size
 	}
-	if err := tw.WriteHeader(&out); err != nil {
-		return fmt.Errorf("rootfs: %s: %w", h.Name, err)
-	}
-	if out.Size > 0 {
-		if _, err := io.Copy(tw, io.NewSectionReader(spool, data, out.Size)); err != nil {
-			return fmt.Errorf("rootfs: %s: %w", h.Name, err)
-		}
-	}
-	return nil
+	return out
 }
 
 // The times every output can hold: not before the Unix epoch (ext4's and
@@ -466,25 +490,4 @@ func clean(name string) (string, error) {
 		return "", fmt.Errorf("rootfs: %q leaves the root", name)
 	}
 	return c, nil
-}
-
-// countingSeeker tracks the position in the spool, so the tar reader's
-// position after a header is the entry's data offset.
-type countingSeeker struct {
-	f   *os.File
-	pos int64
-}
-
-func (c *countingSeeker) Read(p []byte) (int, error) {
-	n, err := c.f.Read(p)
-	c.pos += int64(n)
-	return n, err
-}
-
-func (c *countingSeeker) Seek(off int64, whence int) (int64, error) {
-	p, err := c.f.Seek(off, whence)
-	if err == nil {
-		c.pos = p
-	}
-	return p, err
 }
