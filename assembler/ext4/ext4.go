@@ -20,9 +20,9 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/alpinist/alpinist/internal/atomicfile"
@@ -54,6 +54,10 @@ type Options struct {
 	Label string
 	// UUID is the file system UUID; zero derives one from the tar's bytes.
 	UUID [16]byte
+	// TarSHA256, when set, gives the sha256 of the tar's bytes, which the
+	// caller makes as it makes the tar: the UUID comes from it without a
+	// reading of the whole tar. It is called once the tree is read.
+	TarSHA256 func() ([]byte, error)
 	// Time dates the superblock and every inode's change, access and
 	// creation times (modification times come from the tar).
 	Time time.Time
@@ -66,6 +70,11 @@ type Options struct {
 	// Context, when set, stops the build at its next read of the tar
 	// once done (Ctrl-C in the middle of a large image).
 	Context context.Context
+	// Digest asks for the image's sha256 (Stats.SHA256), computed as it
+	// is written rather than by reading the image back: on another core
+	// when the tar is an io.ReaderAt (a file, a rootfs.Tar), and without
+	// reading the holes of the sparse image in any case.
+	Digest bool
 }
 
 // Stats describe a written file system.
@@ -74,6 +83,8 @@ type Stats struct {
 	UUID                                   [16]byte
 	// Pinned gives each of Options.Pin's files' blocks, in file order.
 	Pinned map[string][]uint32
+	// SHA256 is the image's digest, when Options.Digest asks for it.
+	SHA256 [32]byte
 }
 
 // BuildFile writes the ext4 image dst from the rootfs tar file src; dst
@@ -99,7 +110,8 @@ func BuildFile(dst, src string, o Options) (Stats, error) {
 // Build writes the file system of the rootfs tar src into the empty file
 // f (sparse: it is truncated to the image size and only blocks that hold
 // something are written). src is read twice: once for the tree, once
-// for the data.
+// for the data. All the metadata is known once the tree is: it is
+// written first, then the data.
 func Build(f *os.File, src io.ReadSeeker, o Options) (Stats, error) {
 	if len(o.Label) > 16 {
 		return Stats{}, fmt.Errorf("label %q is longer than 16 bytes", o.Label)
@@ -111,29 +123,11 @@ func Build(f *os.File, src io.ReadSeeker, o Options) (Stats, error) {
 	if epoch.IsZero() {
 		epoch = time.Unix(0, 0)
 	}
+	ra, _ := src.(io.ReaderAt)
 	src = ctxio.ReadSeeker(o.Context, src)
-	// First reading: the tree. Without a UUID, the tar's digest gives it,
-	// so every byte is read; with one, the tar reader seeks over the data.
-	var br *bufio.Reader
-	var sum hash.Hash
-	var r io.Reader = src
-	if o.UUID == ([16]byte{}) {
-		sum = sha256.New()
-		br = bufio.NewReaderSize(src, 1<<20)
-		r = io.TeeReader(br, sum)
-	}
-	t, err := scan(r, epoch, nil)
+	t, offs, err := firstReading(src, ra, &o, epoch)
 	if err != nil {
 		return Stats{}, err
-	}
-	if sum != nil {
-		if _, err := io.Copy(sum, br); err != nil {
-			return Stats{}, err
-		}
-		h := sha256.Sum256(append(sum.Sum(nil), "alpinist ext4 uuid"...))
-		copy(o.UUID[:], h[:16])
-		o.UUID[6] = o.UUID[6]&0x0f | 0x40 // shaped as a version 4 UUID
-		o.UUID[8] = o.UUID[8]&0x3f | 0x80
 	}
 	// The directory hash seed comes from the UUID.
 	seed := sha256.Sum256(append(o.UUID[:], "alpinist ext4 hash seed"...))
@@ -144,26 +138,35 @@ func Build(f *os.File, src io.ReadSeeker, o Options) (Stats, error) {
 	if err := f.Truncate(int64(fs.blocks) * blockSize); err != nil {
 		return Stats{}, err
 	}
-	// Second reading: the data, in tar order, into the blocks planned.
-	if _, err := src.Seek(0, io.SeekStart); err != nil {
-		return Stats{}, err
-	}
-	i := 0
-	_, err = scan(bufio.NewReaderSize(src, 1<<20), epoch, func(n *node, r io.Reader) error {
-		if i >= len(t.files) || t.files[i].size != n.size {
-			return errors.New("the tar changed between its two readings")
-		}
-		err := fs.writeData(f, t.files[i], r)
-		i++
-		return err
-	})
-	if err != nil {
-		return Stats{}, err
-	}
 	if err := fs.writeMetadata(f, o, epoch); err != nil {
 		return Stats{}, err
 	}
+	var dg *digester
+	if o.Digest && offs != nil {
+		dg = fs.startDigest(o.Context, f, ra, offs)
+	}
+	err = fs.secondReading(f, src, t, epoch)
+	if err == nil && dg != nil {
+		// Synced while the digest is finished: the caller's sync of the
+		// file (atomicfile's) then has nothing left to wait for.
+		err = f.Sync()
+	}
+	if err != nil {
+		if dg != nil {
+			dg.cancel()
+		}
+		return Stats{}, err
+	}
 	st := Stats{Blocks: fs.blocks, FreeBlocks: fs.freeBlocks, Inodes: fs.inodes, FreeInodes: fs.inodes - fs.usedInodes, UUID: o.UUID}
+	switch {
+	case dg != nil:
+		st.SHA256, err = dg.wait()
+	case o.Digest:
+		st.SHA256, err = fs.digest(o.Context, nil, f, nil, nil)
+	}
+	if err != nil {
+		return Stats{}, err
+	}
 	if len(o.Pin) > 0 {
 		st.Pinned = map[string][]uint32{}
 		for _, name := range o.Pin {
@@ -178,4 +181,113 @@ func Build(f *os.File, src io.ReadSeeker, o Options) (Stats, error) {
 		}
 	}
 	return st, nil
+}
+
+// firstReading reads the tree of the tar src. Without a UUID, the tar's
+// digest gives it: from Options.TarSHA256, else every byte is read (on
+// another core when src is the io.ReaderAt ra); with one, or with
+// TarSHA256, the tar reader seeks over the data.
+// When ra is set and o.Digest asks, it notes where each regular file's
+// data starts in src (offs, in tree.files' order).
+func firstReading(src io.ReadSeeker, ra io.ReaderAt, o *Options, epoch time.Time) (*tree, []int64, error) {
+	var offs []int64
+	var dataFn func(*node, io.Reader) error
+	if o.Digest && ra != nil {
+		offs = []int64{}
+		dataFn = func(*node, io.Reader) error {
+			pos, err := src.Seek(0, io.SeekCurrent) // the tar reader stops at the data
+			offs = append(offs, pos)
+			return err
+		}
+	}
+	if o.UUID != ([16]byte{}) || o.TarSHA256 != nil {
+		t, err := scan(src, epoch, dataFn)
+		if err != nil || o.UUID != ([16]byte{}) {
+			return t, offs, err
+		}
+		sum, err := o.TarSHA256()
+		if err != nil {
+			return nil, nil, err
+		}
+		o.UUID = uuidOf(sum)
+		return t, offs, nil
+	}
+	var t *tree
+	var sum []byte
+	var err error
+	if ra != nil {
+		t, sum, err = scanAndSum(o.Context, src, ra, epoch, dataFn)
+	} else {
+		h := sha256.New()
+		br := bufio.NewReaderSize(src, 1<<20)
+		if t, err = scan(io.TeeReader(br, h), epoch, nil); err == nil {
+			_, err = io.Copy(h, br)
+		}
+		sum = h.Sum(nil)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	o.UUID = uuidOf(sum)
+	return t, offs, nil
+}
+
+// uuidOf is the UUID of a tar of digest sum.
+func uuidOf(sum []byte) [16]byte {
+	var uuid [16]byte
+	u := sha256.Sum256(append(slices.Clip(sum), "alpinist ext4 uuid"...))
+	copy(uuid[:], u[:16])
+	uuid[6] = uuid[6]&0x0f | 0x40 // shaped as a version 4 UUID
+	uuid[8] = uuid[8]&0x3f | 0x80
+	return uuid
+}
+
+// scanAndSum scans the tree of src, seeking over the data, while another
+// goroutine hashes every byte of src from where it is, read at offsets
+// from ra.
+func scanAndSum(ctx context.Context, src io.ReadSeeker, ra io.ReaderAt, epoch time.Time, dataFn func(*node, io.Reader) error) (*tree, []byte, error) {
+	start, err := src.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return nil, nil, err
+	}
+	end, err := src.Seek(0, io.SeekEnd)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := src.Seek(start, io.SeekStart); err != nil {
+		return nil, nil, err
+	}
+	type result struct {
+		sum []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		h := sha256.New()
+		_, err := io.CopyBuffer(h, ctxio.Reader(ctx, io.NewSectionReader(ra, start, end-start)), make([]byte, 1<<20))
+		done <- result{h.Sum(nil), err}
+	}()
+	t, err := scan(src, epoch, dataFn)
+	r := <-done
+	if err != nil {
+		return nil, nil, err
+	}
+	return t, r.sum, r.err
+}
+
+// secondReading copies the data, in tar order, into the blocks planned.
+func (fs *fsys) secondReading(f *os.File, src io.ReadSeeker, t *tree, epoch time.Time) error {
+	if _, err := src.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	i := 0
+	_, err := scan(bufio.NewReaderSize(src, 1<<20), epoch, func(n *node, r io.Reader) error {
+		if i >= len(t.files) || t.files[i].size != n.size {
+			return errors.New("the tar changed between its two readings")
+		}
+		err := fs.writeData(f, t.files[i], r)
+		i++
+		return err
+	})
+	return err
 }
