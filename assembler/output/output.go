@@ -9,8 +9,10 @@ package output
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -53,6 +55,9 @@ type Output struct {
 	// work: it is made in the Set's work directory (the OCI layout, the
 	// raw disk a qcow2 is made from).
 	work bool
+	// stream: it reads the canonical tar as a stream, from Arch.Canon
+	// when there is one, not from the file Arch.Tar.
+	stream bool
 	// add writes it for one arch; finish, when set, once for all.
 	add    func(s *Set, o Output, j *job) (string, error)
 	finish func(s *Set, o Output) (string, error)
@@ -68,7 +73,7 @@ var Outputs = []Output{
 	{Name: "lxc", File: perArch(".lxc.tar.xz"), Doc: "an Incus/LXD unified image for incus image import", add: (*Set).lxc},
 	{Name: "oci", File: func(name, _ string) string { return name + ".oci" }, Doc: "an OCI image layout directory (a multi-arch index for several arches)", add: (*Set).ociAdd, finish: (*Set).ociFinish, work: true, Layout: true},
 	{Name: "docker-archive", File: perArch(".docker.tar"), Doc: "a tarball for docker load and podman load", add: (*Set).docker, work: true},
-	{Name: "ext4", File: perArch(".ext4"), Doc: "an ext4 file system image of the rootfs (sparse; e2fsck-clean, reproducible)", add: (*Set).ext4},
+	{Name: "ext4", File: perArch(".ext4"), Doc: "an ext4 file system image of the rootfs (sparse; e2fsck-clean, reproducible)", add: (*Set).ext4, stream: true},
 	{Name: "raw", File: perArch(".raw"), Doc: "a bootable disk image (GPT, ESP with GRUB, ext4 root; UEFI), sparse", add: (*Set).raw, Disk: true, work: true},
 	{Name: "qcow2", File: perArch(".qcow2"), Doc: "the same disk as qcow2 v3", add: (*Set).qcow2, Disk: true, work: true},
 }
@@ -147,6 +152,10 @@ type Plan struct {
 	// Context, when set, is checked before each output: Ctrl-C stops
 	// after the output being written, not after all of them.
 	Context context.Context
+	// Digests asks for each output's sha256 in its Result where it costs
+	// less made while the output is written than read back after (the
+	// ext4 image: not its holes, and on another core).
+	Digests bool
 }
 
 // canceled is the plan's context's error, if any.
@@ -162,14 +171,32 @@ type Arch struct {
 	Arch string
 	// Tar is the canonical rootfs tar (NAME-ARCH.tar in Dir).
 	Tar string
+	// Canon, when set, is the canonical tar itself, read where it is (a
+	// *rootfs.Tar), and Tar does not exist yet: the outputs that read it
+	// as a stream (ext4, the SBOM) read Canon, and Tar is written from it
+	// only when another output needs the file.
+	Canon Canon
 	// Lock is what was installed (for the SBOM's repositories).
 	Lock *lock.Arch
+}
+
+// Canon is a canonical rootfs tar that is not a file (a *rootfs.Tar).
+type Canon interface {
+	io.ReaderAt
+	Size() int64
+	// Only is a tar of the entry name alone (none when there is none).
+	Only(name string) io.Reader
+	// SHA256 is the tar's digest (made as the tar was laid out).
+	SHA256() ([]byte, error)
 }
 
 // Result is one file or directory written.
 type Result struct {
 	Arch, Output, Path string
 	Size               int64
+	// SHA256 is the file's digest in hex, when Plan.Digests asked for it
+	// and the output made it as it was written ("" otherwise).
+	SHA256 string
 }
 
 // Set writes a plan's outputs.
@@ -189,7 +216,9 @@ type job struct {
 	Lock      *lock.Arch
 	sbom      []byte
 	image     v1.Image
-	disk      string // the raw disk in the work dir
+	disk      string            // the raw disk in the work dir
+	canon     Canon             // Arch.Canon, until Tar is written
+	sums      map[string]string // path -> sha256 hex, made as written
 }
 
 // New checks the plan and makes its work directory.
@@ -241,13 +270,18 @@ func Tag(s *spec.Spec) (string, error) {
 // tar is removed afterwards unless it is an output.
 func (s *Set) Add(a Arch) ([]Result, error) {
 	var res []Result
-	j := &job{Arch: a.Arch, Tar: a.Tar, Lock: a.Lock}
+	j := &job{Arch: a.Arch, Tar: a.Tar, Lock: a.Lock, canon: a.Canon, sums: map[string]string{}}
 	defer func() {
 		if j.disk != "" {
 			os.Remove(j.disk)
 		}
 	}()
-	doc, err := s.sbom(a)
+	if j.canon != nil && s.needFile() {
+		if err := s.writeTar(j); err != nil {
+			return nil, err
+		}
+	}
+	doc, err := s.sbom(j)
 	switch {
 	case errors.Is(err, sbom.ErrNoDatabase) && s.p.NoSBOM:
 		s.p.Log.Info("no SBOM: the rootfs has no apk database", "arch", a.Arch)
@@ -280,14 +314,34 @@ func (s *Set) Add(a Arch) ([]Result, error) {
 			continue
 		}
 		s.p.Log.Info("output written", "output", o.Name, "arch", a.Arch, "path", p, "time", time.Since(start).Round(time.Millisecond))
-		res = append(res, result(a.Arch, o.Name, p))
+		r := result(a.Arch, o.Name, p)
+		r.SHA256 = j.sums[p]
+		res = append(res, r)
 	}
-	if !AnyRootfs(s.p.Outputs) {
+	if !AnyRootfs(s.p.Outputs) && j.canon == nil {
 		if err := os.Remove(a.Tar); err != nil {
 			return nil, fmt.Errorf("output: %w", err)
 		}
 	}
 	return res, nil
+}
+
+// needFile tells whether an output reads the canonical tar's file.
+func (s *Set) needFile() bool {
+	return s.p.Layout || slices.ContainsFunc(s.outs, func(o Output) bool { return !o.stream })
+}
+
+// writeTar writes the file j.Tar from j.canon, which it is from then on.
+func (s *Set) writeTar(j *job) error {
+	err := atomicfile.Write(j.Tar, 0o644, func(w io.Writer) error {
+		_, err := io.CopyBuffer(w, ctxio.Reader(s.p.Context, io.NewSectionReader(j.canon, 0, j.canon.Size())), make([]byte, 1<<20))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("output: %w", err)
+	}
+	j.canon = nil
+	return nil
 }
 
 // Finish writes the outputs that span arches (the OCI layout) and
@@ -443,7 +497,24 @@ func (s *Set) ext4(o Output, a *job) (string, error) {
 	if size == 0 && s.p.Spec.Disk != nil {
 		size = s.p.Spec.Disk.Size
 	}
-	_, err := ext4.BuildFile(p, a.Tar, ext4.Options{Time: s.p.Created, Label: s.label(), Size: size, Context: s.p.Context})
+	opts := ext4.Options{Time: s.p.Created, Label: s.label(), Size: size, Context: s.p.Context, Digest: s.p.Digests}
+	var st ext4.Stats
+	var err error
+	if a.canon == nil {
+		st, err = ext4.BuildFile(p, a.Tar, opts)
+	} else {
+		opts.TarSHA256 = a.canon.SHA256
+		err = atomicfile.WriteFile(p, 0o644, func(f *os.File) error {
+			st, err = ext4.Build(f, io.NewSectionReader(a.canon, 0, a.canon.Size()), opts)
+			return err
+		})
+		if err != nil {
+			err = fmt.Errorf("ext4: %s: %w", p, err)
+		}
+	}
+	if err == nil && s.p.Digests {
+		a.sums[p] = hex.EncodeToString(st.SHA256[:])
+	}
 	return p, err
 }
 
@@ -454,13 +525,19 @@ func (s *Set) label() string {
 }
 
 // sbom is the SPDX document of the arch's installed packages.
-func (s *Set) sbom(a Arch) ([]byte, error) {
-	f, err := os.Open(a.Tar)
-	if err != nil {
-		return nil, fmt.Errorf("output: sbom: %w", err)
+func (s *Set) sbom(a *job) ([]byte, error) {
+	var r io.Reader
+	if a.canon != nil {
+		r = a.canon.Only(sbom.InstalledPath) // the only file it reads
+	} else {
+		f, err := os.Open(a.Tar)
+		if err != nil {
+			return nil, fmt.Errorf("output: sbom: %w", err)
+		}
+		defer f.Close()
+		r = f
 	}
-	defer f.Close()
-	pkgs, err := sbom.Installed(f)
+	pkgs, err := sbom.Installed(r)
 	if err != nil {
 		return nil, err
 	}
