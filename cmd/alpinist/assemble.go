@@ -119,45 +119,9 @@ func isPath(s string) bool {
 }
 
 func runAssemble(ctx context.Context, e *env, input string, f assembleFlags) error {
-	if f.out == "" {
-		return fmt.Errorf("-o DIR is required")
-	}
-	if err := output.Check(f.outputs); err != nil {
-		return fmt.Errorf("--output: %w", err)
-	}
-	var diskSize int64
-	if f.diskSize != "" {
-		n, err := spec.ParseSize(f.diskSize)
-		if err != nil {
-			return fmt.Errorf("--disk-size: %w", err)
-		}
-		diskSize = n
-	}
-	disk := &spec.Disk{Size: diskSize, Table: f.table, Boot: f.boot, Compress: f.compress}
-	if f.bootPart != "" {
-		disk.SeparateBoot = true
-		if f.bootPart != "auto" {
-			n, err := spec.ParseSize(f.bootPart)
-			if err != nil {
-				return fmt.Errorf("--boot-partition: %w (or auto)", err)
-			}
-			disk.BootSize = n
-		}
-	}
-	if f.table != "" && f.table != "gpt" && f.table != "mbr" {
-		return fmt.Errorf("--table %q: want gpt or mbr", f.table)
-	}
-	for _, b := range f.boot {
-		if b != "bios" && b != "uefi" {
-			return fmt.Errorf("--boot %q: want bios, uefi or both", b)
-		}
-	}
-	sp := &spec.Spec{Name: f.name, Disk: disk}
-	if sp.Name == "" {
-		sp.Name = inputName(input)
-	}
-	if err := spec.CheckName(sp.Name); err != nil {
-		return fmt.Errorf("--name: %w", err)
+	sp, err := assembleSpec(input, f)
+	if err != nil {
+		return err
 	}
 	epoch, haveEpoch, err := epoch.FromEnv()
 	if err != nil {
@@ -168,44 +132,122 @@ func runAssemble(ctx context.Context, e *env, input string, f assembleFlags) err
 		return err
 	}
 	defer stage.Cleanup()
-
-	// Each arch's input stream, and the image config when there is one.
-	type source struct {
-		arch string
-		open func() (io.ReadCloser, error)
+	sources, err := assembleSources(ctx, input, f, sp)
+	if err != nil {
+		return err
 	}
-	var sources []source
+	clamp := time.Time{}
+	if haveEpoch {
+		clamp = epoch
+	}
+	canons, newest, err := canonicalize(ctx, input, sources, clamp, stage.Dir, sp.Name)
+	if err != nil {
+		return err
+	}
+	if !haveEpoch {
+		epoch = newest.UTC().Truncate(time.Second)
+	}
+	if err := writeOutputs(ctx, e, stage, sp, f, canons, epoch); err != nil {
+		return err
+	}
+	if err := stage.Commit(ctx); err != nil {
+		return err
+	}
+	printResults(e, stage.Results)
+	return nil
+}
+
+// assembleSpec checks the flags and makes the spec the outputs are
+// written for: the name and the disk.
+func assembleSpec(input string, f assembleFlags) (*spec.Spec, error) {
+	if f.out == "" {
+		return nil, fmt.Errorf("-o DIR is required")
+	}
+	if err := output.Check(f.outputs); err != nil {
+		return nil, fmt.Errorf("--output: %w", err)
+	}
+	var diskSize int64
+	if f.diskSize != "" {
+		n, err := spec.ParseSize(f.diskSize)
+		if err != nil {
+			return nil, fmt.Errorf("--disk-size: %w", err)
+		}
+		diskSize = n
+	}
+	disk := &spec.Disk{Size: diskSize, Table: f.table, Boot: f.boot, Compress: f.compress}
+	if f.bootPart != "" {
+		disk.SeparateBoot = true
+		if f.bootPart != "auto" {
+			n, err := spec.ParseSize(f.bootPart)
+			if err != nil {
+				return nil, fmt.Errorf("--boot-partition: %w (or auto)", err)
+			}
+			disk.BootSize = n
+		}
+	}
+	if f.table != "" && f.table != "gpt" && f.table != "mbr" {
+		return nil, fmt.Errorf("--table %q: want gpt or mbr", f.table)
+	}
+	for _, b := range f.boot {
+		if b != "bios" && b != "uefi" {
+			return nil, fmt.Errorf("--boot %q: want bios, uefi or both", b)
+		}
+	}
+	sp := &spec.Spec{Name: f.name, Disk: disk}
+	if sp.Name == "" {
+		sp.Name = inputName(input)
+	}
+	if err := spec.CheckName(sp.Name); err != nil {
+		return nil, fmt.Errorf("--name: %w", err)
+	}
+	return sp, nil
+}
+
+// source is an arch's input stream.
+type source struct {
+	arch string
+	open func() (io.ReadCloser, error)
+}
+
+// assembleSources are the input streams of the arches: a tar file's, or
+// each image's, whose config goes to sp.OCI.
+func assembleSources(ctx context.Context, input string, f assembleFlags, sp *spec.Spec) ([]source, error) {
 	st, statErr := os.Stat(input)
-	switch {
-	case statErr == nil && !st.IsDir():
+	if statErr == nil && !st.IsDir() {
 		arches := f.arch
 		if len(arches) == 0 {
 			arches = []string{spec.HostArch()}
 		}
 		if len(arches) != 1 {
-			return fmt.Errorf("a tar holds one architecture: give one --arch")
+			return nil, fmt.Errorf("a tar holds one architecture: give one --arch")
 		}
-		sources = append(sources, source{arches[0], func() (io.ReadCloser, error) { return os.Open(input) }})
-	default:
-		imgs, cfg, err := openImages(ctx, input, f.arch, f.insecure, statErr == nil)
-		if err != nil {
-			return err
-		}
-		sp.OCI = cfg
-		for _, im := range imgs {
-			img := im.img
-			sources = append(sources, source{im.arch, func() (io.ReadCloser, error) { return mutate.Extract(img), nil }})
-		}
+		return []source{{arches[0], func() (io.ReadCloser, error) { return os.Open(input) }}}, nil
 	}
+	imgs, cfg, err := openImages(ctx, input, f.arch, f.insecure, statErr == nil)
+	if err != nil {
+		return nil, err
+	}
+	sp.OCI = cfg
+	var sources []source
+	for _, im := range imgs {
+		img := im.img
+		sources = append(sources, source{im.arch, func() (io.ReadCloser, error) { return mutate.Extract(img), nil }})
+	}
+	return sources, nil
+}
 
-	// Canonical rootfs tars first (the outputs' date may come from them).
-	type canon struct {
-		arch, path string
-	}
+// canon is an arch's canonical rootfs tar.
+type canon struct {
+	arch, path string
+}
+
+// canonicalize writes each source's canonical rootfs tar (first: the
+// outputs' date may come from them), and gives the newest time in them.
+func canonicalize(ctx context.Context, input string, sources []source, clamp time.Time, dir, name string) ([]canon, time.Time, error) {
 	var canons []canon
 	var newest time.Time
 	for _, s := range sources {
-		p := filepath.Join(stage.Dir, sp.Name+"-"+s.arch+".tar")
+		p := filepath.Join(dir, name+"-"+s.arch+".tar")
 		var stats rootfs.Stats
 		err := atomicfile.Write(p, 0o644, func(w io.Writer) error {
 			rc, err := s.open()
@@ -217,26 +259,24 @@ func runAssemble(ctx context.Context, e *env, input string, f assembleFlags) err
 			if err != nil {
 				return err
 			}
-			clamp := time.Time{}
-			if haveEpoch {
-				clamp = epoch
-			}
-			stats, err = rootfs.Canonicalize(ctx, w, r, clamp, stage.Dir)
+			stats, err = rootfs.Canonicalize(ctx, w, r, clamp, dir)
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("%s: %s: %w", input, s.arch, err)
+			return nil, time.Time{}, fmt.Errorf("%s: %s: %w", input, s.arch, err)
 		}
 		if stats.Newest.After(newest) {
 			newest = stats.Newest
 		}
 		canons = append(canons, canon{s.arch, p})
 	}
-	if !haveEpoch {
-		epoch = newest.UTC().Truncate(time.Second)
-	}
+	return canons, newest, nil
+}
+
+// writeOutputs writes every arch's outputs into the stage.
+func writeOutputs(ctx context.Context, e *env, stage *builder.Staging, sp *spec.Spec, f assembleFlags, canons []canon, epoch time.Time) error {
 	set, err := output.New(output.Plan{Spec: sp, Dir: stage.Dir, Outputs: f.outputs, Created: epoch, Tool: "alpinist-" + versionString(),
-		Log: e.log, DiskSize: diskSize, NoSBOM: true, AutoBoot: true, Context: ctx})
+		Log: e.log, DiskSize: sp.Disk.Size, NoSBOM: true, AutoBoot: true, Context: ctx})
 	if err != nil {
 		return err
 	}
@@ -253,10 +293,6 @@ func runAssemble(ctx context.Context, e *env, input string, f assembleFlags) err
 		return err
 	}
 	stage.Add(res)
-	if err := stage.Commit(ctx); err != nil {
-		return err
-	}
-	printResults(e, stage.Results)
 	return nil
 }
 
