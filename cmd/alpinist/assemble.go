@@ -23,7 +23,6 @@ import (
 	"github.com/alpinist/alpinist/assembler/output"
 	"github.com/alpinist/alpinist/assembler/rootfs"
 	"github.com/alpinist/alpinist/builder"
-	"github.com/alpinist/alpinist/internal/atomicfile"
 	"github.com/alpinist/alpinist/internal/epoch"
 	"github.com/alpinist/alpinist/spec"
 )
@@ -141,6 +140,11 @@ func runAssemble(ctx context.Context, e *env, input string, f assembleFlags) err
 		clamp = epoch
 	}
 	canons, newest, err := canonicalize(ctx, input, sources, clamp, stage.Dir, sp.Name)
+	defer func() {
+		for _, c := range canons {
+			c.close()
+		}
+	}()
 	if err != nil {
 		return err
 	}
@@ -153,7 +157,7 @@ func runAssemble(ctx context.Context, e *env, input string, f assembleFlags) err
 	if err := stage.Commit(ctx); err != nil {
 		return err
 	}
-	printResults(e, stage.Results)
+	printAssembled(e, stage.Results)
 	return nil
 }
 
@@ -236,39 +240,39 @@ func assembleSources(ctx context.Context, input string, f assembleFlags, sp *spe
 	return sources, nil
 }
 
-// canon is an arch's canonical rootfs tar.
+// canon is an arch's canonical rootfs tar: read in place from the input
+// (a plain tar file) or from its spool, and written to path only when an
+// output needs the file.
 type canon struct {
 	arch, path string
+	tar        *rootfs.Tar
+	in         io.Closer
 }
 
-// canonicalize writes each source's canonical rootfs tar (first: the
-// outputs' date may come from them), and gives the newest time in them.
+func (c canon) close() {
+	c.tar.Close()
+	c.in.Close()
+}
+
+// canonicalize reads each source as its canonical rootfs tar (first: the
+// outputs' date may come from them), and the newest time in them.
 func canonicalize(ctx context.Context, input string, sources []source, clamp time.Time, dir, name string) ([]canon, time.Time, error) {
 	var canons []canon
 	var newest time.Time
 	for _, s := range sources {
-		p := filepath.Join(dir, name+"-"+s.arch+".tar")
-		var stats rootfs.Stats
-		err := atomicfile.Write(p, 0o644, func(w io.Writer) error {
-			rc, err := s.open()
-			if err != nil {
-				return err
-			}
-			defer rc.Close()
-			r, err := rootfs.Decompress(rc)
-			if err != nil {
-				return err
-			}
-			stats, err = rootfs.Canonicalize(ctx, w, r, clamp, dir)
-			return err
-		})
+		rc, err := s.open()
 		if err != nil {
-			return nil, time.Time{}, fmt.Errorf("%s: %s: %w", input, s.arch, err)
+			return canons, newest, fmt.Errorf("%s: %s: %w", input, s.arch, err)
 		}
-		if stats.Newest.After(newest) {
-			newest = stats.Newest
+		t, err := rootfs.Open(ctx, rc, clamp, dir)
+		if err != nil {
+			rc.Close()
+			return canons, newest, fmt.Errorf("%s: %s: %w", input, s.arch, err)
 		}
-		canons = append(canons, canon{s.arch, p})
+		canons = append(canons, canon{arch: s.arch, path: filepath.Join(dir, name+"-"+s.arch+".tar"), tar: t, in: rc})
+		if n := t.Stats().Newest; n.After(newest) {
+			newest = n
+		}
 	}
 	return canons, newest, nil
 }
@@ -276,13 +280,13 @@ func canonicalize(ctx context.Context, input string, sources []source, clamp tim
 // writeOutputs writes every arch's outputs into the stage.
 func writeOutputs(ctx context.Context, e *env, stage *builder.Staging, sp *spec.Spec, f assembleFlags, canons []canon, epoch time.Time) error {
 	set, err := output.New(output.Plan{Spec: sp, Dir: stage.Dir, Outputs: f.outputs, Created: epoch, Tool: "alpinist-" + versionString(),
-		Log: e.log, DiskSize: sp.Disk.Size, NoSBOM: true, AutoBoot: true, Context: ctx})
+		Log: e.log, DiskSize: sp.Disk.Size, NoSBOM: true, AutoBoot: true, Context: ctx, Digests: true})
 	if err != nil {
 		return err
 	}
 	defer set.Close()
 	for _, c := range canons {
-		res, err := set.Add(output.Arch{Arch: c.arch, Tar: c.path})
+		res, err := set.Add(output.Arch{Arch: c.arch, Tar: c.path, Canon: c.tar})
 		if err != nil {
 			return fmt.Errorf("%s: %w", c.arch, err)
 		}
