@@ -37,16 +37,15 @@ type Tar struct {
 
 // outEntry is one entry of the canonical tar.
 type outEntry struct {
-	name string // as in its header
-	off  int64  // where its header starts in the canonical tar
-	hdr  int64  // where its header is in Tar.hdrs
-	hlen int64  // the bytes of its header (PAX records included)
-	size int64  // of its data
-	data int64  // where its data is in the input
+	h    *tar.Header // as written
+	off  int64       // where its header starts in the canonical tar
+	hdr  int64       // where its header's bytes are in Tar.hdrs
+	hlen int64       // the bytes of its header (PAX records included)
+	data int64       // where its data is in the input
 }
 
 // span is the bytes of the entry in the tar: header, data, padding.
-func (e *outEntry) span() int64 { return e.hlen + (e.size+blockSize-1)/blockSize*blockSize }
+func (e *outEntry) span() int64 { return e.hlen + (e.h.Size+blockSize-1)/blockSize*blockSize }
 
 const blockSize = 512 // tar's
 
@@ -131,7 +130,7 @@ func (c *canon) add(h *tar.Header, data int64) error {
 	if err := tar.NewWriter(&c.hdrs).WriteHeader(h); err != nil {
 		return fmt.Errorf("rootfs: %s: %w", strings.TrimSuffix(h.Name, "/"), err)
 	}
-	e := outEntry{name: h.Name, off: c.off, hdr: int64(start), hlen: int64(c.hdrs.Len() - start), size: h.Size, data: data}
+	e := outEntry{h: h, off: c.off, hdr: int64(start), hlen: int64(c.hdrs.Len() - start), data: data}
 	c.ents = append(c.ents, e)
 	c.off += e.span()
 	c.sum.add(bytes.Clone(c.hdrs.Bytes()[start:]), e)
@@ -153,7 +152,7 @@ func (t *Tar) Reader() *io.SectionReader { return io.NewSectionReader(t, 0, t.si
 func (t *Tar) Only(name string) io.Reader {
 	end := io.NewSectionReader(t, t.body, 2*blockSize)
 	for i := range t.ents {
-		if e := &t.ents[i]; e.name == name {
+		if e := &t.ents[i]; e.h.Name == name {
 			return io.MultiReader(io.NewSectionReader(t, e.off, e.span()), end)
 		}
 	}
@@ -168,6 +167,58 @@ func (t *Tar) SHA256() ([]byte, error) {
 	}
 	<-t.sum.done
 	return t.sum.sum, t.sum.err
+}
+
+// Entries reads the canonical tar's entries in order as a tar.Reader of
+// Reader() does, without parsing their headers: Next gives each entry's
+// header as it was written, Read its data.
+func (t *Tar) Entries() *Entries { return &Entries{t: t, i: -1} }
+
+// Entries reads a Tar's entries.
+type Entries struct {
+	t   *Tar
+	i   int   // the entry
+	pos int64 // the bytes of its data read
+}
+
+// Next is the next entry's header (a copy), or io.EOF.
+func (r *Entries) Next() (*tar.Header, error) {
+	if r.i < len(r.t.ents) {
+		r.i++
+	}
+	r.pos = 0
+	if r.i == len(r.t.ents) {
+		return nil, io.EOF
+	}
+	h := *r.t.ents[r.i].h
+	return &h, nil
+}
+
+// Read reads the entry's data.
+func (r *Entries) Read(p []byte) (int, error) {
+	if r.i < 0 || r.i >= len(r.t.ents) {
+		return 0, io.EOF
+	}
+	e := &r.t.ents[r.i]
+	if r.pos >= e.h.Size {
+		return 0, io.EOF
+	}
+	k := int(min(int64(len(p)), e.h.Size-r.pos))
+	n, err := r.t.src.ReadAt(p[:k], e.data+r.pos)
+	r.pos += int64(n)
+	if n < k {
+		if err == nil || err == io.EOF {
+			err = ErrChanged
+		}
+		return n, fmt.Errorf("rootfs: %s: %w", e.h.Name, err)
+	}
+	return n, nil
+}
+
+// DataOffset is where the entry's data is in the canonical tar.
+func (r *Entries) DataOffset() int64 {
+	e := &r.t.ents[r.i]
+	return e.off + e.hlen
 }
 
 // Close removes the spool, if any; the input is the caller's to close.
@@ -208,7 +259,7 @@ func startSum(src io.ReaderAt, n int) *tarSum {
 // add hands an entry over (a nil s takes nothing).
 func (s *tarSum) add(hdr []byte, e outEntry) {
 	if s != nil {
-		s.ents <- sumEntry{hdr, e.data, e.size, e.name}
+		s.ents <- sumEntry{hdr, e.data, e.h.Size, e.h.Name}
 	}
 }
 
@@ -291,15 +342,15 @@ func (t *Tar) ReadAt(p []byte, off int64) (int, error) {
 		switch {
 		case rel < e.hlen:
 			k = copy(p[n:], t.hdrs[e.hdr+rel:e.hdr+e.hlen])
-		case rel < e.hlen+e.size:
+		case rel < e.hlen+e.h.Size:
 			d := rel - e.hlen
-			want := int(min(int64(len(p)-n), e.size-d))
+			want := int(min(int64(len(p)-n), e.h.Size-d))
 			got, err := t.src.ReadAt(p[n:n+want], e.data+d)
 			if got < want {
 				if err == nil || err == io.EOF {
 					err = ErrChanged
 				}
-				return n + got, fmt.Errorf("rootfs: %s: %w", e.name, err)
+				return n + got, fmt.Errorf("rootfs: %s: %w", e.h.Name, err)
 			}
 			k = want
 		default:

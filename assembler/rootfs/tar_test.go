@@ -96,6 +96,34 @@ func TestTar(t *testing.T) {
 				t.Fatalf("%s: ReadAt(%d bytes, %d) = %d, %v", name, len(b), off, n, err)
 			}
 		}
+		// Entries: the headers and data a tar.Reader reads.
+		pr := tar.NewReader(tr.Reader())
+		er := tr.Entries()
+		for {
+			wh, werr := pr.Next()
+			gh, gerr := er.Next()
+			if werr != gerr {
+				t.Fatalf("%s: Next: %v, want %v", name, gerr, werr)
+			}
+			if werr != nil {
+				break
+			}
+			if gh.Name != wh.Name || gh.Typeflag != wh.Typeflag || gh.Size != wh.Size || gh.Mode != wh.Mode || gh.Linkname != wh.Linkname ||
+				!gh.ModTime.Equal(wh.ModTime) || gh.Devmajor != wh.Devmajor || gh.Devminor != wh.Devminor || gh.PAXRecords["SCHILY.xattr.user.x"] != wh.PAXRecords["SCHILY.xattr.user.x"] {
+				t.Errorf("%s: header %+v, want %+v", name, gh, wh)
+			}
+			wd, _ := io.ReadAll(pr)
+			gd, err := io.ReadAll(er)
+			if err != nil || !bytes.Equal(gd, wd) {
+				t.Errorf("%s: %s: data %q (%v), want %q", name, wh.Name, gd, err, wd)
+			}
+			if at := make([]byte, len(wd)); len(wd) > 0 {
+				tr.ReadAt(at, er.DataOffset())
+				if !bytes.Equal(at, wd) {
+					t.Errorf("%s: %s: DataOffset %d", name, wh.Name, er.DataOffset())
+				}
+			}
+		}
 		for _, name := range []string{"etc/attr", "dev/", "nothing"} {
 			var names []string
 			r := tar.NewReader(tr.Only(name))
