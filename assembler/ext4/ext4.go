@@ -15,6 +15,7 @@
 package ext4
 
 import (
+	"archive/tar"
 	"bufio"
 	"context"
 	"crypto/sha256"
@@ -58,6 +59,10 @@ type Options struct {
 	// caller makes as it makes the tar: the UUID comes from it without a
 	// reading of the whole tar. It is called once the tree is read.
 	TarSHA256 func() ([]byte, error)
+	// Entries, when set, reads the tar's entries (from the first, at each
+	// call) without parsing its headers: the tar is indexed already (a
+	// rootfs.Tar's Entries). Both readings take the entries from there.
+	Entries func() Entries
 	// Time dates the superblock and every inode's change, access and
 	// creation times (modification times come from the tar).
 	Time time.Time
@@ -75,6 +80,40 @@ type Options struct {
 	// when the tar is an io.ReaderAt (a file, a rootfs.Tar), and without
 	// reading the holes of the sparse image in any case.
 	Digest bool
+}
+
+// Entries reads a tar's entries as a tar.Reader does: Next is the next
+// entry's header, Read reads its data, and DataOffset is where that data
+// is in the tar.
+type Entries interface {
+	entryReader
+	DataOffset() int64
+}
+
+// ctxEntries are Entries that fail once a context is done.
+type ctxEntries struct {
+	Entries
+	ctx context.Context
+}
+
+func (c ctxEntries) Next() (*tar.Header, error) {
+	if err := c.ctx.Err(); err != nil {
+		return nil, err
+	}
+	return c.Entries.Next()
+}
+
+func (c ctxEntries) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.Entries.Read(p)
+}
+
+// entryReader is what scan reads: a tar.Reader, or Entries.
+type entryReader interface {
+	Next() (*tar.Header, error)
+	io.Reader
 }
 
 // Stats describe a written file system.
@@ -125,6 +164,9 @@ func Build(f *os.File, src io.ReadSeeker, o Options) (Stats, error) {
 	}
 	ra, _ := src.(io.ReaderAt)
 	src = ctxio.ReadSeeker(o.Context, src)
+	if entries := o.Entries; entries != nil && o.Context != nil {
+		o.Entries = func() Entries { return ctxEntries{entries(), o.Context} }
+	}
 	t, offs, err := firstReading(src, ra, &o, epoch)
 	if err != nil {
 		return Stats{}, err
@@ -145,7 +187,7 @@ func Build(f *os.File, src io.ReadSeeker, o Options) (Stats, error) {
 	if o.Digest && offs != nil {
 		dg = fs.startDigest(o.Context, f, ra, offs)
 	}
-	err = fs.secondReading(f, src, t, epoch)
+	err = fs.secondReading(f, src, o.Entries, t, epoch)
 	if err == nil && dg != nil {
 		// Synced while the digest is finished: the caller's sync of the
 		// file (atomicfile's) then has nothing left to wait for.
@@ -192,16 +234,31 @@ func Build(f *os.File, src io.ReadSeeker, o Options) (Stats, error) {
 func firstReading(src io.ReadSeeker, ra io.ReaderAt, o *Options, epoch time.Time) (*tree, []int64, error) {
 	var offs []int64
 	var dataFn func(*node, io.Reader) error
+	var er Entries
+	if o.Entries != nil {
+		er = o.Entries()
+	}
 	if o.Digest && ra != nil {
 		offs = []int64{}
 		dataFn = func(*node, io.Reader) error {
+			if er != nil {
+				offs = append(offs, er.DataOffset())
+				return nil
+			}
 			pos, err := src.Seek(0, io.SeekCurrent) // the tar reader stops at the data
 			offs = append(offs, pos)
 			return err
 		}
 	}
+	// The tree, the tar reader seeking over the data.
+	readTree := func() (*tree, error) {
+		if er != nil {
+			return scanEntries(er, epoch, dataFn)
+		}
+		return scan(src, epoch, dataFn)
+	}
 	if o.UUID != ([16]byte{}) || o.TarSHA256 != nil {
-		t, err := scan(src, epoch, dataFn)
+		t, err := readTree()
 		if err != nil || o.UUID != ([16]byte{}) {
 			return t, offs, err
 		}
@@ -216,11 +273,15 @@ func firstReading(src io.ReadSeeker, ra io.ReaderAt, o *Options, epoch time.Time
 	var sum []byte
 	var err error
 	if ra != nil {
-		t, sum, err = scanAndSum(o.Context, src, ra, epoch, dataFn)
+		t, sum, err = scanAndSum(o.Context, src, ra, readTree)
 	} else {
 		h := sha256.New()
 		br := bufio.NewReaderSize(src, 1<<20)
-		if t, err = scan(io.TeeReader(br, h), epoch, nil); err == nil {
+		if er != nil {
+			if t, err = readTree(); err == nil {
+				_, err = io.Copy(h, br)
+			}
+		} else if t, err = scan(io.TeeReader(br, h), epoch, nil); err == nil {
 			_, err = io.Copy(h, br)
 		}
 		sum = h.Sum(nil)
@@ -242,10 +303,9 @@ func uuidOf(sum []byte) [16]byte {
 	return uuid
 }
 
-// scanAndSum scans the tree of src, seeking over the data, while another
-// goroutine hashes every byte of src from where it is, read at offsets
-// from ra.
-func scanAndSum(ctx context.Context, src io.ReadSeeker, ra io.ReaderAt, epoch time.Time, dataFn func(*node, io.Reader) error) (*tree, []byte, error) {
+// scanAndSum reads the tree while another goroutine hashes every byte
+// of src from where it is, read at offsets from ra.
+func scanAndSum(ctx context.Context, src io.ReadSeeker, ra io.ReaderAt, readTree func() (*tree, error)) (*tree, []byte, error) {
 	start, err := src.Seek(0, io.SeekCurrent)
 	if err != nil {
 		return nil, nil, err
@@ -267,7 +327,7 @@ func scanAndSum(ctx context.Context, src io.ReadSeeker, ra io.ReaderAt, epoch ti
 		_, err := io.CopyBuffer(h, ctxio.Reader(ctx, io.NewSectionReader(ra, start, end-start)), make([]byte, 1<<20))
 		done <- result{h.Sum(nil), err}
 	}()
-	t, err := scan(src, epoch, dataFn)
+	t, err := readTree()
 	r := <-done
 	if err != nil {
 		return nil, nil, err
@@ -276,18 +336,23 @@ func scanAndSum(ctx context.Context, src io.ReadSeeker, ra io.ReaderAt, epoch ti
 }
 
 // secondReading copies the data, in tar order, into the blocks planned.
-func (fs *fsys) secondReading(f *os.File, src io.ReadSeeker, t *tree, epoch time.Time) error {
-	if _, err := src.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
+func (fs *fsys) secondReading(f *os.File, src io.ReadSeeker, entries func() Entries, t *tree, epoch time.Time) error {
 	i := 0
-	_, err := scan(bufio.NewReaderSize(src, 1<<20), epoch, func(n *node, r io.Reader) error {
+	copyData := func(n *node, r io.Reader) error {
 		if i >= len(t.files) || t.files[i].size != n.size {
 			return errors.New("the tar changed between its two readings")
 		}
 		err := fs.writeData(f, t.files[i], r)
 		i++
 		return err
-	})
+	}
+	if entries != nil {
+		_, err := scanEntries(entries(), epoch, copyData)
+		return err
+	}
+	if _, err := src.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	_, err := scan(bufio.NewReaderSize(src, 1<<20), epoch, copyData)
 	return err
 }

@@ -141,6 +141,12 @@ func entryName(name string) (string, error) {
 // data is not read: callers skip it or copy it as they go (dataFn is
 // called with each regular file, its reader positioned at the data).
 func scan(r io.Reader, epoch time.Time, dataFn func(n *node, r io.Reader) error) (*tree, error) {
+	return scanEntries(tar.NewReader(r), epoch, dataFn)
+}
+
+// scanEntries is scan of the entries tr reads: a tar.Reader's, or those
+// of Options.Entries.
+func scanEntries(tr entryReader, epoch time.Time, dataFn func(n *node, r io.Reader) error) (*tree, error) {
 	t := &tree{}
 	t.root = &node{mode: sIFDIR | 0o755, mtime: epoch, childIndex: map[string]int{}}
 	t.root.parent = t.root
@@ -162,7 +168,6 @@ func scan(r io.Reader, epoch time.Time, dataFn func(n *node, r io.Reader) error)
 		byPath[p] = n
 		return n, nil
 	}
-	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
