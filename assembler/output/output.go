@@ -28,6 +28,7 @@ import (
 	"github.com/alpinist/alpinist/assembler/ext4"
 	"github.com/alpinist/alpinist/assembler/lxc"
 	"github.com/alpinist/alpinist/assembler/oci"
+	"github.com/alpinist/alpinist/assembler/rootfs"
 	"github.com/alpinist/alpinist/assembler/sbom"
 	"github.com/alpinist/alpinist/assembler/tarball"
 	"github.com/alpinist/alpinist/assembler/wsl"
@@ -171,23 +172,13 @@ type Arch struct {
 	Arch string
 	// Tar is the canonical rootfs tar (NAME-ARCH.tar in Dir).
 	Tar string
-	// Canon, when set, is the canonical tar itself, read where it is (a
-	// *rootfs.Tar), and Tar does not exist yet: the outputs that read it
-	// as a stream (ext4, the SBOM) read Canon, and Tar is written from it
-	// only when another output needs the file.
-	Canon Canon
+	// Canon, when set, is the canonical tar itself, read where it is,
+	// and Tar does not exist yet: the outputs that read it as a stream
+	// (ext4, the SBOM) read Canon, and Tar is written from it only when
+	// another output needs the file.
+	Canon *rootfs.Tar
 	// Lock is what was installed (for the SBOM's repositories).
 	Lock *lock.Arch
-}
-
-// Canon is a canonical rootfs tar that is not a file (a *rootfs.Tar).
-type Canon interface {
-	io.ReaderAt
-	Size() int64
-	// Only is a tar of the entry name alone (none when there is none).
-	Only(name string) io.Reader
-	// SHA256 is the tar's digest (made as the tar was laid out).
-	SHA256() ([]byte, error)
 }
 
 // Result is one file or directory written.
@@ -217,7 +208,7 @@ type job struct {
 	sbom      []byte
 	image     v1.Image
 	disk      string            // the raw disk in the work dir
-	canon     Canon             // Arch.Canon, until Tar is written
+	canon     *rootfs.Tar       // Arch.Canon, until Tar is written
 	sums      map[string]string // path -> sha256 hex, made as written
 }
 
@@ -503,7 +494,9 @@ func (s *Set) ext4(o Output, a *job) (string, error) {
 	if a.canon == nil {
 		st, err = ext4.BuildFile(p, a.Tar, opts)
 	} else {
-		opts.TarSHA256 = a.canon.SHA256
+		canon := a.canon
+		opts.TarSHA256 = canon.SHA256
+		opts.Entries = func() ext4.Entries { return canon.Entries() }
 		err = atomicfile.WriteFile(p, 0o644, func(f *os.File) error {
 			st, err = ext4.Build(f, io.NewSectionReader(a.canon, 0, a.canon.Size()), opts)
 			return err
