@@ -12,7 +12,6 @@ package rootfs
 import (
 	"archive/tar"
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -175,10 +174,10 @@ type canon struct {
 	carrierOf map[*node]*node
 	fileOf    map[*node]*node
 
-	ents     []outEntry   // the output, in order
-	hdrs     bytes.Buffer // their headers
-	off      int64        // the output's size so far
-	sum      *tarSum      // the output's sha256, when asked for
+	ents     []outEntry // the output, in order
+	hdrs     headers    // their headers
+	off      int64      // the output's size so far
+	sum      *tarSum    // the output's sha256, when asked for
 	paths    map[*node]string
 	implicit time.Time // the time of implied directories
 }

@@ -2,7 +2,6 @@ package rootfs
 
 import (
 	"archive/tar"
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha256"
@@ -117,7 +116,7 @@ func newTar(ctx context.Context, src io.ReaderAt, spool *os.File, size int64, ep
 	if err != nil {
 		return nil, err
 	}
-	return &Tar{src: src, spool: spool, ents: c.ents, hdrs: c.hdrs.Bytes(), body: c.off, size: c.off + 2*blockSize, st: c.st, sum: c.sum}, nil
+	return &Tar{src: src, spool: spool, ents: c.ents, hdrs: c.hdrs, body: c.off, size: c.off + 2*blockSize, st: c.st, sum: c.sum}, nil
 }
 
 // add appends the entry of header h, its data at data in the input. Its
@@ -126,15 +125,25 @@ func newTar(ctx context.Context, src io.ReaderAt, spool *os.File, size int64, ep
 // a rootfs (512 bytes a file), and encoding them again at each reading
 // cost more than the reading.
 func (c *canon) add(h *tar.Header, data int64) error {
-	start := c.hdrs.Len()
+	start := len(c.hdrs)
 	if err := tar.NewWriter(&c.hdrs).WriteHeader(h); err != nil {
 		return fmt.Errorf("rootfs: %s: %w", strings.TrimSuffix(h.Name, "/"), err)
 	}
-	e := outEntry{h: h, off: c.off, hdr: int64(start), hlen: int64(c.hdrs.Len() - start), data: data}
+	e := outEntry{h: h, off: c.off, hdr: int64(start), hlen: int64(len(c.hdrs) - start), data: data}
 	c.ents = append(c.ents, e)
 	c.off += e.span()
-	c.sum.add(bytes.Clone(c.hdrs.Bytes()[start:]), e)
+	c.sum.add(c.hdrs[start:], e)
 	return nil
+}
+
+// headers are the canonical tar's headers, one after the other. They are
+// only appended to: the bytes of a header handed to the digest's
+// goroutine are never written again, whatever array holds them.
+type headers []byte
+
+func (h *headers) Write(p []byte) (int, error) {
+	*h = append(*h, p...)
+	return len(p), nil
 }
 
 // Stats describe the canonical tar.
