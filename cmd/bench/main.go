@@ -2,6 +2,7 @@
 // phases of a build of the demo spec, a cache-hit rebuild, one arch and
 // two, the writers against the reference tools side by side (ext4 against
 // mke2fs -d, qcow2 against qemu-img convert, the layer against gzip -6),
+// alpinist assemble to ext4 end to end against mke2fs -d,
 // the build VM's boot against a bare kernel+busybox floor, and alpinist's
 // peak RSS while writing the outputs of a 1 GiB rootfs. make bench runs
 // it; the numbers and the machine go to docs/performance.md.
@@ -50,6 +51,9 @@ type row struct{ what, value, target string }
 
 var rows []row
 
+// parts are what -only picks from, in the order they run.
+var parts = []string{"phases", "real", "ratios", "assemble", "boot", "rss"}
+
 func add(what, value, target string) {
 	rows = append(rows, row{what, value, target})
 	fmt.Fprintf(os.Stderr, "bench: %-52s %s\n", what, value)
@@ -60,9 +64,35 @@ func main() {
 	specPath := flag.String("spec", "testdata/specs/demo.yaml", "the spec to build")
 	skipRSS := flag.Bool("no-rss", false, "skip the 1 GiB peak RSS measure")
 	realDir := flag.String("real", "../shared/fixtures/alpine-real", "Alpine's real packages (\"\" skips the real set)")
-	realOnly := flag.Bool("real-only", false, "measure the real set alone")
+	realOnly := flag.Bool("real-only", false, "measure the real set alone (-only real)")
+	only := flag.String("only", "", "measure only these parts, comma-separated: "+strings.Join(parts, ", "))
+	gen := flag.String("gen", "", "write the assemble row's input, `DIR`/tree and DIR/tree.tar, and exit")
 	flag.Parse()
 	log.SetFlags(0)
+	if *gen != "" {
+		if _, err := genTree(filepath.Join(*gen, "tree"), filepath.Join(*gen, "tree.tar"), treeFiles); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
+	want := map[string]bool{}
+	switch {
+	case *only != "":
+		for _, p := range strings.Split(*only, ",") {
+			if !slices.Contains(parts, p) {
+				log.Fatalf("-only %s: want one of %s", p, strings.Join(parts, ", "))
+			}
+			want[p] = true
+		}
+	case *realOnly:
+		want["real"] = true
+	default:
+		for _, p := range parts {
+			want[p] = true
+		}
+		want["real"] = *realDir != ""
+		want["rss"] = !*skipRSS
+	}
 	var err error
 	work, err = os.MkdirTemp("", "alpinist-bench-")
 	if err != nil {
@@ -71,18 +101,23 @@ func main() {
 	defer os.RemoveAll(work)
 	ctx := context.Background()
 
-	if !*realOnly {
+	if want["phases"] {
 		phases(*bin, *specPath, work)
 	}
-	if *realDir != "" {
+	if want["real"] {
 		realSet(*bin, *realDir, work)
 	}
-	if !*realOnly {
+	if want["ratios"] {
 		ratios()
+	}
+	if want["assemble"] {
+		assembleVsMke2fs(*bin, work, 3)
+	}
+	if want["boot"] {
 		boot(ctx, work)
-		if !*skipRSS {
-			peakRSS(*bin, work)
-		}
+	}
+	if want["rss"] {
+		peakRSS(*bin, work)
 	}
 
 	fmt.Printf("| measure | value | target |\n|---|---|---|\n")
