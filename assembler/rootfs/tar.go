@@ -18,9 +18,9 @@ import (
 )
 
 // Tar is the canonical rootfs tar of an input, made as it is read and
-// never written whole: its entries' headers are encoded on demand and
-// their data read from the input (or its spool). Its bytes are those
-// Canonicalize writes. A Tar is an io.ReaderAt, safe for concurrent use:
+// never written whole: its entries' headers are kept as they were
+// encoded, their data read from the input (or its spool). Its bytes are
+// those Canonicalize writes. A Tar is an io.ReaderAt, safe for concurrent use:
 // the outputs that read the canonical tar as a stream (the ext4 image,
 // the SBOM) read it without a copy of the rootfs on disk.
 type Tar struct {
@@ -121,9 +121,8 @@ func newTar(ctx context.Context, src io.ReaderAt, spool *os.File, size int64, ep
 
 // add appends the entry of header h, its data at data in the input. Its
 // header's bytes are those a tar.Writer writing the whole tar writes
-// (they depend on nothing else), kept: the headers are about a tenth of
-// a rootfs (512 bytes a file), and encoding them again at each reading
-// cost more than the reading.
+// (they depend on nothing else), kept: 512 bytes a file, where encoding
+// them again at each reading cost more than the reading.
 func (c *canon) add(h *tar.Header, data int64) error {
 	start := len(c.hdrs)
 	if err := tar.NewWriter(&c.hdrs).WriteHeader(h); err != nil {
