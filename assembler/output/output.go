@@ -175,7 +175,8 @@ type Arch struct {
 	// Canon, when set, is the canonical tar itself, read where it is,
 	// and Tar does not exist yet: the outputs that read it as a stream
 	// (ext4, the SBOM) read Canon, and Tar is written from it only when
-	// another output needs the file.
+	// another output needs the file. Add closes it once it has no more
+	// use for it (its index is then let go).
 	Canon *rootfs.Tar
 	// Lock is what was installed (for the SBOM's repositories).
 	Lock *lock.Arch
@@ -309,7 +310,9 @@ func (s *Set) Add(a Arch) ([]Result, error) {
 		r.SHA256 = j.sums[p]
 		res = append(res, r)
 	}
-	if !AnyRootfs(s.p.Outputs) && j.canon == nil {
+	if j.canon != nil {
+		j.canon.Close()
+	} else if !AnyRootfs(s.p.Outputs) {
 		if err := os.Remove(a.Tar); err != nil {
 			return nil, fmt.Errorf("output: %w", err)
 		}
@@ -331,6 +334,7 @@ func (s *Set) writeTar(j *job) error {
 	if err != nil {
 		return fmt.Errorf("output: %w", err)
 	}
+	j.canon.Close()
 	j.canon = nil
 	return nil
 }

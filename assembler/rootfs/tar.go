@@ -229,13 +229,17 @@ func (r *Entries) DataOffset() int64 {
 	return e.off + e.hlen
 }
 
-// Close removes the spool, if any; the input is the caller's to close.
+// Close removes the spool, if any, and lets the index go: the Tar is
+// empty from then on. The input is the caller's to close.
 func (t *Tar) Close() error {
 	t.sum.stop()
+	t.ents, t.hdrs, t.body, t.size = nil, nil, 0, 0
 	if t.spool == nil {
 		return nil
 	}
-	return t.spool.Close()
+	err := t.spool.Close()
+	t.spool = nil
+	return err
 }
 
 // tarSum hashes the canonical tar on a goroutine of its own, its entries

@@ -152,6 +152,9 @@ func TestTar(t *testing.T) {
 	}
 	tr.Close()
 	tr.Close()
+	if n, err := tr.ReadAt(make([]byte, 10), 0); n != 0 || err != io.EOF || tr.Size() != 0 {
+		t.Errorf("closed: ReadAt = %d, %v", n, err)
+	}
 }
 
 func sha256Of(b []byte) []byte {
