@@ -3,8 +3,10 @@ package output
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -12,12 +14,27 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
 	"github.com/alpinist/alpinist/apk/lock"
+	"github.com/alpinist/alpinist/internal/testkit/hosttool"
 	"github.com/alpinist/alpinist/internal/testkit/rootfstest"
 	"github.com/alpinist/alpinist/internal/treecmp"
 	"github.com/alpinist/alpinist/spec"
 )
 
-var all = []string{"tar", "tar.gz", "tar.zst", "wsl", "lxc", "oci", "docker-archive", "ext4"}
+// all are the outputs the test rootfs can be written to, from the
+// table: every one but the bootable disks (the test rootfs has no
+// kernel; TestConformance and disk_test.go write those).
+var all = outputNames(func(o Output) bool { return !o.Disk })
+
+// outputNames are the names of the table's outputs that keep says to.
+func outputNames(keep func(Output) bool) []string {
+	var names []string
+	for _, o := range Outputs {
+		if keep(o) {
+			names = append(names, o.Name)
+		}
+	}
+	return names
+}
 
 // build runs a Set over x86_64 and aarch64 (the same test rootfs) and
 // returns the sha256 of every file in dir by relative path.
@@ -71,6 +88,7 @@ func TestEveryOutput(t *testing.T) {
 	for _, e := range ents {
 		top = append(top, e.Name())
 	}
+	// The files of all (a new output row's file belongs here too).
 	want := []string{
 		"web-aarch64.docker.tar", "web-aarch64.ext4", "web-aarch64.lxc.tar.xz", "web-aarch64.spdx.json", "web-aarch64.tar", "web-aarch64.tar.gz", "web-aarch64.tar.zst", "web-aarch64.wsl.tar.gz",
 		"web-x86_64.docker.tar", "web-x86_64.ext4", "web-x86_64.lxc.tar.xz", "web-x86_64.spdx.json", "web-x86_64.tar", "web-x86_64.tar.gz", "web-x86_64.tar.zst", "web-x86_64.wsl.tar.gz",
@@ -144,6 +162,70 @@ func TestOutputsAlone(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 4 {
 		t.Errorf("left: %v", ents)
+	}
+}
+
+// TestDiskSizeSizesExt4: the spec's disk.size sizes the ext4 output
+// (alpinist build), and Plan.DiskSize (assemble --disk-size) wins over
+// it; without either the image is sized from the content.
+func TestDiskSizeSizesExt4(t *testing.T) {
+	e2fsck := hosttool.Need(t, "e2fsck", "e2fsprogs")
+	dumpe2fs := hosttool.Need(t, "dumpe2fs", "e2fsprogs")
+	for _, tc := range []struct {
+		name     string
+		disk     *spec.Disk
+		planSize int64
+		want     int64 // 0: from the content, less than 64 MiB
+	}{
+		{"disk.size", &spec.Disk{Size: 64 << 20}, 0, 64 << 20},
+		{"--disk-size", &spec.Disk{Size: 64 << 20}, 80 << 20, 80 << 20},
+		{"content", nil, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s, err := New(Plan{Spec: &spec.Spec{Name: "sized", Disk: tc.disk}, Dir: dir, Outputs: []string{"ext4"}, Created: rootfstest.Created, Tool: "t", DiskSize: tc.planSize})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			tarPath := filepath.Join(dir, "sized-x86_64.tar")
+			os.WriteFile(tarPath, rootfstest.Tar(t), 0o644)
+			if _, err := s.Add(Arch{Arch: "x86_64", Tar: tarPath}); err != nil {
+				t.Fatal(err)
+			}
+			img := filepath.Join(dir, "sized-x86_64.ext4")
+			st, err := os.Stat(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b, err := exec.Command(e2fsck, "-fn", img).CombinedOutput(); err != nil {
+				t.Errorf("e2fsck: %v\n%s", err, b)
+			}
+			// The file system fills the file.
+			out, err := exec.Command(dumpe2fs, "-h", img).Output()
+			if err != nil {
+				t.Fatalf("dumpe2fs -h: %v", err)
+			}
+			var blocks, blockSize int64
+			for _, l := range strings.Split(string(out), "\n") {
+				k, v, _ := strings.Cut(l, ":")
+				switch k {
+				case "Block count":
+					blocks, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				case "Block size":
+					blockSize, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				}
+			}
+			if blocks*blockSize != st.Size() {
+				t.Errorf("the file system has %d blocks of %d bytes, the file %d bytes", blocks, blockSize, st.Size())
+			}
+			switch {
+			case tc.want != 0 && st.Size() != tc.want:
+				t.Errorf("%d bytes, want %d", st.Size(), tc.want)
+			case tc.want == 0 && (st.Size() <= 0 || st.Size() >= 64<<20):
+				t.Errorf("%d bytes from the content", st.Size())
+			}
+		})
 	}
 }
 
