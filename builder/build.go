@@ -161,7 +161,7 @@ func (rep *Report) build(ctx context.Context, sess *Session, o Options, archs []
 	stage := rep.stage
 	set, err := output.New(output.Plan{
 		Spec: sess.Spec, Dir: stage.Dir, Outputs: o.Outputs, Created: created, Tool: o.Tool,
-		Layout: o.Layout, Log: o.Log, Context: ctx,
+		Layout: o.Layout, Log: o.Log, Context: ctx, Digests: true,
 	})
 	if err != nil {
 		return err

@@ -46,6 +46,11 @@ check podman podman
 check crun crun
 check runc runc
 check lxd lxd
+# The tar outputs' validators (assembler/output TestConformance).
+check zstd zstd
+check xz xz-utils
+check gzip gzip
+check debugfs e2fsprogs
 # The disk outputs' validators (assembler/disk).
 check sgdisk gdisk
 check e2fsck e2fsprogs

@@ -157,7 +157,7 @@ func runAssemble(ctx context.Context, e *env, input string, f assembleFlags) err
 	if err := stage.Commit(ctx); err != nil {
 		return err
 	}
-	printAssembled(e, stage.Results)
+	printResults(e, stage.Results)
 	return nil
 }
 

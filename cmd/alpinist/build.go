@@ -140,18 +140,6 @@ func (p *buildProgress) Phase(arch, phase string)  { p.bars.phase(arch, phase) }
 func (p *buildProgress) Finish(arch, state string) { p.bars.finish(arch, state) }
 func (p *buildProgress) Wait()                     { p.bars.wait(p.e) }
 
-// printResults prints what was written, one line each, with its size
-// and sha256 (of index.json for a directory such as an OCI layout).
-func printResults(e *env, rs []output.Result) {
-	for _, r := range rs {
-		what := r.Output
-		if r.Arch != "" {
-			what = r.Arch + ": " + r.Output
-		}
-		fmt.Fprintf(e.stdout, "%s: %s (%d bytes, %s)\n", what, r.Path, r.Size, fileDigest(r.Path))
-	}
-}
-
 // fileDigest is "sha256 HEX" of a file, or of a directory's index.json.
 func fileDigest(p string) string {
 	name := "sha256"

@@ -12,10 +12,11 @@ import (
 	"github.com/alpinist/alpinist/assembler/output"
 )
 
-// printAssembled prints what assemble wrote as printResults does, each
-// file's sha256 the one its writer made as it wrote it when there is
-// one, else read from the file, its holes hashed without reading them.
-func printAssembled(e *env, rs []output.Result) {
+// printResults prints what was written, one line each, with its size and
+// sha256 (of index.json for a directory such as an OCI layout): the one
+// its writer made as it wrote it when there is one, else read from the
+// file, its holes hashed without reading them.
+func printResults(e *env, rs []output.Result) {
 	for _, r := range rs {
 		what := r.Output
 		if r.Arch != "" {
