@@ -25,7 +25,6 @@ type Network = sysconfig.Network
 // Interface is one network interface (sysconfig's).
 type Interface = sysconfig.Interface
 
-
 // Disk describes the bootable disk image: the boot-disk planner's.
 type Disk = bootdisk.Disk
 

@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/alpinist/alpinist/internal/testkit/hosttool"
-	"github.com/alpinist/alpinist/internal/treecmp"
 	"github.com/alpinist/alpinist/internal/testkit/vmtest"
+	"github.com/alpinist/alpinist/internal/treecmp"
 )
 
 // fileSums is the sha256 of every file under dir but the build logs, by

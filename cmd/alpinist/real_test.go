@@ -13,8 +13,8 @@ import (
 
 	"github.com/alpinist/alpinist/internal/testkit/hosttool"
 	"github.com/alpinist/alpinist/internal/testkit/minirootfs"
-	"github.com/alpinist/alpinist/internal/treecmp"
 	"github.com/alpinist/alpinist/internal/testkit/vmtest"
+	"github.com/alpinist/alpinist/internal/treecmp"
 )
 
 // realServer is the real v3.19 server set the builds are compared on.
