@@ -17,6 +17,7 @@ import (
 	"github.com/alpinist/alpinist/apk"
 	"github.com/alpinist/alpinist/apk/lock"
 	"github.com/alpinist/alpinist/apk/repo"
+	"github.com/alpinist/alpinist/arch"
 	"github.com/alpinist/alpinist/initramfs"
 	"github.com/alpinist/alpinist/qemu"
 	"github.com/alpinist/alpinist/spec"
@@ -314,7 +315,7 @@ func (r *vmRun) runVM(vm *qemu.VM, console, consoleLog io.Writer, outDisk string
 	}
 	if auto {
 		accel = "tcg"
-		if r.prof.KVM && spec.HostArch() == opts.Arch && qemu.DetectKVM(r.ctx, r.prof.Binary, kvmDir, log).Usable {
+		if r.prof.KVM && arch.Host() == opts.Arch && qemu.DetectKVM(r.ctx, r.prof.Binary, kvmDir, log).Usable {
 			accel = "kvm"
 		}
 	}

@@ -96,9 +96,6 @@ type Installer struct {
 // absolute), and its pin tag, empty for an untagged repository.
 type Repository = repo.Repository
 
-// HostArch gives the Alpine name of the host's architecture.
-func HostArch() string { return arch.Host() }
-
 // Load reads and validates the spec at path.
 func Load(path string) (*Spec, error) {
 	data, err := readSpecFile(path)
@@ -247,7 +244,7 @@ func parseChain(data []byte, file, dir string, stack []string) (*Spec, error) {
 		p.errorf(root, "missing field \"name\"")
 	}
 	if len(s.Arch) == 0 {
-		s.Arch = []string{HostArch()}
+		s.Arch = []string{arch.Host()}
 	}
 	if len(s.Repositories) == 0 {
 		p.errorf(root, "missing field \"repositories\": at least one repository is needed")

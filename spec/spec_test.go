@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/alpinist/alpinist/arch"
 )
 
 func TestParseValid(t *testing.T) {
@@ -62,8 +64,8 @@ func TestDefaultArch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(s.Arch) != 1 || s.Arch[0] != HostArch() {
-		t.Errorf("arch = %v, want [%s]", s.Arch, HostArch())
+	if len(s.Arch) != 1 || s.Arch[0] != arch.Host() {
+		t.Errorf("arch = %v, want [%s]", s.Arch, arch.Host())
 	}
 }
 

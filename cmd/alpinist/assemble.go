@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/cobra"
 
+	"github.com/alpinist/alpinist/arch"
 	"github.com/alpinist/alpinist/assembler/oci"
 	"github.com/alpinist/alpinist/assembler/output"
 	"github.com/alpinist/alpinist/assembler/rootfs"
@@ -220,7 +221,7 @@ func assembleSources(ctx context.Context, input string, f assembleFlags, sp *spe
 	if statErr == nil && !st.IsDir() {
 		arches := f.arch
 		if len(arches) == 0 {
-			arches = []string{spec.HostArch()}
+			arches = []string{arch.Host()}
 		}
 		if len(arches) != 1 {
 			return nil, fmt.Errorf("a tar holds one architecture: give one --arch")

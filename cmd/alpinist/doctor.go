@@ -18,7 +18,6 @@ import (
 	"github.com/alpinist/alpinist/arch"
 	"github.com/alpinist/alpinist/builder"
 	"github.com/alpinist/alpinist/qemu"
-	"github.com/alpinist/alpinist/spec"
 )
 
 // check is one line of alpinist doctor.
@@ -84,7 +83,7 @@ It exits 1 when something the host's own architecture needs is missing.`,
 
 func doctor(ctx context.Context, e *env, arches []string, cacheFlag string) []check {
 	var out []check
-	host := spec.HostArch()
+	host := arch.Host()
 	for _, arch := range arches {
 		prof, err := qemu.Lookup(arch)
 		if err != nil {

@@ -18,7 +18,6 @@ import (
 	"github.com/alpinist/alpinist/assembler/disk"
 	"github.com/alpinist/alpinist/assembler/qcow2"
 	"github.com/alpinist/alpinist/qemu"
-	"github.com/alpinist/alpinist/spec"
 )
 
 type runFlags struct {
@@ -95,7 +94,7 @@ func runImage(ctx context.Context, e *env, image string, f runFlags) error {
 		if m := imageArchRE.FindStringSubmatch(image); m != nil {
 			name = m[1]
 		} else {
-			name = spec.HostArch()
+			name = arch.Host()
 		}
 	}
 	prof, err := qemu.Lookup(name)
@@ -109,7 +108,7 @@ func runImage(ctx context.Context, e *env, image string, f runFlags) error {
 	accel, auto := f.accel, f.accel == ""
 	if auto {
 		accel = "tcg"
-		if prof.KVM && name == spec.HostArch() && qemu.DetectKVM(ctx, bin, cacheDir(), e.log).Usable {
+		if prof.KVM && name == arch.Host() && qemu.DetectKVM(ctx, bin, cacheDir(), e.log).Usable {
 			accel = "kvm"
 		}
 	}
