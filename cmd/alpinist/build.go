@@ -1,11 +1,8 @@
 package main
 
 import (
-	"crypto/sha256"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -139,24 +136,6 @@ func (p *buildProgress) Bytes(n int64)             { p.bars.bytes(n) }
 func (p *buildProgress) Phase(arch, phase string)  { p.bars.phase(arch, phase) }
 func (p *buildProgress) Finish(arch, state string) { p.bars.finish(arch, state) }
 func (p *buildProgress) Wait()                     { p.bars.wait(p.e) }
-
-// fileDigest is "sha256 HEX" of a file, or of a directory's index.json.
-func fileDigest(p string) string {
-	name := "sha256"
-	if st, err := os.Stat(p); err == nil && st.IsDir() {
-		p, name = filepath.Join(p, "index.json"), "index.json sha256"
-	}
-	f, err := os.Open(p)
-	if err != nil {
-		return "no digest: " + err.Error()
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "no digest: " + err.Error()
-	}
-	return fmt.Sprintf("%s %x", name, h.Sum(nil))
-}
 
 // outputNames lists the outputs for a flag's help.
 func outputNames() string {

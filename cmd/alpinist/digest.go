@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"golang.org/x/sys/unix"
 
@@ -26,19 +27,21 @@ func printResults(e *env, rs []output.Result) {
 	}
 }
 
-// resultDigest is "sha256 HEX" of a result (see fileDigest).
+// resultDigest is "sha256 HEX" of a result: its writer's when it made
+// one, else the file's, or a directory's (an OCI layout's) index.json's.
 func resultDigest(r output.Result) string {
 	if r.SHA256 != "" {
 		return "sha256 " + r.SHA256
 	}
-	if st, err := os.Stat(r.Path); err != nil || !st.Mode().IsRegular() {
-		return fileDigest(r.Path)
+	p, name := r.Path, "sha256"
+	if st, err := os.Stat(p); err == nil && st.IsDir() {
+		p, name = filepath.Join(p, "index.json"), "index.json sha256"
 	}
-	sum, err := sparseDigest(r.Path)
+	sum, err := sparseDigest(p)
 	if err != nil {
 		return "no digest: " + err.Error()
 	}
-	return fmt.Sprintf("sha256 %x", sum)
+	return fmt.Sprintf("%s %x", name, sum)
 }
 
 // sparseDigest is the sha256 of the file p, the zeros of its holes
