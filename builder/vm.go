@@ -19,6 +19,7 @@ import (
 	"github.com/alpinist/alpinist/apk/repo"
 	"github.com/alpinist/alpinist/arch"
 	"github.com/alpinist/alpinist/initramfs"
+	"github.com/alpinist/alpinist/internal/atomicfile"
 	"github.com/alpinist/alpinist/qemu"
 	"github.com/alpinist/alpinist/spec"
 )
@@ -221,19 +222,19 @@ func (r *vmRun) makeKit() error {
 // everything the VM is given.
 func (r *vmRun) makeDisks() error {
 	r.pkgDisk = filepath.Join(r.work, "pkgs.img")
-	pkgSum := sha256.New()
-	if err := writeFile(r.pkgDisk, func(w io.Writer) error {
+	var identity []byte
+	if err := atomicfile.WriteFile(r.pkgDisk, 0o644, func(f *os.File) error {
 		var err error
-		r.installed, err = writePackageDisk(io.MultiWriter(w, pkgSum), r.opts, r.items, r.paths)
+		r.installed, identity, err = writePackageDisk(f, r.opts, r.items, r.paths)
 		return err
 	}); err != nil {
-		return err
+		return fmt.Errorf("%s: %w", r.pkgDisk, err)
 	}
 	if err := padTo512(r.pkgDisk); err != nil {
 		return err
 	}
 	var err error
-	r.key, err = cacheKey(r.opts, r.kit.Kernel, r.initrdSum, pkgSum.Sum(nil))
+	r.key, err = cacheKey(r.opts, r.kit.Kernel, r.initrdSum, identity)
 	return err
 }
 
@@ -378,7 +379,7 @@ func (r *vmRun) readTar(outDisk string) error {
 	start := time.Now()
 	pr, pw := io.Pipe()
 	go func() {
-		_, err := copyTar(pw, outDisk)
+		_, err := copyTar(pw, outDisk, r.pkgDisk)
 		pw.CloseWithError(err)
 	}()
 	var err error

@@ -2,6 +2,7 @@ package builder
 
 import (
 	"archive/tar"
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/alpinist/alpinist/agent/export"
 	"github.com/alpinist/alpinist/agent/pkgdisk"
 	"github.com/alpinist/alpinist/apk"
 	"github.com/alpinist/alpinist/apk/lock"
@@ -65,14 +67,19 @@ func kernelPackage(idx []*repo.Index, arch string) (repo.Item, error) {
 // the world, the spec's system configuration), the installer's tools,
 // the packages and the spec's files, and returns the packages'
 // installed size.
-func writePackageDisk(w io.Writer, opts VMOptions, items []repo.Item, paths []string) (int64, error) {
-	m := pkgdisk.Manifest{Arch: opts.Arch, Repositories: lock.SystemRepositories(opts.Entry.Repositories), SourceDateEpoch: opts.SourceDateEpoch, Config: Config(opts.Spec, opts.Arch)}
+//
+// For alpinist's own installer the packages are prepared: read, verified
+// and decompressed here, natively, so that the VM, maybe emulated, only
+// writes their files and runs their scripts (pkgdisk.AddPrepared).
+func writePackageDisk(w io.WriteSeeker, opts VMOptions, items []repo.Item, paths []string) (int64, []byte, error) {
+	m := pkgdisk.Manifest{Arch: opts.Arch, Repositories: lock.SystemRepositories(opts.Entry.Repositories), SourceDateEpoch: opts.SourceDateEpoch, Config: Config(opts.Spec, opts.Arch),
+		Prepared: opts.Spec.Installer.Type == ""}
 	var tools *os.File
 	if opts.Spec.Installer.Type == "apk-tools" {
 		m.Installer, m.Tools = "apk-tools", true
 		f, err := openChecked(opts.Spec.Installer)
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		defer f.Close()
 		tools = f
@@ -82,7 +89,7 @@ func writePackageDisk(w io.Writer, opts VMOptions, items []repo.Item, paths []st
 	}
 	installed, err := installedSize(items)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	for _, it := range items {
 		p := it.Package
@@ -90,29 +97,25 @@ func writePackageDisk(w io.Writer, opts VMOptions, items []repo.Item, paths []st
 	}
 	dw, err := pkgdisk.NewWriter(w, m, opts.Keys)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	if tools != nil {
 		st, err := tools.Stat()
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		if err := dw.AddTools(tools, st.Size()); err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 	}
 	for _, p := range paths {
-		f, err := os.Open(p)
-		if err != nil {
-			return 0, err
+		if m.Prepared {
+			err = dw.AddPackage(p, opts.Client.Keys)
+		} else {
+			err = addFile(dw, p)
 		}
-		st, err := f.Stat()
-		if err == nil {
-			err = dw.Add(f, st.Size())
-		}
-		f.Close()
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 	}
 	for i, f := range opts.Spec.Files {
@@ -123,10 +126,27 @@ func writePackageDisk(w io.Writer, opts VMOptions, items []repo.Item, paths []st
 			err = dw.AddContent(i, f.Content, f.Mode)
 		}
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 	}
-	return installed, dw.Close()
+	if err := dw.Close(); err != nil {
+		return 0, nil, err
+	}
+	return installed, dw.Identity(), nil
+}
+
+// addFile adds the package file at p as it is.
+func addFile(dw *pkgdisk.Writer, p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	return dw.Add(f, st.Size())
 }
 
 // openChecked opens the apk-tools installer's minirootfs after checking
@@ -164,16 +184,27 @@ func openChecked(in spec.Installer) (*os.File, error) {
 }
 
 // copyTar copies the tar stream at the start of the disk image to w,
-// stopping after its end-of-archive, and returns the bytes copied.
-func copyTar(w io.Writer, disk string) (int64, error) {
+// stopping after its end-of-archive, and returns the bytes copied. An
+// entry whose bytes the export left on the package disk pkgs
+// (export.RefRecord) gets them from there.
+func copyTar(w io.Writer, disk, pkgs string) (int64, error) {
 	f, err := os.Open(disk)
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
+	pf, err := os.Open(pkgs)
+	if err != nil {
+		return 0, err
+	}
+	defer pf.Close()
+	st, err := pf.Stat()
+	if err != nil {
+		return 0, err
+	}
 	cw := &counting.Writer{W: w}
 	tw := tar.NewWriter(cw)
-	tr := tar.NewReader(f)
+	tr := tar.NewReader(bufio.NewReaderSize(f, 1<<20))
 	n := 0
 	for {
 		h, err := tr.Next()
@@ -183,10 +214,14 @@ func copyTar(w io.Writer, disk string) (int64, error) {
 		if err != nil {
 			return 0, fmt.Errorf("reading the rootfs from the VM's output disk: %w", err)
 		}
+		src, err := export.Fill(h, tr, pf, st.Size())
+		if err != nil {
+			return 0, fmt.Errorf("reading the rootfs from the VM's output disk: /%s: %w", h.Name, err)
+		}
 		if err := tw.WriteHeader(h); err != nil {
 			return 0, err
 		}
-		if _, err := io.Copy(tw, tr); err != nil {
+		if _, err := io.Copy(tw, src); err != nil {
 			return 0, err
 		}
 		n++

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -27,7 +28,16 @@ type Options struct {
 	// Skip lists paths (relative, slash-separated) left out with their
 	// contents, e.g. "proc", "sys", "dev" mount points' contents.
 	Skip []string
+	// Ref, when set, tells where the host already has a regular file's
+	// bytes (an offset and size on the package disk, see
+	// install.Refs): its entry then carries them in a RefRecord and no
+	// data, and the host fills them in (ResolveRef).
+	Ref func(st *syscall.Stat_t) (off, size int64, ok bool)
 }
+
+// RefRecord is the PAX record of an entry whose bytes the host has:
+// "OFFSET:SIZE" on the package disk. It is never in a canonical tar.
+const RefRecord = "ALPINIST.ref"
 
 // WriteTar writes the tree under root to w, ending with the tar
 // end-of-archive.
@@ -83,6 +93,16 @@ func WriteTar(w io.Writer, root string, opts Options) error {
 					links[key] = r
 				}
 				h.Typeflag, h.Size = tar.TypeReg, fi.Size()
+				if opts.Ref == nil {
+					break
+				}
+				if off, size, ok := opts.Ref(st); ok {
+					if h.PAXRecords == nil {
+						h.PAXRecords = map[string]string{}
+					}
+					h.PAXRecords[RefRecord] = strconv.FormatInt(off, 10) + ":" + strconv.FormatInt(size, 10)
+					h.Size = 0
+				}
 			case m.IsDir():
 				h.Typeflag, h.Name = tar.TypeDir, r+"/"
 				isDir = true
@@ -108,7 +128,7 @@ func WriteTar(w io.Writer, root string, opts Options) error {
 			if err := tw.WriteHeader(h); err != nil {
 				return fmt.Errorf("%s: %w", p, err)
 			}
-			if h.Typeflag == tar.TypeReg {
+			if h.Typeflag == tar.TypeReg && h.Size > 0 {
 				f, err := os.Open(p)
 				if err != nil {
 					return err

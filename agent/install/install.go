@@ -11,7 +11,11 @@
 // behaviour and the test that holds it to the real apk.
 //
 // It runs inside the build VM (as PID 1's child work, as root); tests run
-// it on the host as root.
+// it on the host as root. The packages come prepared (pkgdisk.AddPackage):
+// the host has read, verified and decompressed them natively, so the VM,
+// often emulated, only writes their files and runs their scripts; Refs
+// records which files are still the package's bytes, for the export to
+// leave them on the disk where the host has them.
 package install
 
 import (
@@ -34,7 +38,6 @@ import (
 	"github.com/alpinist/alpinist/apk"
 	"github.com/alpinist/alpinist/apk/apkfile"
 	"github.com/alpinist/alpinist/apk/db"
-	"github.com/alpinist/alpinist/apk/sign"
 	"github.com/alpinist/alpinist/apk/version"
 )
 
@@ -45,6 +48,9 @@ type Installer struct {
 	Log io.Writer
 	// Phase, when set, is told each package as it is installed.
 	Phase func(what string)
+	// Refs, when set, records the files written from prepared packages
+	// (see Refs).
+	Refs *Refs
 }
 
 // owned is the package owning a file of the target.
@@ -80,6 +86,10 @@ type state struct {
 	dirOrder []string             // dirs' names in the order apk makes them
 	ids      ids
 	mtime    int64
+	// refs are the files whose bytes the host has on the package disk;
+	// at is where the current entry's bytes are (-1: not known).
+	refs *Refs
+	at   int64
 	// legacy: the system gets an apk-tools older than 2.14 (Alpine
 	// 3.17 and before), whose ways we follow where they differ: scripts
 	// run from var/cache/misc, installed lists packages in install
@@ -97,20 +107,16 @@ func (in *Installer) Install(d *pkgdisk.Reader) error {
 	defer r.Close()
 	st := &state{in: in, root: r, owner: map[string]owned{}, dirs: map[string]*dirState{}, mtime: d.Manifest.SourceDateEpoch}
 	st.ids.st = st
+	st.at = -1
+	st.refs = in.Refs
 	st.legacy = legacyApk(d.Manifest.Packages)
-	kr := sign.NewKeyring()
-	for name, pem := range d.Keys {
-		if err := kr.AddPEM(name, pem); err != nil {
-			return err
-		}
-	}
 	unmount, err := st.initDB(d)
 	if err != nil {
 		return err
 	}
 	defer unmount()
 	for {
-		p, pr, err := d.Next()
+		p, read, err := st.next(d)
 		if err == io.EOF {
 			break
 		}
@@ -120,7 +126,7 @@ func (in *Installer) Install(d *pkgdisk.Reader) error {
 		if in.Phase != nil {
 			in.Phase(p.Name + "-" + p.Version)
 		}
-		if err := st.installOne(p, pr, kr); err != nil {
+		if err := st.installOne(p, read); err != nil {
 			return fmt.Errorf("%s-%s: %w", p.Name, p.Version, err)
 		}
 	}
@@ -130,7 +136,48 @@ func (in *Installer) Install(d *pkgdisk.Reader) error {
 	if err := st.runTriggers(); err != nil {
 		return err
 	}
-	return st.writeDB(d)
+	if err := st.writeDB(d); err != nil {
+		return err
+	}
+	// Whatever runs in the target next (the configuration, run steps)
+	// changes a file's ctime.
+	st.refs.settle()
+	return nil
+}
+
+// reader reads one package for installOne.
+type reader func(opts apkfile.ReadOptions) error
+
+// next returns the disk's next package and how to read it: prepared, so
+// read and verified on the host (pkgdisk.AddPackage).
+func (st *state) next(d *pkgdisk.Reader) (pkgdisk.Package, reader, error) {
+	p, control, data, off, err := d.NextPrepared()
+	return p, func(opts apkfile.ReadOptions) error {
+		// The data tar reads no further than each entry's header when
+		// Entry is called: there, off plus the count is where the
+		// file's bytes are on the disk.
+		cr := &countReader{r: data}
+		entry := opts.Entry
+		opts.Entry = func(h *tar.Header, r io.Reader) error {
+			st.at = off + cr.n
+			return entry(h, r)
+		}
+		_, err := apkfile.ReadPrepared(control, cr, opts)
+		st.at = -1
+		return err
+	}, err
+}
+
+// countReader counts what was read through it.
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // legacyApk tells whether the packages bring an apk-tools older than
@@ -150,16 +197,19 @@ func (in *Installer) logf(format string, a ...any) {
 	}
 }
 
-func (st *state) installOne(p pkgdisk.Package, r io.Reader, kr *sign.Keyring) error {
+func (st *state) installOne(p pkgdisk.Package, read reader) error {
 	ps := &pkgState{inst: &db.Installed{RepositoryTag: strings.TrimPrefix(p.Tag, "@")}, byName: map[string]*diri{}}
 	idx := len(st.pkgs)
 	st.pkgs = append(st.pkgs, ps)
 	inst := ps.inst
+	want, err := apk.DecodeChecksum(p.Checksum)
+	if err != nil {
+		return fmt.Errorf("the manifest's checksum %q: %w", p.Checksum, err)
+	}
 	// apk unpacks nothing of a package whose installed size is 0: no
 	// files, no scripts (apk_db_install_pkg).
 	unpack := true
-	_, err := apkfile.Read(r, apkfile.ReadOptions{
-		Keys: kr,
+	err = read(apkfile.ReadOptions{
 		Control: func(pk *apkfile.Package) error {
 			inst.Package = *pk.Info
 			// apk's database has the index's entry: its arch and size.
@@ -167,10 +217,9 @@ func (st *state) installOne(p pkgdisk.Package, r io.Reader, kr *sign.Keyring) er
 			if p.Arch != "" {
 				inst.Package.Arch = p.Arch
 			}
-			want, err := apk.DecodeChecksum(p.Checksum)
-			if err == nil && !bytes.Equal(want, pk.Info.Checksum) {
-				return fmt.Errorf("checksum %s does not match the manifest's %s", apk.EncodeChecksum(pk.Info.Checksum), p.Checksum)
-			}
+			// The host verified the package against the manifest's
+			// checksum.
+			inst.Package.Checksum = want
 			if unpack = pk.Info.InstalledSize != 0; !unpack {
 				return nil
 			}
@@ -280,6 +329,9 @@ func (st *state) extract(idx int, ps *pkgState, h *tar.Header, content io.Reader
 	}
 	if target != "" {
 		if err := st.write(target, h, content, mode, uid, gid, xattrs); err != nil {
+			return err
+		}
+		if err := st.refs.note(st.root, target, h, st.at); err != nil {
 			return err
 		}
 	}

@@ -1,8 +1,11 @@
 package install
 
 import (
+	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -12,7 +15,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/alpinist/alpinist/agent/export"
 	"github.com/alpinist/alpinist/agent/pkgdisk"
 	"github.com/alpinist/alpinist/apk"
 	"github.com/alpinist/alpinist/apk/apkfile"
@@ -25,7 +30,7 @@ import (
 
 // disk resolves world against the generated x86_64 repository, fetches
 // the packages and writes a package disk, as the host does for a build.
-func disk(t *testing.T, world ...string) []byte {
+func disk(t *testing.T, world ...string) string {
 	t.Helper()
 	dir := testrepo.Generated(t)
 	return diskFrom(t, []string{filepath.Join(dir, "main")}, filepath.Join(dir, "keys"), "x86_64", []string{"/repo/main"}, world...)
@@ -34,7 +39,7 @@ func disk(t *testing.T, world ...string) []byte {
 // diskFrom resolves world against the repositories (directories holding
 // ARCH/APKINDEX.tar.gz) with the keys of keysDir, fetches the packages
 // and writes a package disk whose /etc/apk/repositories is repoLines.
-func diskFrom(t *testing.T, repos []string, keysDir, arch string, repoLines []string, world ...string) []byte {
+func diskFrom(t *testing.T, repos []string, keysDir, arch string, repoLines []string, world ...string) string {
 	t.Helper()
 	keys, err := sign.LoadKeyring(keysDir)
 	if err != nil {
@@ -85,26 +90,32 @@ func diskFrom(t *testing.T, repos []string, keysDir, arch string, repoLines []st
 			pems[e.Name()], _ = os.ReadFile(filepath.Join(keysDir, e.Name()))
 		}
 	}
-	var b bytes.Buffer
-	w, err := pkgdisk.NewWriter(&b, m, pems)
+	return writeDisk(t, m, pems, keys, paths)
+}
+
+// writeDisk writes a package disk of the package files at paths, prepared
+// as the host prepares them, and returns its path.
+func writeDisk(t *testing.T, m pkgdisk.Manifest, pems map[string][]byte, keys *sign.Keyring, paths []string) string {
+	t.Helper()
+	m.Prepared = true
+	f, err := os.Create(filepath.Join(t.TempDir(), "pkgs.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w, err := pkgdisk.NewWriter(f, m, pems)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range paths {
-		f, err := os.Open(p)
-		if err != nil {
+		if err := w.AddPackage(p, keys); err != nil {
 			t.Fatal(err)
 		}
-		st, _ := f.Stat()
-		if err := w.Add(f, st.Size()); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return b.Bytes()
+	return f.Name()
 }
 
 func needRoot(t *testing.T) {
@@ -116,15 +127,77 @@ func needRoot(t *testing.T) {
 	}
 }
 
-func install(t *testing.T, data []byte, target string) (string, error) {
+// install installs the disk into target as the agent does, and checks
+// that the export, naming the files the host has, gives the same tar
+// once the host filled them in as the export of every byte.
+func install(t *testing.T, disk, target string) (string, error) {
 	t.Helper()
-	d, err := pkgdisk.NewReader(bytes.NewReader(data))
+	f, err := os.Open(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	d, err := pkgdisk.NewReader(bufio.NewReader(f))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var log bytes.Buffer
-	err = (&Installer{Root: target, Log: &log}).Install(d)
+	refs := NewRefs()
+	err = (&Installer{Root: target, Log: &log, Refs: refs}).Install(d)
+	if err == nil {
+		checkRefs(t, f, target, refs)
+	}
 	return log.String(), err
+}
+
+// checkRefs exports target twice, with every byte and with refs, and
+// fails unless the second, filled in from the disk, is the first.
+func checkRefs(t *testing.T, disk *os.File, target string, refs *Refs) {
+	t.Helper()
+	st, err := disk.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var whole, withRefs, filled bytes.Buffer
+	if err := export.WriteTar(&whole, target, export.Options{Epoch: 1700000000}); err != nil {
+		t.Fatal(err)
+	}
+	if err := export.WriteTar(&withRefs, target, export.Options{Epoch: 1700000000, Ref: refs.Lookup}); err != nil {
+		t.Fatal(err)
+	}
+	refSize := withRefs.Len()
+	tr, tw := tar.NewReader(&withRefs), tar.NewWriter(&filled)
+	n := 0
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := h.PAXRecords[export.RefRecord]; ok {
+			n++
+		}
+		r, err := export.Fill(h, tr, disk, st.Size())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(tw, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tw.Close()
+	if !bytes.Equal(whole.Bytes(), filled.Bytes()) {
+		t.Errorf("the export with refs, filled in from the package disk, differs from the export of every byte (%d and %d bytes)", filled.Len(), whole.Len())
+	}
+	if n == 0 {
+		t.Errorf("the export named no file on the package disk")
+	}
+	t.Logf("%d of the exported files' bytes were left on the package disk (%d of %d bytes of tar)", n, refSize, whole.Len())
 }
 
 // TestInstallTestPackages installs the testpkgs world into an empty root
@@ -241,19 +314,72 @@ func TestInstallFileConflict(t *testing.T) {
 		files = append(files, b.Bytes())
 		m.Packages = append(m.Packages, pkgdisk.Package{Name: name, Version: "1-r0", Checksum: apk.EncodeChecksum(out.Checksum), Size: out.Size})
 	}
-	var d bytes.Buffer
-	w, err := pkgdisk.NewWriter(&d, m, map[string][]byte{k.Name: k.PublicPEM()})
-	if err != nil {
+	var paths []string
+	for i, f := range files {
+		p := filepath.Join(t.TempDir(), fmt.Sprintf("%d.apk", i))
+		if err := os.WriteFile(p, f, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	kr := sign.NewKeyring()
+	if err := kr.AddPEM(k.Name, k.PublicPEM()); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range files {
-		w.Add(bytes.NewReader(f), int64(len(f)))
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	_, err = install(t, d.Bytes(), filepath.Join(t.TempDir(), "t"))
+	_, err = install(t, writeDisk(t, m, map[string][]byte{k.Name: k.PublicPEM()}, kr, paths), filepath.Join(t.TempDir(), "t"))
 	if err == nil || !strings.Contains(err.Error(), "second-1-r0") || !strings.Contains(err.Error(), "/usr/share/shared owned by first-1-r0") {
 		t.Errorf("got %v", err)
 	}
+}
+
+// TestRefsSeeChanges: a file changed after the install, in place, with
+// its size and mtime kept, is not one the host has any more.
+func TestRefsSeeChanges(t *testing.T) {
+	needRoot(t)
+	f, err := os.Open(disk(t, "busybox", "alpine-baselayout"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	d, err := pkgdisk.NewReader(bufio.NewReader(f))
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(t.TempDir(), "t")
+	refs := NewRefs()
+	if err := (&Installer{Root: target, Refs: refs}).Install(d); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(target, "bin/busybox")
+	var st syscall.Stat_t
+	if err := syscall.Lstat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := refs.Lookup(&st); !ok {
+		t.Fatal("bin/busybox, as installed, is not on the package disk")
+	}
+	// One byte, in place, with the mtime set back: only the ctime tells.
+	w, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteAt([]byte{0}, 100); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	mtime := time.Unix(st.Mtim.Unix())
+	if err := os.Chtimes(p, mtime, mtime); err != nil {
+		t.Fatal(err)
+	}
+	var after syscall.Stat_t
+	if err := syscall.Lstat(p, &after); err != nil {
+		t.Fatal(err)
+	}
+	if after.Size != st.Size || after.Mtim != st.Mtim {
+		t.Fatalf("size or mtime changed: %v", after)
+	}
+	if _, _, ok := refs.Lookup(&after); ok {
+		t.Error("bin/busybox, changed after the install, is still taken from the package disk")
+	}
+	checkRefs(t, f, target, refs)
 }

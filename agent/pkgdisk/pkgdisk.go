@@ -1,16 +1,19 @@
 // Package pkgdisk is the build VM's input: one tar stream, attached to
 // the VM as a read-only raw virtio disk, holding a manifest (what to
 // install, in order, and how the target's apk configuration must look),
-// the trusted public keys and the verified package files in install
-// order. The agent reads it front to back, so nothing is ever seeked or
-// held whole.
+// the trusted public keys and the packages in install order: prepared
+// for alpinist's own installer (read, verified and decompressed on the
+// host, see AddPrepared), the .apk files themselves for apk-tools. The
+// agent reads it front to back, so nothing is ever seeked or held whole.
 package pkgdisk
 
 import (
 	"archive/tar"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"slices"
 	"strings"
@@ -40,6 +43,9 @@ type Manifest struct {
 	// minirootfs) follows the keys, and the real apk installs.
 	Installer string `json:"installer,omitempty"`
 	Tools     bool   `json:"tools,omitempty"`
+	// Prepared: the packages are prepared (see AddPrepared), not .apk
+	// files; only for alpinist's own installer.
+	Prepared bool `json:"prepared,omitempty"`
 	// Config is applied after the install.
 	Config Config `json:"config"`
 }
@@ -116,7 +122,7 @@ type Package struct {
 }
 
 // Format is the manifest format version.
-const Format = 1
+const Format = 2
 
 const (
 	manifestName = "manifest.json"
@@ -125,11 +131,21 @@ const (
 	toolsName    = "tools.tar.gz"
 )
 
+// check tells whether the manifest's installer and packages agree.
+func (m *Manifest) check() error {
+	if m.Prepared && (m.Installer != "" || m.Tools) {
+		return fmt.Errorf("pkgdisk: prepared packages are for alpinist's own installer, not %q", m.Installer)
+	}
+	return nil
+}
+
 // FileName is a package's entry name.
 func (p Package) FileName() string { return pkgDir + p.Name + "-" + p.Version + ".apk" }
 
 // Writer writes a package disk.
 type Writer struct {
+	w     io.Writer
+	id    hash.Hash // see Identity
 	tw    *tar.Writer
 	m     Manifest
 	next  int
@@ -142,6 +158,9 @@ type Writer struct {
 // The packages must follow with Add in the manifest's order.
 func NewWriter(w io.Writer, m Manifest, keys map[string][]byte) (*Writer, error) {
 	m.Format = Format
+	if err := m.check(); err != nil {
+		return nil, err
+	}
 	m.Keys = nil
 	for k := range keys {
 		if k == "" || strings.ContainsAny(k, "/\x00") {
@@ -154,7 +173,8 @@ func NewWriter(w io.Writer, m Manifest, keys map[string][]byte) (*Writer, error)
 	if err != nil {
 		return nil, err
 	}
-	dw := &Writer{tw: tar.NewWriter(w), m: m, mtime: time.Unix(m.SourceDateEpoch, 0)}
+	id := sha256.New()
+	dw := &Writer{w: w, id: id, tw: tar.NewWriter(io.MultiWriter(w, id)), m: m, mtime: time.Unix(m.SourceDateEpoch, 0)}
 	if err := dw.file(manifestName, int64(len(data)), strings.NewReader(string(data))); err != nil {
 		return nil, err
 	}
@@ -185,6 +205,9 @@ func (w *Writer) Add(r io.Reader, size int64) error {
 	if w.m.Tools && !w.tools {
 		return errors.New("pkgdisk: the tools tarball must come first")
 	}
+	if w.m.Prepared {
+		return errors.New("pkgdisk: the manifest says the packages are prepared (AddPrepared)")
+	}
 	if w.next >= len(w.m.Packages) {
 		return errors.New("pkgdisk: more packages than the manifest lists")
 	}
@@ -192,6 +215,11 @@ func (w *Writer) Add(r io.Reader, size int64) error {
 	w.next++
 	return w.file(p.FileName(), size, r)
 }
+
+// Identity is the SHA-256 of everything written but the prepared
+// packages' data tars, which the manifest's checksums identify: with
+// them, the disk's identity, known as soon as it is written.
+func (w *Writer) Identity() []byte { return w.id.Sum(nil) }
 
 // Close ends the tar stream; every package of the manifest must have
 // been added.
@@ -205,6 +233,7 @@ func (w *Writer) Close() error {
 // Reader reads a package disk front to back.
 type Reader struct {
 	tr        *tar.Reader
+	count     *countReader
 	Manifest  Manifest
 	Keys      map[string][]byte
 	next      int
@@ -214,7 +243,8 @@ type Reader struct {
 
 // NewReader reads the manifest and the keys.
 func NewReader(r io.Reader) (*Reader, error) {
-	tr := tar.NewReader(r)
+	count := &countReader{r: r}
+	tr := tar.NewReader(count)
 	h, err := tr.Next()
 	if err != nil {
 		return nil, fmt.Errorf("pkgdisk: no manifest: %w", err)
@@ -222,12 +252,15 @@ func NewReader(r io.Reader) (*Reader, error) {
 	if h.Name != manifestName {
 		return nil, fmt.Errorf("pkgdisk: first entry is %q, not %s", h.Name, manifestName)
 	}
-	dr := &Reader{tr: tr, Keys: map[string][]byte{}}
+	dr := &Reader{tr: tr, count: count, Keys: map[string][]byte{}}
 	if err := json.NewDecoder(io.LimitReader(tr, 16<<20)).Decode(&dr.Manifest); err != nil {
 		return nil, fmt.Errorf("pkgdisk: manifest: %w", err)
 	}
 	if dr.Manifest.Format != Format {
 		return nil, fmt.Errorf("pkgdisk: manifest format %d, this agent reads %d", dr.Manifest.Format, Format)
+	}
+	if err := dr.Manifest.check(); err != nil {
+		return nil, err
 	}
 	for _, k := range dr.Manifest.Keys {
 		h, err := tr.Next()
@@ -268,6 +301,9 @@ func (r *Reader) Next() (Package, io.Reader, error) {
 		if _, err := r.Tools(); err != nil {
 			return Package{}, nil, err
 		}
+	}
+	if r.Manifest.Prepared {
+		return Package{}, nil, errors.New("pkgdisk: the packages are prepared (NextPrepared)")
 	}
 	if r.next >= len(r.Manifest.Packages) {
 		return Package{}, nil, io.EOF

@@ -32,6 +32,9 @@ type Package struct {
 	Signer     *sign.Signature
 	// Files is the number of data entries.
 	Files int
+	// ControlTar is the decompressed control part (a tar of .PKGINFO
+	// and the scripts), as ReadPrepared takes it.
+	ControlTar []byte
 }
 
 // ReadOptions control Read.
@@ -57,6 +60,11 @@ type ReadOptions struct {
 	// from .PKGINFO's size); a package inflating beyond its cap is
 	// rejected as a decompression bomb.
 	MaxDataSize int64
+	// DataTar, when set, receives the decompressed data part (the data
+	// tar, end-of-archive included) as it is read: with ControlTar, what
+	// ReadPrepared takes. What it received is verified only once Read
+	// returns without error.
+	DataTar io.Writer
 }
 
 // Errors Read wraps, to tell failures apart.
@@ -165,6 +173,7 @@ func (pr *reader) read() error {
 		if control, err = readAllMax(cm, 16<<20, "control part"); err != nil {
 			return err
 		}
+		pr.pkg.ControlTar = control
 	} else {
 		return pr.unsigned(buf, firstID.Sum(nil))
 	}
@@ -208,6 +217,7 @@ func (pr *reader) read() error {
 // unsigned handles a package whose first member is the control part; it
 // is only read with AllowUntrusted.
 func (pr *reader) unsigned(control, id []byte) error {
+	pr.pkg.ControlTar = control
 	if err := pr.parseControl(control); err != nil {
 		return err
 	}
@@ -360,6 +370,15 @@ func (pr *reader) readData(hs ...io.Writer) error {
 		limit = min(limit, pr.opts.MaxDataSize)
 	}
 	var src io.Reader = &capReader{r: dm, max: limit, left: limit}
+	if pr.opts.DataTar != nil {
+		src = io.TeeReader(src, pr.opts.DataTar)
+	}
+	return pr.entries(src, true)
+}
+
+// entries reads a data tar from src, checking its entries (and, with
+// sums, every file's SHA-1), to its end.
+func (pr *reader) entries(src io.Reader, sums bool) error {
 	tr := tar.NewReader(src)
 	seen := map[string]byte{} // entry -> tar type
 	buf := make([]byte, 64<<10)
@@ -371,7 +390,7 @@ func (pr *reader) readData(hs ...io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("%w: data part: %v", ErrFormat, err)
 		}
-		if err := pr.entry(h, tr, seen, buf); err != nil {
+		if err := pr.entry(h, tr, seen, buf, sums); err != nil {
 			return err
 		}
 	}
@@ -382,7 +401,7 @@ func (pr *reader) readData(hs ...io.Writer) error {
 	return nil
 }
 
-func (pr *reader) entry(h *tar.Header, tr io.Reader, seen map[string]byte, buf []byte) error {
+func (pr *reader) entry(h *tar.Header, tr io.Reader, seen map[string]byte, buf []byte, sums bool) error {
 	name, err := CleanPath(h.Name)
 	if err != nil {
 		return fmt.Errorf("%w: data part: %v", ErrFormat, err)
@@ -417,10 +436,12 @@ func (pr *reader) entry(h *tar.Header, tr io.Reader, seen map[string]byte, buf [
 	want := h.PAXRecords["APK-TOOLS.checksum.SHA1"]
 	var fh hash.Hash
 	var content io.Reader = tr
-	if h.Typeflag == tar.TypeReg || h.Typeflag == tar.TypeRegA {
+	switch {
+	case !sums:
+	case h.Typeflag == tar.TypeReg || h.Typeflag == tar.TypeRegA:
 		fh = sha1.New()
 		content = io.TeeReader(tr, fh)
-	} else if h.Typeflag == tar.TypeSymlink && want != "" {
+	case h.Typeflag == tar.TypeSymlink && want != "":
 		fh = sha1.New()
 		fh.Write([]byte(h.Linkname))
 	}

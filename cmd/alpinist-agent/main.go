@@ -62,9 +62,13 @@ func build(disks map[string]string, args map[string]string) error {
 		return err
 	}
 	report(proto.Message{Type: proto.TypePhase, Phase: "install", Text: fmt.Sprintf("%d packages", len(d.Manifest.Packages))})
+	var refs *install.Refs
 	switch d.Manifest.Installer {
 	case "":
-		inst := &install.Installer{Root: target, Log: os.Stdout,
+		if d.Manifest.Prepared {
+			refs = install.NewRefs()
+		}
+		inst := &install.Installer{Root: target, Log: os.Stdout, Refs: refs,
 			Phase: func(what string) { report(proto.Message{Type: proto.TypeLog, Text: "installing " + what}) }}
 		if err := inst.Install(d); err != nil {
 			return err
@@ -96,7 +100,7 @@ func build(disks map[string]string, args map[string]string) error {
 	}
 	bw := bufio.NewWriterSize(o, 1<<20)
 	cw := &counting.Writer{W: bw}
-	if err := export.WriteTar(cw, target, export.Options{Epoch: d.Manifest.SourceDateEpoch}); err != nil {
+	if err := export.WriteTar(cw, target, export.Options{Epoch: d.Manifest.SourceDateEpoch, Ref: refs.Lookup}); err != nil {
 		o.Close()
 		return err
 	}
