@@ -73,7 +73,7 @@ func kernelPackage(idx []*repo.Index, arch string) (repo.Item, error) {
 // writes their files and runs their scripts (pkgdisk.AddPrepared).
 func writePackageDisk(w io.WriteSeeker, opts VMOptions, items []repo.Item, paths []string) (int64, []byte, error) {
 	m := pkgdisk.Manifest{Arch: opts.Arch, Repositories: lock.SystemRepositories(opts.Entry.Repositories), SourceDateEpoch: opts.SourceDateEpoch, Config: Config(opts.Spec, opts.Arch),
-		Prepared: opts.Spec.Installer.Type == ""}
+		Prepared: opts.Spec.Installer.Type != "apk-tools"}
 	var tools *os.File
 	if opts.Spec.Installer.Type == "apk-tools" {
 		m.Installer, m.Tools = "apk-tools", true
