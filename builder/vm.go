@@ -10,16 +10,17 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/alpinist/alpinist/agent/embed"
+	"github.com/alpinist/alpinist/agent/pkgdisk"
 	"github.com/alpinist/alpinist/agent/proto"
 	"github.com/alpinist/alpinist/apk"
 	"github.com/alpinist/alpinist/apk/lock"
 	"github.com/alpinist/alpinist/apk/repo"
 	"github.com/alpinist/alpinist/arch"
 	"github.com/alpinist/alpinist/initramfs"
-	"github.com/alpinist/alpinist/internal/atomicfile"
 	"github.com/alpinist/alpinist/qemu"
 	"github.com/alpinist/alpinist/spec"
 )
@@ -89,21 +90,27 @@ type vmRun struct {
 	log  *slog.Logger
 	work string
 	res  *VMResult
+	mu   sync.Mutex // res.Phases: the VM runs while the disk is written
 	prof qemu.Profile
 	// The kit and the disks.
 	kit       *initramfs.Kit
 	initrd    string
 	initrdSum []byte
+	plan      *diskPlan
 	pkgDisk   string
 	installed int64 // the packages' installed size
 	items     []repo.Item
-	paths     []string // the items' files in the cache
-	key       string   // the build cache's key
+	key       string // the build cache's key
 }
 
 // RunVM builds opts.Arch's rootfs tar into opts.OutDir. Temporary files
 // go into a directory under OutDir that is removed afterwards; on
 // failure no output is left behind.
+//
+// The build cache's key is known before anything is fetched, so a hit
+// does nothing else. Otherwise the kernel package is fetched first and
+// the VM boots with it while the other packages are fetched and
+// prepared: the VM waits for its package disk (pkgdisk.HoldFirst).
 func RunVM(ctx context.Context, opts VMOptions) (*VMResult, error) {
 	r := &vmRun{ctx: ctx, opts: opts, log: opts.Log, res: &VMResult{}, items: opts.Items}
 	if r.log == nil {
@@ -111,6 +118,9 @@ func RunVM(ctx context.Context, opts VMOptions) (*VMResult, error) {
 	}
 	var err error
 	if r.prof, err = qemu.Lookup(opts.Arch); err != nil {
+		return nil, err
+	}
+	if r.installed, err = installedSize(r.items); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
@@ -121,16 +131,8 @@ func RunVM(ctx context.Context, opts VMOptions) (*VMResult, error) {
 	}
 	defer os.RemoveAll(r.work)
 	r.res.Tar = filepath.Join(opts.OutDir, opts.Spec.Name+"-"+opts.Arch+".tar")
-	for _, step := range []struct {
-		name string
-		run  func() error
-	}{{"fetch", r.fetch}, {"kernel+initramfs", r.makeKit}, {"disks", r.makeDisks}} {
-		r.begin(step.name)
-		start := time.Now()
-		if err := step.run(); err != nil {
-			return nil, err
-		}
-		r.phase(step.name, start)
+	if err := r.step("plan", r.makePlan); err != nil {
+		return nil, err
 	}
 	cache := rootfsCache{dir: RootfsDir(opts.Client.Cache.Dir), log: r.log}
 	if !opts.NoCache {
@@ -143,7 +145,12 @@ func RunVM(ctx context.Context, opts VMOptions) (*VMResult, error) {
 			return r.res, err
 		}
 	}
-	consoleLog, err := r.boot()
+	if r.kit == nil {
+		if err := r.step("kernel+initramfs", r.makeKit); err != nil {
+			return nil, err
+		}
+	}
+	consoleLog, err := r.build()
 	if err != nil {
 		return nil, err
 	}
@@ -158,10 +165,23 @@ func RunVM(ctx context.Context, opts VMOptions) (*VMResult, error) {
 	return r.res, nil
 }
 
+// step runs and times one phase.
+func (r *vmRun) step(name string, run func() error) error {
+	r.begin(name)
+	start := time.Now()
+	if err := run(); err != nil {
+		return err
+	}
+	r.phase(name, start)
+	return nil
+}
+
 // phase records a phase's time.
 func (r *vmRun) phase(name string, start time.Time) {
 	d := time.Since(start)
+	r.mu.Lock()
 	r.res.Phases = append(r.res.Phases, Phase{name, d})
+	r.mu.Unlock()
 	r.log.Info("phase done", "arch", r.opts.Arch, "phase", name, "time", d.Round(time.Millisecond))
 }
 
@@ -172,33 +192,60 @@ func (r *vmRun) begin(name string) {
 	}
 }
 
-// fetch fetches the packages (and the kernel package) into the cache.
-func (r *vmRun) fetch() error {
-	items := r.items
-	if r.opts.Kernel == "" {
-		kernelItem, err := kernelPackage(r.opts.Indexes, r.opts.Arch)
-		if err != nil {
-			return err
-		}
-		items = append(items[:len(items):len(items)], kernelItem)
+// makePlan plans the package disk and takes the build cache's key. A
+// kernel given as files is read here, into the kit, for the key.
+func (r *vmRun) makePlan() error {
+	var err error
+	if r.plan, err = planDisk(r.opts, r.items); err != nil {
+		return err
 	}
-	paths, err := r.opts.Client.Fetch(r.ctx, items)
+	agent, err := embed.Agent(r.opts.Arch)
 	if err != nil {
 		return err
 	}
-	r.paths = paths
+	agentSum := sha256.Sum256(agent)
+	var kernel string
+	if r.opts.Kernel != "" {
+		if err := r.makeKit(); err != nil {
+			return err
+		}
+		f, err := os.Open(r.kit.Kernel)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err != nil {
+			return err
+		}
+		kernel = fmt.Sprintf("file %x initramfs %x", h.Sum(nil), r.initrdSum)
+	} else {
+		it, err := kernelPackage(r.opts.Indexes, r.opts.Arch)
+		if err != nil {
+			return err
+		}
+		kernel = fmt.Sprintf("package %s-%s %s", it.Package.Name, it.Package.Version, apk.EncodeChecksum(it.Package.Checksum))
+	}
+	r.key = cacheKey(r.opts, r.plan.identity, kernel, agentSum[:])
 	return nil
 }
 
-// makeKit makes the kit: kernel, modules, agent, initramfs.
+// makeKit makes the kit: kernel (the repository's linux-virt, fetched
+// here, or the files given), modules, agent, initramfs.
 func (r *vmRun) makeKit() error {
 	var err error
 	if r.opts.Kernel != "" {
 		r.kit, err = initramfs.KitFromFiles(r.opts.Kernel, r.opts.Modules, initramfs.BuildVMModules)
 	} else {
-		kernelPath := r.paths[len(r.paths)-1]
-		r.paths = r.paths[:len(r.paths)-1]
-		r.kit, err = initramfs.KitFromPackage(kernelPath, r.opts.Client.Keys, r.work, initramfs.BuildVMModules)
+		var it repo.Item
+		if it, err = kernelPackage(r.opts.Indexes, r.opts.Arch); err != nil {
+			return err
+		}
+		var paths []string
+		if paths, err = r.opts.Client.Fetch(r.ctx, []repo.Item{it}); err != nil {
+			return err
+		}
+		r.kit, err = initramfs.KitFromPackage(paths[0], r.opts.Client.Keys, r.work, initramfs.BuildVMModules)
 	}
 	if err != nil {
 		return err
@@ -218,24 +265,70 @@ func (r *vmRun) makeKit() error {
 	return err
 }
 
-// makeDisks writes the package disk, and the build cache's key:
-// everything the VM is given.
-func (r *vmRun) makeDisks() error {
+// build boots the build VM while the packages are fetched and the
+// package disk is written, and returns the VM's console log. The first
+// of the two to fail stops the other.
+func (r *vmRun) build() (*os.File, error) {
 	r.pkgDisk = filepath.Join(r.work, "pkgs.img")
-	var identity []byte
-	if err := atomicfile.WriteFile(r.pkgDisk, 0o644, func(f *os.File) error {
+	f, err := os.Create(r.pkgDisk)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	// The VM sees the disk's size when it starts: the most it can hold.
+	if err := f.Truncate(r.plan.bound); err != nil {
+		return nil, fmt.Errorf("%s: %w", r.pkgDisk, err)
+	}
+	parent := r.ctx
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	r.ctx = ctx
+	defer func() { r.ctx = parent }()
+	type result struct {
+		log *os.File
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		l, err := r.boot()
+		if err != nil {
+			cancel(err)
+		}
+		done <- result{l, err}
+	}()
+	derr := r.writeDisk(f)
+	if derr != nil {
+		cancel(derr)
+	}
+	vm := <-done
+	if derr == nil && vm.err == nil {
+		return vm.log, nil
+	}
+	if vm.log != nil {
+		vm.log.Close()
+	}
+	return nil, context.Cause(ctx) // the first error
+}
+
+// writeDisk fetches the packages and writes the package disk to f, its
+// first block last (the VM waits for it).
+func (r *vmRun) writeDisk(f *os.File) error {
+	var paths []string
+	err := r.step("fetch", func() error {
 		var err error
-		r.installed, identity, err = writePackageDisk(f, r.opts, r.items, r.paths)
+		paths, err = r.opts.Client.Fetch(r.ctx, r.items)
 		return err
-	}); err != nil {
-		return fmt.Errorf("%s: %w", r.pkgDisk, err)
-	}
-	if err := padTo512(r.pkgDisk); err != nil {
+	})
+	if err != nil {
 		return err
 	}
-	var err error
-	r.key, err = cacheKey(r.opts, r.kit.Kernel, r.initrdSum, identity)
-	return err
+	return r.step("disks", func() error {
+		hf := pkgdisk.NewHoldFirst(f, r.plan.bound)
+		if err := writePackageDisk(r.ctx, hf, r.opts, r.plan, paths); err != nil {
+			return fmt.Errorf("the package disk: %w", err)
+		}
+		return hf.Release()
+	})
 }
 
 // fromCache gives the rootfs from the build cache when it has it: the

@@ -3,6 +3,7 @@ package builder
 import (
 	"archive/tar"
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -22,28 +23,23 @@ import (
 	"github.com/alpinist/alpinist/apk/repo"
 	"github.com/alpinist/alpinist/apk/version"
 	"github.com/alpinist/alpinist/assembler/rootfs"
+	"github.com/alpinist/alpinist/initramfs"
 	"github.com/alpinist/alpinist/internal/atomicfile"
 	"github.com/alpinist/alpinist/internal/counting"
 	"github.com/alpinist/alpinist/spec"
 )
 
-// cacheKey hashes what the build VM is given: the kernel (a file), the
-// initramfs (agent, modules) and the package disk (their sha256, taken
-// as they were written), with the arch and installer.
-func cacheKey(opts VMOptions, kernel string, initrd, pkgDisk []byte) (string, error) {
-	f, err := os.Open(kernel)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	kh := sha256.New()
-	if _, err := io.Copy(kh, f); err != nil {
-		return "", err
-	}
+// cacheKey hashes what the build VM is given, known before anything is
+// fetched: the package disk's identity (pkgdisk.Plan: the manifest with
+// the packages' checksums, the configuration and SOURCE_DATE_EPOCH, the
+// keys, the tools, the spec's files), the kernel (the kernel package's
+// checksum, or the sha256 of a kernel given as files and of the
+// initramfs made with it) and the agent, with the arch and installer.
+func cacheKey(opts VMOptions, disk []byte, kernel string, agent []byte) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "alpinist rootfs cache 1\narch %s\ninstaller %s\npackage disk %x\n", opts.Arch, opts.Spec.Installer.Type, pkgDisk)
-	fmt.Fprintf(h, "file 0 %x\nfile 1 %x\n", kh.Sum(nil), initrd)
-	return hex.EncodeToString(h.Sum(nil)), nil
+	fmt.Fprintf(h, "alpinist rootfs cache 2\narch %s\ninstaller %s\npackage disk %x\n", opts.Arch, opts.Spec.Installer.Type, disk)
+	fmt.Fprintf(h, "kernel %s\nmodules %s\nagent %x\n", kernel, strings.Join(initramfs.BuildVMModules, ","), agent)
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // kernelPackage is the newest linux-virt in the indexes: the build VM's
@@ -63,62 +59,104 @@ func kernelPackage(idx []*repo.Index, arch string) (repo.Item, error) {
 	return best, nil
 }
 
-// writePackageDisk writes the package disk: the manifest (the packages,
-// the world, the spec's system configuration), the installer's tools,
-// the packages and the spec's files, and returns the packages'
-// installed size.
+// diskPlan is the package disk before it is written: its manifest, and
+// what pkgdisk.Plan tells of it.
+type diskPlan struct {
+	m        pkgdisk.Manifest
+	identity []byte
+	// bound is the most the disk can hold: the plan's bytes and, for
+	// each package, more than its file or data tar can be. The disk is
+	// sized to it (sparse) when the VM starts before it is written.
+	bound int64
+}
+
+// planDisk plans the package disk: the manifest (the packages, the world,
+// the spec's system configuration), the installer's tools, the packages
+// and the spec's files.
 //
 // For alpinist's own installer the packages are prepared: read, verified
-// and decompressed here, natively, so that the VM, maybe emulated, only
-// writes their files and runs their scripts (pkgdisk.AddPrepared).
-func writePackageDisk(w io.WriteSeeker, opts VMOptions, items []repo.Item, paths []string) (int64, []byte, error) {
+// and decompressed on the host, natively, so that the VM, maybe
+// emulated, only writes their files and runs their scripts
+// (pkgdisk.AddPrepared).
+func planDisk(opts VMOptions, items []repo.Item) (*diskPlan, error) {
 	m := pkgdisk.Manifest{Arch: opts.Arch, Repositories: lock.SystemRepositories(opts.Entry.Repositories), SourceDateEpoch: opts.SourceDateEpoch, Config: Config(opts.Spec, opts.Arch),
 		Prepared: opts.Spec.Installer.Type != "apk-tools"}
-	var tools *os.File
 	if opts.Spec.Installer.Type == "apk-tools" {
 		m.Installer, m.Tools = "apk-tools", true
-		f, err := openChecked(opts.Spec.Installer)
-		if err != nil {
-			return 0, nil, err
-		}
-		defer f.Close()
-		tools = f
 	}
 	for _, d := range opts.World {
 		m.World = append(m.World, d.String())
 	}
-	installed, err := installedSize(items)
-	if err != nil {
-		return 0, nil, err
-	}
+	var bound int64
 	for _, it := range items {
 		p := it.Package
 		m.Packages = append(m.Packages, pkgdisk.Package{Name: p.Name, Version: p.Version, Checksum: apk.EncodeChecksum(p.Checksum), Tag: it.Repository.Tag, Size: p.Size, Arch: p.Arch})
+		bound += 2*p.InstalledSize + 4*p.Size + 1<<20
 	}
-	dw, err := pkgdisk.NewWriter(w, m, opts.Keys)
+	plan, err := pkgdisk.Plan(m, opts.Keys)
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
-	if tools != nil {
-		st, err := tools.Stat()
+	if err := fillDisk(context.Background(), plan, opts, m, nil); err != nil {
+		return nil, err
+	}
+	return &diskPlan{m: m, identity: plan.Identity(), bound: roundMiB(plan.Size() + bound + 64<<20)}, nil
+}
+
+// writePackageDisk writes the planned disk with the packages at paths.
+func writePackageDisk(ctx context.Context, w io.WriteSeeker, opts VMOptions, plan *diskPlan, paths []string) error {
+	dw, err := pkgdisk.NewWriter(w, plan.m, opts.Keys)
+	if err != nil {
+		return err
+	}
+	if err := fillDisk(ctx, dw, opts, plan.m, paths); err != nil {
+		return err
+	}
+	if !bytes.Equal(dw.Identity(), plan.identity) {
+		return errors.New("the package disk is not the one planned (did the spec's files change during the build?)")
+	}
+	return nil
+}
+
+// fillDisk writes the disk after its manifest and keys: the tools, the
+// packages at paths (a plan skips them) and the spec's files, then ends
+// it.
+func fillDisk(ctx context.Context, dw *pkgdisk.Writer, opts VMOptions, m pkgdisk.Manifest, paths []string) error {
+	if m.Tools {
+		f, err := openChecked(opts.Spec.Installer)
 		if err != nil {
-			return 0, nil, err
+			return err
 		}
-		if err := dw.AddTools(tools, st.Size()); err != nil {
-			return 0, nil, err
+		defer f.Close()
+		st, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		if err := dw.AddTools(f, st.Size()); err != nil {
+			return err
+		}
+	}
+	if paths == nil {
+		if err := dw.SkipPackages(); err != nil {
+			return err
 		}
 	}
 	for _, p := range paths {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var err error
 		if m.Prepared {
 			err = dw.AddPackage(p, opts.Client.Keys)
 		} else {
 			err = addFile(dw, p)
 		}
 		if err != nil {
-			return 0, nil, err
+			return err
 		}
 	}
 	for i, f := range opts.Spec.Files {
+		var err error
 		switch f.Kind() {
 		case "copy":
 			err = dw.AddTree(i, f.Src, f.Mode, f.DirMode)
@@ -126,13 +164,10 @@ func writePackageDisk(w io.WriteSeeker, opts VMOptions, items []repo.Item, paths
 			err = dw.AddContent(i, f.Content, f.Mode)
 		}
 		if err != nil {
-			return 0, nil, err
+			return err
 		}
 	}
-	if err := dw.Close(); err != nil {
-		return 0, nil, err
-	}
-	return installed, dw.Identity(), nil
+	return dw.Close()
 }
 
 // addFile adds the package file at p as it is.
@@ -250,17 +285,6 @@ func canonicalTar(ctx context.Context, dst string, src io.Reader, work string) (
 func writeFile(path string, fill func(io.Writer) error) error {
 	if err := atomicfile.Write(path, 0o644, fill); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
-	}
-	return nil
-}
-
-func padTo512(p string) error {
-	st, err := os.Stat(p)
-	if err != nil {
-		return err
-	}
-	if r := st.Size() % 512; r != 0 {
-		return os.Truncate(p, st.Size()+512-r)
 	}
 	return nil
 }

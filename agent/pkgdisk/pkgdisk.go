@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/alpinist/alpinist/bootdisk"
+	"github.com/alpinist/alpinist/internal/counting"
 	"github.com/alpinist/alpinist/sysconfig"
 )
 
@@ -145,8 +146,9 @@ func (p Package) FileName() string { return pkgDir + p.Name + "-" + p.Version + 
 // Writer writes a package disk.
 type Writer struct {
 	w     io.Writer
-	id    hash.Hash // see Identity
+	id    *idWriter // see Identity
 	tw    *tar.Writer
+	plan  bool // see Plan
 	m     Manifest
 	next  int
 	tools bool
@@ -173,7 +175,7 @@ func NewWriter(w io.Writer, m Manifest, keys map[string][]byte) (*Writer, error)
 	if err != nil {
 		return nil, err
 	}
-	id := sha256.New()
+	id := &idWriter{h: sha256.New(), on: true}
 	dw := &Writer{w: w, id: id, tw: tar.NewWriter(io.MultiWriter(w, id)), m: m, mtime: time.Unix(m.SourceDateEpoch, 0)}
 	if err := dw.file(manifestName, int64(len(data)), strings.NewReader(string(data))); err != nil {
 		return nil, err
@@ -211,21 +213,97 @@ func (w *Writer) Add(r io.Reader, size int64) error {
 	if w.next >= len(w.m.Packages) {
 		return errors.New("pkgdisk: more packages than the manifest lists")
 	}
+	if err := w.packages(); err != nil {
+		return err
+	}
 	p := w.m.Packages[w.next]
 	w.next++
 	return w.file(p.FileName(), size, r)
 }
 
-// Identity is the SHA-256 of everything written but the prepared
-// packages' data tars, which the manifest's checksums identify: with
-// them, the disk's identity, known as soon as it is written.
-func (w *Writer) Identity() []byte { return w.id.Sum(nil) }
+// Identity is the SHA-256 of everything written but the packages, which
+// the manifest's checksums identify: with them, the disk's identity.
+// Plan gives it before the packages are even fetched.
+func (w *Writer) Identity() []byte { return w.id.h.Sum(nil) }
+
+// idWriter hashes what the Writer writes while on.
+type idWriter struct {
+	h  hash.Hash
+	on bool
+}
+
+func (i *idWriter) Write(p []byte) (int, error) {
+	if i.on {
+		i.h.Write(p)
+	}
+	return len(p), nil
+}
+
+// packages begins a package's entries, which Identity leaves out: the
+// padding of the entry before them is flushed, and counted, first.
+func (w *Writer) packages() error {
+	if w.plan {
+		return errors.New("pkgdisk: a plan has no packages (SkipPackages)")
+	}
+	if w.id.on {
+		if err := w.tw.Flush(); err != nil {
+			return err
+		}
+		w.id.on = false
+	}
+	return nil
+}
+
+// afterPackages ends the packages' part of the disk for Identity.
+func (w *Writer) afterPackages() error {
+	if !w.id.on {
+		if err := w.tw.Flush(); err != nil {
+			return err
+		}
+		w.id.on = true
+	}
+	return nil
+}
+
+// Plan starts a disk that is never written, to know its Identity (and
+// Size) before its packages are at hand: NewWriter, the tools, then
+// SkipPackages instead of the packages, then the file trees and Close,
+// as the disk itself will be written.
+func Plan(m Manifest, keys map[string][]byte) (*Writer, error) {
+	w, err := NewWriter(&counting.Writer{W: io.Discard}, m, keys)
+	if err != nil {
+		return nil, err
+	}
+	w.plan = true
+	return w, nil
+}
+
+// SkipPackages takes a plan past its packages.
+func (w *Writer) SkipPackages() error {
+	if !w.plan || (w.m.Tools && !w.tools) {
+		return errors.New("pkgdisk: only a plan skips its packages, after its tools")
+	}
+	w.next = len(w.m.Packages)
+	return nil
+}
+
+// Size is the number of bytes written so far (of a plan: what the disk
+// holds but its packages).
+func (w *Writer) Size() int64 {
+	if c, ok := w.w.(*counting.Writer); ok {
+		return c.N
+	}
+	return -1
+}
 
 // Close ends the tar stream; every package of the manifest must have
 // been added.
 func (w *Writer) Close() error {
 	if w.next != len(w.m.Packages) {
 		return fmt.Errorf("pkgdisk: %d of %d packages written", w.next, len(w.m.Packages))
+	}
+	if err := w.afterPackages(); err != nil {
+		return err
 	}
 	return w.tw.Close()
 }

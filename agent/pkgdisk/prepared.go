@@ -47,6 +47,9 @@ func (w *Writer) AddPrepared(control []byte, fill func(io.Writer) error) error {
 	if w.next >= len(w.m.Packages) {
 		return errors.New("pkgdisk: more packages than the manifest lists")
 	}
+	if err := w.packages(); err != nil {
+		return err
+	}
 	i, p := w.next, w.m.Packages[w.next]
 	w.next++
 	if err := w.file(p.ControlName(), int64(len(control)), bytes.NewReader(control)); err != nil {

@@ -33,7 +33,7 @@ func (w *Writer) startTree(i int) error {
 		return fmt.Errorf("pkgdisk: file tree %d out of order", i)
 	}
 	w.tree = i + 1
-	return nil
+	return w.afterPackages()
 }
 
 // AddContent writes the content of the configuration's file entry i.

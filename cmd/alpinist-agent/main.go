@@ -52,6 +52,9 @@ func build(disks map[string]string, args map[string]string) error {
 	if err := unix.Mount("tmpfs", target, "tmpfs", 0, "mode=0755,size="+size); err != nil {
 		return fmt.Errorf("mount the target tmpfs: %w", err)
 	}
+	if err := waitReady(in); err != nil {
+		return err
+	}
 	f, err := os.Open(in)
 	if err != nil {
 		return err
@@ -263,6 +266,43 @@ func waitDisks(want []string, timeout time.Duration) (map[string]string, error) 
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// waitReady waits until the package disk is written (pkgdisk.Ready: the
+// host boots the VM while it still writes it), reading its first block
+// around the page cache, then drops what the kernel cached of the disk
+// before (it reads a disk's first blocks when it finds it).
+func waitReady(dev string) error {
+	buf, err := unix.Mmap(-1, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE) // aligned, for O_DIRECT
+	if err != nil {
+		return err
+	}
+	defer unix.Munmap(buf)
+	fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("package disk: %w", err)
+	}
+	defer unix.Close(fd)
+	start, said := time.Now(), false
+	for {
+		if n, err := unix.Pread(fd, buf, 0); err != nil {
+			return fmt.Errorf("package disk: %w", err)
+		} else if pkgdisk.Ready(buf[:n]) {
+			break
+		}
+		if !said {
+			report(proto.Message{Type: proto.TypeLog, Text: "waiting for the host to finish the package disk"})
+			said = true
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if said {
+		report(proto.Message{Type: proto.TypeLog, Text: fmt.Sprintf("the package disk was ready after %v", time.Since(start).Round(time.Millisecond))})
+	}
+	if err := unix.IoctlSetInt(fd, unix.BLKFLSBUF, 0); err != nil {
+		return fmt.Errorf("package disk: dropping its cache: %w", err)
+	}
+	return nil
 }
 
 func uptime() time.Duration {
