@@ -23,6 +23,7 @@ import (
 	"bytes"
 	"crypto/sha1"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -90,6 +91,9 @@ type state struct {
 	// at is where the current entry's bytes are (-1: not known).
 	refs *Refs
 	at   int64
+	// disk is the package disk's file when the disk was opened from it
+	// (pkgdisk.Open): files are then copied from it by the kernel.
+	disk *os.File
 	// legacy: the system gets an apk-tools older than 2.14 (Alpine
 	// 3.17 and before), whose ways we follow where they differ: scripts
 	// run from var/cache/misc, installed lists packages in install
@@ -109,6 +113,7 @@ func (in *Installer) Install(d *pkgdisk.Reader) error {
 	st.ids.st = st
 	st.at = -1
 	st.refs = in.Refs
+	st.disk = d.Disk()
 	st.legacy = legacyApk(d.Manifest.Packages)
 	unmount, err := st.initDB(d)
 	if err != nil {
@@ -177,6 +182,20 @@ type countReader struct {
 func (c *countReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	return n, err
+}
+
+// Seek seeks what it counts, when that can seek: the count is then the
+// offset (a data tar is read from its start).
+func (c *countReader) Seek(offset int64, whence int) (int64, error) {
+	s, ok := c.r.(io.Seeker)
+	if !ok {
+		return 0, errors.New("install: cannot seek")
+	}
+	n, err := s.Seek(offset, whence)
+	if err == nil {
+		c.n = n
+	}
 	return n, err
 }
 
@@ -439,6 +458,11 @@ func (st *state) diskSum(p string) ([]byte, bool, error) {
 func (st *state) write(p string, h *tar.Header, content io.Reader, mode uint32, uid, gid int, xattrs map[string]string) error {
 	switch h.Typeflag {
 	case tar.TypeReg, tar.TypeRegA:
+		if st.disk != nil && st.at >= 0 {
+			// The bytes are on the package disk at st.at: the kernel
+			// copies them, and the reader skips them.
+			content = &fsroot.Range{File: st.disk, Off: st.at, N: h.Size}
+		}
 		return st.root.WriteFile(p, content, mode, uid, gid, xattrs, st.mtime)
 	case tar.TypeSymlink:
 		return st.root.Symlink(p, h.Linkname, uid, gid, st.mtime)

@@ -137,9 +137,14 @@ func install(t *testing.T, disk, target string) (string, error) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	d, err := pkgdisk.NewReader(bufio.NewReader(f))
+	// As the agent reads it: from the file, the files' bytes copied by
+	// the kernel (TestRefsSeeChanges reads a disk as a stream).
+	d, err := pkgdisk.Open(f)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if d.Disk() != f {
+		t.Fatal("pkgdisk.Open: no disk file")
 	}
 	var log bytes.Buffer
 	refs := NewRefs()

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -316,7 +317,8 @@ type Reader struct {
 	Keys      map[string][]byte
 	next      int
 	toolsRead bool
-	tree      int // the last file tree index read
+	tree      int      // the last file tree index read
+	disk      *os.File // see Open
 }
 
 // NewReader reads the manifest and the keys.

@@ -127,6 +127,21 @@ func (c *countReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Seek seeks what it counts, when that can seek (tar then skips the
+// data it is not asked for without reading it); the count is then the
+// offset, as it is when reading from the start.
+func (c *countReader) Seek(offset int64, whence int) (int64, error) {
+	s, ok := c.r.(io.Seeker)
+	if !ok {
+		return 0, errors.New("pkgdisk: cannot seek")
+	}
+	n, err := s.Seek(offset, whence)
+	if err == nil {
+		c.n = n
+	}
+	return n, err
+}
+
 // NextPrepared returns the next prepared package: its control tar, a
 // reader of its data tar, and where on the disk the data tar begins
 // (the offset of the reader given to NewReader), or io.EOF after the
@@ -156,6 +171,11 @@ func (r *Reader) NextPrepared() (Package, []byte, io.Reader, int64, error) {
 	}
 	if err != nil {
 		return Package{}, nil, nil, 0, fmt.Errorf("pkgdisk: %s-%s: %w", p.Name, p.Version, err)
+	}
+	if ra, ok := r.count.r.(io.ReaderAt); ok {
+		// Read at offsets: what the installer does not read, the disk's
+		// tar skips by seeking.
+		return p, control, io.NewSectionReader(ra, r.count.n, h.Size), r.count.n, nil
 	}
 	return p, control, r.tr, r.count.n, nil
 }

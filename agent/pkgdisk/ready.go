@@ -82,3 +82,76 @@ func (h *HoldFirst) Release() error {
 	_, err := h.f.WriteAt(h.first[:], 0)
 	return err
 }
+
+// Open reads a disk from its file, as the build VM does: buffered, and
+// able to seek and read at offsets, so that what a reader does not read
+// (the files' bytes, which the installer copies in the kernel from the
+// disk at their offsets: Reader.Disk) is skipped, not read through.
+func Open(f *os.File) (*Reader, error) {
+	r, err := NewReader(&fileReader{f: f, buf: make([]byte, 256<<10)})
+	if err != nil {
+		return nil, err
+	}
+	r.disk = f
+	return r, nil
+}
+
+// Disk is the file the disk is read from (Open), nil for a stream.
+func (r *Reader) Disk() *os.File { return r.disk }
+
+// fileReader is a buffered reader of a file that seeks (without reading)
+// and reads at offsets.
+type fileReader struct {
+	f    *os.File
+	buf  []byte
+	off  int64 // the file offset of buf[0]
+	r, w int   // buf[r:w] is unread
+}
+
+func (b *fileReader) pos() int64 { return b.off + int64(b.r) }
+
+func (b *fileReader) Read(p []byte) (int, error) {
+	if b.r == b.w {
+		b.off, b.r, b.w = b.pos(), 0, 0
+		if len(p) >= len(b.buf) {
+			n, err := b.f.ReadAt(p, b.off)
+			b.off += int64(n)
+			if n > 0 {
+				err = nil
+			}
+			return n, err
+		}
+		n, err := b.f.ReadAt(b.buf, b.off)
+		b.w = n
+		if n == 0 {
+			if err == nil {
+				err = io.EOF
+			}
+			return 0, err
+		}
+	}
+	n := copy(p, b.buf[b.r:b.w])
+	b.r += n
+	return n, nil
+}
+
+func (b *fileReader) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += b.pos()
+	default:
+		return 0, errors.New("pkgdisk: seek from the start or the current offset only")
+	}
+	if offset < 0 {
+		return 0, errors.New("pkgdisk: negative offset")
+	}
+	if offset >= b.off && offset <= b.off+int64(b.w) {
+		b.r = int(offset - b.off)
+	} else {
+		b.off, b.r, b.w = offset, 0, 0
+	}
+	return offset, nil
+}
+
+func (b *fileReader) ReadAt(p []byte, off int64) (int, error) { return b.f.ReadAt(p, off) }

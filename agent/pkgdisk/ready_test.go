@@ -170,6 +170,33 @@ func TestHoldFirst(t *testing.T) {
 	if p.Name != "a" || string(control) != "control a" || string(b) != "data of a" {
 		t.Errorf("read back %s %q %q", p.Name, control, b)
 	}
+	// Open: the same, read at offsets, what is not read skipped.
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	r2, err := Open(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, control2, data2, off2, err := r2.NextPrepared()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := data2.(io.Seeker); !ok {
+		t.Error("Open gives a data tar that cannot seek")
+	}
+	b2, _ := io.ReadAll(data2)
+	if string(control2) != "control a" || string(b2) != "data of a" || r2.Disk() != f {
+		t.Errorf("Open read back %q %q", control2, b2)
+	}
+	if _, _, _, _, err := r2.NextPrepared(); err != io.EOF {
+		t.Errorf("after the last package: %v", err)
+	}
+	got := make([]byte, len(b2))
+	f.ReadAt(got, off2)
+	if string(got) != "data of a" {
+		t.Errorf("at the offset given: %q", got)
+	}
 	if Ready(make([]byte, blockSize)) || Ready(block[:100]) {
 		t.Error("zeros or a short block are ready")
 	}

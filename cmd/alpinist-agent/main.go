@@ -60,7 +60,7 @@ func build(disks map[string]string, args map[string]string) error {
 		return err
 	}
 	defer f.Close()
-	d, err := pkgdisk.NewReader(bufio.NewReaderSize(f, 1<<20))
+	d, err := pkgdisk.Open(f)
 	if err != nil {
 		return err
 	}
