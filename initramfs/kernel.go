@@ -127,6 +127,13 @@ func kitFrom(src, what string, available bool, read func(fn func(h *tar.Header, 
 	k := &Kit{}
 	var depData, builtinData []byte
 	kernelOut := filepath.Join(dir, "vmlinuz")
+	// The first read keeps the likely modules (those wanted, and the
+	// virtio ones they depend on), so that the second is rarely needed.
+	likely := map[string]bool{}
+	for _, m := range want {
+		likely[m] = true
+	}
+	kept := map[string][]byte{}
 	err := read(func(h *tar.Header, r io.Reader) error {
 		switch {
 		case h.Typeflag != tar.TypeReg:
@@ -152,7 +159,10 @@ func kitFrom(src, what string, available bool, read func(fn func(h *tar.Header, 
 			case "modules.builtin":
 				builtinData, err = io.ReadAll(io.LimitReader(r, 16<<20))
 			default:
-				return nil
+				if name := kmod.ModName(file); likely[name] || strings.HasPrefix(name, "virtio") {
+					kept[h.Name], err = io.ReadAll(io.LimitReader(r, 256<<20))
+				}
+				return err
 			}
 			if k.Release != "" && k.Release != kver {
 				return fmt.Errorf("modules for two kernel releases: %s and %s", k.Release, kver)
@@ -199,23 +209,41 @@ func kitFrom(src, what string, available bool, read func(fn func(h *tar.Header, 
 		needed["lib/modules/"+k.Release+"/"+p] = i
 	}
 	mods := make([]Module, len(order))
-	err = read(func(h *tar.Header, r io.Reader) error {
-		i, ok := needed[h.Name]
-		if !ok || h.Typeflag != tar.TypeReg {
-			return nil
-		}
-		data, err := io.ReadAll(io.LimitReader(r, 256<<20))
+	add := func(name string, data []byte) error {
+		i := needed[name]
+		data, err := kmod.Decompress(name, data)
 		if err != nil {
-			return err
-		}
-		if data, err = kmod.Decompress(h.Name, data); err != nil {
 			return err
 		}
 		mods[i] = Module{Name: kmod.ModName(order[i]), Path: order[i], Data: data}
 		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("kernel: %s: %w", src, err)
+	}
+	all := true
+	for name := range needed {
+		data, ok := kept[name]
+		if !ok {
+			all = false
+			continue
+		}
+		if err := add(name, data); err != nil {
+			return nil, fmt.Errorf("kernel: %s: %w", src, err)
+		}
+	}
+	if !all {
+		err = read(func(h *tar.Header, r io.Reader) error {
+			i, ok := needed[h.Name]
+			if !ok || h.Typeflag != tar.TypeReg || mods[i].Data != nil {
+				return nil
+			}
+			data, err := io.ReadAll(io.LimitReader(r, 256<<20))
+			if err != nil {
+				return err
+			}
+			return add(h.Name, data)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("kernel: %s: %w", src, err)
+		}
 	}
 	for i, m := range mods {
 		if m.Data == nil {
