@@ -54,7 +54,7 @@ func (c Console) Run(ctx context.Context) error {
 		gap = KVMGapTimeout
 	}
 	cmd := exec.Command(c.Bin, c.Args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	pr, pw := io.Pipe()
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = c.In, pw, pw
 	if err := cmd.Start(); err != nil {

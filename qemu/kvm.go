@@ -104,7 +104,7 @@ func ProbeKVM(ctx context.Context, qemuBin, accel string, timeout time.Duration)
 	cmd := exec.CommandContext(ctx, qemuBin, "-accel", accel, "-cpu", cpu, "-M", "pc", "-m", "16",
 		"-nodefaults", "-display", "none", "-no-reboot", "-bios", fw,
 		"-device", "isa-debug-exit,iobase=0xf4,iosize=0x04")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

@@ -160,7 +160,10 @@ func Run(ctx context.Context, v *VM, opts RunOptions) (*Result, error) {
 		}
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group (a terminal's ^C goes to alpinist, which
+	// stops the VM); killed with alpinist, even by SIGKILL, never left
+	// running.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -256,5 +257,51 @@ func TestFaults(t *testing.T) {
 	}
 	if !slices.ContainsFunc(ents, func(e os.DirEntry) bool { return e.Name() == "small-x86_64.ext4" }) {
 		t.Error("the earlier outputs are gone")
+	}
+}
+
+// TestKilledRunStopsQEMU: alpinist killed with SIGKILL cannot stop its
+// VM; the kernel does (QEMU's parent-death signal). A VM that prints
+// nothing (SeaBIOS with no bootable disk, a system at its login prompt)
+// used to outlive a killed alpinist run for good: the real-Alpine test,
+// which kills its run, left one behind at each run.
+func TestKilledRunStopsQEMU(t *testing.T) {
+	bin := alpinistBinary(t)
+	vmtest.Binary(t, "x86_64")
+	img := filepath.Join(t.TempDir(), "blank.raw")
+	if err := os.WriteFile(img, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := boundedCommand(t, bin, "run", img, "--bios", "--until", "never printed", "--timeout", "5m")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	deadline := time.Now().Add(time.Minute)
+	for len(qemuFor(img)) == 0 {
+		select {
+		case err := <-done:
+			t.Fatalf("alpinist run ended before QEMU started: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no QEMU within a minute of alpinist run")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // SeaBIOS is up, printing nothing
+	cmd.Process.Kill()
+	<-done
+	for deadline = time.Now().Add(10 * time.Second); len(qemuFor(img)) > 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			q := qemuFor(img)
+			for _, p := range q {
+				if pid, err := strconv.Atoi(strings.SplitN(p, ":", 2)[0]); err == nil {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+			t.Fatalf("QEMU still runs 10 s after alpinist was killed: %v", q)
+		}
 	}
 }
