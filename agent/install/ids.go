@@ -46,6 +46,9 @@ func (c *ids) gid(name string, def int) int {
 // it; lines with fewer than fields fields or a bad id are skipped, as
 // musl skips them.
 func (c *ids) read(file string, fields int) map[string]int {
+	// The package being installed may be writing it (an error comes
+	// out of the package's own flush).
+	c.st.writers.flush()
 	data, err := c.st.root.ReadFile(file)
 	if err != nil {
 		return map[string]int{}

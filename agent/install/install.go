@@ -29,8 +29,10 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -92,8 +94,10 @@ type state struct {
 	refs *Refs
 	at   int64
 	// disk is the package disk's file when the disk was opened from it
-	// (pkgdisk.Open): files are then copied from it by the kernel.
-	disk *os.File
+	// (pkgdisk.Open): files are then copied from it by the kernel, by
+	// writers, flushed before anything reads the target.
+	disk    *os.File
+	writers writers
 	// legacy: the system gets an apk-tools older than 2.14 (Alpine
 	// 3.17 and before), whose ways we follow where they differ: scripts
 	// run from var/cache/misc, installed lists packages in install
@@ -114,6 +118,7 @@ func (in *Installer) Install(d *pkgdisk.Reader) error {
 	st.at = -1
 	st.refs = in.Refs
 	st.disk = d.Disk()
+	st.writers.sem = make(chan struct{}, runtime.NumCPU())
 	st.legacy = legacyApk(d.Manifest.Packages)
 	unmount, err := st.initDB(d)
 	if err != nil {
@@ -256,7 +261,8 @@ func (st *state) installOne(p pkgdisk.Package, read reader) error {
 			return st.extract(idx, ps, h, content)
 		},
 	})
-	if err != nil {
+	// Every file of the package is written before anything else runs.
+	if err := errors.Join(err, st.writers.flush()); err != nil {
 		return err
 	}
 	return st.runScript(inst, db.ScriptPostInstall)
@@ -347,11 +353,30 @@ func (st *state) extract(idx int, ps *pkgState, h *tar.Header, content io.Reader
 		target = ""
 	}
 	if target != "" {
-		if err := st.write(target, h, content, mode, uid, gid, xattrs); err != nil {
-			return err
-		}
-		if err := st.refs.note(st.root, target, h, st.at); err != nil {
-			return err
+		if (h.Typeflag == tar.TypeReg || h.Typeflag == tar.TypeRegA) && st.disk != nil && st.at >= 0 {
+			// The bytes are on the package disk at st.at: the kernel
+			// copies them (and the reader skips them), on the VM's
+			// other CPUs while the next entries are read.
+			rg, at, hh := &fsroot.Range{File: st.disk, Off: st.at, N: h.Size}, st.at, *h
+			st.writers.do(func() error {
+				if err := st.root.WriteFile(target, rg, mode, uid, gid, xattrs, st.mtime); err != nil {
+					return err
+				}
+				return st.refs.note(st.root, target, &hh, at)
+			})
+		} else {
+			if h.Typeflag == tar.TypeLink {
+				// Its target may be a file still being written.
+				if err := st.writers.flush(); err != nil {
+					return err
+				}
+			}
+			if err := st.write(target, h, content, mode, uid, gid, xattrs); err != nil {
+				return err
+			}
+			if err := st.refs.note(st.root, target, h, st.at); err != nil {
+				return err
+			}
 		}
 	}
 	if taken && o.pkg != idx {
@@ -458,11 +483,6 @@ func (st *state) diskSum(p string) ([]byte, bool, error) {
 func (st *state) write(p string, h *tar.Header, content io.Reader, mode uint32, uid, gid int, xattrs map[string]string) error {
 	switch h.Typeflag {
 	case tar.TypeReg, tar.TypeRegA:
-		if st.disk != nil && st.at >= 0 {
-			// The bytes are on the package disk at st.at: the kernel
-			// copies them, and the reader skips them.
-			content = &fsroot.Range{File: st.disk, Off: st.at, N: h.Size}
-		}
 		return st.root.WriteFile(p, content, mode, uid, gid, xattrs, st.mtime)
 	case tar.TypeSymlink:
 		return st.root.Symlink(p, h.Linkname, uid, gid, st.mtime)
@@ -491,4 +511,37 @@ func dropFile(in *db.Installed, dir, name string) {
 		}
 		in.Dirs[i].Files = slices.DeleteFunc(in.Dirs[i].Files, func(f db.File) bool { return f.Name == name })
 	}
+}
+
+// writers write files on goroutines, as many at once as the VM has CPUs.
+type writers struct {
+	wg  sync.WaitGroup
+	sem chan struct{}
+	mu  sync.Mutex
+	err error
+}
+
+// do runs fn on a writer; its error comes out of the next flush.
+func (w *writers) do(fn func() error) {
+	w.sem <- struct{}{}
+	w.wg.Add(1)
+	go func() {
+		defer func() { <-w.sem; w.wg.Done() }()
+		if err := fn(); err != nil {
+			w.mu.Lock()
+			if w.err == nil {
+				w.err = err
+			}
+			w.mu.Unlock()
+		}
+	}()
+}
+
+// flush waits for every write and returns the first error (again at
+// every flush after it: the install has failed).
+func (w *writers) flush() error {
+	w.wg.Wait()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
 }
