@@ -95,8 +95,17 @@ fuzz: deps
 # two, the writers against mke2fs, qemu-img and gzip side by side, the
 # build VM's boot against a bare kernel, peak RSS on a 1 GiB rootfs
 # (docs/performance.md). bench-go: every go test benchmark.
+# make bench BEFORE=REV also times the real set's cold builds with the
+# alpinist of git revision REV, built in a temporary worktree: each
+# phase before and after, in one run.
 bench: build testrepo
+ifneq ($(BEFORE),)
+	@rm -rf /tmp/alpinist-bench-before && git worktree prune && git worktree add --detach /tmp/alpinist-bench-before $(BEFORE)
+	$(MAKE) -C /tmp/alpinist-bench-before build
+	$(GO) run ./cmd/bench -before /tmp/alpinist-bench-before/bin/alpinist; s=$$?; git worktree remove --force /tmp/alpinist-bench-before; exit $$s
+else
 	$(GO) run ./cmd/bench
+endif
 
 bench-go: build testrepo
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -3,8 +3,10 @@
 // two, the writers against the reference tools side by side (ext4 against
 // mke2fs -d, qcow2 against qemu-img convert, the layer against gzip -6),
 // alpinist assemble to ext4 end to end against mke2fs -d,
-// the build VM's boot against a bare kernel+busybox floor, and alpinist's
-// peak RSS while writing the outputs of a 1 GiB rootfs. make bench runs
+// the build VM's boot against a bare kernel+busybox floor, alpinist's
+// peak RSS while writing the outputs of a 1 GiB rootfs, and Alpine's
+// real packages built cold beside Alpine's apk on the host (real.go;
+// with -before, an older alpinist timed beside this one). make bench runs
 // it; the numbers and the machine go to docs/performance.md.
 package main
 
@@ -66,6 +68,7 @@ func main() {
 	realDir := flag.String("real", "../shared/fixtures/alpine-real", "Alpine's real packages (\"\" skips the real set)")
 	realOnly := flag.Bool("real-only", false, "measure the real set alone (-only real)")
 	only := flag.String("only", "", "measure only these parts, comma-separated: "+strings.Join(parts, ", "))
+	before := flag.String("before", "", "an older alpinist `BINARY` to time beside -alpinist on the real set's cold builds")
 	gen := flag.String("gen", "", "write the assemble row's input, `DIR`/tree and DIR/tree.tar, and exit")
 	flag.Parse()
 	log.SetFlags(0)
@@ -105,7 +108,7 @@ func main() {
 		phases(*bin, *specPath, work)
 	}
 	if want["real"] {
-		realSet(*bin, *realDir, work)
+		realSet(*bin, *before, *realDir, work)
 	}
 	if want["ratios"] {
 		ratios()
@@ -205,81 +208,8 @@ func phases(bin, spec, work string) {
 	one, _, _ := alp(bin, "build", spec, "--arch", "aarch64", "-o", filepath.Join(work, "a64"), "--cache", cache, "--output", "tar", "--no-cache")
 	x86, _, _ := alp(bin, "build", spec, "--arch", "x86_64", "-o", filepath.Join(work, "x86"), "--cache", cache, "--output", "tar", "--no-cache")
 	both, _, _ := alp(bin, "build", spec, "-o", filepath.Join(work, "both"), "--cache", cache, "--output", "tar", "--no-cache")
+	add("aarch64 / x86_64, the same spec, forced rebuild each (TCG)", fmt.Sprintf("%.2f× (%s against %s)", float64(one)/float64(x86), ms(one), ms(x86)), "≤ 1.2×")
 	add("x86_64 + aarch64 in one build, against each alone", fmt.Sprintf("%s vs %s + %s = %s (%.2f×)", ms(both), ms(x86), ms(one), ms(x86+one), float64(both)/float64(x86+one)), "< 1.0×")
-}
-
-// realSet builds Alpine's real v3.19 set cold (an empty cache each
-// time): the 94 co-installable packages as a tar, and a real VM as
-// qcow2, each with our installer and with apk-tools in the VM, beside
-// Alpine's apk installing the same 94 packages natively on the host.
-func realSet(bin, real, work string) {
-	repo := filepath.Join(real, "repos", "v3.19")
-	manifest, err := os.ReadFile(filepath.Join(repo, "x86_64", "MANIFEST.txt"))
-	if err != nil {
-		add("real v3.19 set", "skipped: "+err.Error(), "")
-		return
-	}
-	var all []string
-	for _, l := range strings.Split(string(manifest), "\n") {
-		f := strings.Split(l, "\t")
-		if len(f) < 2 || strings.HasPrefix(l, "#") || slices.Contains([]string{"vlan", "bridge", "bonding", "network-extras", "openntpd", "openntpd-openrc"}, f[1]) {
-			continue
-		}
-		all = append(all, f[1])
-	}
-	kit, _ := filepath.Abs("testdata/repo")
-	absRepo, _ := filepath.Abs(repo)
-	keys, _ := filepath.Abs(filepath.Join(real, "keys"))
-	mini, _ := filepath.Abs(filepath.Join(real, "minirootfs", "alpine-minirootfs-3.19.4-x86_64.tar.gz"))
-	head := fmt.Sprintf("arch: x86_64\nrepositories: [%s, \"@kit %s/main\"]\nkeys: [%s, %s/keys]\n", absRepo, kit, keys, kit)
-	apkTools := "installer: {type: apk-tools, minirootfs: " + mini + "}\n"
-
-	// Alpine's apk on the host: the floor of the install itself.
-	if os.Geteuid() == 0 {
-		mr := filepath.Join(work, "mini")
-		os.MkdirAll(mr, 0o755)
-		if out, err := exec.Command("tar", "-xzf", mini, "-C", mr).CombinedOutput(); err != nil {
-			fatal("minirootfs: %v\n%s", err, out)
-		}
-		root := filepath.Join(work, "apk-root")
-		args := append([]string{"--library-path", mr + "/lib:" + mr + "/usr/lib", mr + "/sbin/apk", "add", "--root", root, "--initdb",
-			"--no-network", "--no-cache", "--repository", absRepo, "--keys-dir", keys}, all...)
-		start := time.Now()
-		if out, err := exec.Command(filepath.Join(mr, "lib", "ld-musl-x86_64.so.1"), args...).CombinedOutput(); err != nil {
-			fatal("apk add: %v\n%s", err, out)
-		}
-		add(fmt.Sprintf("real v3.19, %d packages: Alpine's apk on the host (native)", len(all)), ms(time.Since(start)), "the floor")
-	} else {
-		add("real v3.19: Alpine's apk on the host", "skipped: needs root (chroot for the scripts)", "")
-	}
-	build := func(name, spec, outputs string) (time.Duration, string) {
-		dir := filepath.Join(work, name)
-		os.MkdirAll(dir, 0o755)
-		p := filepath.Join(dir, name+".yaml")
-		if err := os.WriteFile(p, []byte("name: "+name+"\n"+spec), 0o644); err != nil {
-			fatal("%v", err)
-		}
-		d, _, events := alp(bin, "build", p, "-o", filepath.Join(dir, "out"), "--cache", filepath.Join(dir, "cache"), "--output", outputs)
-		var ph []string
-		for _, e := range events {
-			if e["msg"] == "phase done" {
-				ph = append(ph, fmt.Sprintf("%v %s", e["phase"], ms(dur(e["time"]))))
-			}
-		}
-		return d, strings.Join(ph, ", ")
-	}
-	set := head + "packages: [" + strings.Join(all, ", ") + "]\n"
-	ours, ph := build("real-tar", set, "tar")
-	add(fmt.Sprintf("real v3.19, %d packages, tar, cold: alpinist", len(all)), ms(ours)+" ("+ph+")", "")
-	theirs, ph := build("real-tar-apk", set+apkTools, "tar")
-	add(fmt.Sprintf("real v3.19, %d packages, tar, cold: apk-tools in the VM", len(all)), ms(theirs)+" ("+ph+")", "")
-	add("real v3.19 tar: alpinist / apk-tools mode", fmt.Sprintf("%.2f×", float64(ours)/float64(theirs)), "≤ 1.0×")
-	vm := head + "packages: [alpine-base, openssh, chrony, e2fsprogs, doas, linux-virt@kit]\nhostname: real\nservices: {default: [sshd, chronyd]}\ndisk: {}\n"
-	ours, ph = build("real-vm", vm, "qcow2")
-	add("real v3.19 VM, qcow2, cold: alpinist", ms(ours)+" ("+ph+")", "")
-	theirs, ph = build("real-vm-apk", vm+apkTools, "qcow2")
-	add("real v3.19 VM, qcow2, cold: apk-tools in the VM", ms(theirs)+" ("+ph+")", "")
-	add("real v3.19 VM qcow2: alpinist / apk-tools mode", fmt.Sprintf("%.2f×", float64(ours)/float64(theirs)), "≤ 1.0×")
 }
 
 var ratioRE = regexp.MustCompile(`^Benchmark(\S+)-\d+\s+\d+\s+(.*)$`)
