@@ -204,9 +204,19 @@ func kitFrom(src, what string, available bool, read func(fn func(h *tar.Header, 
 	if err != nil {
 		return nil, fmt.Errorf("kernel: %s: %w", src, err)
 	}
+	if k.Modules, err = collect(src, what, read, k.Release, order, kept); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// collect gives the modules of order (paths under lib/modules/RELEASE),
+// from those the first read kept, reading the source once more only for
+// the others.
+func collect(src, what string, read func(fn func(h *tar.Header, r io.Reader) error) error, release string, order []string, kept map[string][]byte) ([]Module, error) {
 	needed := map[string]int{}
 	for i, p := range order {
-		needed["lib/modules/"+k.Release+"/"+p] = i
+		needed["lib/modules/"+release+"/"+p] = i
 	}
 	mods := make([]Module, len(order))
 	add := func(name string, data []byte) error {
@@ -219,7 +229,8 @@ func kitFrom(src, what string, available bool, read func(fn func(h *tar.Header, 
 		return nil
 	}
 	all := true
-	for name := range needed {
+	for _, p := range order {
+		name := "lib/modules/" + release + "/" + p
 		data, ok := kept[name]
 		if !ok {
 			all = false
@@ -230,7 +241,7 @@ func kitFrom(src, what string, available bool, read func(fn func(h *tar.Header, 
 		}
 	}
 	if !all {
-		err = read(func(h *tar.Header, r io.Reader) error {
+		err := read(func(h *tar.Header, r io.Reader) error {
 			i, ok := needed[h.Name]
 			if !ok || h.Typeflag != tar.TypeReg || mods[i].Data != nil {
 				return nil
@@ -250,8 +261,7 @@ func kitFrom(src, what string, available bool, read func(fn func(h *tar.Header, 
 			return nil, fmt.Errorf("kernel: %s: modules.dep lists %s, but the %s does not hold it", src, order[i], what)
 		}
 	}
-	k.Modules = mods
-	return k, nil
+	return mods, nil
 }
 
 // KitFromFiles makes a kit from a kernel image on the host and,

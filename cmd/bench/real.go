@@ -44,77 +44,14 @@ func realSet(bin, before, real, work string) {
 	apkTools := "installer: {type: apk-tools, minirootfs: " + mini + "}\n"
 	small := []string{"alpine-base", "openssh", "chrony", "e2fsprogs", "doas"}
 
-	// Alpine's apk on the host: the floor of the install itself.
-	hostAPK := func(name string, pkgs []string, pack bool) (time.Duration, bool) {
-		if os.Geteuid() != 0 {
-			add("real v3.19: Alpine's apk on the host", "skipped: needs root (chroot for the scripts)", "")
-			return 0, false
-		}
-		mr := filepath.Join(work, "mini")
-		if _, err := os.Stat(filepath.Join(mr, "sbin", "apk")); err != nil {
-			os.MkdirAll(mr, 0o755)
-			if out, err := exec.Command("tar", "-xzf", mini, "-C", mr).CombinedOutput(); err != nil {
-				fatal("minirootfs: %v\n%s", err, out)
-			}
-		}
-		var best time.Duration
-		for i := range 3 {
-			root := filepath.Join(work, fmt.Sprintf("apk-root-%s-%d", name, i))
-			args := append([]string{"--library-path", mr + "/lib:" + mr + "/usr/lib", mr + "/sbin/apk", "add", "--root", root, "--initdb",
-				"--no-network", "--no-cache", "--repository", absRepo, "--keys-dir", keys}, pkgs...)
-			start := time.Now()
-			if out, err := exec.Command(filepath.Join(mr, "lib", "ld-musl-x86_64.so.1"), args...).CombinedOutput(); err != nil {
-				fatal("apk add: %v\n%s", err, out)
-			}
-			if pack {
-				// The image's layer, as any packer makes it: a tar of the
-				// root, gzip'ed (OCI's default compression).
-				layer := root + ".layer.tar.gz"
-				if out, err := exec.Command("sh", "-c", `tar -C "$1" --numeric-owner -cf - . | gzip -6 > "$2"`, "sh", root, layer).CombinedOutput(); err != nil {
-					fatal("packing the layer: %v\n%s", err, out)
-				}
-			}
-			if d := time.Since(start); best == 0 || d < best {
-				best = d
-			}
-			os.RemoveAll(root)
-		}
-		return best, true
+	onHost := func(name string, pkgs []string, pack bool) (time.Duration, bool) {
+		return hostAPK(work, mini, absRepo, keys, name, pkgs, pack)
 	}
-	if d, ok := hostAPK("all", all, false); ok {
+	if d, ok := onHost("all", all, false); ok {
 		add(fmt.Sprintf("real v3.19, %d packages: Alpine's apk on the host (native, best of 3)", len(all)), ms(d), "the floor")
 	}
-	// build builds a spec cold with bin, runs times (the median is kept),
-	// and returns the wall time and the phases of that run.
 	build := func(bin, name, spec, outputs string, runs int) (time.Duration, string) {
-		type run struct {
-			d  time.Duration
-			ph string
-		}
-		var rs []run
-		for i := range runs {
-			dir := filepath.Join(work, fmt.Sprintf("%s-%d", name, i))
-			os.MkdirAll(dir, 0o755)
-			p := filepath.Join(dir, name+".yaml")
-			if err := os.WriteFile(p, []byte("name: "+name+"\n"+spec), 0o644); err != nil {
-				fatal("%v", err)
-			}
-			d, _, events := alp(bin, "build", p, "-o", filepath.Join(dir, "out"), "--cache", filepath.Join(dir, "cache"), "--output", outputs)
-			var ph []string
-			for _, e := range events {
-				switch e["msg"] {
-				case "phase done":
-					ph = append(ph, fmt.Sprintf("%v %s", e["phase"], ms(dur(e["time"]))))
-				case "output written":
-					ph = append(ph, fmt.Sprintf("%v %s", e["output"], ms(dur(e["time"]))))
-				}
-			}
-			rs = append(rs, run{d, strings.Join(ph, ", ")})
-			os.RemoveAll(dir)
-		}
-		slices.SortFunc(rs, func(a, b run) int { return int(a.d - b.d) })
-		m := rs[len(rs)/2]
-		return m.d, m.ph
+		return coldBuild(work, bin, name, spec, outputs, runs)
 	}
 	// both times a cold build with bin and, when given, before.
 	both := func(what, name, spec, outputs string, runs int) time.Duration {
@@ -139,7 +76,7 @@ func realSet(bin, before, real, work string) {
 
 	list := strings.Join(small, ", ")
 	oci := both("real v3.19 "+list+", OCI, cold", "real-oci", head+"packages: ["+list+"]\n", "oci", 3)
-	if host, ok := hostAPK("small", small, true); ok {
+	if host, ok := onHost("small", small, true); ok {
 		add("real v3.19 "+list+": Alpine's apk on the host + tar|gzip -6 of the layer (best of 3)", ms(host), "")
 		add("real v3.19 OCI cold: alpinist / Alpine's apk on the host, packing included", fmt.Sprintf("%.1f×", float64(oci)/float64(host)), "≤ 3×")
 	}
@@ -149,4 +86,78 @@ func realSet(bin, before, real, work string) {
 	theirs, ph = build(bin, "real-vm-apk", vm+apkTools, "qcow2", 1)
 	add("real v3.19 VM, qcow2, cold: apk-tools in the VM", ms(theirs)+" ("+ph+")", "")
 	add("real v3.19 VM qcow2: alpinist / apk-tools mode", fmt.Sprintf("%.2f×", float64(ours)/float64(theirs)), "≤ 1.0×")
+}
+
+// hostAPK times Alpine's apk installing pkgs natively on the host into
+// a new root (best of 3), the floor of the install itself; with pack, the
+// layer made of the root too. It needs root (the scripts chroot).
+func hostAPK(work, mini, absRepo, keys, name string, pkgs []string, pack bool) (time.Duration, bool) {
+	if os.Geteuid() != 0 {
+		add("real v3.19: Alpine's apk on the host", "skipped: needs root (chroot for the scripts)", "")
+		return 0, false
+	}
+	mr := filepath.Join(work, "mini")
+	if _, err := os.Stat(filepath.Join(mr, "sbin", "apk")); err != nil {
+		os.MkdirAll(mr, 0o755)
+		if out, err := exec.Command("tar", "-xzf", mini, "-C", mr).CombinedOutput(); err != nil {
+			fatal("minirootfs: %v\n%s", err, out)
+		}
+	}
+	var best time.Duration
+	for i := range 3 {
+		root := filepath.Join(work, fmt.Sprintf("apk-root-%s-%d", name, i))
+		args := append([]string{"--library-path", mr + "/lib:" + mr + "/usr/lib", mr + "/sbin/apk", "add", "--root", root, "--initdb",
+			"--no-network", "--no-cache", "--repository", absRepo, "--keys-dir", keys}, pkgs...)
+		start := time.Now()
+		if out, err := exec.Command(filepath.Join(mr, "lib", "ld-musl-x86_64.so.1"), args...).CombinedOutput(); err != nil {
+			fatal("apk add: %v\n%s", err, out)
+		}
+		if pack {
+			// The image's layer, as any packer makes it: a tar of the
+			// root, gzip'ed (OCI's default compression).
+			layer := root + ".layer.tar.gz"
+			if out, err := exec.Command("sh", "-c", `tar -C "$1" --numeric-owner -cf - . | gzip -6 > "$2"`, "sh", root, layer).CombinedOutput(); err != nil {
+				fatal("packing the layer: %v\n%s", err, out)
+			}
+		}
+		if d := time.Since(start); best == 0 || d < best {
+			best = d
+		}
+		os.RemoveAll(root)
+	}
+	return best, true
+}
+
+// coldBuild builds a spec cold (an empty cache) with bin, runs times
+// (the median is kept), and returns the wall time and the phases of that
+// run.
+func coldBuild(work, bin, name, spec, outputs string, runs int) (time.Duration, string) {
+	type run struct {
+		d  time.Duration
+		ph string
+	}
+	var rs []run
+	for i := range runs {
+		dir := filepath.Join(work, fmt.Sprintf("%s-%d", name, i))
+		os.MkdirAll(dir, 0o755)
+		p := filepath.Join(dir, name+".yaml")
+		if err := os.WriteFile(p, []byte("name: "+name+"\n"+spec), 0o644); err != nil {
+			fatal("%v", err)
+		}
+		d, _, events := alp(bin, "build", p, "-o", filepath.Join(dir, "out"), "--cache", filepath.Join(dir, "cache"), "--output", outputs)
+		var ph []string
+		for _, e := range events {
+			switch e["msg"] {
+			case "phase done":
+				ph = append(ph, fmt.Sprintf("%v %s", e["phase"], ms(dur(e["time"]))))
+			case "output written":
+				ph = append(ph, fmt.Sprintf("%v %s", e["output"], ms(dur(e["time"]))))
+			}
+		}
+		rs = append(rs, run{d, strings.Join(ph, ", ")})
+		os.RemoveAll(dir)
+	}
+	slices.SortFunc(rs, func(a, b run) int { return int(a.d - b.d) })
+	m := rs[len(rs)/2]
+	return m.d, m.ph
 }
