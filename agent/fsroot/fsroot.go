@@ -163,8 +163,14 @@ func (r *Root) WriteFile(p string, src io.Reader, mode uint32, uid, gid int, xat
 	if len(tmp) > 250 {
 		tmp = tmp[:250]
 	}
-	unix.Unlinkat(pfd, tmp, 0)
-	fd, err := unix.Openat(pfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
+	const flags = unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_CLOEXEC | unix.O_NOFOLLOW
+	fd, err := unix.Openat(pfd, tmp, flags, 0o600)
+	if errors.Is(err, unix.EEXIST) {
+		// Left by an earlier failure: every system call counts when
+		// emulated, so only then is it removed first.
+		unix.Unlinkat(pfd, tmp, 0)
+		fd, err = unix.Openat(pfd, tmp, flags, 0o600)
+	}
 	if err != nil {
 		return fmt.Errorf("create /%s: %w", p, err)
 	}
@@ -176,9 +182,6 @@ func (r *Root) WriteFile(p string, src io.Reader, mode uint32, uid, gid int, xat
 	}
 	if err == nil {
 		err = f.Chown(uid, gid)
-	}
-	if err == nil {
-		err = f.Chmod(os.FileMode(mode & 0o777))
 	}
 	if err == nil {
 		err = unix.Fchmod(fd, mode&0o7777)

@@ -63,3 +63,50 @@ func TestEscapes(t *testing.T) {
 		t.Errorf("read the host's file through a symlink: %q", b)
 	}
 }
+
+// TestWriteFile: a file is written with its mode (setuid kept), time and
+// content, from a reader or a Range (copied by the kernel), over a
+// temporary file an earlier failure left, and no temporary file stays.
+func TestWriteFile(t *testing.T) {
+	dir := t.TempDir()
+	r, err := Open(filepath.Join(dir, "root"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	src := filepath.Join(dir, "src")
+	os.WriteFile(src, []byte("0123456789"), 0o644)
+	f, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	os.WriteFile(filepath.Join(dir, "root", ".apk.b"), []byte("left over"), 0o600)
+	uid, gid := os.Getuid(), os.Getgid()
+	if err := r.WriteFile("a", strings.NewReader("plain"), 0o4755, uid, gid, nil, 1700000000); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WriteFile("b", &Range{File: f, Off: 2, N: 5}, 0o640, uid, gid, nil, 1700000000); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"a": "plain", "b": "23456"} {
+		p := filepath.Join(dir, "root", name)
+		got, _ := os.ReadFile(p)
+		st, err := os.Stat(p)
+		if err != nil || string(got) != want || st.ModTime().Unix() != 1700000000 {
+			t.Errorf("%s: %q, %v, %v", name, got, st, err)
+		}
+	}
+	if st, _ := os.Stat(filepath.Join(dir, "root", "a")); st.Mode()&os.ModeSetuid == 0 || st.Mode().Perm() != 0o755 {
+		t.Errorf("a's mode %v, want setuid 0755", st.Mode())
+	}
+	if st, _ := os.Stat(filepath.Join(dir, "root", "b")); st.Mode().Perm() != 0o640 {
+		t.Errorf("b's mode %v", st.Mode())
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "root", ".apk.*")); len(left) > 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+	if err := r.WriteFile("c", &Range{File: f, Off: 8, N: 5}, 0o644, uid, gid, nil, 0); err == nil {
+		t.Error("a range past the end of its file was written")
+	}
+}
