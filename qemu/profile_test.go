@@ -17,7 +17,7 @@ func TestArgs(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := strings.Join(a, " ")
-	want := "-machine q35 -accel tcg -cpu max -m 256 -smp 2 -nodefaults -no-user-config -display none -no-reboot -serial stdio -kernel /k -initrd /i " +
+	want := "-machine q35 -accel tcg -cpu qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt -m 256 -smp 2 -nodefaults -no-user-config -display none -no-reboot -serial stdio -kernel /k -initrd /i " +
 		"-append console=ttyS0 quiet panic=-1 tsc=reliable no_timer_check cryptomgr.notests rcupdate.rcu_expedited=1 i8042.noaux i8042.nokbd alpinist.agent=1 " +
 		"-drive file=/pkgs.img,format=raw,if=none,id=disk0,cache=unsafe,readonly=on -device virtio-blk-pci,drive=disk0,serial=pkgs " +
 		"-drive file=/out.img,format=raw,if=none,id=disk1,cache=unsafe -device virtio-blk-pci,drive=disk1,serial=out " +
