@@ -89,6 +89,15 @@ var fastBoot = []string{"quiet", "panic=-1", "tsc=reliable", "no_timer_check", "
 // run code built for x86-64-v3 (AVX2) needs KVM.
 const x86_64TCG = "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt"
 
+// aarch64TCG is the aarch64 CPU emulated under TCG: QEMU's max without
+// pointer authentication (its QARMA is costly to emulate, and the kernel
+// signs every return address with it) and without SVE (state saved at
+// every context switch). Against cortex-a57 (ARMv8.0) it has the LSE
+// atomics, which TCG runs as host atomics instead of emulating exclusive
+// load/store loops: the demo's forced aarch64 build 4.8 s -> 3.85 s, its
+// install 1.85 s -> 1.1 s, the rootfs byte-identical (issue 19).
+const aarch64TCG = "max,pauth=off,sve=off"
+
 // virtBoot are the fast-boot flags that every virt machine takes.
 var virtBoot = []string{"quiet", "panic=-1", "cryptomgr.notests", "rcupdate.rcu_expedited=1"}
 
@@ -112,7 +121,7 @@ var All = []Arch{
 	{Name: "aarch64", GOARCH: "arm64", OCI: "arm64", OCIVariant: "v8", LXC: "aarch64", Debian: "arm64",
 		RootType: "B921B045-1DF0-41C3-AF44-4C6F280D3FAE", Console: "ttyAMA0",
 		GRUB: "arm64-efi", EFIBoot: "BOOTAA64.EFI",
-		QEMU: QEMU{Binary: "qemu-system-aarch64", Machine: "virt,gic-version=3", CPU: "cortex-a57", Transport: "pci", KVM: true, BootArgs: virtBoot, Tested: true,
+		QEMU: QEMU{Binary: "qemu-system-aarch64", Machine: "virt,gic-version=3", CPU: aarch64TCG, Transport: "pci", KVM: true, BootArgs: virtBoot, Tested: true,
 			Firmware: []Firmware{
 				{"/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.fd"},                                // Debian, Ubuntu
 				{"/usr/share/edk2/aarch64/QEMU_EFI-pflash.raw", "/usr/share/edk2/aarch64/vars-template-pflash.raw"}, // Fedora

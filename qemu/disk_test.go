@@ -16,7 +16,7 @@ func TestDiskVMArgs(t *testing.T) {
 	}
 	got := strings.Join(args, " ")
 	for _, want := range []string{
-		"-machine virt,gic-version=3 -accel tcg -cpu cortex-a57 -m 256 -smp 1",
+		"-machine virt,gic-version=3 -accel tcg -cpu max,pauth=off,sve=off -m 256 -smp 1",
 		"-serial mon:stdio",
 		"-drive if=pflash,format=raw,unit=0,readonly=on,file=/fw/code.fd -drive if=pflash,format=raw,unit=1,file=/tmp/vars.fd",
 		"-drive file=/x/disk.qcow2,format=qcow2,if=none,id=disk,snapshot=on -device virtio-blk-pci,drive=disk",
