@@ -42,6 +42,7 @@ import (
 	"github.com/alpinist/alpinist/apk/apkfile"
 	"github.com/alpinist/alpinist/apk/db"
 	"github.com/alpinist/alpinist/apk/version"
+	"github.com/alpinist/alpinist/internal/counting"
 )
 
 // Installer installs into Root.
@@ -166,42 +167,16 @@ func (st *state) next(d *pkgdisk.Reader) (pkgdisk.Package, reader, error) {
 		// The data tar reads no further than each entry's header when
 		// Entry is called: there, off plus the count is where the
 		// file's bytes are on the disk.
-		cr := &countReader{r: data}
+		cr := &counting.Reader{R: data}
 		entry := opts.Entry
 		opts.Entry = func(h *tar.Header, r io.Reader) error {
-			st.at = off + cr.n
+			st.at = off + cr.N
 			return entry(h, r)
 		}
 		_, err := apkfile.ReadPrepared(control, cr, opts)
 		st.at = -1
 		return err
 	}, err
-}
-
-// countReader counts what was read through it.
-type countReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
-}
-
-// Seek seeks what it counts, when that can seek: the count is then the
-// offset (a data tar is read from its start).
-func (c *countReader) Seek(offset int64, whence int) (int64, error) {
-	s, ok := c.r.(io.Seeker)
-	if !ok {
-		return 0, errors.New("install: cannot seek")
-	}
-	n, err := s.Seek(offset, whence)
-	if err == nil {
-		c.n = n
-	}
-	return n, err
 }
 
 // legacyApk tells whether the packages bring an apk-tools older than

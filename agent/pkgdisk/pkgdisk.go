@@ -312,7 +312,7 @@ func (w *Writer) Close() error {
 // Reader reads a package disk front to back.
 type Reader struct {
 	tr        *tar.Reader
-	count     *countReader
+	count     *counting.Reader // its N: where on the disk the tar reader is
 	Manifest  Manifest
 	Keys      map[string][]byte
 	next      int
@@ -323,7 +323,7 @@ type Reader struct {
 
 // NewReader reads the manifest and the keys.
 func NewReader(r io.Reader) (*Reader, error) {
-	count := &countReader{r: r}
+	count := &counting.Reader{R: r}
 	tr := tar.NewReader(count)
 	h, err := tr.Next()
 	if err != nil {

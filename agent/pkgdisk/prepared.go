@@ -12,6 +12,7 @@ import (
 
 	"github.com/alpinist/alpinist/apk/apkfile"
 	"github.com/alpinist/alpinist/apk/sign"
+	"github.com/alpinist/alpinist/internal/counting"
 )
 
 // A prepared package is a package the host has read and verified
@@ -66,20 +67,20 @@ func (w *Writer) AddPrepared(control []byte, fill func(io.Writer) error) error {
 	if _, err := ws.Write(make([]byte, blockSize)); err != nil {
 		return err
 	}
-	cw := &countWriter{w: ws}
+	cw := &counting.Writer{W: ws}
 	if err := fill(cw); err != nil {
 		return fmt.Errorf("pkgdisk: %s-%s: %w", p.Name, p.Version, err)
 	}
-	if cw.n > maxPrepared {
-		return fmt.Errorf("pkgdisk: %s-%s: a data tar of %d bytes is too large", p.Name, p.Version, cw.n)
+	if cw.N > maxPrepared {
+		return fmt.Errorf("pkgdisk: %s-%s: a data tar of %d bytes is too large", p.Name, p.Version, cw.N)
 	}
-	if pad := (blockSize - cw.n%blockSize) % blockSize; pad > 0 {
+	if pad := (blockSize - cw.N%blockSize) % blockSize; pad > 0 {
 		if _, err := ws.Write(make([]byte, pad)); err != nil {
 			return err
 		}
 	}
 	var hb bytes.Buffer
-	if err := tar.NewWriter(&hb).WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: DataName(i), Mode: 0o644, Size: cw.n,
+	if err := tar.NewWriter(&hb).WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: DataName(i), Mode: 0o644, Size: cw.N,
 		ModTime: w.mtime, Format: tar.FormatUSTAR}); err != nil {
 		return err
 	}
@@ -101,46 +102,6 @@ func (w *Writer) AddPrepared(control []byte, fill func(io.Writer) error) error {
 }
 
 const blockSize = 512
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
-}
-
-// countReader counts what was read through it: tar reads no further
-// than it needs, so the count at an entry's header is where its data
-// begins.
-type countReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
-}
-
-// Seek seeks what it counts, when that can seek (tar then skips the
-// data it is not asked for without reading it); the count is then the
-// offset, as it is when reading from the start.
-func (c *countReader) Seek(offset int64, whence int) (int64, error) {
-	s, ok := c.r.(io.Seeker)
-	if !ok {
-		return 0, errors.New("pkgdisk: cannot seek")
-	}
-	n, err := s.Seek(offset, whence)
-	if err == nil {
-		c.n = n
-	}
-	return n, err
-}
 
 // NextPrepared returns the next prepared package: its control tar, a
 // reader of its data tar, and where on the disk the data tar begins
@@ -172,12 +133,12 @@ func (r *Reader) NextPrepared() (Package, []byte, io.Reader, int64, error) {
 	if err != nil {
 		return Package{}, nil, nil, 0, fmt.Errorf("pkgdisk: %s-%s: %w", p.Name, p.Version, err)
 	}
-	if ra, ok := r.count.r.(io.ReaderAt); ok {
+	if ra, ok := r.count.R.(io.ReaderAt); ok {
 		// Read at offsets: what the installer does not read, the disk's
 		// tar skips by seeking.
-		return p, control, io.NewSectionReader(ra, r.count.n, h.Size), r.count.n, nil
+		return p, control, io.NewSectionReader(ra, r.count.N, h.Size), r.count.N, nil
 	}
-	return p, control, r.tr, r.count.n, nil
+	return p, control, r.tr, r.count.N, nil
 }
 
 // errControl stops a read once the control part is verified.

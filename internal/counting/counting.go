@@ -1,4 +1,5 @@
-// Package counting counts the bytes written through a writer.
+// Package counting counts the bytes written through a writer or read
+// through a reader.
 package counting
 
 import "io"
