@@ -96,6 +96,7 @@ type vmRun struct {
 	kit       *initramfs.Kit
 	initrd    string
 	initrdSum []byte
+	agent     []byte // the embedded agent, read once
 	plan      *diskPlan
 	pkgDisk   string
 	installed int64 // the packages' installed size
@@ -199,11 +200,10 @@ func (r *vmRun) makePlan() error {
 	if r.plan, err = planDisk(r.opts, r.items); err != nil {
 		return err
 	}
-	agent, err := embed.Agent(r.opts.Arch)
-	if err != nil {
+	if r.agent, err = embed.Agent(r.opts.Arch); err != nil {
 		return err
 	}
-	agentSum := sha256.Sum256(agent)
+	agentSum := sha256.Sum256(r.agent)
 	var kernel string
 	if r.opts.Kernel != "" {
 		if err := r.makeKit(); err != nil {
@@ -250,11 +250,7 @@ func (r *vmRun) makeKit() error {
 	if err != nil {
 		return err
 	}
-	agent, err := embed.Agent(r.opts.Arch)
-	if err != nil {
-		return err
-	}
-	ar, err := initramfs.WithAgent(agent, r.kit)
+	ar, err := initramfs.WithAgent(r.agent, r.kit)
 	if err != nil {
 		return err
 	}

@@ -119,8 +119,8 @@ func writePackageDisk(ctx context.Context, w io.WriteSeeker, opts VMOptions, pla
 }
 
 // fillDisk writes the disk after its manifest and keys: the tools, the
-// packages at paths (a plan skips them) and the spec's files, then ends
-// it.
+// packages at paths (a plan, which has none, skips them) and the spec's
+// files, then ends it.
 func fillDisk(ctx context.Context, dw *pkgdisk.Writer, opts VMOptions, m pkgdisk.Manifest, paths []string) error {
 	if m.Tools {
 		f, err := openChecked(opts.Spec.Installer)
@@ -136,7 +136,7 @@ func fillDisk(ctx context.Context, dw *pkgdisk.Writer, opts VMOptions, m pkgdisk
 			return err
 		}
 	}
-	if paths == nil {
+	if dw.Planning() {
 		if err := dw.SkipPackages(); err != nil {
 			return err
 		}

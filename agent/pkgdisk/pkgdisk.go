@@ -279,6 +279,9 @@ func Plan(m Manifest, keys map[string][]byte) (*Writer, error) {
 	return w, nil
 }
 
+// Planning tells whether w is a plan (Plan), never written.
+func (w *Writer) Planning() bool { return w.plan }
+
 // SkipPackages takes a plan past its packages.
 func (w *Writer) SkipPackages() error {
 	if !w.plan || (w.m.Tools && !w.tools) {
