@@ -92,9 +92,10 @@ type vmRun struct {
 	res  *VMResult
 	mu   sync.Mutex // res.Phases: the VM runs while the disk is written
 	prof qemu.Profile
-	// The kit and the disks.
+	// What the VM boots (kit: the files of --kernel and --modules), and
+	// the disks.
 	kit       *initramfs.Kit
-	initrd    string
+	bootKit   *bootKit
 	initrdSum []byte
 	agent     []byte // the embedded agent, read once
 	plan      *diskPlan
@@ -146,7 +147,8 @@ func RunVM(ctx context.Context, opts VMOptions) (*VMResult, error) {
 			return r.res, err
 		}
 	}
-	if r.kit == nil {
+	defer func() { r.bootKit.close() }()
+	if r.bootKit == nil {
 		if err := r.step("kernel+initramfs", r.makeKit); err != nil {
 			return nil, err
 		}
@@ -209,7 +211,7 @@ func (r *vmRun) makePlan() error {
 		if err := r.makeKit(); err != nil {
 			return err
 		}
-		f, err := os.Open(r.kit.Kernel)
+		f, err := os.Open(r.opts.Kernel)
 		if err != nil {
 			return err
 		}
@@ -230,35 +232,46 @@ func (r *vmRun) makePlan() error {
 	return nil
 }
 
-// makeKit makes the kit: kernel (the repository's linux-virt, fetched
-// here, or the files given), modules, agent, initramfs.
+// makeKit makes what the VM boots: from the boot cache, or the
+// repository's linux-virt (fetched here) and the agent, or the files of
+// --kernel and --modules.
 func (r *vmRun) makeKit() error {
-	var err error
 	if r.opts.Kernel != "" {
-		r.kit, err = initramfs.KitFromFiles(r.opts.Kernel, r.opts.Modules, initramfs.BuildVMModules)
-	} else {
-		var it repo.Item
-		if it, err = kernelPackage(r.opts.Indexes, r.opts.Arch); err != nil {
+		var err error
+		if r.kit, err = initramfs.KitFromFiles(r.opts.Kernel, r.opts.Modules, initramfs.BuildVMModules); err != nil {
 			return err
 		}
-		var paths []string
-		if paths, err = r.opts.Client.Fetch(r.ctx, []repo.Item{it}); err != nil {
+		k := &bootKit{initrd: filepath.Join(r.work, "initramfs.cpio")}
+		if k.kernel, k.pvh, err = pvhKernel(r.kit.Kernel, filepath.Join(r.work, "kernel"), r.log); err != nil {
 			return err
 		}
-		r.kit, err = initramfs.KitFromPackage(paths[0], r.opts.Client.Keys, r.work, initramfs.BuildVMModules)
+		sum := sha256.New()
+		if err := writeInitramfs(k.initrd, r.agent, r.kit, sum); err != nil {
+			return err
+		}
+		r.bootKit, r.initrdSum = k, sum.Sum(nil)
+		r.log.Debug("the build VM boots --kernel", "arch", r.opts.Arch, "kernel", r.opts.Kernel, "pvh", k.pvh)
+		return nil
 	}
+	it, err := kernelPackage(r.opts.Indexes, r.opts.Arch)
 	if err != nil {
 		return err
 	}
-	ar, err := initramfs.WithAgent(r.agent, r.kit)
+	agentSum := sha256.Sum256(r.agent)
+	dir, key := BootDir(r.opts.Client.Cache.Dir), bootKey(r.opts.Arch, it.Package, agentSum[:])
+	if r.bootKit = cachedBootKit(dir, key); r.bootKit != nil {
+		r.log.Debug("the build VM's kernel and initramfs come from the boot cache", "arch", r.opts.Arch, "key", key[:16], "pvh", r.bootKit.pvh)
+		return nil
+	}
+	paths, err := r.opts.Client.Fetch(r.ctx, []repo.Item{it})
 	if err != nil {
 		return err
 	}
-	r.initrd = filepath.Join(r.work, "initramfs.cpio")
-	sum := sha256.New()
-	err = writeFile(r.initrd, func(w io.Writer) error { _, err := ar.WriteTo(io.MultiWriter(w, sum)); return err })
-	r.initrdSum = sum.Sum(nil)
-	return err
+	if r.bootKit, err = makeBootKit(paths[0], r.opts.Client.Keys, r.agent, dir, key, r.log); err != nil {
+		return err
+	}
+	r.log.Debug("made the build VM's kernel and initramfs", "arch", r.opts.Arch, "key", key[:16], "pvh", r.bootKit.pvh)
+	return nil
 }
 
 // build boots the build VM while the packages are fetched and the
@@ -285,6 +298,7 @@ func (r *vmRun) build() (*os.File, error) {
 		err error
 	}
 	done := make(chan result, 1)
+	r.bootKit.keep(r.log) // synced and linked into the boot cache while the VM runs
 	go func() {
 		l, err := r.boot()
 		if err != nil {
@@ -380,7 +394,7 @@ func (r *vmRun) boot() (*os.File, error) {
 	if cpus <= 0 {
 		cpus = min(runtime.NumCPU(), 2)
 	}
-	vm := &qemu.VM{Profile: r.prof, MemoryMiB: mem, CPUs: cpus, Kernel: r.kit.Kernel, Initrd: r.initrd,
+	vm := &qemu.VM{Profile: r.prof, MemoryMiB: mem, CPUs: cpus, Kernel: r.bootKit.kernel, Initrd: r.bootKit.initrd,
 		Cmdline: []string{"alpinist.mode=build", "alpinist.disks=pkgs,out"},
 		Disks:   []qemu.Disk{{Path: r.pkgDisk, ReadOnly: true, Serial: "pkgs"}, {Path: outDisk, Serial: "out"}}}
 	if err := r.runVM(vm, console, consoleLog, outDisk, outSize); err != nil {

@@ -81,7 +81,16 @@ func (k *Kit) AddTo(a *Archive) error {
 // The package is read twice (modules.dep sorts after the modules), so
 // only the needed modules are ever held in memory.
 func KitFromPackage(apkPath string, keys *sign.Keyring, dir string, want []string) (*Kit, error) {
-	return kitFrom(apkPath, "package", false, func(fn func(h *tar.Header, r io.Reader) error) error {
+	return KitFromPackageNotify(apkPath, keys, dir, want, nil)
+}
+
+// KitFromPackageNotify is KitFromPackage calling onKernel with the
+// kernel image's path as soon as it is written, while the modules are
+// still being read: the caller may start on the kernel then, and use
+// what it makes only once the kit is returned (the package's signature
+// and checksum are checked as it is read, to its end).
+func KitFromPackageNotify(apkPath string, keys *sign.Keyring, dir string, want []string, onKernel func(path string)) (*Kit, error) {
+	return kitFrom(apkPath, "package", false, onKernel, func(fn func(h *tar.Header, r io.Reader) error) error {
 		f, err := os.Open(apkPath)
 		if err != nil {
 			return err
@@ -96,7 +105,7 @@ func KitFromPackage(apkPath string, keys *sign.Keyring, dir string, want []strin
 // system booted from a disk image runs, and its modules). Modules of
 // want the kernel has neither as a module nor built in are skipped.
 func KitFromTar(tarPath, dir string, want []string) (*Kit, error) {
-	return kitFrom(tarPath, "rootfs", true, func(fn func(h *tar.Header, r io.Reader) error) error {
+	return kitFrom(tarPath, "rootfs", true, nil, func(fn func(h *tar.Header, r io.Reader) error) error {
 		f, err := os.Open(tarPath)
 		if err != nil {
 			return err
@@ -122,8 +131,9 @@ func KitFromTar(tarPath, dir string, want []string) (*Kit, error) {
 // kitFrom takes the kernel and modules out of the entries read gives
 // (what names the source in messages; available keeps only the wanted
 // modules the kernel has, instead of failing on the others),
-// reading them twice (modules.dep may come after the modules).
-func kitFrom(src, what string, available bool, read func(fn func(h *tar.Header, r io.Reader) error) error, dir string, want []string) (*Kit, error) {
+// reading them twice (modules.dep may come after the modules), and
+// calling onKernel (when not nil) once the kernel is written.
+func kitFrom(src, what string, available bool, onKernel func(string), read func(fn func(h *tar.Header, r io.Reader) error) error, dir string, want []string) (*Kit, error) {
 	k := &Kit{}
 	var depData, builtinData []byte
 	kernelOut := filepath.Join(dir, "vmlinuz")
@@ -148,7 +158,10 @@ func kitFrom(src, what string, available bool, read func(fn func(h *tar.Header, 
 				return err
 			}
 			_, err = io.Copy(w, r)
-			return errors.Join(err, w.Close())
+			if err = errors.Join(err, w.Close()); err == nil && onKernel != nil {
+				onKernel(kernelOut)
+			}
+			return err
 		case strings.HasPrefix(h.Name, "lib/modules/"):
 			rel := strings.TrimPrefix(h.Name, "lib/modules/")
 			kver, file, _ := strings.Cut(rel, "/")

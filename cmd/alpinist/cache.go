@@ -27,6 +27,11 @@ func newCacheCmd(e *env) *cobra.Command {
                 of everything the VM was given (kernel, initramfs, package
                 disk). A build whose inputs did not change takes its tar
                 from there and boots no VM (build --no-cache boots it anyway).
+    boot/       what the build VM boots: its kernel (an x86 kernel as the
+                ELF inside its bzImage, which QEMU starts directly) and its
+                initramfs (the agent and the virtio modules), under the
+                hash of the kernel package and the agent. A build with the
+                same kernel boots at once, without reading the package.
 
 Builds sharing a cache are safe: files appear whole (written, synced,
 renamed), and a build holds a lock on its build cache entry, so a second
@@ -40,7 +45,13 @@ build of the same system waits for the first and reuses its result.`,
 		return repo.DefaultCacheDir()
 	}
 
-	ls := &cobra.Command{
+	cmd.AddCommand(newCacheLsCmd(e, open), newCachePruneCmd(e, open))
+	return cmd
+}
+
+// newCacheLsCmd is cache ls.
+func newCacheLsCmd(e *env, open func() (string, error)) *cobra.Command {
+	return &cobra.Command{
 		Use:   "ls",
 		Short: "List the build cache and the package cache",
 		Args:  cobra.NoArgs,
@@ -54,6 +65,15 @@ build of the same system waits for the first and reuses its result.`,
 				return err
 			}
 			fmt.Fprintf(e.stdout, "cache %s\npackages: %d, %s\n", d, n, humanSize(size))
+			boots, _, err := builder.BootEntries(d)
+			if err != nil {
+				return err
+			}
+			var bootSize int64
+			for _, b := range boots {
+				bootSize += b.Size
+			}
+			fmt.Fprintf(e.stdout, "boot: %d kernels and initramfs, %s\n", len(boots), humanSize(bootSize))
 			entries, err := builder.Entries(d)
 			if err != nil {
 				return err
@@ -72,16 +92,19 @@ build of the same system waits for the first and reuses its result.`,
 			return tw.Flush()
 		},
 	}
+}
 
+// newCachePruneCmd is cache prune.
+func newCachePruneCmd(e *env, open func() (string, error)) *cobra.Command {
 	var all bool
 	var olderThan time.Duration
 	prune := &cobra.Command{
 		Use:   "prune",
 		Short: "Remove build cache entries not used lately (--all: everything)",
-		Long: `prune removes the build cache's rootfs tars that no build used for
---older-than (default 30 days). --all removes every rootfs tar and every
-package: the next build fetches and builds again. Entries a running
-build holds are left.`,
+		Long: `prune removes the build cache's rootfs tars and the boot cache's
+kernels that no build used for --older-than (default 30 days). --all
+removes every rootfs tar, kernel and package: the next build fetches and
+builds again. Rootfs entries a running build holds are left.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			d, err := open()
@@ -119,13 +142,34 @@ build holds are left.`,
 				fmt.Fprintf(e.stdout, "removed %d packages\n", len(pkgs))
 			}
 			fmt.Fprintf(e.stdout, "removed %d of %d rootfs in the build cache; freed %s\n", removed, len(entries), humanSize(freed))
+			boots, leftovers, err := builder.BootEntries(d)
+			if err != nil {
+				return errors.Join(append(errs, err)...)
+			}
+			removed, freed = 0, 0
+			for _, b := range boots {
+				if !all && time.Since(b.Used) < olderThan {
+					continue
+				}
+				if err := builder.RemoveBoot(d, b.Key); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				freed += b.Size
+				removed++
+			}
+			for _, l := range leftovers { // a killed build's; a running one's are younger
+				if st, err := os.Stat(l); err == nil && (all || time.Since(st.ModTime()) > time.Hour) {
+					errs = append(errs, os.RemoveAll(l))
+				}
+			}
+			fmt.Fprintf(e.stdout, "removed %d of %d kernels in the boot cache; freed %s\n", removed, len(boots), humanSize(freed))
 			return errors.Join(errs...)
 		},
 	}
-	prune.Flags().BoolVar(&all, "all", false, "remove every rootfs and package")
-	prune.Flags().DurationVar(&olderThan, "older-than", 30*24*time.Hour, "remove rootfs unused for this long")
-	cmd.AddCommand(ls, prune)
-	return cmd
+	prune.Flags().BoolVar(&all, "all", false, "remove every rootfs, kernel and package")
+	prune.Flags().DurationVar(&olderThan, "older-than", 30*24*time.Hour, "remove rootfs and kernels unused for this long")
+	return prune
 }
 
 // dirUsage counts the files of a directory and their bytes.

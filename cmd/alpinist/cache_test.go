@@ -3,12 +3,14 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/alpinist/alpinist/apk/apkfile"
 	"github.com/alpinist/alpinist/internal/testkit/vmtest"
 )
 
@@ -49,8 +51,17 @@ func TestBuildCache(t *testing.T) {
 		t.Errorf("the first build did not boot the VM:\n%s", first)
 	}
 	ls := mustCLI(t, "cache", "ls", "--cache", cache)
-	if !strings.Contains(ls, "build cache: 1 rootfs") || !strings.Contains(ls, "small") || !strings.Contains(ls, "x86_64") {
+	if !strings.Contains(ls, "build cache: 1 rootfs") || !strings.Contains(ls, "small") || !strings.Contains(ls, "x86_64") || !strings.Contains(ls, "boot: 1 kernels") {
 		t.Errorf("cache ls:\n%s", ls)
+	}
+	// The boot cache has the kernel, as an ELF (x86_64 boots it through
+	// PVH), and the initramfs, and nothing half-made.
+	boot, _ := filepath.Glob(filepath.Join(cache, "boot", "*"))
+	hidden, _ := filepath.Glob(filepath.Join(cache, "boot", ".*"))
+	if len(boot) != 2 || len(hidden) != 0 || !strings.HasSuffix(boot[1], ".kernel") {
+		t.Errorf("the boot cache holds %v and %v", boot, hidden)
+	} else if k, _ := os.ReadFile(boot[1]); !bytes.HasPrefix(k, []byte("\x7fELF")) {
+		t.Errorf("the cached x86_64 kernel is not an ELF: % x", k[:min(len(k), 8)])
 	}
 	second := build(filepath.Join(dir, "2"))
 	if booted(second) || !cached(second) {
@@ -65,8 +76,12 @@ func TestBuildCache(t *testing.T) {
 	if log, _ := os.ReadFile(filepath.Join(dir, "2", "small-x86_64.log")); !strings.Contains(string(log), "the rootfs comes from the build cache") || !strings.Contains(string(log), "alpinist") {
 		t.Errorf("the cached build's log does not say so:\n%.300s", log)
 	}
-	if s := build(filepath.Join(dir, "3"), "--no-cache"); !booted(s) {
-		t.Errorf("--no-cache did not boot the VM:\n%s", s)
+	code, s, errs := cli(t, "-v", "build", spec, "-o", filepath.Join(dir, "3"), "--cache", cache, "--output", "tar", "--no-cache")
+	if code != 0 || !booted(s) {
+		t.Errorf("--no-cache did not boot the VM (exit %d):\n%s\n%s", code, s, errs)
+	}
+	if !strings.Contains(errs, "the build VM's kernel and initramfs come from the boot cache") {
+		t.Errorf("the rebuild did not boot from the boot cache:\n%s", errs)
 	}
 	writeFile(t, spec, body+"run: [\"echo changed > /etc/changed\"]\n", 0o644)
 	if s := build(filepath.Join(dir, "4")); !booted(s) {
@@ -75,7 +90,7 @@ func TestBuildCache(t *testing.T) {
 
 	// Two builds at once: one VM.
 	mustCLI(t, "cache", "prune", "--all", "--cache", cache)
-	if ls := mustCLI(t, "cache", "ls", "--cache", cache); !strings.Contains(ls, "build cache: empty") || !strings.Contains(ls, "packages: 0") {
+	if ls := mustCLI(t, "cache", "ls", "--cache", cache); !strings.Contains(ls, "build cache: empty") || !strings.Contains(ls, "packages: 0") || !strings.Contains(ls, "boot: 0 kernels") {
 		t.Errorf("after prune --all:\n%s", ls)
 	}
 	var wg sync.WaitGroup
@@ -150,5 +165,72 @@ func TestTamperedBuildCache(t *testing.T) {
 		if ents, _ := os.ReadDir(out); len(ents) > 0 {
 			t.Errorf("a refused rootfs left outputs: %v", ents)
 		}
+	}
+}
+
+// TestBuildKernelOverride: --kernel and --modules boot the build VM with
+// a kernel image and modules directory from the host (here the test
+// repository's linux-virt, unpacked) instead of the repository's
+// package; the rootfs is the same as with the package's kernel, and an
+// unchanged rebuild with the same files takes it from the build cache.
+func TestBuildKernelOverride(t *testing.T) {
+	vmtest.Binary(t, "x86_64")
+	body, repoDir := smallSpec(t)
+	dir := t.TempDir()
+	spec := filepath.Join(dir, "small.yaml")
+	writeFile(t, spec, body, 0o644)
+	// linux-virt unpacked: boot/vmlinuz-virt and lib/modules/KVER.
+	pkgs, _ := filepath.Glob(filepath.Join(repoDir, "main", "x86_64", "linux-virt-*.apk"))
+	if len(pkgs) != 1 {
+		t.Fatalf("linux-virt: %v", pkgs)
+	}
+	root := filepath.Join(dir, "linux-virt")
+	f, err := os.Open(pkgs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	_, err = apkfile.Read(f, apkfile.ReadOptions{AllowUntrusted: true, Entry: func(h *tar.Header, r io.Reader) error {
+		if h.Typeflag != tar.TypeReg || !strings.HasPrefix(h.Name, "boot/vmlinuz") && !strings.HasPrefix(h.Name, "lib/modules/") {
+			return nil
+		}
+		p := filepath.Join(root, filepath.FromSlash(h.Name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		data, err := io.ReadAll(r)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(p, data, 0o644)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kernels, _ := filepath.Glob(filepath.Join(root, "boot", "vmlinuz*"))
+	modules, _ := filepath.Glob(filepath.Join(root, "lib", "modules", "*"))
+	if len(kernels) != 1 || len(modules) != 1 {
+		t.Fatalf("unpacked linux-virt: %v %v", kernels, modules)
+	}
+	cache := t.TempDir()
+	build := func(out string, extra ...string) string {
+		t.Helper()
+		return mustCLI(t, append([]string{"build", spec, "-o", filepath.Join(dir, out), "--cache", cache, "--output", "tar"}, extra...)...)
+	}
+	build("pkg")
+	override := []string{"--arch", "x86_64", "--kernel", kernels[0], "--modules", modules[0]}
+	if s := build("files", override...); !strings.Contains(s, " boot ") {
+		t.Errorf("the build with --kernel did not boot its own VM:\n%s", s)
+	}
+	a, b := fileSums(t, filepath.Join(dir, "pkg")), fileSums(t, filepath.Join(dir, "files"))
+	if a["small-x86_64.tar"] == "" || a["small-x86_64.tar"] != b["small-x86_64.tar"] {
+		t.Error("the rootfs built with --kernel differs from the one built with the package's kernel")
+	}
+	if s := build("again", override...); !strings.Contains(s, "build cache") {
+		t.Errorf("an unchanged rebuild with --kernel did not take the build cache's rootfs:\n%s", s)
+	}
+	code, _, errs := cli(t, "build", spec, "-o", filepath.Join(dir, "bad"), "--cache", cache, "--arch", "x86_64", "--kernel", filepath.Join(root, "none"))
+	if code == 0 || !strings.Contains(errs, "none") {
+		t.Errorf("a missing --kernel file: exit %d\n%s", code, errs)
 	}
 }

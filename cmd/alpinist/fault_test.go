@@ -224,14 +224,18 @@ func TestFaults(t *testing.T) {
 	// A file size limit (RLIMIT_FSIZE) stands in for a full disk: writes
 	// beyond it fail with EFBIG as they would with ENOSPC. 4 MiB stops
 	// a build that skips the build cache at the build VM's kernel (a hit
-	// makes no kernel); 16 MiB (the rootfs coming from the build cache)
-	// at the ext4 output.
+	// makes no kernel, nor does one whose kernel is in the boot cache:
+	// that is emptied first); 16 MiB (the rootfs coming from the build
+	// cache) at the ext4 output.
 	for _, tc := range []struct {
 		limit, where string
 		extra        []string
 	}{{"4194304", "kernel", []string{"--no-cache"}}, {"16777216", "output ext4", nil}} {
 		t.Run("disk full at "+tc.where, func(t *testing.T) {
 			prlimit := hosttool.Need(t, "prlimit", "util-linux")
+			if err := os.RemoveAll(filepath.Join(cache, "boot")); err != nil {
+				t.Fatal(err)
+			}
 			cmd := exec.Command(prlimit, append([]string{"--fsize=" + tc.limit, bin, "build", changed, "-o", out, "--cache", cache, "--output", outputs}, tc.extra...)...)
 			cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH=1700000000")
 			o, err := cmd.CombinedOutput()

@@ -1,0 +1,209 @@
+package pvh
+
+import (
+	"bytes"
+	"debug/elf"
+	"encoding/binary"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
+	"github.com/ulikunitz/xz"
+
+	"github.com/alpinist/alpinist/internal/testkit/testrepo"
+)
+
+// kernelELF is a minimal x86_64 ELF whose one program header is a note
+// segment: the PVH entry note when pvh, else another Xen note. pad
+// bytes follow, standing for the kernel's code.
+func kernelELF(pvh bool, pad int) []byte {
+	typ := uint32(xenNotePhys32Entry)
+	if !pvh {
+		typ = 6 // XEN_ELFNOTE_GUEST_OS
+	}
+	var note bytes.Buffer
+	binary.Write(&note, binary.LittleEndian, []uint32{4, 8, typ})
+	note.WriteString("Xen\x00")
+	binary.Write(&note, binary.LittleEndian, uint64(0x1000000))
+	var b bytes.Buffer
+	h := elf.Header64{Type: uint16(elf.ET_EXEC), Machine: uint16(elf.EM_X86_64), Version: 1,
+		Phoff: 64, Ehsize: 64, Phentsize: 56, Phnum: 1}
+	copy(h.Ident[:], elf.ELFMAG)
+	h.Ident[elf.EI_CLASS], h.Ident[elf.EI_DATA], h.Ident[elf.EI_VERSION] = byte(elf.ELFCLASS64), byte(elf.ELFDATA2LSB), 1
+	binary.Write(&b, binary.LittleEndian, h)
+	binary.Write(&b, binary.LittleEndian, elf.Prog64{Type: uint32(elf.PT_NOTE), Off: 120, Filesz: uint64(note.Len()), Memsz: uint64(note.Len()), Align: 4})
+	b.Write(note.Bytes())
+	for i := range pad {
+		b.WriteByte(byte(i * 7))
+	}
+	return b.Bytes()
+}
+
+// bzImage wraps a compressed payload as a bzImage: setup sectors with
+// the boot header, the protected-mode part with a stand-in decompressor,
+// the payload and the decompressed size after it.
+func bzImage(payload []byte, size int, version uint16) []byte {
+	const setupSects = 3
+	img := make([]byte, (setupSects+1)*512+256) // the setup, then 256 bytes of "decompressor"
+	img[0x1f1] = setupSects
+	copy(img[0x202:], "HdrS")
+	binary.LittleEndian.PutUint16(img[0x206:], version)
+	binary.LittleEndian.PutUint32(img[0x248:], 256)
+	binary.LittleEndian.PutUint32(img[0x24c:], uint32(len(payload)+4))
+	img = append(img, payload...)
+	return binary.LittleEndian.AppendUint32(img, uint32(size))
+}
+
+func compress(t testing.TB, format string, data []byte) []byte {
+	var b bytes.Buffer
+	var w io.WriteCloser
+	var err error
+	switch format {
+	case "gzip":
+		w = gzip.NewWriter(&b)
+	case "zstd":
+		w, err = zstd.NewWriter(&b)
+	case "xz":
+		w, err = xz.NewWriter(&b)
+	case "lz4":
+		zw := lz4.NewWriter(&b)
+		err = zw.Apply(lz4.LegacyOption(true))
+		w = zw
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func TestExtract(t *testing.T) {
+	want := kernelELF(true, 300000)
+	for _, format := range []string{"gzip", "zstd", "xz", "lz4"} {
+		t.Run(format, func(t *testing.T) {
+			img := bzImage(compress(t, format, want), len(want), 0x20f)
+			var out bytes.Buffer
+			n, err := Extract(bytes.NewReader(img), int64(len(img)), &out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n != int64(len(want)) || !bytes.Equal(out.Bytes(), want) {
+				t.Fatalf("%d bytes out, not the kernel's %d", n, len(want))
+			}
+			if ok, err := HasEntry(bytes.NewReader(out.Bytes())); !ok || err != nil {
+				t.Errorf("HasEntry = %v, %v", ok, err)
+			}
+		})
+	}
+}
+
+// TestExtractRejects: what cannot boot through PVH is ErrNotPVH (the
+// build boots the image as it is); a payload that is corrupt is another
+// error.
+func TestExtractRejects(t *testing.T) {
+	k := kernelELF(true, 1000)
+	good := bzImage(compress(t, "gzip", k), len(k), 0x20f)
+	lzo := bzImage(append([]byte{0x89, 'L', 'Z', 'O', 0, 0x0d}, make([]byte, 50)...), 100, 0x20f)
+	noMagic := bytes.Clone(good)
+	copy(noMagic[0x202:], "NoPe")
+	corrupt := bytes.Clone(good)
+	for i := len(good) - 60; i < len(good)-20; i++ {
+		corrupt[i] ^= 0x5a
+	}
+	outside := bytes.Clone(good)
+	binary.LittleEndian.PutUint32(outside[0x24c:], 1<<30)
+	for _, c := range []struct {
+		name  string
+		img   []byte
+		notPV bool
+	}{
+		{"short", good[:100], true},
+		{"no boot header", noMagic, true},
+		{"protocol 2.06", bzImage(compress(t, "gzip", k), len(k), 0x206), true},
+		{"payload outside the image", outside, true},
+		{"LZO", lzo, true},
+		{"too big", bzImage(compress(t, "gzip", k), MaxSize+1, 0x20f), true},
+		{"size differs", bzImage(compress(t, "gzip", k), len(k)+1, 0x20f), false},
+		{"corrupt", corrupt, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Extract(bytes.NewReader(c.img), int64(len(c.img)), io.Discard)
+			if err == nil || errors.Is(err, ErrNotPVH) != c.notPV {
+				t.Errorf("err = %v, want ErrNotPVH %v", err, c.notPV)
+			}
+		})
+	}
+}
+
+func TestConvert(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name string
+		img  []byte
+		ok   bool
+	}{
+		{"pvh", bzImage(compress(t, "zstd", kernelELF(true, 5000)), len(kernelELF(true, 5000)), 0x20f), true},
+		{"no entry note", bzImage(compress(t, "zstd", kernelELF(false, 5000)), len(kernelELF(false, 5000)), 0x20f), false},
+		{"not a bzImage", kernelELF(true, 5000), false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			src, dst := filepath.Join(dir, c.name), filepath.Join(dir, c.name+".elf")
+			if err := os.WriteFile(src, c.img, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ok, err := Convert(src, dst)
+			if err != nil || ok != c.ok {
+				t.Fatalf("Convert = %v, %v; want %v", ok, err, c.ok)
+			}
+			if _, err := os.Stat(dst); (err == nil) != c.ok {
+				t.Errorf("the ELF is there: %v, want %v", err == nil, c.ok)
+			}
+		})
+	}
+}
+
+// TestConvertRealKernel takes the ELF out of the test repository's
+// x86_64 linux-virt (Debian's kernel, LZ4) and finds its PVH entry.
+func TestConvertRealKernel(t *testing.T) {
+	src := testrepo.Extract(t, "x86_64", "linux-virt", "boot/vmlinuz-virt")
+	dst := filepath.Join(t.TempDir(), "vmlinux")
+	ok, err := Convert(src, dst)
+	if err != nil || !ok {
+		t.Fatalf("Convert = %v, %v", ok, err)
+	}
+	f, err := elf.Open(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if f.Machine != elf.EM_X86_64 || f.Type != elf.ET_EXEC {
+		t.Errorf("machine %v, type %v", f.Machine, f.Type)
+	}
+}
+
+func FuzzExtract(f *testing.F) {
+	k := kernelELF(true, 2000)
+	for _, format := range []string{"gzip", "zstd", "xz", "lz4"} {
+		f.Add(bzImage(compress(f, format, k), len(k), 0x20f))
+	}
+	f.Add(k)
+	f.Fuzz(func(t *testing.T, img []byte) {
+		var out bytes.Buffer
+		n, err := Extract(bytes.NewReader(img), int64(len(img)), &out)
+		if err == nil && n != int64(out.Len()) {
+			t.Fatalf("said %d bytes, wrote %d", n, out.Len())
+		}
+		HasEntry(bytes.NewReader(img))
+		HasEntry(bytes.NewReader(out.Bytes()))
+	})
+}
