@@ -50,10 +50,10 @@ type bootKit struct {
 }
 
 // bootKey is the boot cache's key of a kernel package and an agent.
-func bootKey(arch string, kernel *apk.Package, agentSum []byte) string {
+func bootKey(arch string, kernel *apk.Package, transport string, agentSum []byte) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "alpinist boot kit 1\narch %s\nkernel %s-%s %s\nagent %x\nmodules %s\n", arch,
-		kernel.Name, kernel.Version, apk.EncodeChecksum(kernel.Checksum), agentSum, strings.Join(initramfs.BuildVMModules, " "))
+		kernel.Name, kernel.Version, apk.EncodeChecksum(kernel.Checksum), agentSum, strings.Join(initramfs.BuildVMModules(transport), " "))
 	return hex.EncodeToString(h.Sum(nil))
 }
 
@@ -73,7 +73,7 @@ func cachedBootKit(dir, key string) *bootKit {
 
 // makeBootKit makes the kit of the kernel package at pkgPath into a
 // temporary directory of the boot cache dir.
-func makeBootKit(pkgPath string, keys *sign.Keyring, agent []byte, dir, key string, log *slog.Logger) (_ *bootKit, err error) {
+func makeBootKit(pkgPath string, keys *sign.Keyring, agent []byte, transport, dir, key string, log *slog.Logger) (_ *bootKit, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("boot cache: %w", err)
 	}
@@ -89,7 +89,7 @@ func makeBootKit(pkgPath string, keys *sign.Keyring, agent []byte, dir, key stri
 	k := &bootKit{tmp: tmp, key: key, dir: dir, initrd: filepath.Join(tmp, "initramfs")}
 	// The kernel is converted on another core while the modules are read.
 	var converted chan error
-	kit, err := initramfs.KitFromPackageNotify(pkgPath, keys, tmp, initramfs.BuildVMModules, func(kernel string) {
+	kit, err := initramfs.KitFromPackageNotify(pkgPath, keys, tmp, initramfs.BuildVMModules(transport), func(kernel string) {
 		converted = make(chan error, 1)
 		go func() {
 			var err error

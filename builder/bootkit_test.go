@@ -36,7 +36,7 @@ func TestBootKit(t *testing.T) {
 			if cachedBootKit(dir, key) != nil {
 				t.Fatal("an empty boot cache has a kit")
 			}
-			k, err := makeBootKit(pkgs[0], keys, agent, dir, key, slog.New(slog.DiscardHandler))
+			k, err := makeBootKit(pkgs[0], keys, agent, "pci", dir, key, slog.New(slog.DiscardHandler))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -89,7 +89,7 @@ func TestBootKitFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "boot")
-	if _, err := makeBootKit(bad, keys, []byte("agent"), dir, "0123456789abcdef0123", slog.New(slog.DiscardHandler)); err == nil {
+	if _, err := makeBootKit(bad, keys, []byte("agent"), "pci", dir, "0123456789abcdef0123", slog.New(slog.DiscardHandler)); err == nil {
 		t.Fatal("a corrupt kernel package made a kit")
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {

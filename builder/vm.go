@@ -228,7 +228,7 @@ func (r *vmRun) makePlan() error {
 		}
 		kernel = fmt.Sprintf("package %s-%s %s", it.Package.Name, it.Package.Version, apk.EncodeChecksum(it.Package.Checksum))
 	}
-	r.key = cacheKey(r.opts, r.plan.identity, kernel, agentSum[:])
+	r.key = cacheKey(r.opts, r.plan.identity, kernel, initramfs.BuildVMModules(r.prof.Transport), agentSum[:])
 	return nil
 }
 
@@ -238,7 +238,7 @@ func (r *vmRun) makePlan() error {
 func (r *vmRun) makeKit() error {
 	if r.opts.Kernel != "" {
 		var err error
-		if r.kit, err = initramfs.KitFromFiles(r.opts.Kernel, r.opts.Modules, initramfs.BuildVMModules); err != nil {
+		if r.kit, err = initramfs.KitFromFiles(r.opts.Kernel, r.opts.Modules, initramfs.BuildVMModules(r.prof.Transport)); err != nil {
 			return err
 		}
 		k := &bootKit{initrd: filepath.Join(r.work, "initramfs.cpio")}
@@ -258,7 +258,7 @@ func (r *vmRun) makeKit() error {
 		return err
 	}
 	agentSum := sha256.Sum256(r.agent)
-	dir, key := BootDir(r.opts.Client.Cache.Dir), bootKey(r.opts.Arch, it.Package, agentSum[:])
+	dir, key := BootDir(r.opts.Client.Cache.Dir), bootKey(r.opts.Arch, it.Package, r.prof.Transport, agentSum[:])
 	if r.bootKit = cachedBootKit(dir, key); r.bootKit != nil {
 		r.log.Debug("the build VM's kernel and initramfs come from the boot cache", "arch", r.opts.Arch, "key", key[:16], "pvh", r.bootKit.pvh)
 		return nil
@@ -267,7 +267,7 @@ func (r *vmRun) makeKit() error {
 	if err != nil {
 		return err
 	}
-	if r.bootKit, err = makeBootKit(paths[0], r.opts.Client.Keys, r.agent, dir, key, r.log); err != nil {
+	if r.bootKit, err = makeBootKit(paths[0], r.opts.Client.Keys, r.agent, r.prof.Transport, dir, key, r.log); err != nil {
 		return err
 	}
 	r.log.Debug("made the build VM's kernel and initramfs", "arch", r.opts.Arch, "key", key[:16], "pvh", r.bootKit.pvh)

@@ -23,7 +23,6 @@ import (
 	"github.com/alpinist/alpinist/apk/repo"
 	"github.com/alpinist/alpinist/apk/version"
 	"github.com/alpinist/alpinist/assembler/rootfs"
-	"github.com/alpinist/alpinist/initramfs"
 	"github.com/alpinist/alpinist/internal/atomicfile"
 	"github.com/alpinist/alpinist/internal/counting"
 	"github.com/alpinist/alpinist/spec"
@@ -35,10 +34,10 @@ import (
 // keys, the tools, the spec's files), the kernel (the kernel package's
 // checksum, or the sha256 of a kernel given as files and of the
 // initramfs made with it) and the agent, with the arch and installer.
-func cacheKey(opts VMOptions, disk []byte, kernel string, agent []byte) string {
+func cacheKey(opts VMOptions, disk []byte, kernel string, modules []string, agent []byte) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "alpinist rootfs cache 2\narch %s\ninstaller %s\npackage disk %x\n", opts.Arch, opts.Spec.Installer.Type, disk)
-	fmt.Fprintf(h, "kernel %s\nmodules %s\nagent %x\n", kernel, strings.Join(initramfs.BuildVMModules, ","), agent)
+	fmt.Fprintf(h, "kernel %s\nmodules %s\nagent %x\n", kernel, strings.Join(modules, ","), agent)
 	return hex.EncodeToString(h.Sum(nil))
 }
 

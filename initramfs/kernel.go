@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/alpinist/alpinist/initramfs/kmod"
@@ -18,9 +19,19 @@ import (
 )
 
 // BuildVMModules are the modules the build VM needs, with their
-// dependencies: the virtio transports, disks and the console port.
-// Those built into the kernel are skipped.
-var BuildVMModules = []string{"virtio_pci", "virtio_mmio", "virtio_blk", "virtio_console"}
+// dependencies, on a machine whose virtio devices sit on transport (a
+// QEMU profile's: pci, mmio or ccw): the transport's and the disks'.
+// Those built into the kernel are skipped. The console is the machine's
+// serial port, which needs none.
+func BuildVMModules(transport string) []string {
+	switch transport {
+	case "mmio":
+		return []string{"virtio_mmio", "virtio_blk"}
+	case "ccw":
+		return []string{"virtio_ccw", "virtio_blk"}
+	}
+	return []string{"virtio_pci", "virtio_blk"}
+}
 
 // BootModules are what a system booted from a disk image needs before
 // its root is mounted (those its kernel has): virtio and SCSI disks,
@@ -32,6 +43,9 @@ type Module struct {
 	Name string // virtio_pci
 	Path string // as in modules.dep: kernel/drivers/virtio/virtio_pci.ko.gz
 	Data []byte
+	// Wave orders the loading: modules of one wave load at once, after
+	// those of the waves before (kmod.Waves).
+	Wave int
 }
 
 // Kit is what the build VM boots with: the kernel image, its release and
@@ -43,7 +57,8 @@ type Kit struct {
 }
 
 // ModulesList is the initramfs file listing the modules to load, one
-// file name (under ModulesDir) per line, in order.
+// wave per line, in order: the file names (under ModulesDir) of the
+// modules that may load at once, separated by spaces.
 const (
 	ModulesDir  = "lib/modules"
 	ModulesList = "lib/modules/load"
@@ -66,11 +81,21 @@ func WithAgent(agent []byte, k *Kit) (*Archive, error) {
 // and ModulesList.
 func (k *Kit) AddTo(a *Archive) error {
 	var list strings.Builder
-	for _, m := range k.Modules {
+	for i, m := range k.Modules {
 		if err := a.File(ModulesDir+"/"+m.Name+".ko", 0o644, m.Data); err != nil {
 			return err
 		}
-		list.WriteString(m.Name + ".ko\n")
+		switch {
+		case i == 0:
+		case m.Wave == k.Modules[i-1].Wave:
+			list.WriteString(" ")
+		default:
+			list.WriteString("\n")
+		}
+		list.WriteString(m.Name + ".ko")
+	}
+	if len(k.Modules) > 0 {
+		list.WriteString("\n")
 	}
 	return a.File(ModulesList, 0o644, []byte(list.String()))
 }
@@ -220,7 +245,17 @@ func kitFrom(src, what string, available bool, onKernel func(string), read func(
 	if k.Modules, err = collect(src, what, read, k.Release, order, kept); err != nil {
 		return nil, err
 	}
+	inWaves(md, order, k.Modules)
 	return k, nil
+}
+
+// inWaves gives the modules (in order's order) their waves and sorts
+// them by wave, keeping order within one.
+func inWaves(md *kmod.ModulesDep, order []string, mods []Module) {
+	for i, w := range md.Waves(order) {
+		mods[i].Wave = w
+	}
+	slices.SortStableFunc(mods, func(a, b Module) int { return a.Wave - b.Wave })
 }
 
 // collect gives the modules of order (paths under lib/modules/RELEASE),
@@ -315,5 +350,6 @@ func KitFromFiles(kernel, modulesDir string, want []string) (*Kit, error) {
 		}
 		k.Modules = append(k.Modules, Module{Name: kmod.ModName(p), Path: p, Data: data})
 	}
+	inWaves(md, order, k.Modules)
 	return k, nil
 }

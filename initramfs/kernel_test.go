@@ -31,7 +31,7 @@ func TestKitBootsAndLoadsModules(t *testing.T) {
 			p, bin := vmtest.Binary(t, arch)
 			pkgs, _ := filepath.Glob(filepath.Join(repo, "main", arch, "linux-virt-*.apk"))
 			dir := t.TempDir()
-			kit, err := KitFromPackage(pkgs[0], keys, dir, BuildVMModules)
+			kit, err := KitFromPackage(pkgs[0], keys, dir, BuildVMModules("pci"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -54,7 +54,7 @@ b=/bin/busybox
 $b mount -t devtmpfs dev /dev
 $b mount -t proc proc /proc
 $b mount -t sysfs sys /sys
-while read m; do $b insmod /lib/modules/$m || $b echo INSMOD-FAILED $m; done < /lib/modules/load
+while read wave; do for m in $wave; do $b insmod /lib/modules/$m || $b echo INSMOD-FAILED $m; done; done < /lib/modules/load
 i=0
 while [ ! -e /sys/block/vda ] && [ $i -lt 100 ]; do $b usleep 50000; i=$((i+1)); done
 $b echo DISK-SERIAL=$($b cat /sys/block/vda/serial)
@@ -85,7 +85,7 @@ func TestKitFromFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	pkgs, _ := filepath.Glob(filepath.Join(repo, "main", "x86_64", "linux-virt-*.apk"))
-	fromPkg, err := KitFromPackage(pkgs[0], keys, t.TempDir(), BuildVMModules)
+	fromPkg, err := KitFromPackage(pkgs[0], keys, t.TempDir(), BuildVMModules("pci"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestKitFromFiles(t *testing.T) {
 	}}); err != nil {
 		t.Fatal(err)
 	}
-	fromFiles, err := KitFromFiles(filepath.Join(root, "boot", "vmlinuz-virt"), filepath.Join(root, "lib", "modules", fromPkg.Release), BuildVMModules)
+	fromFiles, err := KitFromFiles(filepath.Join(root, "boot", "vmlinuz-virt"), filepath.Join(root, "lib", "modules", fromPkg.Release), BuildVMModules("pci"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func TestKitFromFiles(t *testing.T) {
 	if _, err := KitFromFiles(filepath.Join(root, "nope"), "", nil); err == nil {
 		t.Error("missing kernel accepted")
 	}
-	if _, err := KitFromFiles(filepath.Join(root, "boot", "vmlinuz-virt"), root, BuildVMModules); err == nil {
+	if _, err := KitFromFiles(filepath.Join(root, "boot", "vmlinuz-virt"), root, BuildVMModules("pci")); err == nil {
 		t.Error("modules dir without modules.dep accepted")
 	}
 }

@@ -34,7 +34,7 @@ func TestAgentBootsToReady(t *testing.T) {
 			p, bin := vmtest.Binary(t, arch)
 			dir := t.TempDir()
 			pkgs, _ := filepath.Glob(filepath.Join(repo, "main", arch, "linux-virt-*.apk"))
-			kit, err := initramfs.KitFromPackage(pkgs[0], keys, dir, initramfs.BuildVMModules)
+			kit, err := initramfs.KitFromPackage(pkgs[0], keys, dir, initramfs.BuildVMModules("pci"))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/alpinist/alpinist/internal/counting"
@@ -202,8 +203,10 @@ func cmdline() map[string]string {
 	return out
 }
 
-// loadModules loads dir/load's modules in order (dependencies first, as
-// the host wrote them); a module already loaded is fine.
+// loadModules loads dir/load's modules, a line at a time (dependencies
+// first, as the host wrote them): the modules of one line at once, each
+// on its own thread, on as many CPUs as the VM has. A module already
+// loaded is fine.
 func loadModules(dir string) error {
 	f, err := os.Open(filepath.Join(dir, "load"))
 	if errors.Is(err, os.ErrNotExist) {
@@ -215,11 +218,14 @@ func loadModules(dir string) error {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		name := strings.TrimSpace(sc.Text())
-		if name == "" {
-			continue
+		names := strings.Fields(sc.Text())
+		errs := make([]error, len(names))
+		var wg sync.WaitGroup
+		for i, name := range names {
+			wg.Go(func() { errs[i] = loadModule(filepath.Join(dir, name)) })
 		}
-		if err := loadModule(filepath.Join(dir, name)); err != nil {
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
 			return err
 		}
 	}
@@ -264,7 +270,7 @@ func waitDisks(want []string, timeout time.Duration) (map[string]string, error) 
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("virtio disks %v did not appear within %v (found %v)", missing, timeout, found)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

@@ -103,6 +103,26 @@ func (md *ModulesDep) LoadOrder(want []string, builtin map[string]bool) ([]strin
 	return order, nil
 }
 
+// Waves gives each module path of order (a LoadOrder) its wave: 0 for
+// one that depends on none of the others, else one more than the
+// highest wave of those it depends on. The modules of one wave may load
+// at once, once every earlier wave is loaded.
+func (md *ModulesDep) Waves(order []string) []int {
+	pos := map[string]int{}
+	for i, p := range order {
+		pos[p] = i
+	}
+	waves := make([]int, len(order))
+	for i, p := range order { // dependencies come first in order
+		for _, d := range md.Deps[ModName(p)] {
+			if j, ok := pos[d]; ok && j < i {
+				waves[i] = max(waves[i], waves[j]+1)
+			}
+		}
+	}
+	return waves
+}
+
 // Decompress returns a module's plain .ko content, undoing the .gz, .xz
 // or .zst compression its name says.
 func Decompress(name string, data []byte) ([]byte, error) {

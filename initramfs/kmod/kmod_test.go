@@ -1,6 +1,7 @@
 package kmod
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -16,6 +17,9 @@ func TestModulesDep(t *testing.T) {
 	}
 	if got := strings.Join(order, " "); got != "kernel/c.ko.gz kernel/b.ko.gz kernel/a.ko.gz kernel/virtio-x.ko.xz" {
 		t.Errorf("order %s", got)
+	}
+	if got := md.Waves(order); !slices.Equal(got, []int{0, 1, 2, 0}) {
+		t.Errorf("waves %v", got)
 	}
 	if _, err := md.LoadOrder([]string{"nope"}, nil); err == nil || !strings.Contains(err.Error(), "nope") {
 		t.Errorf("missing module: %v", err)
@@ -45,6 +49,15 @@ func FuzzModulesDep(f *testing.F) {
 				t.Fatalf("%s twice in %v", p, order)
 			}
 			seen[p] = true
+		}
+		// A module's wave is above every earlier dependency's.
+		waves := md.Waves(order)
+		for i, p := range order {
+			for j, q := range order[:i] {
+				if slices.Contains(md.Deps[ModName(p)], q) && waves[j] >= waves[i] {
+					t.Fatalf("%s (wave %d) depends on %s (wave %d)", p, waves[i], q, waves[j])
+				}
+			}
 		}
 	})
 }
