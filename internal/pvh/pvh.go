@@ -217,13 +217,20 @@ func Convert(src, dst string) (ok bool, err error) {
 			ok = false
 		}
 	}()
-	// A kernel is 40% zeros (its .bss, alignment): left as holes.
-	n, err := extract(in, st.Size(), func(dec io.Reader) (int64, error) { return sparse.Copy(out, 0, dec) })
+	// A kernel is 40% zeros (its .bss, alignment): left as holes, and
+	// the segments' zero tails made memory size only.
+	tr := &trimmer{w: out}
+	n, err := extract(in, st.Size(), func(dec io.Reader) (int64, error) { return sparse.Copy(tr, 0, dec) })
 	if err != nil {
 		if errors.Is(err, ErrNotPVH) {
 			return false, nil
 		}
 		return false, fmt.Errorf("%s: %w", src, err)
+	}
+	if cut, err := tr.finish(); err != nil {
+		return false, err
+	} else if cut > 0 {
+		n = cut
 	}
 	if err := out.Truncate(n); err != nil {
 		return false, err

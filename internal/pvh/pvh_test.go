@@ -207,3 +207,80 @@ func FuzzExtract(f *testing.F) {
 		HasEntry(bytes.NewReader(out.Bytes()))
 	})
 }
+
+// segmentedELF is an ELF (64- or 32-bit) with the PVH note in a note
+// segment and one loadable segment at 0x1000: a block of code, a zero
+// block, another block of code, then tailBlocks zero blocks (a .bss as
+// a kernel's build leaves it in the file), and section headers after.
+func segmentedELF(wide bool, tailBlocks int) []byte {
+	const blk, segOff = 4096, 0x1000
+	seg := make([]byte, (3+tailBlocks)*blk)
+	for i := range blk {
+		seg[i], seg[2*blk+i] = byte(i|1), byte(i|2)
+	}
+	var note bytes.Buffer
+	binary.Write(&note, binary.LittleEndian, []uint32{4, 4, xenNotePhys32Entry})
+	note.WriteString("Xen\x00\x00\x00\x00\x01")
+	var b bytes.Buffer
+	shoff := uint64(segOff + len(seg))
+	if wide {
+		h := elf.Header64{Type: uint16(elf.ET_EXEC), Machine: uint16(elf.EM_X86_64), Version: 1, Phoff: 64, Shoff: shoff, Ehsize: 64, Phentsize: 56, Phnum: 2, Shentsize: 64, Shnum: 1}
+		copy(h.Ident[:], elf.ELFMAG)
+		h.Ident[elf.EI_CLASS], h.Ident[elf.EI_DATA], h.Ident[elf.EI_VERSION] = byte(elf.ELFCLASS64), byte(elf.ELFDATA2LSB), 1
+		binary.Write(&b, binary.LittleEndian, h)
+		binary.Write(&b, binary.LittleEndian, elf.Prog64{Type: uint32(elf.PT_NOTE), Off: 176, Filesz: uint64(note.Len()), Memsz: uint64(note.Len()), Align: 4})
+		binary.Write(&b, binary.LittleEndian, elf.Prog64{Type: uint32(elf.PT_LOAD), Off: segOff, Paddr: 0x100000, Filesz: uint64(len(seg)), Memsz: uint64(len(seg)) + blk, Align: blk})
+	} else {
+		h := elf.Header32{Type: uint16(elf.ET_EXEC), Machine: uint16(elf.EM_386), Version: 1, Phoff: 52, Shoff: uint32(shoff), Ehsize: 52, Phentsize: 32, Phnum: 2, Shentsize: 40, Shnum: 1}
+		copy(h.Ident[:], elf.ELFMAG)
+		h.Ident[elf.EI_CLASS], h.Ident[elf.EI_DATA], h.Ident[elf.EI_VERSION] = byte(elf.ELFCLASS32), byte(elf.ELFDATA2LSB), 1
+		binary.Write(&b, binary.LittleEndian, h)
+		binary.Write(&b, binary.LittleEndian, elf.Prog32{Type: uint32(elf.PT_NOTE), Off: 116, Filesz: uint32(note.Len()), Memsz: uint32(note.Len()), Align: 4})
+		binary.Write(&b, binary.LittleEndian, elf.Prog32{Type: uint32(elf.PT_LOAD), Off: segOff, Paddr: 0x100000, Filesz: uint32(len(seg)), Memsz: uint32(len(seg)) + blk, Align: blk})
+	}
+	b.Write(note.Bytes())
+	b.Write(make([]byte, segOff-b.Len()))
+	b.Write(seg)
+	b.Write(make([]byte, 64)) // a zero section header
+	return b.Bytes()
+}
+
+// TestConvertTrims: a loadable segment's zero tail becomes memory size
+// only, the section headers are cut off, and the bytes QEMU loads are
+// the same.
+func TestConvertTrims(t *testing.T) {
+	for _, wide := range []bool{true, false} {
+		t.Run(map[bool]string{true: "ELF64", false: "ELF32"}[wide], func(t *testing.T) {
+			k := segmentedELF(wide, 5)
+			dir := t.TempDir()
+			src, dst := filepath.Join(dir, "bzImage"), filepath.Join(dir, "vmlinux")
+			if err := os.WriteFile(src, bzImage(compress(t, "zstd", k), len(k), 0x20f), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if ok, err := Convert(src, dst); !ok || err != nil {
+				t.Fatalf("Convert = %v, %v", ok, err)
+			}
+			f, err := elf.Open(dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			load := f.Progs[1]
+			if load.Filesz != 3*4096 || load.Memsz != 9*4096 || len(f.Sections) != 0 {
+				t.Errorf("filesz %d, memsz %d, %d sections; want 12288, 36864, 0", load.Filesz, load.Memsz, len(f.Sections))
+			}
+			got := make([]byte, load.Filesz)
+			if _, err := load.ReadAt(got, 0); err != nil || !bytes.Equal(got, k[0x1000:0x1000+3*4096]) {
+				t.Errorf("the segment's bytes differ: %v", err)
+			}
+			if st, _ := os.Stat(dst); st.Size() != 0x1000+3*4096 {
+				t.Errorf("the file is %d bytes, want %d", st.Size(), 0x1000+3*4096)
+			}
+			in, _ := os.Open(dst)
+			defer in.Close()
+			if ok, err := HasEntry(in); !ok || err != nil {
+				t.Errorf("HasEntry after trimming = %v, %v", ok, err)
+			}
+		})
+	}
+}
