@@ -207,10 +207,22 @@ func phases(bin, spec, work string) {
 	hit, _, _ := alp(bin, "build", spec, "--arch", "x86_64", "-o", filepath.Join(work, "hit"), "--cache", cache, "--output", "tar")
 	add("rebuild with nothing changed (build cache), tar", ms(hit), "< 2 s plus outputs")
 
-	one, _, _ := alp(bin, "build", spec, "--arch", "aarch64", "-o", filepath.Join(work, "a64"), "--cache", cache, "--output", "tar", "--no-cache")
-	x86, _, _ := alp(bin, "build", spec, "--arch", "x86_64", "-o", filepath.Join(work, "x86"), "--cache", cache, "--output", "tar", "--no-cache")
+	// Both arches warm alike (packages and boot kit cached), then the
+	// forced rebuilds alternating, medians of 3.
+	rebuild := func(arch string) time.Duration {
+		d, _, _ := alp(bin, "build", spec, "--arch", arch, "-o", filepath.Join(work, arch), "--cache", cache, "--output", "tar", "--no-cache")
+		return d
+	}
+	rebuild("aarch64")
+	var a64s, x86s []time.Duration
+	for range 3 {
+		a64s, x86s = append(a64s, rebuild("aarch64")), append(x86s, rebuild("x86_64"))
+	}
+	slices.Sort(a64s)
+	slices.Sort(x86s)
+	one, x86 := a64s[1], x86s[1]
 	both, _, _ := alp(bin, "build", spec, "-o", filepath.Join(work, "both"), "--cache", cache, "--output", "tar", "--no-cache")
-	add("aarch64 / x86_64, the same spec, forced rebuild each (TCG)", fmt.Sprintf("%.2f× (%s against %s)", float64(one)/float64(x86), ms(one), ms(x86)), "≤ 1.2×")
+	add("aarch64 / x86_64, the same spec, forced rebuild each (TCG, medians of 3)", fmt.Sprintf("%.2f× (%s against %s)", float64(one)/float64(x86), ms(one), ms(x86)), "≤ 1.2×")
 	add("x86_64 + aarch64 in one build, against each alone", fmt.Sprintf("%s vs %s + %s = %s (%.2f×)", ms(both), ms(x86), ms(one), ms(x86+one), float64(both)/float64(x86+one)), "< 1.0×")
 }
 
