@@ -18,6 +18,7 @@ import (
 
 	"github.com/alpinist/alpinist/apk/lock"
 	"github.com/alpinist/alpinist/assembler/oci"
+	"github.com/alpinist/alpinist/assembler/vhd"
 	"github.com/alpinist/alpinist/internal/testkit/disktest"
 	"github.com/alpinist/alpinist/internal/testkit/hosttool"
 	"github.com/alpinist/alpinist/internal/testkit/rootfstest"
@@ -51,6 +52,7 @@ var conformance = map[string]func(t *testing.T, w written){
 	"ext4":           checkExt4,
 	"raw":            checkRaw,
 	"qcow2":          checkQcow2,
+	"vhd":            checkVHD,
 }
 
 // TestConformance writes every output of the table with one Set (from
@@ -359,6 +361,33 @@ func checkRaw(t *testing.T, w written) {
 }
 
 // checkQcow2: qemu-img finds the image clean, and qcow2 v3.
+// checkVHD: qemu-img reads it as vpc, the same disk as the raw image
+// beside it when the set wrote one, and its footer keeps Azure's rules.
+func checkVHD(t *testing.T, w written) {
+	qemuImg := hosttool.Need(t, "qemu-img", "qemu-utils")
+	var info struct {
+		Format      string
+		VirtualSize int64 `json:"virtual-size"`
+	}
+	out := runTool(t, qemuImg, "info", "-f", "vpc", "--output=json", w.Path)
+	st, err := os.Stat(w.Path)
+	if err := json.Unmarshal([]byte(out), &info); err != nil || info.Format != "vpc" || info.VirtualSize%vhd.MiB != 0 || st.Size() != info.VirtualSize+vhd.FooterSize {
+		t.Errorf("qemu-img info: not a fixed VHD of whole MiB: %v\n%s", err, out)
+	}
+	f, err := os.Open(w.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := vhd.ReadFooter(f, st.Size()); err != nil {
+		t.Error(err)
+	}
+	raw := strings.TrimSuffix(w.Path, ".vhd") + ".raw"
+	if _, err := os.Stat(raw); err == nil {
+		runTool(t, qemuImg, "compare", "-f", "raw", "-F", "vpc", raw, w.Path)
+	}
+}
+
 func checkQcow2(t *testing.T, w written) {
 	qemuImg := hosttool.Need(t, "qemu-img", "qemu-utils")
 	if out := runTool(t, qemuImg, "check", w.Path); !strings.Contains(out, "No errors were found") {

@@ -25,6 +25,7 @@ import (
 	"github.com/alpinist/alpinist/assembler/fat"
 	"github.com/alpinist/alpinist/assembler/qcow2"
 	"github.com/alpinist/alpinist/assembler/tarball"
+	"github.com/alpinist/alpinist/assembler/vhd"
 	"github.com/alpinist/alpinist/bootdisk"
 	"github.com/alpinist/alpinist/initramfs"
 	"github.com/alpinist/alpinist/internal/atomicfile"
@@ -91,7 +92,7 @@ func (s *Set) diskImage(a *job) (string, error) {
 	for _, img := range images {
 		os.Remove(img)
 	}
-	a.disk = raw
+	a.disk, a.diskSeed = raw, b.seed
 	return raw, nil
 }
 
@@ -558,6 +559,23 @@ func (s *Set) qcow2(o Output, a *job) (string, error) {
 	p := s.path(o, a.Arch)
 	d := s.p.Spec.Disk
 	return p, qcow2.WriteFile(s.p.Context, p, img, qcow2.Options{Compress: d != nil && d.Compress})
+}
+
+func (s *Set) vhd(o Output, a *job) (string, error) {
+	img, err := s.diskImage(a)
+	if err != nil {
+		return "", err
+	}
+	p := s.path(o, a.Arch)
+	var id [16]byte
+	copy(id[:], seedHash(a.diskSeed, "vhd unique id"))
+	return p, vhd.WriteFile(s.p.Context, p, img, vhd.Options{ID: id, Time: s.p.Created})
+}
+
+// seedHash is the SHA-256 of a disk's seed and what it is for.
+func seedHash(seed []byte, what string) []byte {
+	h := sha256.Sum256(append(append([]byte{}, seed...), what...))
+	return h[:]
 }
 
 // copySparse copies a sparse image, leaving zero blocks unwritten.

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,32 +13,12 @@ import (
 	"testing"
 
 	"github.com/alpinist/alpinist/internal/testkit/benchcmp"
+	"github.com/alpinist/alpinist/internal/testkit/disktest"
 	"github.com/alpinist/alpinist/internal/testkit/hosttool"
 )
 
-// rawImage is a raw disk of size bytes: zeros, with runs of compressible
-// text and of random bytes here and there, and data in its last bytes.
 func rawImage(t testing.TB, dir string, size int64, seed uint64) string {
-	rng := rand.New(rand.NewPCG(seed, 7))
-	data := make([]byte, size)
-	for off := int64(0); off < size; {
-		run := int64(rng.IntN(200_000))
-		switch rng.IntN(4) {
-		case 0:
-			copy(data[off:min(off+run, size)], bytes.Repeat([]byte("alpine rootfs text "), int(run)/19+1))
-		case 1:
-			for i := off; i < min(off+run, size); i++ {
-				data[i] = byte(rng.Uint32())
-			}
-		}
-		off += run
-	}
-	copy(data[size-3:], "end")
-	p := filepath.Join(dir, "disk.raw")
-	if err := os.WriteFile(p, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return disktest.RawImage(t, dir, size, seed)
 }
 
 func TestQemuAccepts(t *testing.T) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -178,6 +179,28 @@ func TestBootDiskMBR(t *testing.T) {
 		t.Errorf("want an MBR with two Linux partitions, /boot active: %+v", pt)
 	}
 	bootToLogin(t, img, "x86_64", "", true) // run finds no ESP: the BIOS
+}
+
+// checkConverted has qemu-img read a disk image converted from raw in
+// format: its virtual size and every byte are the raw image's.
+func checkConverted(t *testing.T, raw, img, format string) {
+	t.Helper()
+	qemuImg := hosttool.Need(t, "qemu-img", "qemu-utils")
+	if out, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", format, raw, img).CombinedOutput(); err != nil {
+		t.Errorf("qemu-img compare %s: %v\n%s", filepath.Base(img), err, out)
+	}
+	out, err := exec.Command(qemuImg, "info", "-f", format, "--output", "json", img).Output()
+	if err != nil {
+		t.Fatalf("qemu-img info %s: %v", img, err)
+	}
+	var info struct {
+		Format      string
+		VirtualSize int64 `json:"virtual-size"`
+	}
+	json.Unmarshal(out, &info)
+	if st, err := os.Stat(raw); err != nil || info.Format != format || info.VirtualSize != st.Size() {
+		t.Errorf("qemu-img info %s: %s", filepath.Base(img), out)
+	}
 }
 
 func lastLines(s string, n int) string {
