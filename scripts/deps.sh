@@ -57,6 +57,7 @@ check e2fsck e2fsprogs
 check fsck.fat dosfstools
 check mdir mtools
 check sfdisk fdisk
+check xmllint libxml2-utils
 # The real Alpine VM test logs in over SSH (cmd/alpinist).
 check ssh openssh-client
 check ssh-keygen openssh-client

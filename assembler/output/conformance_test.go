@@ -53,6 +53,7 @@ var conformance = map[string]func(t *testing.T, w written){
 	"raw":            checkRaw,
 	"qcow2":          checkQcow2,
 	"vhd":            checkVHD,
+	"vmdk":           checkVMDK,
 }
 
 // TestConformance writes every output of the table with one Set (from
@@ -385,6 +386,29 @@ func checkVHD(t *testing.T, w written) {
 	raw := strings.TrimSuffix(w.Path, ".vhd") + ".raw"
 	if _, err := os.Stat(raw); err == nil {
 		runTool(t, qemuImg, "compare", "-f", "raw", "-F", "vpc", raw, w.Path)
+	}
+}
+
+// checkVMDK: qemu-img checks it and reads it as a streamOptimized
+// VMDK, the same disk as the raw image beside it when there is one.
+func checkVMDK(t *testing.T, w written) {
+	qemuImg := hosttool.Need(t, "qemu-img", "qemu-utils")
+	runTool(t, qemuImg, "check", "-f", "vmdk", w.Path)
+	var info struct {
+		Format   string
+		Specific struct {
+			Data struct {
+				CreateType string `json:"create-type"`
+			}
+		} `json:"format-specific"`
+	}
+	out := runTool(t, qemuImg, "info", "--output=json", w.Path)
+	if err := json.Unmarshal([]byte(out), &info); err != nil || info.Format != "vmdk" || info.Specific.Data.CreateType != "streamOptimized" {
+		t.Errorf("qemu-img info: not a streamOptimized VMDK: %v\n%s", err, out)
+	}
+	raw := strings.TrimSuffix(w.Path, ".vmdk") + ".raw"
+	if _, err := os.Stat(raw); err == nil {
+		runTool(t, qemuImg, "compare", "-f", "raw", "-F", "vmdk", raw, w.Path)
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/alpinist/alpinist/assembler/qcow2"
 	"github.com/alpinist/alpinist/assembler/tarball"
 	"github.com/alpinist/alpinist/assembler/vhd"
+	"github.com/alpinist/alpinist/assembler/vmdk"
 	"github.com/alpinist/alpinist/bootdisk"
 	"github.com/alpinist/alpinist/initramfs"
 	"github.com/alpinist/alpinist/internal/atomicfile"
@@ -559,6 +560,21 @@ func (s *Set) qcow2(o Output, a *job) (string, error) {
 	p := s.path(o, a.Arch)
 	d := s.p.Spec.Disk
 	return p, qcow2.WriteFile(s.p.Context, p, img, qcow2.Options{Compress: d != nil && d.Compress})
+}
+
+func (s *Set) vmdk(o Output, a *job) (string, error) {
+	img, err := s.diskImage(a)
+	if err != nil {
+		return "", err
+	}
+	p := s.path(o, a.Arch)
+	return p, vmdk.WriteFile(s.p.Context, p, img, vmdkOptions(filepath.Base(p), a.diskSeed))
+}
+
+// vmdkOptions are a VMDK's name and identities, from the disk's seed.
+func vmdkOptions(name string, seed []byte) vmdk.Options {
+	id := seedHash(seed, "vmdk content id")
+	return vmdk.Options{FileName: name, CID: vmdk.CID(id), LongContentID: hex.EncodeToString(id[:16])}
 }
 
 func (s *Set) vhd(o Output, a *job) (string, error) {

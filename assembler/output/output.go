@@ -77,6 +77,7 @@ var Outputs = []Output{
 	{Name: "ext4", File: perArch(".ext4"), Doc: "an ext4 file system image of the rootfs (sparse; e2fsck-clean, reproducible)", add: (*Set).ext4, stream: true},
 	{Name: "raw", File: perArch(".raw"), Doc: "a bootable disk image (GPT, ESP with GRUB, ext4 root; UEFI), sparse", add: (*Set).raw, Disk: true, work: true},
 	{Name: "qcow2", File: perArch(".qcow2"), Doc: "the same disk as qcow2 v3", add: (*Set).qcow2, Disk: true, work: true},
+	{Name: "vmdk", File: perArch(".vmdk"), Doc: "the same disk as a streamOptimized VMDK (VMware, VirtualBox)", add: (*Set).vmdk, Disk: true, work: true},
 	{Name: "vhd", File: perArch(".vhd"), Doc: "the same disk as a fixed VHD, as Azure takes it (a whole number of MiB)", add: (*Set).vhd, Disk: true, work: true},
 }
 

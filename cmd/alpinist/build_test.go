@@ -171,7 +171,7 @@ func TestBuildDemo(t *testing.T) {
 	// with no VM: it boots them with what the rootfs has (EXTLINUX and
 	// GRUB's EFI image).
 	asm := t.TempDir()
-	mustCLI(t, "assemble", filepath.Join(out, "demo-x86_64.tar"), "--name", "demo", "--arch", "x86_64", "-o", asm, "--output", "raw,qcow2,vhd")
+	mustCLI(t, "assemble", filepath.Join(out, "demo-x86_64.tar"), "--name", "demo", "--arch", "x86_64", "-o", asm, "--output", "raw,qcow2,vmdk,vhd")
 	c := fileSums(t, asm)
 	for _, f := range []string{"demo-x86_64.raw", "demo-x86_64.qcow2"} {
 		if a[f] != c[f] {
@@ -180,6 +180,7 @@ func TestBuildDemo(t *testing.T) {
 	}
 	// The VHD is the same disk, for qemu-img.
 	checkConverted(t, filepath.Join(asm, "demo-x86_64.raw"), filepath.Join(asm, "demo-x86_64.vhd"), "vpc")
+	checkConverted(t, filepath.Join(asm, "demo-x86_64.raw"), filepath.Join(asm, "demo-x86_64.vmdk"), "vmdk")
 
 	// The disk images (GPT) boot to the system's login prompt: x86_64
 	// with BIOS (SeaBIOS, gptmbr.bin, EXTLINUX) and UEFI (OVMF, GRUB),

@@ -90,7 +90,7 @@ func TestRepro(t *testing.T) {
 	a, b := filepath.Join(base, "a"), filepath.Join(base, "b")
 	reproTree(t, td, a)
 	reproTree(t, td, b)
-	args := []string{"build", "specs/demo.yaml", "-o", "out", "--cache", "cache", "--output", "tar,tar.gz,tar.zst,wsl,lxc,oci,docker-archive,ext4,raw,qcow2,vhd"}
+	args := []string{"build", "specs/demo.yaml", "-o", "out", "--cache", "cache", "--output", "tar,tar.gz,tar.zst,wsl,lxc,oci,docker-archive,ext4,raw,qcow2,vmdk,vhd"}
 
 	build := func(dir, umask string, env []string, attr *syscall.SysProcAttr) {
 		t.Helper()
@@ -156,7 +156,7 @@ func TestRepro(t *testing.T) {
 	}
 	sums := fileSums(t, filepath.Join(a, "out"))
 	for _, arch := range []string{"x86_64", "aarch64"} {
-		for _, ext := range []string{".tar", ".tar.gz", ".tar.zst", ".wsl.tar.gz", ".lxc.tar.xz", ".docker.tar", ".ext4", ".raw", ".qcow2", ".vhd", ".spdx.json"} {
+		for _, ext := range []string{".tar", ".tar.gz", ".tar.zst", ".wsl.tar.gz", ".lxc.tar.xz", ".docker.tar", ".ext4", ".raw", ".qcow2", ".vmdk", ".vhd", ".spdx.json"} {
 			if sums["demo-"+arch+ext] == "" {
 				t.Errorf("no output demo-%s%s", arch, ext)
 			}
