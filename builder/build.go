@@ -109,6 +109,11 @@ func Build(ctx context.Context, sess *Session, o Options) (*Report, error) {
 	lf := &lock.File{Name: sess.Spec.Name}
 	var archs []*archBuild
 	for _, arch := range sess.Arches {
+		if err := output.CheckArch(o.Outputs, arch); err != nil {
+			return nil, fmt.Errorf("%s: %w", sess.SpecPath, err)
+		}
+	}
+	for _, arch := range sess.Arches {
 		r, err := sess.Resolve(ctx, arch)
 		if err != nil {
 			return nil, err

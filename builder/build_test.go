@@ -129,6 +129,18 @@ func TestBuildChecksFirst(t *testing.T) {
 	if _, err := os.Stat(out); err == nil {
 		t.Error("a failed build left its output directory")
 	}
+	// An OVA of the demo's aarch64: refused before anything is resolved.
+	sess, err = Open(spec, OpenOptions{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Build(context.Background(), sess, Options{OutDir: out, Outputs: []string{"ova"}, Progress: rec})
+	if err == nil || !strings.Contains(err.Error(), "output ova is made for x86_64 and x86, not aarch64") {
+		t.Errorf("an aarch64 OVA: %v", err)
+	}
+	if rec.started != nil {
+		t.Error("the build started VMs")
+	}
 	if _, err := Open(spec, OpenOptions{Arches: []string{"riscv64"}}); err == nil || !strings.Contains(err.Error(), "--arch riscv64: the spec") {
 		t.Errorf("an arch the spec does not build: %v", err)
 	}

@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -54,6 +56,7 @@ var conformance = map[string]func(t *testing.T, w written){
 	"qcow2":          checkQcow2,
 	"vhd":            checkVHD,
 	"vmdk":           checkVMDK,
+	"ova":            checkOVA,
 }
 
 // TestConformance writes every output of the table with one Set (from
@@ -409,6 +412,60 @@ func checkVMDK(t *testing.T, w written) {
 	raw := strings.TrimSuffix(w.Path, ".vmdk") + ".raw"
 	if _, err := os.Stat(raw); err == nil {
 		runTool(t, qemuImg, "compare", "-f", "raw", "-F", "vmdk", raw, w.Path)
+	}
+}
+
+// checkOVA: the descriptor, the manifest and the VMDK in that order, the
+// manifest's sums right, the descriptor valid against the DMTF OVF
+// schema (xmllint) and naming the disk's size, UEFI asked for (the set's
+// disk boots with UEFI only), and the VMDK the same disk as the raw.
+func checkOVA(t *testing.T, w written) {
+	xmllint := hosttool.Need(t, "xmllint", "libxml2-utils")
+	qemuImg := hosttool.Need(t, "qemu-img", "qemu-utils")
+	f, err := os.Open(w.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	dir := t.TempDir()
+	var names []string
+	sums := map[string]string{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, h.Name)
+		out, err := os.Create(filepath.Join(dir, h.Name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hash := sha256.New()
+		io.Copy(io.MultiWriter(out, hash), tr)
+		out.Close()
+		sums[h.Name] = hex.EncodeToString(hash.Sum(nil))
+	}
+	base := strings.TrimSuffix(filepath.Base(w.Path), ".ova")
+	if strings.Join(names, " ") != base+".ovf "+base+".mf "+base+".vmdk" {
+		t.Fatalf("members %v", names)
+	}
+	mf, _ := os.ReadFile(filepath.Join(dir, base+".mf"))
+	if want := fmt.Sprintf("SHA256(%s.ovf)= %s\nSHA256(%s.vmdk)= %s\n", base, sums[base+".ovf"], base, sums[base+".vmdk"]); string(mf) != want {
+		t.Errorf("manifest:\n%s\nwant:\n%s", mf, want)
+	}
+	ovfPath := filepath.Join(dir, base+".ovf")
+	runTool(t, xmllint, "--noout", "--nonet", "--schema", "../ova/testdata/ovf-schema/dsp8023_1.1.1.xsd", ovfPath)
+	ovf, _ := os.ReadFile(ovfPath)
+	if !strings.Contains(string(ovf), `vmw:key="firmware" vmw:value="efi"`) {
+		t.Errorf("a UEFI-only disk's OVA does not ask for EFI firmware:\n%s", ovf)
+	}
+	raw := strings.TrimSuffix(w.Path, ".ova") + ".raw"
+	if _, err := os.Stat(raw); err == nil {
+		runTool(t, qemuImg, "compare", "-f", "raw", "-F", "vmdk", raw, filepath.Join(dir, base+".vmdk"))
 	}
 }
 

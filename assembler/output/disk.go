@@ -23,10 +23,7 @@ import (
 	"github.com/alpinist/alpinist/assembler/ext4"
 	"github.com/alpinist/alpinist/assembler/extlinux"
 	"github.com/alpinist/alpinist/assembler/fat"
-	"github.com/alpinist/alpinist/assembler/qcow2"
 	"github.com/alpinist/alpinist/assembler/tarball"
-	"github.com/alpinist/alpinist/assembler/vhd"
-	"github.com/alpinist/alpinist/assembler/vmdk"
 	"github.com/alpinist/alpinist/bootdisk"
 	"github.com/alpinist/alpinist/initramfs"
 	"github.com/alpinist/alpinist/internal/atomicfile"
@@ -93,7 +90,7 @@ func (s *Set) diskImage(a *job) (string, error) {
 	for _, img := range images {
 		os.Remove(img)
 	}
-	a.disk, a.diskSeed = raw, b.seed
+	a.disk, a.diskSeed, a.diskEFIOnly = raw, b.seed, b.plan.UEFI && !b.plan.BIOS
 	return raw, nil
 }
 
@@ -537,73 +534,5 @@ func rewriteTar(dst, src string, files []tarFile) error {
 			}
 		}
 		return errors.Join(err, tw.Close())
-	})
-}
-
-func (s *Set) raw(o Output, a *job) (string, error) {
-	img, err := s.diskImage(a)
-	if err != nil {
-		return "", err
-	}
-	p := s.path(o, a.Arch)
-	if err := copySparse(p, img); err != nil {
-		return "", err
-	}
-	return p, nil
-}
-
-func (s *Set) qcow2(o Output, a *job) (string, error) {
-	img, err := s.diskImage(a)
-	if err != nil {
-		return "", err
-	}
-	p := s.path(o, a.Arch)
-	d := s.p.Spec.Disk
-	return p, qcow2.WriteFile(s.p.Context, p, img, qcow2.Options{Compress: d != nil && d.Compress})
-}
-
-func (s *Set) vmdk(o Output, a *job) (string, error) {
-	img, err := s.diskImage(a)
-	if err != nil {
-		return "", err
-	}
-	p := s.path(o, a.Arch)
-	return p, vmdk.WriteFile(s.p.Context, p, img, vmdkOptions(filepath.Base(p), a.diskSeed))
-}
-
-// vmdkOptions are a VMDK's name and identities, from the disk's seed.
-func vmdkOptions(name string, seed []byte) vmdk.Options {
-	id := seedHash(seed, "vmdk content id")
-	return vmdk.Options{FileName: name, CID: vmdk.CID(id), LongContentID: hex.EncodeToString(id[:16])}
-}
-
-func (s *Set) vhd(o Output, a *job) (string, error) {
-	img, err := s.diskImage(a)
-	if err != nil {
-		return "", err
-	}
-	p := s.path(o, a.Arch)
-	var id [16]byte
-	copy(id[:], seedHash(a.diskSeed, "vhd unique id"))
-	return p, vhd.WriteFile(s.p.Context, p, img, vhd.Options{ID: id, Time: s.p.Created})
-}
-
-// seedHash is the SHA-256 of a disk's seed and what it is for.
-func seedHash(seed []byte, what string) []byte {
-	h := sha256.Sum256(append(append([]byte{}, seed...), what...))
-	return h[:]
-}
-
-// copySparse copies a sparse image, leaving zero blocks unwritten.
-func copySparse(dst, src string) error {
-	st, err := os.Stat(src)
-	if err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(dst, 0o644, func(f *os.File) error {
-		if err := f.Truncate(st.Size()); err != nil {
-			return err
-		}
-		return disk.CopyImage(src)(f, 0, st.Size())
 	})
 }

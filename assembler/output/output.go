@@ -59,6 +59,10 @@ type Output struct {
 	// stream: it reads the canonical tar as a stream, from Arch.Canon
 	// when there is one, not from the file Arch.Tar.
 	stream bool
+	// Arches are the arches it is made for (nil: every one), and Why
+	// says why not others.
+	Arches []string
+	Why    string
 	// add writes it for one arch; finish, when set, once for all.
 	add    func(s *Set, o Output, j *job) (string, error)
 	finish func(s *Set, o Output) (string, error)
@@ -78,6 +82,8 @@ var Outputs = []Output{
 	{Name: "raw", File: perArch(".raw"), Doc: "a bootable disk image (GPT, ESP with GRUB, ext4 root; UEFI), sparse", add: (*Set).raw, Disk: true, work: true},
 	{Name: "qcow2", File: perArch(".qcow2"), Doc: "the same disk as qcow2 v3", add: (*Set).qcow2, Disk: true, work: true},
 	{Name: "vmdk", File: perArch(".vmdk"), Doc: "the same disk as a streamOptimized VMDK (VMware, VirtualBox)", add: (*Set).vmdk, Disk: true, work: true},
+	{Name: "ova", File: perArch(".ova"), Doc: "a virtual machine for VMware and VirtualBox: OVF, manifest and the VMDK (x86_64, x86)", add: (*Set).ova, Disk: true, work: true,
+		Arches: []string{"x86_64", "x86"}, Why: "VMware and VirtualBox import OVAs of x86 machines (the vmdk output is the disk of any arch)"},
 	{Name: "vhd", File: perArch(".vhd"), Doc: "the same disk as a fixed VHD, as Azure takes it (a whole number of MiB)", add: (*Set).vhd, Disk: true, work: true},
 }
 
@@ -122,6 +128,18 @@ func Check(names []string) error {
 			known = append(known, o.Name)
 		}
 		return fmt.Errorf("%s: unknown output (known: %s)", n, strings.Join(known, ", "))
+	}
+	return nil
+}
+
+// CheckArch says, before anything is built, which of the outputs names
+// is not made for arch.
+func CheckArch(names []string, arch string) error {
+	for _, n := range names {
+		o, ok := Lookup(n)
+		if ok && o.Arches != nil && !slices.Contains(o.Arches, arch) {
+			return fmt.Errorf("output %s is made for %s, not %s: %s; build it with --arch %s", n, strings.Join(o.Arches, " and "), arch, o.Why, o.Arches[0])
+		}
 	}
 	return nil
 }
@@ -210,10 +228,13 @@ type job struct {
 	Lock      *lock.Arch
 	sbom      []byte
 	image     v1.Image
-	disk      string            // the raw disk in the work dir
-	diskSeed  []byte            // what the disk's identities come from
-	canon     *rootfs.Tar       // Arch.Canon, until Tar is written
-	sums      map[string]string // path -> sha256 hex, made as written
+	disk      string // the raw disk in the work dir
+	diskSeed  []byte // what the disk's identities come from
+	vmdk      string // the disk as a VMDK (the output's, or the OVA's in the work dir)
+	// diskEFIOnly: the disk boots with UEFI only.
+	diskEFIOnly bool
+	canon       *rootfs.Tar       // Arch.Canon, until Tar is written
+	sums        map[string]string // path -> sha256 hex, made as written
 }
 
 // New checks the plan and makes its work directory.

@@ -136,6 +136,11 @@ func runAssemble(ctx context.Context, e *env, input string, f assembleFlags) err
 	if err != nil {
 		return err
 	}
+	for _, src := range sources {
+		if err := output.CheckArch(f.outputs, src.arch); err != nil {
+			return fmt.Errorf("--output: %w", err)
+		}
+	}
 	clamp := time.Time{}
 	if haveEpoch {
 		clamp = epoch

@@ -171,7 +171,7 @@ func TestBuildDemo(t *testing.T) {
 	// with no VM: it boots them with what the rootfs has (EXTLINUX and
 	// GRUB's EFI image).
 	asm := t.TempDir()
-	mustCLI(t, "assemble", filepath.Join(out, "demo-x86_64.tar"), "--name", "demo", "--arch", "x86_64", "-o", asm, "--output", "raw,qcow2,vmdk,vhd")
+	mustCLI(t, "assemble", filepath.Join(out, "demo-x86_64.tar"), "--name", "demo", "--arch", "x86_64", "-o", asm, "--output", "raw,qcow2,vmdk,ova,vhd")
 	c := fileSums(t, asm)
 	for _, f := range []string{"demo-x86_64.raw", "demo-x86_64.qcow2"} {
 		if a[f] != c[f] {
@@ -181,6 +181,13 @@ func TestBuildDemo(t *testing.T) {
 	// The VHD is the same disk, for qemu-img.
 	checkConverted(t, filepath.Join(asm, "demo-x86_64.raw"), filepath.Join(asm, "demo-x86_64.vhd"), "vpc")
 	checkConverted(t, filepath.Join(asm, "demo-x86_64.raw"), filepath.Join(asm, "demo-x86_64.vmdk"), "vmdk")
+	if _, err := os.Stat(filepath.Join(asm, "demo-x86_64.ova")); err != nil {
+		t.Error(err)
+	}
+	// An OVA is for x86: an aarch64 one is refused, saying why.
+	if code, _, errs := cli(t, "assemble", filepath.Join(out, "demo-aarch64.tar"), "--name", "demo", "--arch", "aarch64", "-o", t.TempDir(), "--output", "ova"); code == 0 || !strings.Contains(errs, "x86_64 and x86") {
+		t.Errorf("an aarch64 OVA: exit %d\n%s", code, errs)
+	}
 
 	// The disk images (GPT) boot to the system's login prompt: x86_64
 	// with BIOS (SeaBIOS, gptmbr.bin, EXTLINUX) and UEFI (OVMF, GRUB),

@@ -63,7 +63,8 @@ func reproTree(t *testing.T, td, root string) {
 
 // TestRepro builds demo.yaml for x86_64 and aarch64 twice, with every
 // output (tar, tar.gz, tar.zst, wsl, lxc, oci, docker-archive, ext4,
-// raw, qcow2, and the SBOMs and the lock), in
+// raw, qcow2, vmdk, vhd, and the SBOMs and the lock; the ova, x86's,
+// assembled from each build's x86_64 rootfs), in
 // conditions that differ in everything a build must not depend on, and
 // checks every output is the same, byte for byte:
 //
@@ -91,16 +92,21 @@ func TestRepro(t *testing.T) {
 	reproTree(t, td, a)
 	reproTree(t, td, b)
 	args := []string{"build", "specs/demo.yaml", "-o", "out", "--cache", "cache", "--output", "tar,tar.gz,tar.zst,wsl,lxc,oci,docker-archive,ext4,raw,qcow2,vmdk,vhd"}
+	// The OVA is x86's: made from each build's x86_64 rootfs by assemble,
+	// in the same conditions as the build.
+	ovaArgs := []string{"assemble", "out/demo-x86_64.tar", "--name", "demo", "--arch", "x86_64", "-o", "out/ova", "--output", "ova"}
 
 	build := func(dir, umask string, env []string, attr *syscall.SysProcAttr) {
 		t.Helper()
-		cmd := boundedCommand(t, "/bin/sh", append([]string{"-c", "umask " + umask + ` && exec "$0" "$@"`, bin}, args...)...)
-		cmd.Dir = dir
-		cmd.Env = env
-		cmd.SysProcAttr = attr
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("alpinist %s in %s: %v\n%s", strings.Join(args, " "), dir, err, out)
+		for _, args := range [][]string{args, ovaArgs} {
+			cmd := boundedCommand(t, "/bin/sh", append([]string{"-c", "umask " + umask + ` && exec "$0" "$@"`, bin}, args...)...)
+			cmd.Dir = dir
+			cmd.Env = env
+			cmd.SysProcAttr = attr
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("alpinist %s in %s: %v\n%s", strings.Join(args, " "), dir, err, out)
+			}
 		}
 	}
 	environ := func(dir string, extra ...string) []string {
@@ -161,6 +167,9 @@ func TestRepro(t *testing.T) {
 				t.Errorf("no output demo-%s%s", arch, ext)
 			}
 		}
+	}
+	if sums["ova/demo-x86_64.ova"] == "" {
+		t.Error("no OVA")
 	}
 	if sums["demo.oci/index.json"] == "" || sums["demo.lock"] == "" {
 		t.Error("no OCI layout or lock")
