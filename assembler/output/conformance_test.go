@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/alpinist/alpinist/apk/lock"
+	"github.com/alpinist/alpinist/assembler/gce"
 	"github.com/alpinist/alpinist/assembler/oci"
 	"github.com/alpinist/alpinist/assembler/vhd"
 	"github.com/alpinist/alpinist/internal/testkit/disktest"
@@ -57,6 +58,7 @@ var conformance = map[string]func(t *testing.T, w written){
 	"vhd":            checkVHD,
 	"vmdk":           checkVMDK,
 	"ova":            checkOVA,
+	"gce":            checkGCE,
 }
 
 // TestConformance writes every output of the table with one Set (from
@@ -466,6 +468,38 @@ func checkOVA(t *testing.T, w written) {
 	raw := strings.TrimSuffix(w.Path, ".ova") + ".raw"
 	if _, err := os.Stat(raw); err == nil {
 		runTool(t, qemuImg, "compare", "-f", "raw", "-F", "vmdk", raw, filepath.Join(dir, base+".vmdk"))
+	}
+}
+
+// checkGCE: GNU tar lists disk.raw alone, sparse, of a whole number of
+// GiB, and extracts a disk whose partition table sfdisk reads with the
+// same partitions as the raw image beside it (the GCE disk is that disk
+// made a whole GiB: its root partition is larger).
+func checkGCE(t *testing.T, w written) {
+	gnuTar := hosttool.Need(t, "tar", "tar")
+	out := runTool(t, gnuTar, "-tvzf", w.Path)
+	f := strings.Fields(out)
+	if len(f) < 6 || f[len(f)-1] != "disk.raw" || strings.Count(out, "\n") != 1 || !strings.HasPrefix(f[0], "-") {
+		t.Fatalf("tar -tv:\n%s", out)
+	}
+	dir := t.TempDir()
+	runTool(t, gnuTar, "-xzf", w.Path, "-C", dir)
+	st, err := os.Stat(filepath.Join(dir, "disk.raw"))
+	if err != nil || st.Size()%gce.GiB != 0 {
+		t.Fatalf("disk.raw: %v, not whole GiB", err)
+	}
+	got := disktest.Read(t, filepath.Join(dir, "disk.raw"))
+	raw := strings.TrimSuffix(w.Path, ".gce.tar.gz") + ".raw"
+	if _, err := os.Stat(raw); err == nil {
+		want := disktest.Read(t, raw)
+		same := len(got.Partitions) == len(want.Partitions) && got.Label == want.Label
+		for i := 0; same && i < len(got.Partitions); i++ {
+			g, w := got.Partitions[i], want.Partitions[i]
+			same = g.Type == w.Type && g.Start == w.Start && (g.Size == w.Size || i == len(got.Partitions)-1 && g.Size > w.Size)
+		}
+		if !same {
+			t.Errorf("the GCE disk's partitions %+v, the raw's %+v", got, want)
+		}
 	}
 }
 

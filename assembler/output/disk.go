@@ -60,12 +60,45 @@ func (s *Set) diskImage(a *job) (string, error) {
 	if a.disk != "" {
 		return a.disk, nil
 	}
-	b, err := s.planDisk(a)
+	raw, b, err := s.buildDisk(a, 0)
 	if err != nil {
 		return "", err
 	}
-	if b.work, err = os.MkdirTemp(s.workDir(), "disk-"+a.Arch+"-"); err != nil {
+	a.disk, a.diskSeed, a.diskEFIOnly = raw, b.seed, b.plan.UEFI && !b.plan.BIOS
+	return raw, nil
+}
+
+// diskImageIn is the arch's disk image with a size that is a whole
+// number of unit bytes: the disk diskImage makes when it is one, else
+// the same disk made again that size, its root file system filling it.
+func (s *Set) diskImageIn(a *job, unit int64) (string, error) {
+	raw, err := s.diskImage(a)
+	if err != nil {
 		return "", err
+	}
+	st, err := os.Stat(raw)
+	if err != nil {
+		return "", err
+	}
+	if st.Size()%unit == 0 {
+		return raw, nil
+	}
+	raw, _, err = s.buildDisk(a, (st.Size()+unit-1)/unit*unit)
+	return raw, err
+}
+
+// buildDisk makes a raw disk image of the arch in the work dir, size
+// bytes (0: as the spec says, else what the content needs).
+func (s *Set) buildDisk(a *job, size int64) (string, *diskBuild, error) {
+	b, err := s.planDisk(a)
+	if err != nil {
+		return "", nil, err
+	}
+	if size > 0 {
+		b.plan.Disk.Size = size
+	}
+	if b.work, err = os.MkdirTemp(s.workDir(), "disk-"+a.Arch+"-"); err != nil {
+		return "", nil, err
 	}
 	// Identities from the inputs: the same rootfs gives the same disk.
 	b.seed = append([]byte(s.p.Spec.Name+"\x00"+a.Arch+"\x00"), b.info.digest...)
@@ -77,21 +110,20 @@ func (s *Set) diskImage(a *job) (string, error) {
 	}
 	fullTar, err := b.systemTar()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	parts, images, err := b.fileSystems(fullTar)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	raw := filepath.Join(b.work, "disk.raw")
 	if _, err = disk.Write(raw, disk.Layout{Table: b.plan.Table, Size: b.plan.Disk.Size, Seed: b.seed, MBRCode: b.mbrCode, Partitions: parts}); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	for _, img := range images {
 		os.Remove(img)
 	}
-	a.disk, a.diskSeed, a.diskEFIOnly = raw, b.seed, b.plan.UEFI && !b.plan.BIOS
-	return raw, nil
+	return raw, b, nil
 }
 
 // planDisk plans the arch's disk from the spec (or, for assemble

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/alpinist/alpinist/assembler/disk"
+	"github.com/alpinist/alpinist/assembler/gce"
 	"github.com/alpinist/alpinist/assembler/ova"
 	"github.com/alpinist/alpinist/assembler/qcow2"
 	"github.com/alpinist/alpinist/assembler/vhd"
@@ -91,6 +92,17 @@ func (s *Set) vhd(o Output, a *job) (string, error) {
 	var id [16]byte
 	copy(id[:], seedHash(a.diskSeed, "vhd unique id"))
 	return p, vhd.WriteFile(s.p.Context, p, img, vhd.Options{ID: id, Time: s.p.Created})
+}
+
+// gce writes the disk, made a whole number of GiB, as Compute Engine
+// imports it.
+func (s *Set) gce(o Output, a *job) (string, error) {
+	img, err := s.diskImageIn(a, gce.GiB)
+	if err != nil {
+		return "", err
+	}
+	p := s.path(o, a.Arch)
+	return p, gce.WriteFile(s.p.Context, p, img, s.p.Created)
 }
 
 // seedHash is the SHA-256 of a disk's seed and what it is for.

@@ -171,7 +171,7 @@ func TestBuildDemo(t *testing.T) {
 	// with no VM: it boots them with what the rootfs has (EXTLINUX and
 	// GRUB's EFI image).
 	asm := t.TempDir()
-	mustCLI(t, "assemble", filepath.Join(out, "demo-x86_64.tar"), "--name", "demo", "--arch", "x86_64", "-o", asm, "--output", "raw,qcow2,vmdk,ova,vhd")
+	mustCLI(t, "assemble", filepath.Join(out, "demo-x86_64.tar"), "--name", "demo", "--arch", "x86_64", "-o", asm, "--output", "raw,qcow2,vmdk,ova,vhd,gce")
 	c := fileSums(t, asm)
 	for _, f := range []string{"demo-x86_64.raw", "demo-x86_64.qcow2"} {
 		if a[f] != c[f] {
