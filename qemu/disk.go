@@ -74,6 +74,9 @@ type DiskVM struct {
 	// Monitor multiplexes QEMU's monitor on the console (Ctrl-A C), and
 	// Ctrl-A X quits: for an interactive terminal.
 	Monitor bool
+	// Seed is a NoCloud seed image (NoCloudSeed) attached read-only as
+	// a second disk ("": none).
+	Seed string
 	// Forwards are TCP ports of the host's loopback forwarded to the
 	// guest through its network card (QEMU's user-mode networking, which
 	// every disk VM gets: a DHCP server at 10.0.2.2, the host's network
@@ -132,8 +135,14 @@ func (v *DiskVM) Args() ([]string, error) {
 	for _, f := range v.Forwards {
 		netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", f.Host, f.Guest)
 	}
-	return append(a, "-drive", drive, "-device", p.blockDevice()+",drive=disk",
-		"-netdev", netdev, "-device", p.netDevice()+",netdev=net0"), nil
+	a = append(a, "-drive", drive, "-device", p.blockDevice()+",drive=disk")
+	if v.Seed != "" {
+		if strings.Contains(v.Seed, ",") {
+			return nil, fmt.Errorf("qemu: seed path %q contains a comma", v.Seed)
+		}
+		a = append(a, "-drive", "file="+v.Seed+",format=raw,if=none,id=seed,readonly=on", "-device", p.blockDevice()+",drive=seed")
+	}
+	return append(a, "-netdev", netdev, "-device", p.netDevice()+",netdev=net0"), nil
 }
 
 // RunUntil runs QEMU (bin with args), copying its console to out, until

@@ -62,6 +62,9 @@ func merge(base, s *Spec, seen map[string]*yaml.Node) *Spec {
 	if set("timezone") {
 		out.Timezone = s.Timezone
 	}
+	if set("cloud") {
+		out.Cloud = s.Cloud
+	}
 	if set("installer") {
 		out.Installer = s.Installer
 	}

@@ -52,6 +52,10 @@ type Spec struct {
 	// Timezone is a zone of the tz database ("Europe/Paris"): /etc/localtime
 	// links to its file of the tzdata package, /etc/timezone names it.
 	Timezone string
+	// Cloud turns on first-boot configuration by Alpine's tiny-cloud
+	// for a cloud: nocloud, alpine (NoCloud with #alpine-config
+	// user-data), aws, azure, gcp or oci ("": none). See Clouds.
+	Cloud string
 	// Services are OpenRC services to enable, by runlevel (sysinit, boot,
 	// default, shutdown), as rc-update add does.
 	Services map[string][]string
@@ -338,6 +342,11 @@ func (p *parser) fields(root *yaml.Node) (*Spec, map[string]*yaml.Node) {
 			}
 		case "timezone":
 			p.timezone(v, s)
+		case "cloud":
+			s.Cloud = p.scalar(v, "cloud")
+			if s.Cloud != "" && !slices.Contains(Clouds, s.Cloud) {
+				p.errorf(v, "cloud %q: tiny-cloud knows %s", s.Cloud, strings.Join(Clouds, ", "))
+			}
 		case "groups":
 			p.groups(v, s)
 		case "users":
@@ -404,7 +413,7 @@ func (p *parser) pkg(n *yaml.Node, s *Spec) {
 // KnownFields are the spec's top-level fields, in the order docs/spec.md
 // documents them.
 var KnownFields = []string{"name", "extends", "arch", "repositories", "keys", "packages", "installer",
-	"hostname", "timezone", "groups", "users", "services", "files", "network", "disk", "oci", "wsl", "outputs", "run"}
+	"hostname", "timezone", "cloud", "groups", "users", "services", "files", "network", "disk", "oci", "wsl", "outputs", "run"}
 
 var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
 

@@ -52,13 +52,37 @@ var DefaultServices = map[string][]string{
 	"shutdown": {"mount-ro", "killprocs", "savecache"},
 }
 
+// Clouds are the clouds tiny-cloud configures a system for at its first
+// boot; a spec's cloud: installs tiny-cloud-CLOUD (whose post-install
+// writes CLOUD= into /etc/tiny-cloud.conf) and enables CloudServices.
+var Clouds = []string{"nocloud", "alpine", "aws", "azure", "gcp", "oci"}
+
+// CloudServices are tiny-cloud's OpenRC services by runlevel, as
+// `tiny-cloud --enable` adds them: the boot phase (the root grown, the
+// network, sshd), then early (user data saved), main (user, hostname,
+// SSH keys) and final (user data run).
+var CloudServices = map[string][]string{
+	"boot":    {"tiny-cloud-boot"},
+	"default": {"tiny-cloud-early", "tiny-cloud-main", "tiny-cloud-final"},
+}
+
 // ServicesFor splits the services to enable into those the spec names
 // (an error when missing) and, with a disk, the defaults it does not
 // leave out (enabled when provided), by runlevel.
 func (s *Spec) ServicesFor() (named, defaults map[string][]string) {
+	if s.Cloud != "" {
+		named = map[string][]string{}
+		for level, names := range CloudServices {
+			for _, n := range names {
+				if !slices.Contains(s.Services[level], "-"+n) {
+					named[level] = append(named[level], n)
+				}
+			}
+		}
+	}
 	for level, names := range s.Services {
 		for _, n := range names {
-			if !strings.HasPrefix(n, "-") {
+			if !strings.HasPrefix(n, "-") && !slices.Contains(named[level], n) {
 				if named == nil {
 					named = map[string][]string{}
 				}
@@ -299,6 +323,9 @@ func (p *parser) boolean(n *yaml.Node, field string) bool {
 // packages do not name.
 func (s *Spec) World(arch string) []apk.Dependency {
 	world := slices.Clone(s.Packages)
+	if s.Cloud != "" && !slices.ContainsFunc(world, func(d apk.Dependency) bool { return d.Name == "tiny-cloud-"+s.Cloud }) {
+		world = append(world, apk.Dependency{Name: "tiny-cloud-" + s.Cloud})
+	}
 	if s.Disk == nil {
 		return world
 	}

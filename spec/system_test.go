@@ -384,3 +384,24 @@ func TestBootFor(t *testing.T) {
 		t.Errorf("no disk, world %+v", w)
 	}
 }
+
+// TestCloud: cloud: installs tiny-cloud-CLOUD and enables tiny-cloud's
+// services as tiny-cloud --enable does (a -NAME leaves one out); an
+// unknown cloud is an error that lists the known ones.
+func TestCloud(t *testing.T) {
+	s := parseOK(t, t.TempDir(), "cloud: nocloud\nservices: {default: [-tiny-cloud-final, sshd]}\n")
+	var world []string
+	for _, d := range s.World("x86_64") {
+		world = append(world, d.Name)
+	}
+	if strings.Join(world, " ") != "busybox tiny-cloud-nocloud" {
+		t.Errorf("world %v", world)
+	}
+	named, _ := s.ServicesFor()
+	if strings.Join(named["boot"], " ") != "tiny-cloud-boot" || strings.Join(named["default"], " ") != "tiny-cloud-early tiny-cloud-main sshd" {
+		t.Errorf("services %v", named)
+	}
+	if _, err := Parse(strings.NewReader(minimal+"cloud: heroku\n"), "s.yaml", t.TempDir()); err == nil || !strings.Contains(err.Error(), "nocloud, alpine, aws") {
+		t.Errorf("an unknown cloud: %v", err)
+	}
+}

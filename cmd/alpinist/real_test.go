@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -151,38 +152,110 @@ outputs: [raw, qcow2]
 
 	// UEFI, with SSH forwarded: log in with the spec's key.
 	port := freePort(t)
-	var con syncBuffer
-	cmd := boundedCommand(t, alpinistBinary(t), "run", img, "--uefi", "--forward", fmt.Sprintf("%d:22", port))
-	cmd.Stdout, cmd.Stderr = &con, &con
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	}()
-	deadline := time.Now().Add(6 * time.Minute)
-	for !strings.Contains(con.String(), "alpine-real login:") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no login prompt with UEFI within 6 minutes:\n%s", con.String())
-		}
-		time.Sleep(time.Second)
-	}
-	var release []byte
-	for try := 0; ; try++ {
-		release, err = exec.Command(sshBin, "-i", key, "-p", fmt.Sprint(port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-			"-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=20", "-o", "LogLevel=ERROR",
-			"alice@127.0.0.1", "cat /etc/alpine-release; hostname").CombinedOutput()
-		if err == nil || try == 4 {
-			break
-		}
-		time.Sleep(3 * time.Second)
-	}
-	if err != nil || string(release) != "3.19.1\nalpine-real\n" {
+	con := startRun(t, img, "--uefi", "--forward", fmt.Sprintf("%d:22", port))
+	waitConsole(t, con, "alpine-real login:", 6*time.Minute)
+	release, err := sshRun(sshBin, key, port, "alice", "cat /etc/alpine-release; hostname")
+	if err != nil || release != "3.19.1\nalpine-real\n" {
 		t.Fatalf("ssh alice@127.0.0.1 -p %d: %v: %q\nconsole:\n%s", port, err, release, con.String())
 	}
 	if !strings.Contains(con.String(), "Starting sshd ... [ ok ]") {
 		t.Errorf("the UEFI boot's console:\n%s", con.String())
+	}
+}
+
+// startRun starts alpinist run on img with args, its console in the
+// buffer returned; the VM is killed when the test ends.
+func startRun(t *testing.T, img string, args ...string) *syncBuffer {
+	t.Helper()
+	var con syncBuffer
+	cmd := boundedCommand(t, alpinistBinary(t), append([]string{"run", img}, args...)...)
+	cmd.Stdout, cmd.Stderr = &con, &con
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM) // alpinist stops QEMU and removes its files
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	return &con
+}
+
+// waitConsole waits until text is on the console.
+func waitConsole(t *testing.T, con *syncBuffer, text string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(con.String(), text) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q on the console within %v:\n%s", text, timeout, con.String())
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// sshRun runs command as user over SSH on the loopback's port with
+// key, trying a few times while sshd comes up.
+func sshRun(sshBin, key string, port int, user, command string) (string, error) {
+	var out []byte
+	var err error
+	for try := 0; ; try++ {
+		out, err = exec.Command(sshBin, "-i", key, "-p", fmt.Sprint(port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+			"-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=20", "-o", "LogLevel=ERROR",
+			user+"@127.0.0.1", command).CombinedOutput()
+		if err == nil || try == 4 {
+			return string(out), err
+		}
+		time.Sleep(3 * time.Second)
+	}
+}
+
+// TestRealAlpineCloud builds Alpine's real v3.19 with cloud: alpine
+// (tiny-cloud, NoCloud with #alpine-config user data) and boots it with
+// alpinist run --cloud-init: tiny-cloud finds the cidata seed, creates
+// the user the user data names with its SSH key, sets the hostname it
+// names (through the seed's meta-data), and that user logs in over SSH.
+func TestRealAlpineCloud(t *testing.T) {
+	vmtest.Binary(t, "x86_64")
+	sshBin := hosttool.Need(t, "ssh", "openssh-client")
+	keygen := hosttool.Need(t, "ssh-keygen", "openssh-client")
+	dir := t.TempDir()
+	key := filepath.Join(dir, "id")
+	if b, err := exec.Command(keygen, "-q", "-t", "ed25519", "-N", "", "-C", "bob@test", "-f", key).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v\n%s", err, b)
+	}
+	pub, err := os.ReadFile(key + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := filepath.Join(dir, "cloud.yaml")
+	writeFile(t, spec, "name: cloud\narch: x86_64\n"+realRepos(t)+`packages: [alpine-base, openssh, linux-virt@kit]
+cloud: alpine
+disk: {}
+outputs: [qcow2]
+`, 0o644)
+	userData := filepath.Join(dir, "user-data")
+	writeFile(t, userData, "#alpine-config\nhostname: cloudy\nuser:\n  name: bob\nssh_authorized_keys:\n  - "+strings.TrimSpace(string(pub))+"\n", 0o644)
+	out := filepath.Join(dir, "out")
+	mustCLI(t, "build", spec, "-o", out, "--cache", filepath.Join(dir, "cache"))
+	img := filepath.Join(out, "cloud-x86_64.qcow2")
+
+	port := freePort(t)
+	con := startRun(t, img, "--cloud-init", userData, "--forward", fmt.Sprintf("%d:22", port))
+	waitConsole(t, con, "cloudy login:", 8*time.Minute)
+	got, err := sshRun(sshBin, key, port, "bob", "hostname; id -un; cat /etc/tiny-cloud.conf | grep ^CLOUD=")
+	if err != nil || got != "cloudy\nbob\nCLOUD=alpine\n" {
+		t.Fatalf("ssh bob@127.0.0.1 -p %d: %v: %q\nconsole:\n%s", port, err, got, con.String())
+	}
+	for _, want := range []string{"Tiny Cloud - boot phase", "++ set_hostname: done", "++ ssh_authorized_keys: done", "Tiny Cloud - final phase"} {
+		if !strings.Contains(con.String(), want) {
+			t.Errorf("the console lacks %q:\n%s", want, con.String())
+		}
 	}
 }
 

@@ -26,6 +26,7 @@ type runFlags struct {
 	memory, cpus        int
 	timeout             time.Duration
 	forward             []string
+	cloudInit, metaData string
 }
 
 func newRunCmd(e *env) *cobra.Command {
@@ -49,13 +50,21 @@ forwards the host's 127.0.0.1:HOST to the guest's TCP port GUEST, to
 reach its services: with --forward 2222:22, log in over SSH with
 "ssh -p 2222 USER@127.0.0.1" (the key from the spec's users:).
 
+--cloud-init USER-DATA attaches a NoCloud seed, a read-only ISO 9660
+volume labeled cidata holding user-data (the file) and meta-data
+(--meta-data FILE, else an instance-id and the hostname a #cloud-config
+or #alpine-config user data names): what a system built with cloud:
+nocloud or cloud: alpine (Alpine's tiny-cloud), or with cloud-init,
+configures itself from at its first boot.
+
 --until TEXT runs without a terminal: the console is copied to stdout,
 and run stops QEMU and succeeds when TEXT appears (such as "login:"),
 or fails after --timeout.`,
 		Example: `  alpinist run out/web-x86_64.qcow2
   alpinist run out/web-aarch64.qcow2 --memory 1024
   alpinist run out/web-x86_64.qcow2 --forward 2222:22   # then: ssh -p 2222 alice@127.0.0.1
-  alpinist run out/demo-x86_64.qcow2 --until "login:" --timeout 5m`,
+  alpinist run out/demo-x86_64.qcow2 --until "login:" --timeout 5m
+  alpinist run out/cloud-x86_64.qcow2 --cloud-init user-data.yaml --forward 2222:22`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runImage(cmd.Context(), e, args[0], f)
@@ -72,10 +81,41 @@ or fails after --timeout.`,
 	fl.StringVar(&f.until, "until", "", "stop and succeed when the console shows `TEXT`")
 	fl.DurationVar(&f.timeout, "timeout", 10*time.Minute, "with --until: how long to wait")
 	fl.StringArrayVar(&f.forward, "forward", nil, "forward the host's 127.0.0.1:`HOST:GUEST` TCP port to the guest's (repeatable)")
+	fl.StringVar(&f.cloudInit, "cloud-init", "", "attach a NoCloud seed (a cidata volume) with this `USER-DATA` file, for tiny-cloud or cloud-init")
+	fl.StringVar(&f.metaData, "meta-data", "", "with --cloud-init: the seed's meta-data `FILE` (default: an instance-id, and the hostname the user data names)")
 	return cmd
 }
 
 var imageArchRE = regexp.MustCompile(`-(` + strings.Join(arch.Names(), "|") + `)\.(qcow2|raw|img)$`)
+
+// cloudSeed makes the NoCloud seed of --cloud-init and --meta-data in a
+// temporary directory, removed by cleanup.
+func cloudSeed(userData, metaData string) (string, func(), error) {
+	if userData == "" {
+		return "", nil, errors.New("--meta-data goes with --cloud-init USER-DATA")
+	}
+	ud, err := os.ReadFile(userData)
+	if err != nil {
+		return "", nil, fmt.Errorf("--cloud-init: %w", err)
+	}
+	var md []byte
+	if metaData != "" {
+		if md, err = os.ReadFile(metaData); err != nil {
+			return "", nil, fmt.Errorf("--meta-data: %w", err)
+		}
+	}
+	dir, err := os.MkdirTemp("", "alpinist-seed-")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup := func() { os.RemoveAll(dir) }
+	p, err := qemu.NoCloudSeed(dir, ud, md)
+	if err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	return p, cleanup, nil
+}
 
 func runImage(ctx context.Context, e *env, image string, f runFlags) error {
 	head := make([]byte, 4)
@@ -117,6 +157,14 @@ func runImage(ctx context.Context, e *env, image string, f runFlags) error {
 		return err
 	}
 	v := &qemu.DiskVM{Profile: prof, Accel: accel, MemoryMiB: f.memory, CPUs: f.cpus, Image: abs, Format: format, Snapshot: !f.persist}
+	if f.cloudInit != "" || f.metaData != "" {
+		seed, cleanup, err := cloudSeed(f.cloudInit, f.metaData)
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		v.Seed = seed
+	}
 	for _, s := range f.forward {
 		fw, err := qemu.ParseForward(s)
 		if err != nil {

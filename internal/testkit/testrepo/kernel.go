@@ -27,6 +27,9 @@ var KernelModules = []string{
 // OptionalKernelModules are carried when the kernel has them.
 var OptionalKernelModules = []string{
 	"virtio_rng", "overlay", "efivarfs", "9p", "9pnet_virtio", "sd_mod", "loop",
+	// A NoCloud seed (an ISO 9660 cidata volume) and CD-ROMs: Alpine's
+	// linux-virt has them as modules too.
+	"isofs", "sr_mod", "cdrom",
 	// vfat's default character sets (Debian: iocharset ascii, utf8), which
 	// mounting the EFI system partition needs.
 	"nls_ascii", "nls_utf8",

@@ -1,0 +1,89 @@
+package qemu
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/diskfs/go-diskfs/backend/file"
+	"github.com/diskfs/go-diskfs/filesystem/iso9660"
+	"go.yaml.in/yaml/v3"
+)
+
+// NoCloudSeed writes dir/seed.iso, a NoCloud seed for cloud-init and
+// Alpine's tiny-cloud: an ISO 9660 volume labeled "cidata" (Rock Ridge
+// and Joliet names) holding user-data (userData as it is) and meta-data
+// (metaData when not empty, else one made here: an instance-id from the
+// user data's hash, and the hostname a cloud-config user data names, as
+// cloud-init would set it). It returns the image's path.
+func NoCloudSeed(dir string, userData, metaData []byte) (string, error) {
+	if len(metaData) == 0 {
+		metaData = seedMetaData(userData)
+	}
+	work, err := os.MkdirTemp(dir, "cidata-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(work)
+	p := filepath.Join(dir, "seed.iso")
+	f, err := os.Create(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	fs, err := iso9660.Create(file.New(f, false), 0, 0, 2048, work)
+	if err != nil {
+		return "", fmt.Errorf("the NoCloud seed: %w", err)
+	}
+	for _, fl := range []struct {
+		name string
+		data []byte
+	}{{"meta-data", metaData}, {"user-data", userData}} {
+		name, data := fl.name, fl.data
+		w, err := fs.OpenFile("/"+name, os.O_CREATE|os.O_RDWR)
+		if err != nil {
+			return "", fmt.Errorf("the NoCloud seed: %s: %w", name, err)
+		}
+		if _, err := w.Write(data); err != nil {
+			return "", fmt.Errorf("the NoCloud seed: %s: %w", name, err)
+		}
+	}
+	if err := fs.Finalize(iso9660.FinalizeOptions{RockRidge: true, Joliet: true, VolumeIdentifier: "cidata"}); err != nil {
+		return "", fmt.Errorf("the NoCloud seed: %w", err)
+	}
+	// A whole MiB: busybox's blkid (which resolves mount's LABEL=)
+	// skips a device smaller than 64 KiB, and a disk is whole sectors.
+	st, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	if err := f.Truncate(max(st.Size()+1<<20-1, 1<<20) &^ (1<<20 - 1)); err != nil {
+		return "", err
+	}
+	return p, nil
+}
+
+// seedMetaData is the meta-data of a seed given only user data.
+func seedMetaData(userData []byte) []byte {
+	sum := sha256.Sum256(userData)
+	md := fmt.Sprintf("instance-id: iid-alpinist-%x\n", sum[:8])
+	var cfg struct {
+		Hostname string `yaml:"hostname"`
+		FQDN     string `yaml:"fqdn"`
+	}
+	first, _, _ := strings.Cut(string(userData), "\n")
+	if strings.HasPrefix(first, "#cloud-config") || strings.HasPrefix(first, "#alpine-config") {
+		if yaml.Unmarshal(userData, &cfg) == nil {
+			host := cfg.FQDN
+			if host == "" {
+				host = cfg.Hostname
+			}
+			if host != "" && !strings.ContainsAny(host, "\n\"'") {
+				md += fmt.Sprintf("hostname: %s\nlocal-hostname: %s\n", host, host)
+			}
+		}
+	}
+	return []byte(md)
+}
