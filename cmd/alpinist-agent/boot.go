@@ -18,14 +18,17 @@ import (
 // loads the modules, waits for the root= device (UUID=..., LABEL=... or
 // /dev/...), mounts it (rootfstype=, default ext4; read-only unless rw
 // is on the command line, as the kernel does), moves /dev into it and
-// switches to it, running init= (default /sbin/init).
+// switches to it, running init= (default /sbin/init). root=live:LABEL=
+// boots a live system instead (live.go).
 func bootRoot(args map[string]string) error {
 	root := args["root"]
+	if label, ok := strings.CutPrefix(root, "live:LABEL="); ok {
+		return bootLive(args, label)
+	}
 	dev, err := waitRoot(root, 30*time.Second)
 	if err != nil {
 		return err
 	}
-	const newRoot = "/newroot"
 	if err := os.MkdirAll(newRoot, 0o755); err != nil {
 		return err
 	}
@@ -40,6 +43,16 @@ func bootRoot(args map[string]string) error {
 	if err := unix.Mount(dev, newRoot, fstype, flags, args["rootflags"]); err != nil {
 		return fmt.Errorf("mount %s (%s) on %s as %s: %w", root, dev, newRoot, fstype, err)
 	}
+	return switchRoot(args)
+}
+
+// newRoot is where the system's root is mounted before the switch.
+const newRoot = "/newroot"
+
+// switchRoot moves /dev into newRoot, switches to it and runs init=
+// (default /sbin/init).
+func switchRoot(args map[string]string) error {
+	root := args["root"]
 	for _, m := range []string{"/proc", "/sys", "/tmp"} {
 		unix.Unmount(m, unix.MNT_DETACH)
 	}

@@ -6,9 +6,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/diskfs/go-diskfs/backend/file"
+	"github.com/diskfs/go-diskfs/filesystem/iso9660"
 
 	"github.com/alpinist/alpinist/agent/embed"
 	"github.com/alpinist/alpinist/initramfs"
@@ -73,6 +77,85 @@ outputs: [tar, ext4]
 	// root switched to the ext4 image. (The test repository has no
 	// OpenRC, so its sysinit lines fail and the hostname stays unset.)
 	if !strings.Contains(console, "Welcome to Alpine Linux") || !strings.Contains(console, "(/dev/ttyS0)") {
+		t.Errorf("the login prompt is not the system's:\n%s", console)
+	}
+}
+
+// TestBootLive boots the agent as a live system's initramfs: root=
+// live:LABEL= finds the ISO 9660 volume so labeled (here a virtio disk),
+// unpacks its rootfs.tar.gz into a tmpfs and switches to it: the
+// system's getty on the serial console, its root a tmpfs.
+func TestBootLive(t *testing.T) {
+	td := generatedRepo(t)
+	p, bin := vmtest.Binary(t, "x86_64")
+	repoDir, _ := filepath.Abs(filepath.Join(td, "repo"))
+	dir := t.TempDir()
+	spec := filepath.Join(dir, "live.yaml")
+	writeFile(t, spec, `name: live
+arch: [x86_64]
+repositories: [`+repoDir+`/main]
+keys: [`+repoDir+`/keys/]
+packages: [alpine-base, linux-virt]
+disk: {console: ttyS0}
+outputs: [tar.gz]
+`, 0o644)
+	out := filepath.Join(dir, "out")
+	mustCLI(t, "build", spec, "-o", out, "--cache", t.TempDir(), "--output", "tar,tar.gz")
+	tarPath := filepath.Join(out, "live-x86_64.tar")
+	kit, err := initramfs.KitFromTar(tarPath, dir, append(slices.Clone(initramfs.BootModules), "isofs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent, err := embed.Agent("x86_64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ar, err := initramfs.WithAgent(agent, kit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	initrd := filepath.Join(dir, "initrd")
+	data, err := ar.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(initrd, data, 0o644)
+	// The live volume: an ISO 9660 image holding the gzip'ed rootfs.
+	iso := filepath.Join(dir, "live.iso")
+	gz, err := os.ReadFile(filepath.Join(out, "live-x86_64.tar.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(iso)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := iso9660.Create(file.New(f, false), 0, 0, 2048, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := fs.OpenFile("/rootfs.tar.gz", os.O_CREATE|os.O_RDWR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(gz)
+	if err := fs.Finalize(iso9660.FinalizeOptions{RockRidge: true, VolumeIdentifier: "ALPINIST_LIVE"}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := f.Stat()
+	f.Truncate((st.Size() + 1<<20 - 1) &^ (1<<20 - 1))
+	f.Close()
+	v := &qemu.VM{Profile: p, Accel: "tcg", MemoryMiB: 512, Kernel: kit.Kernel, Initrd: initrd,
+		Cmdline: []string{"root=live:LABEL=ALPINIST_LIVE"}, Disks: []qemu.Disk{{Path: iso, ReadOnly: true}}}
+	args, err := v.Args()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var con strings.Builder
+	if err := qemu.RunUntil(context.Background(), bin, args, &con, "login: ", 4*time.Minute); err != nil {
+		t.Fatalf("%v:\n%s", err, con.String())
+	}
+	if console := con.String(); !strings.Contains(console, "Welcome to Alpine Linux") || !strings.Contains(console, "(/dev/ttyS0)") {
 		t.Errorf("the login prompt is not the system's:\n%s", console)
 	}
 }

@@ -23,3 +23,25 @@ func TestExt4(t *testing.T) {
 		t.Error("short: identified")
 	}
 }
+
+func TestISO9660(t *testing.T) {
+	img := make([]byte, 17*2048)
+	pvd := img[16*2048:]
+	pvd[0] = 1
+	copy(pvd[1:], "CD001")
+	copy(pvd[40:72], "ALPINE_LIVE                     ")
+	if label, ok := ISO9660(bytes.NewReader(img)); !ok || label != "ALPINE_LIVE" {
+		t.Errorf("ISO9660 = %q, %v", label, ok)
+	}
+	copy(pvd[40:72], make([]byte, 32))
+	copy(pvd[40:72], "cidata") // go-diskfs pads with NULs
+	if label, _ := ISO9660(bytes.NewReader(img)); label != "cidata" {
+		t.Errorf("NUL-padded: %q", label)
+	}
+	if _, ok := ISO9660(bytes.NewReader(make([]byte, 17*2048))); ok {
+		t.Error("no magic: identified")
+	}
+	if _, ok := ISO9660(bytes.NewReader(make([]byte, 100))); ok {
+		t.Error("short: identified")
+	}
+}
