@@ -45,3 +45,17 @@ func TestISO9660(t *testing.T) {
 		t.Error("short: identified")
 	}
 }
+
+func FuzzProbe(f *testing.F) {
+	iso := make([]byte, 17*2048)
+	iso[16*2048] = 1
+	copy(iso[16*2048+1:], "CD001")
+	f.Add(iso)
+	f.Add(make([]byte, 4096))
+	f.Fuzz(func(t *testing.T, img []byte) {
+		Ext4(bytes.NewReader(img))
+		if label, ok := ISO9660(bytes.NewReader(img)); ok && len(label) > 32 {
+			t.Fatalf("a label of %d bytes", len(label))
+		}
+	})
+}
