@@ -92,9 +92,15 @@ type Placed struct {
 	GUID string
 }
 
+// SeedHash is the SHA-256 of a disk's seed and what a value is for:
+// where every identity of a disk (and of its images) comes from.
+func SeedHash(seed []byte, what string) [32]byte {
+	return sha256.Sum256(append(append([]byte{}, seed...), what...))
+}
+
 // UUID is a UUID (version 4 layout) derived from seed and what.
 func UUID(seed []byte, what string) string {
-	h := sha256.Sum256(append(append([]byte{}, seed...), what...))
+	h := SeedHash(seed, what)
 	h[6] = h[6]&0x0f | 0x40
 	h[8] = h[8]&0x3f | 0x80
 	return fmt.Sprintf("%X-%X-%X-%X-%X", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
@@ -201,7 +207,7 @@ func write(f *os.File, size int64, l Layout, placed []Placed) error {
 }
 
 func mbrSignature(seed []byte) uint32 {
-	h := sha256.Sum256(append(append([]byte{}, seed...), "mbr signature"...))
+	h := SeedHash(seed, "mbr signature")
 	return binary.LittleEndian.Uint32(h[:4])
 }
 
@@ -229,7 +235,7 @@ func CopyImage(image string) func(f *os.File, offset, size int64) error {
 // VolumeID is the ESP's FAT volume ID for a seed: what /etc/fstab names
 // it by (UUID=XXXX-XXXX).
 func VolumeID(seed []byte) uint32 {
-	h := sha256.Sum256(append(append([]byte{}, seed...), "esp volume id"...))
+	h := SeedHash(seed, "esp volume id")
 	return binary.LittleEndian.Uint32(h[:4])
 }
 

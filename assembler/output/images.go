@@ -1,7 +1,6 @@
 package output
 
 import (
-	"crypto/sha256"
 	"encoding/hex"
 	"os"
 	"path/filepath"
@@ -79,8 +78,8 @@ func (s *Set) ova(o Output, a *job) (string, error) {
 
 // vmdkOptions are a VMDK's name and identities, from the disk's seed.
 func vmdkOptions(name string, seed []byte) vmdk.Options {
-	id := seedHash(seed, "vmdk content id")
-	return vmdk.Options{FileName: name, CID: vmdk.CID(id), LongContentID: hex.EncodeToString(id[:16])}
+	id := disk.SeedHash(seed, "vmdk content id")
+	return vmdk.Options{FileName: name, CID: vmdk.CID(id[:]), LongContentID: hex.EncodeToString(id[:16])}
 }
 
 func (s *Set) vhd(o Output, a *job) (string, error) {
@@ -90,7 +89,8 @@ func (s *Set) vhd(o Output, a *job) (string, error) {
 	}
 	p := s.path(o, a.Arch)
 	var id [16]byte
-	copy(id[:], seedHash(a.diskSeed, "vhd unique id"))
+	h := disk.SeedHash(a.diskSeed, "vhd unique id")
+	copy(id[:], h[:])
 	return p, vhd.WriteFile(s.p.Context, p, img, vhd.Options{ID: id, Time: s.p.Created})
 }
 
@@ -103,12 +103,6 @@ func (s *Set) gce(o Output, a *job) (string, error) {
 	}
 	p := s.path(o, a.Arch)
 	return p, gce.WriteFile(s.p.Context, p, img, s.p.Created)
-}
-
-// seedHash is the SHA-256 of a disk's seed and what it is for.
-func seedHash(seed []byte, what string) []byte {
-	h := sha256.Sum256(append(append([]byte{}, seed...), what...))
-	return h[:]
 }
 
 // copySparse copies a sparse image, leaving zero blocks unwritten.
