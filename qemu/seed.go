@@ -22,47 +22,55 @@ func NoCloudSeed(dir string, userData, metaData []byte) (string, error) {
 	if len(metaData) == 0 {
 		metaData = seedMetaData(userData)
 	}
-	work, err := os.MkdirTemp(dir, "cidata-")
+	p := filepath.Join(dir, "seed.iso")
+	if err := WriteISO(p, "cidata", []ISOFile{{"meta-data", metaData}, {"user-data", userData}}); err != nil {
+		return "", fmt.Errorf("the NoCloud seed: %w", err)
+	}
+	return p, nil
+}
+
+// ISOFile is a file at the root of an ISO 9660 image.
+type ISOFile struct {
+	Name string
+	Data []byte
+}
+
+// WriteISO writes p, an ISO 9660 volume labeled label (Rock Ridge and
+// Joliet names) holding files at its root, a whole MiB: busybox's blkid
+// (which resolves mount's LABEL=) skips a device smaller than 64 KiB,
+// and a disk is whole sectors.
+func WriteISO(p, label string, files []ISOFile) error {
+	work, err := os.MkdirTemp(filepath.Dir(p), ".iso-")
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer os.RemoveAll(work)
-	p := filepath.Join(dir, "seed.iso")
 	f, err := os.Create(p)
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer f.Close()
 	fs, err := iso9660.Create(file.New(f, false), 0, 0, 2048, work)
 	if err != nil {
-		return "", fmt.Errorf("the NoCloud seed: %w", err)
+		return err
 	}
-	for _, fl := range []struct {
-		name string
-		data []byte
-	}{{"meta-data", metaData}, {"user-data", userData}} {
-		name, data := fl.name, fl.data
-		w, err := fs.OpenFile("/"+name, os.O_CREATE|os.O_RDWR)
+	for _, fl := range files {
+		w, err := fs.OpenFile("/"+fl.Name, os.O_CREATE|os.O_RDWR)
 		if err != nil {
-			return "", fmt.Errorf("the NoCloud seed: %s: %w", name, err)
+			return fmt.Errorf("%s: %w", fl.Name, err)
 		}
-		if _, err := w.Write(data); err != nil {
-			return "", fmt.Errorf("the NoCloud seed: %s: %w", name, err)
+		if _, err := w.Write(fl.Data); err != nil {
+			return fmt.Errorf("%s: %w", fl.Name, err)
 		}
 	}
-	if err := fs.Finalize(iso9660.FinalizeOptions{RockRidge: true, Joliet: true, VolumeIdentifier: "cidata"}); err != nil {
-		return "", fmt.Errorf("the NoCloud seed: %w", err)
+	if err := fs.Finalize(iso9660.FinalizeOptions{RockRidge: true, Joliet: true, VolumeIdentifier: label}); err != nil {
+		return err
 	}
-	// A whole MiB: busybox's blkid (which resolves mount's LABEL=)
-	// skips a device smaller than 64 KiB, and a disk is whole sectors.
 	st, err := f.Stat()
 	if err != nil {
-		return "", err
+		return err
 	}
-	if err := f.Truncate(max(st.Size()+1<<20-1, 1<<20) &^ (1<<20 - 1)); err != nil {
-		return "", err
-	}
-	return p, nil
+	return f.Truncate(max(st.Size()+1<<20-1, 1<<20) &^ (1<<20 - 1))
 }
 
 // seedMetaData is the meta-data of a seed given only user data.

@@ -11,9 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/diskfs/go-diskfs/backend/file"
-	"github.com/diskfs/go-diskfs/filesystem/iso9660"
-
 	"github.com/alpinist/alpinist/agent/embed"
 	"github.com/alpinist/alpinist/initramfs"
 	"github.com/alpinist/alpinist/internal/testkit/disktest"
@@ -43,36 +40,10 @@ outputs: [tar, ext4]
 `, 0o644)
 	out := filepath.Join(dir, "out")
 	mustCLI(t, "build", spec, "-o", out, "--cache", t.TempDir())
-	kit, err := initramfs.KitFromTar(filepath.Join(out, "bootme-x86_64.tar"), dir, initramfs.BootModules)
-	if err != nil {
-		t.Fatal(err)
-	}
-	agent, err := embed.Agent("x86_64")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ar, err := initramfs.WithAgent(agent, kit)
-	if err != nil {
-		t.Fatal(err)
-	}
-	initrd := filepath.Join(dir, "initrd")
-	data, err := ar.Bytes()
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(initrd, data, 0o644)
+	kernel, initrd := agentInitramfs(t, filepath.Join(out, "bootme-x86_64.tar"), dir, initramfs.BootModules)
 	img := filepath.Join(out, "bootme-x86_64.ext4")
-	v := &qemu.VM{Profile: p, Accel: "tcg", MemoryMiB: 512, Kernel: kit.Kernel, Initrd: initrd,
-		Cmdline: []string{"root=UUID=" + disktest.Ext4UUID(t, img), "rw"}, Disks: []qemu.Disk{{Path: img}}}
-	args, err := v.Args()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var con strings.Builder
-	if err := qemu.RunUntil(context.Background(), bin, args, &con, "login: ", 4*time.Minute); err != nil {
-		t.Fatalf("%v:\n%s", err, con.String())
-	}
-	console := con.String()
+	console := bootToGetty(t, bin, &qemu.VM{Profile: p, Accel: "tcg", MemoryMiB: 512, Kernel: kernel, Initrd: initrd,
+		Cmdline: []string{"root=UUID=" + disktest.Ext4UUID(t, img), "rw"}, Disks: []qemu.Disk{{Path: img}}})
 	// The getty of the system's own inittab, with its /etc/issue: the
 	// root switched to the ext4 image. (The test repository has no
 	// OpenRC, so its sysinit lines fail and the hostname stays unset.)
@@ -101,8 +72,29 @@ outputs: [tar.gz]
 `, 0o644)
 	out := filepath.Join(dir, "out")
 	mustCLI(t, "build", spec, "-o", out, "--cache", t.TempDir(), "--output", "tar,tar.gz")
-	tarPath := filepath.Join(out, "live-x86_64.tar")
-	kit, err := initramfs.KitFromTar(tarPath, dir, append(slices.Clone(initramfs.BootModules), "isofs"))
+	kernel, initrd := agentInitramfs(t, filepath.Join(out, "live-x86_64.tar"), dir, append(slices.Clone(initramfs.BootModules), "isofs"))
+	// The live volume: an ISO 9660 image holding the gzip'ed rootfs.
+	iso := filepath.Join(dir, "live.iso")
+	gz, err := os.ReadFile(filepath.Join(out, "live-x86_64.tar.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := qemu.WriteISO(iso, "ALPINIST_LIVE", []qemu.ISOFile{{Name: "rootfs.tar.gz", Data: gz}}); err != nil {
+		t.Fatal(err)
+	}
+	console := bootToGetty(t, bin, &qemu.VM{Profile: p, Accel: "tcg", MemoryMiB: 512, Kernel: kernel, Initrd: initrd,
+		Cmdline: []string{"root=live:LABEL=ALPINIST_LIVE"}, Disks: []qemu.Disk{{Path: iso, ReadOnly: true}}})
+	if !strings.Contains(console, "Welcome to Alpine Linux") || !strings.Contains(console, "(/dev/ttyS0)") {
+		t.Errorf("the login prompt is not the system's:\n%s", console)
+	}
+}
+
+// agentInitramfs makes the initramfs of the agent as a booted system's,
+// with the modules of the kernel in the rootfs tar at tarPath, and gives
+// that kernel's path and the initramfs's.
+func agentInitramfs(t *testing.T, tarPath, dir string, modules []string) (kernel, initrd string) {
+	t.Helper()
+	kit, err := initramfs.KitFromTar(tarPath, dir, modules)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,39 +106,21 @@ outputs: [tar.gz]
 	if err != nil {
 		t.Fatal(err)
 	}
-	initrd := filepath.Join(dir, "initrd")
 	data, err := ar.Bytes()
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(initrd, data, 0o644)
-	// The live volume: an ISO 9660 image holding the gzip'ed rootfs.
-	iso := filepath.Join(dir, "live.iso")
-	gz, err := os.ReadFile(filepath.Join(out, "live-x86_64.tar.gz"))
-	if err != nil {
+	initrd = filepath.Join(dir, "initrd")
+	if err := os.WriteFile(initrd, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Create(iso)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fs, err := iso9660.Create(file.New(f, false), 0, 0, 2048, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := fs.OpenFile("/rootfs.tar.gz", os.O_CREATE|os.O_RDWR)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Write(gz)
-	if err := fs.Finalize(iso9660.FinalizeOptions{RockRidge: true, VolumeIdentifier: "ALPINIST_LIVE"}); err != nil {
-		t.Fatal(err)
-	}
-	st, _ := f.Stat()
-	f.Truncate((st.Size() + 1<<20 - 1) &^ (1<<20 - 1))
-	f.Close()
-	v := &qemu.VM{Profile: p, Accel: "tcg", MemoryMiB: 512, Kernel: kit.Kernel, Initrd: initrd,
-		Cmdline: []string{"root=live:LABEL=ALPINIST_LIVE"}, Disks: []qemu.Disk{{Path: iso, ReadOnly: true}}}
+	return kit.Kernel, initrd
+}
+
+// bootToGetty boots v with QEMU bin until a login prompt, and gives the
+// console.
+func bootToGetty(t *testing.T, bin string, v *qemu.VM) string {
+	t.Helper()
 	args, err := v.Args()
 	if err != nil {
 		t.Fatal(err)
@@ -155,9 +129,7 @@ outputs: [tar.gz]
 	if err := qemu.RunUntil(context.Background(), bin, args, &con, "login: ", 4*time.Minute); err != nil {
 		t.Fatalf("%v:\n%s", err, con.String())
 	}
-	if console := con.String(); !strings.Contains(console, "Welcome to Alpine Linux") || !strings.Contains(console, "(/dev/ttyS0)") {
-		t.Errorf("the login prompt is not the system's:\n%s", console)
-	}
+	return con.String()
 }
 
 // firmware checks that arch's UEFI firmware is installed (alpinist run
