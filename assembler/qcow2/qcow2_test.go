@@ -55,9 +55,7 @@ func TestQemuAccepts(t *testing.T) {
 			if out, err := exec.Command(qemuImg, "check", "-f", "qcow2", q).CombinedOutput(); err != nil {
 				t.Fatalf("qemu-img check: %v\n%s", err, out)
 			}
-			if out, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "qcow2", raw, q).CombinedOutput(); err != nil {
-				t.Fatalf("qemu-img compare: %v\n%s", err, out)
-			}
+			disktest.SameAsRaw(t, raw, q, "qcow2")
 			out, err := exec.Command(qemuImg, "info", "--output", "json", q).Output()
 			if err != nil {
 				t.Fatal(err)
@@ -162,10 +160,7 @@ func BenchmarkVsQemuImg(b *testing.B) {
 	benchcmp.SideBySide(b, "qemu-img", func() error {
 		return WriteFile(context.Background(), filepath.Join(dir, "ours.qcow2"), raw, Options{})
 	}, func() error {
-		if o, err := exec.Command(qemuImg, "convert", "-f", "raw", "-O", "qcow2", raw, filepath.Join(dir, "qemu.qcow2")).CombinedOutput(); err != nil {
-			return fmt.Errorf("%v\n%s", err, o)
-		}
-		return nil
+		return disktest.QemuImgConvert(qemuImg, raw, filepath.Join(dir, "qemu.qcow2"), "qcow2")
 	})
 }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,12 +45,10 @@ func TestQemuAccepts(t *testing.T) {
 		if info.Format != "vpc" || info.VirtualSize != size {
 			t.Errorf("qemu-img info: %s", out)
 		}
-		if out, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "vpc", raw, v).CombinedOutput(); err != nil {
-			t.Fatalf("qemu-img compare: %v\n%s", err, out)
-		}
+		disktest.SameAsRaw(t, raw, v, "vpc")
 		theirs := filepath.Join(dir, "qemu.vhd")
-		if out, err := exec.Command(qemuImg, "convert", "-f", "raw", "-O", "vpc", "-o", "subformat=fixed,force_size", raw, theirs).CombinedOutput(); err != nil {
-			t.Fatalf("qemu-img convert: %v\n%s", err, out)
+		if err := disktest.QemuImgConvert(qemuImg, raw, theirs, "vpc", "-o", "subformat=fixed,force_size"); err != nil {
+			t.Fatal(err)
 		}
 		a, _ := os.ReadFile(v)
 		b, _ := os.ReadFile(theirs)
@@ -129,9 +126,6 @@ func BenchmarkVhdVsQemuImg(b *testing.B) {
 	benchcmp.SideBySide(b, "qemu-img", func() error {
 		return WriteFile(context.Background(), filepath.Join(dir, "ours.vhd"), raw, opts)
 	}, func() error {
-		if o, err := exec.Command(qemuImg, "convert", "-f", "raw", "-O", "vpc", "-o", "subformat=fixed,force_size", raw, filepath.Join(dir, "qemu.vhd")).CombinedOutput(); err != nil {
-			return fmt.Errorf("%v\n%s", err, o)
-		}
-		return nil
+		return disktest.QemuImgConvert(qemuImg, raw, filepath.Join(dir, "qemu.vhd"), "vpc", "-o", "subformat=fixed,force_size")
 	})
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,9 +52,7 @@ func TestQemuAccepts(t *testing.T) {
 			if out, err := exec.Command(qemuImg, "check", "-f", "vmdk", v).CombinedOutput(); err != nil {
 				t.Fatalf("qemu-img check: %v\n%s", err, out)
 			}
-			if out, err := exec.Command(qemuImg, "compare", "-f", "raw", "-F", "vmdk", raw, v).CombinedOutput(); err != nil {
-				t.Fatalf("qemu-img compare: %v\n%s", err, out)
-			}
+			disktest.SameAsRaw(t, raw, v, "vmdk")
 			out, err := exec.Command(qemuImg, "info", "--output", "json", v).Output()
 			if err != nil {
 				t.Fatal(err)
@@ -134,9 +131,6 @@ func BenchmarkVmdkVsQemuImg(b *testing.B) {
 	benchcmp.SideBySide(b, "qemu-img", func() error {
 		return WriteFile(context.Background(), filepath.Join(dir, "ours.vmdk"), raw, opts)
 	}, func() error {
-		if o, err := exec.Command(qemuImg, "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", raw, filepath.Join(dir, "qemu.vmdk")).CombinedOutput(); err != nil {
-			return fmt.Errorf("%v\n%s", err, o)
-		}
-		return nil
+		return disktest.QemuImgConvert(qemuImg, raw, filepath.Join(dir, "qemu.vmdk"), "vmdk", "-o", "subformat=streamOptimized")
 	})
 }
