@@ -1,5 +1,7 @@
-// Package fat writes a FAT32 file system once, deterministically: the
-// EFI system partition of a disk image (a boot loader, its config). The
+// Package fat writes a FAT file system once, deterministically: the EFI
+// system partition of a disk image (a boot loader, its config), FAT32
+// from 33 MiB up, and the small FAT16 image an ISO's El Torito EFI entry
+// points at (UEFI reads both on removable media). The
 // volume ID and every date come from the caller, entries are written in
 // sorted order, and fsck.fat -n finds it clean. Names must fit 8.3, in
 // one case per part (GRUB.CFG or grub.cfg; the NT case flags keep the
@@ -49,8 +51,17 @@ type file struct {
 	cluster uint32
 }
 
-// reserved is the number of sectors before the first FAT.
-const reserved = 32
+// Reserved sectors before the first FAT, as mkfs.fat has them.
+const (
+	reserved32 = 32
+	reserved16 = 1
+)
+
+// rootEntries16 is the size of FAT16's fixed root directory.
+const rootEntries16 = 512
+
+// minFAT16Clusters is the fewest clusters of a FAT16 (fewer is FAT12).
+const minFAT16Clusters = 4085
 
 // volume is the state Write's phases share: the geometry, the tree and
 // its allocation table, and where the file system goes.
@@ -59,6 +70,9 @@ type volume struct {
 	offset      int64
 	size        int64
 	o           Options
+	fat16       bool
+	reserved    uint32
+	rootStart   int64 // FAT16's root directory (FAT32's is a cluster)
 	total       uint32
 	spc         uint32
 	fatSectors  uint32
@@ -103,41 +117,62 @@ func Write(w io.WriterAt, offset, size int64, files []File, o Options) error {
 	return v.writeBootSectors()
 }
 
-// newVolume lays out a file system of size bytes: the cluster size, the
-// FAT size and the number of clusters.
+// newVolume lays out a file system of size bytes: FAT32 when it can be
+// one (33 MiB and up), else FAT16; the cluster size, the FAT size and
+// the number of clusters.
 func newVolume(w io.WriterAt, offset, size int64, o Options) (*volume, error) {
 	total := uint32(size / sectorSize)
-	spc := uint32(1) // sectors per cluster: 512 B up to 260 MiB, as mkfs.fat
+	if size < 1<<20 || size >= 1<<40 {
+		return nil, fmt.Errorf("fat: %d bytes: not between 1 MiB and 1 TiB", size)
+	}
+	v := &volume{w: w, offset: offset, size: size, o: o, total: total, reserved: reserved32}
+	v.spc = 1 // sectors per cluster: 512 B up to 260 MiB, as mkfs.fat
 	switch {
 	case size > 32<<30:
-		spc = 64
+		v.spc = 64
 	case size > 16<<30:
-		spc = 32
+		v.spc = 32
 	case size > 8<<30:
-		spc = 16
+		v.spc = 16
 	case size > 260<<20:
-		spc = 8
+		v.spc = 8
 	}
-	// FAT size: enough entries for the clusters left after the FATs.
-	var fatSectors, clusters uint32
-	for fatSectors = 1; ; fatSectors++ {
-		clusters = (total - reserved - 2*fatSectors) / spc
-		if (clusters+2)*4 <= fatSectors*sectorSize {
-			break
+	v.layout(4)
+	if v.clusters < 65525 {
+		// Too small for FAT32: FAT16, with its fixed root directory.
+		v.fat16, v.reserved, v.spc = true, reserved16, 1
+		for v.layout(2); v.clusters > 65524; v.layout(2) {
+			v.spc *= 2
+		}
+		if v.clusters < minFAT16Clusters {
+			return nil, fmt.Errorf("fat: %d bytes give %d clusters; FAT16 needs at least %d (2.2 MiB or more)", size, v.clusters, minFAT16Clusters)
 		}
 	}
-	if clusters < 65525 {
-		return nil, fmt.Errorf("fat: %d bytes give %d clusters; FAT32 needs at least 65525 (33 MiB or more)", size, clusters)
+	v.clusterSize = v.spc * sectorSize
+	v.dataStart = int64(v.reserved+2*v.fatSectors) * sectorSize
+	v.root = &dir{cluster: 2}
+	if v.fat16 {
+		v.rootStart = v.dataStart
+		v.dataStart += rootEntries16 * 32
+		v.root.cluster = 0
 	}
-	clusterSize := spc * sectorSize
-	dataStart := int64(reserved+2*fatSectors) * sectorSize
-	root := &dir{cluster: 2}
-	return &volume{
-		w: w, offset: offset, size: size, o: o,
-		total: total, spc: spc, fatSectors: fatSectors, clusters: clusters,
-		clusterSize: clusterSize, dataStart: dataStart,
-		root: root, byPath: map[string]*dir{"": root},
-	}, nil
+	v.byPath = map[string]*dir{"": v.root}
+	return v, nil
+}
+
+// layout sizes the FATs (entry bytes per cluster) for the clusters left
+// after them (and after FAT16's root directory).
+func (v *volume) layout(entry uint32) {
+	rootSectors := uint32(0)
+	if v.fat16 {
+		rootSectors = rootEntries16 * 32 / sectorSize
+	}
+	for v.fatSectors = 1; ; v.fatSectors++ {
+		v.clusters = (v.total - v.reserved - rootSectors - 2*v.fatSectors) / v.spc
+		if (v.clusters+2)*entry <= v.fatSectors*sectorSize {
+			return
+		}
+	}
 }
 
 // mkdir is the directory at p, made (with its parents) if need be.
@@ -185,6 +220,13 @@ func (v *volume) allocate() error {
 	v.fat = make([]uint32, v.clusters+2)
 	v.fat[0], v.fat[1] = 0x0FFFFFF8, 0x0FFFFFFF
 	v.next = uint32(2)
+	if v.fat16 {
+		// The root is no cluster chain: its files and directories are.
+		if n := len(v.root.dirs) + len(v.root.files) + 1; n > rootEntries16 {
+			return fmt.Errorf("fat: %d entries in the root directory; FAT16's holds %d", n-1, rootEntries16-1)
+		}
+		return v.placeContent(v.root)
+	}
 	return v.place(v.root)
 }
 
@@ -215,6 +257,12 @@ func (v *volume) place(d *dir) error {
 		return err
 	}
 	d.cluster = c
+	return v.placeContent(d)
+}
+
+// placeContent allocates the clusters of d's files and subdirectories.
+func (v *volume) placeContent(d *dir) error {
+	var err error
 	for _, f := range d.files {
 		if f.cluster, err = v.alloc((uint32(len(f.data)) + v.clusterSize - 1) / v.clusterSize); err != nil {
 			return err
@@ -257,6 +305,10 @@ func (v *volume) entry(b []byte, name [11]byte, nt uint8, attr uint8, cluster ui
 // writeDir writes d's entries, its files' data, and its subdirectories.
 func (v *volume) writeDir(d *dir) error {
 	b := make([]byte, d.clusters*v.clusterSize)
+	at := v.clusterOff(d.cluster)
+	if v.fat16 && d == v.root {
+		b, at = make([]byte, rootEntries16*32), v.rootStart
+	}
 	i := 0
 	if d == v.root {
 		if v.o.Label != "" {
@@ -289,7 +341,7 @@ func (v *volume) writeDir(d *dir) error {
 			}
 		}
 	}
-	if err := v.at(b, v.clusterOff(d.cluster)); err != nil {
+	if err := v.at(b, at); err != nil {
 		return err
 	}
 	for _, sub := range d.dirs {
@@ -304,10 +356,14 @@ func (v *volume) writeDir(d *dir) error {
 func (v *volume) writeFATs() error {
 	fatBytes := make([]byte, v.fatSectors*sectorSize)
 	for i, e := range v.fat {
-		binary.LittleEndian.PutUint32(fatBytes[i*4:], e)
+		if v.fat16 {
+			binary.LittleEndian.PutUint16(fatBytes[i*2:], uint16(e))
+		} else {
+			binary.LittleEndian.PutUint32(fatBytes[i*4:], e)
+		}
 	}
 	for n := int64(0); n < 2; n++ {
-		if err := v.at(fatBytes, (reserved+n*int64(v.fatSectors))*sectorSize); err != nil {
+		if err := v.at(fatBytes, (int64(v.reserved)+n*int64(v.fatSectors))*sectorSize); err != nil {
 			return err
 		}
 	}
@@ -317,6 +373,9 @@ func (v *volume) writeFATs() error {
 // writeBootSectors writes the boot sector, FSInfo and sector 2, and
 // their backups.
 func (v *volume) writeBootSectors() error {
+	if v.fat16 {
+		return v.at(v.bootSector16(), 0)
+	}
 	bs := v.bootSector()
 	le := binary.LittleEndian
 	fsi := make([]byte, sectorSize)
@@ -350,7 +409,7 @@ func (v *volume) bootSector() []byte {
 	le := binary.LittleEndian
 	le.PutUint16(bs[11:], sectorSize)
 	bs[13] = uint8(v.spc)
-	le.PutUint16(bs[14:], reserved)
+	le.PutUint16(bs[14:], reserved32)
 	bs[16] = 2
 	bs[21] = 0xF8
 	le.PutUint16(bs[24:], 32) // sectors per track
@@ -364,14 +423,49 @@ func (v *volume) bootSector() []byte {
 	bs[64] = 0x80
 	bs[66] = 0x29
 	le.PutUint32(bs[67:], v.o.VolumeID)
+	copy(bs[71:], v.label())
+	copy(bs[82:], "FAT32   ")
+	bs[510], bs[511] = 0x55, 0xAA
+	return bs
+}
+
+// bootSector16 is the FAT16 boot sector.
+func (v *volume) bootSector16() []byte {
+	bs := make([]byte, sectorSize)
+	copy(bs, []byte{0xEB, 0x3C, 0x90})
+	copy(bs[3:], "mkfs.fat")
+	le := binary.LittleEndian
+	le.PutUint16(bs[11:], sectorSize)
+	bs[13] = uint8(v.spc)
+	le.PutUint16(bs[14:], reserved16)
+	bs[16] = 2
+	le.PutUint16(bs[17:], rootEntries16)
+	if v.total < 1<<16 {
+		le.PutUint16(bs[19:], uint16(v.total))
+	} else {
+		le.PutUint32(bs[32:], v.total)
+	}
+	bs[21] = 0xF8
+	le.PutUint16(bs[22:], uint16(v.fatSectors))
+	le.PutUint16(bs[24:], 32) // sectors per track
+	le.PutUint16(bs[26:], 64) // heads
+	le.PutUint32(bs[28:], v.o.HiddenSectors)
+	bs[36] = 0x80
+	bs[38] = 0x29
+	le.PutUint32(bs[39:], v.o.VolumeID)
+	copy(bs[43:], v.label())
+	copy(bs[54:], "FAT16   ")
+	bs[510], bs[511] = 0x55, 0xAA
+	return bs
+}
+
+// label is the boot sector's volume label, 11 bytes.
+func (v *volume) label() string {
 	label := v.o.Label
 	if label == "" {
 		label = "NO NAME"
 	}
-	copy(bs[71:], fmt.Sprintf("%-11s", strings.ToUpper(label)))
-	copy(bs[82:], "FAT32   ")
-	bs[510], bs[511] = 0x55, 0xAA
-	return bs
+	return fmt.Sprintf("%-11s", strings.ToUpper(label))
 }
 
 // shortName is an 8.3 name, and the NT flags that keep a lower-case

@@ -2,6 +2,7 @@ package fat
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,7 +40,7 @@ func TestFsckClean(t *testing.T) {
 		{Path: "EFI/alpine/empty", Data: nil},
 		{Path: "README", Data: []byte("hi")},
 	}
-	for _, size := range []int64{33 << 20, 64 << 20, 100 << 20, 300 << 20} {
+	for _, size := range []int64{4 << 20, 8 << 20, 32 << 20, 33 << 20, 64 << 20, 100 << 20, 300 << 20} { // FAT16 below 33 MiB
 		img := image(t, size, files, Options{Label: "ESP", VolumeID: 0x1234abcd, Time: when, HiddenSectors: 2048})
 		out, err := exec.Command(fsck, "-n", "-v", img).CombinedOutput()
 		if err != nil || strings.Contains(string(out), "Fixing") || strings.Contains(string(out), "should be") {
@@ -72,7 +73,10 @@ func TestErrors(t *testing.T) {
 		files []File
 		o     Options
 	}{
-		"needs at least 65525": {16 << 20, nil, Options{}},
+		"not between 1 MiB":    {512 << 10, nil, Options{}},
+		"FAT16 needs at least": {2 << 20, nil, Options{}},
+		"FAT16's holds 511":    {4 << 20, manyFiles(600), Options{}},
+		"do not fit 4194304":   {4 << 20, []File{{Path: "BIG", Data: make([]byte, 5<<20)}}, Options{}},
 		"not an 8.3 name":      {40 << 20, []File{{Path: "EFI/verylongname.efi"}}, Options{}},
 		"mixes cases":          {40 << 20, []File{{Path: "Grub.cfg"}}, Options{}},
 		"given twice":          {40 << 20, []File{{Path: "A"}, {Path: "A"}}, Options{}},
@@ -83,4 +87,12 @@ func TestErrors(t *testing.T) {
 			t.Errorf("%s: %v", want, err)
 		}
 	}
+}
+
+func manyFiles(n int) []File {
+	var files []File
+	for i := range n {
+		files = append(files, File{Path: fmt.Sprintf("F%d", i)})
+	}
+	return files
 }
