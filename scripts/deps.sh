@@ -58,6 +58,12 @@ check fsck.fat dosfstools
 check mdir mtools
 check sfdisk fdisk
 check xmllint libxml2-utils
+# The iso output's validators and bench peer (assembler/iso), with
+# Debian's ISOLINUX as test data.
+check xorriso xorriso
+check isoinfo genisoimage
+check_file /usr/lib/ISOLINUX/isolinux.bin isolinux
+check_file /usr/lib/syslinux/modules/bios/ldlinux.c32 syslinux-common
 # The real Alpine VM test logs in over SSH (cmd/alpinist).
 check ssh openssh-client
 check ssh-keygen openssh-client
