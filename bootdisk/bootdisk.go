@@ -58,9 +58,10 @@ var Loaders = []struct{ Firmware, Package, Name string }{
 	{"uefi", "grub-efi", "uefi (GRUB)"},
 }
 
-// GRUBModules are built into GRUB's EFI image.
+// GRUBModules are built into GRUB's EFI image (iso9660: the same image
+// boots the live ISO, whose grub.cfg and kernel are on the ISO 9660).
 var GRUBModules = []string{
-	"part_gpt", "part_msdos", "fat", "ext2", "normal", "linux", "search", "search_fs_uuid", "configfile", "echo",
+	"part_gpt", "part_msdos", "fat", "ext2", "iso9660", "normal", "linux", "search", "search_fs_uuid", "search_label", "configfile", "echo",
 	"serial", "terminal", "gzio", "efi_gop", "all_video", "sleep", "test",
 }
 

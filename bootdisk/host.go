@@ -54,6 +54,22 @@ func (p Plan) Cmdline(ids IDs) string {
 	return "root=UUID=" + ids.Root + " " + p.kernelOpts()
 }
 
+// LiveCmdline is the kernel command line of a live ISO's system: the
+// agent's initramfs finds the ISO by its label (root=live:LABEL=).
+func (p Plan) LiveCmdline(label string) string {
+	return "root=live:LABEL=" + label + " " + p.kernelOpts()
+}
+
+// LiveGRUBConfig is a live ISO's grub.cfg: the ISO found by its label,
+// its kernel and initramfs (absolute paths on it).
+func (p Plan) LiveGRUBConfig(label, kernel, initrd string) string {
+	return "# grub.cfg, written by alpinist\nset timeout=0\n" +
+		"search --no-floppy --label --set=root " + label + "\n" +
+		"linux " + kernel + " " + p.LiveCmdline(label) + "\n" +
+		"initrd " + initrd + "\n" +
+		"boot\n"
+}
+
 // Serial is the BIOS serial port EXTLINUX talks on (ttyS0-3), or -1.
 func (p Plan) Serial() int {
 	if n, ok := strings.CutPrefix(p.Console, "ttyS"); ok {

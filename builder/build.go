@@ -113,6 +113,9 @@ func Build(ctx context.Context, sess *Session, o Options) (*Report, error) {
 			return nil, fmt.Errorf("%s: %w", sess.SpecPath, err)
 		}
 	}
+	if err := CheckDiskSection(sess.Spec, o.Outputs); err != nil {
+		return nil, fmt.Errorf("%s: %w", sess.SpecPath, err)
+	}
 	for _, arch := range sess.Arches {
 		r, err := sess.Resolve(ctx, arch)
 		if err != nil {

@@ -48,6 +48,20 @@ func Config(s *spec.Spec, arch string) pkgdisk.Config {
 	return c
 }
 
+// CheckDiskSection says, before anything is resolved, when a bootable
+// output has no disk: section to add its boot loaders.
+func CheckDiskSection(s *spec.Spec, outputs []string) error {
+	if s.Disk != nil {
+		return nil
+	}
+	for _, o := range output.Outputs {
+		if o.Disk && slices.Contains(outputs, o.Name) {
+			return fmt.Errorf("output %s boots, and the spec has no disk: section to add its boot loaders and console; add one (disk: {} takes the defaults)", o.Name)
+		}
+	}
+	return nil
+}
+
 // CheckDiskPackages says, before any VM boots, what a disk image output
 // lacks among the resolved packages: a kernel (the boot loaders are in
 // the world, spec.World).

@@ -73,6 +73,21 @@ func TestCheckDiskPackages(t *testing.T) {
 	}
 }
 
+func TestCheckDiskSection(t *testing.T) {
+	with, without := &spec.Spec{Disk: &spec.Disk{}}, &spec.Spec{}
+	for _, o := range []string{"raw", "qcow2", "vmdk", "ova", "vhd", "iso", "gce"} {
+		if err := CheckDiskSection(with, []string{"tar", o}); err != nil {
+			t.Errorf("%s with disk: %v", o, err)
+		}
+		if err := CheckDiskSection(without, []string{"tar", o}); err == nil || !strings.Contains(err.Error(), "output "+o+" boots, and the spec has no disk: section") {
+			t.Errorf("%s without disk: %v", o, err)
+		}
+	}
+	if err := CheckDiskSection(without, []string{"tar", "oci", "ext4"}); err != nil {
+		t.Error(err)
+	}
+}
+
 func TestCheckBootLoaders(t *testing.T) {
 	idx := []*repo.Index{{Packages: []*apk.Package{{Name: "grub-efi"}, {Name: "busybox"}}}}
 	s := &spec.Spec{Disk: &spec.Disk{}}

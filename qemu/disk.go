@@ -66,6 +66,10 @@ type DiskVM struct {
 	CPUs      int
 	// Image is a raw or qcow2 disk image, Format "raw" or "qcow2".
 	Image, Format string
+	// Media is how the image is attached: "" or "disk" (a virtio
+	// disk), "cdrom" (a CD drive on virtio-scsi) or "usb" (a USB stick
+	// on an XHCI controller).
+	Media string
 	// Snapshot leaves the image unchanged (writes go to a temporary file).
 	Snapshot bool
 	// UEFI, when Code is set, boots with that firmware; Vars is the
@@ -135,7 +139,17 @@ func (v *DiskVM) Args() ([]string, error) {
 	for _, f := range v.Forwards {
 		netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", f.Host, f.Guest)
 	}
-	a = append(a, "-drive", drive, "-device", p.blockDevice()+",drive=disk")
+	switch v.Media {
+	case "", "disk":
+		a = append(a, "-drive", drive, "-device", p.blockDevice()+",drive=disk")
+	case "cdrom":
+		a = append(a, "-drive", strings.Replace(drive, ",snapshot=on", "", 1)+",media=cdrom,readonly=on")
+		a = append(a, p.cdDevices("disk")...)
+	case "usb":
+		a = append(a, "-drive", drive, "-device", "qemu-xhci,id=xhci", "-device", "usb-storage,bus=xhci.0,drive=disk,removable=on,bootindex=0")
+	default:
+		return nil, fmt.Errorf("qemu: media %q (want disk, cdrom or usb)", v.Media)
+	}
 	if v.Seed != "" {
 		if strings.Contains(v.Seed, ",") {
 			return nil, fmt.Errorf("qemu: seed path %q contains a comma", v.Seed)

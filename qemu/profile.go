@@ -157,6 +157,20 @@ func (p Profile) blockDevice() string {
 	return "virtio-blk-pci"
 }
 
+// cdDevices attach the drive id as a CD on a virtio-scsi controller:
+// every machine has one, SeaBIOS and UEFI boot from it, and virt
+// kernels (Alpine's linux-virt) drive it.
+func (p Profile) cdDevices(id string) []string {
+	scsi := "virtio-scsi-pci"
+	switch p.Transport {
+	case "mmio":
+		scsi = "virtio-scsi-device"
+	case "ccw":
+		scsi = "virtio-scsi-ccw"
+	}
+	return []string{"-device", scsi + ",id=cdscsi", "-device", "scsi-cd,drive=" + id + ",bus=cdscsi.0,bootindex=0"}
+}
+
 func (p Profile) netDevice() string {
 	switch p.Transport {
 	case "mmio":

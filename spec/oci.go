@@ -30,7 +30,7 @@ type OCI struct {
 }
 
 // Outputs are the output kinds a spec may ask for.
-var Outputs = []string{"tar", "tar.gz", "tar.zst", "wsl", "lxc", "oci", "docker-archive", "ext4", "raw", "qcow2", "vmdk", "ova", "vhd", "gce"}
+var Outputs = []string{"tar", "tar.gz", "tar.zst", "wsl", "lxc", "oci", "docker-archive", "ext4", "raw", "qcow2", "vmdk", "ova", "vhd", "iso", "gce"}
 
 var (
 	envRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

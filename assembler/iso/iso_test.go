@@ -296,3 +296,50 @@ func TestISONames(t *testing.T) {
 		t.Errorf("directory: %q", got)
 	}
 }
+
+// TestDetect reads the firmware of our images and xorriso's.
+func TestDetect(t *testing.T) {
+	files, _ := tree(t)
+	for name, tc := range map[string]struct {
+		boot []Boot
+		want Firmware
+	}{
+		"bios+efi": {liveOptions(t).Boot, Firmware{ISO: true, BIOS: true, EFI: true}},
+		"efi":      {liveOptions(t).Boot[1:], Firmware{ISO: true, EFI: true}},
+		"bios":     {liveOptions(t).Boot[:1], Firmware{ISO: true, BIOS: true}},
+	} {
+		o := liveOptions(t)
+		o.Boot = tc.boot
+		if !tc.want.BIOS {
+			o.HybridMBR = nil
+		}
+		f, err := os.Open(write(t, files, o))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Detect(f)
+		f.Close()
+		if err != nil || got != tc.want {
+			t.Errorf("%s: %+v, %v; want %+v", name, got, err, tc.want)
+		}
+	}
+	if got, err := Detect(bytes.NewReader(make([]byte, 1<<20))); err != nil || got.ISO {
+		t.Errorf("zeros: %+v, %v", got, err)
+	}
+}
+
+func FuzzDetect(f *testing.F) {
+	// A small image: the descriptors and the catalog, sectors 16-20.
+	files := []File{{Path: "boot.img", Data: make([]byte, 4096)}, {Path: "efi.img", Data: make([]byte, 4096)}}
+	o := Options{VolumeID: "x", Time: when, Catalog: "boot.cat", Boot: []Boot{{Path: "boot.img", LoadSectors: 4}, {Path: "efi.img", EFI: true}}}
+	p := filepath.Join(f.TempDir(), "x.iso")
+	if err := WriteFile(context.Background(), p, files, o); err != nil {
+		f.Fatal(err)
+	}
+	img, _ := os.ReadFile(p)
+	f.Add(img[16*SectorSize:])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		// The fuzzed bytes are sectors 16 on, after an empty system area.
+		Detect(bytes.NewReader(append(make([]byte, 16*SectorSize), b...)))
+	})
+}

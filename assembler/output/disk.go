@@ -444,9 +444,12 @@ type bootInfo struct {
 	digest         []byte
 	// extlinux is the extlinux program (at extlinuxPath), mbrCode
 	// syslinux's MBR boot code by name (mbr.bin, gptmbr.bin).
-	extlinux       []byte
-	extlinuxPath   string
-	mbrCode        map[string][]byte
+	extlinux     []byte
+	extlinuxPath string
+	mbrCode      map[string][]byte
+	// isolinux are syslinux's ISOLINUX files by name (isolinux.bin,
+	// isohdpfx.bin, ldlinux.c32), for the live ISO.
+	isolinux       map[string][]byte
 	updateExtlinux []byte // etc/update-extlinux.conf (nil: none)
 	fsckVfat       bool   // the system can check a FAT file system (dosfstools)
 }
@@ -461,7 +464,7 @@ func scanBoot(tarPath string) (*bootInfo, error) {
 	defer f.Close()
 	h := sha256.New()
 	tr := tar.NewReader(io.TeeReader(f, h))
-	info := &bootInfo{mbrCode: map[string][]byte{}}
+	info := &bootInfo{mbrCode: map[string][]byte{}, isolinux: map[string][]byte{}}
 
 	var kernels []string
 	initrds := map[string]bool{}
@@ -504,6 +507,12 @@ func scanBoot(tarPath string) (*bootInfo, error) {
 				return nil, err
 			}
 			info.mbrCode[path.Base(name)] = data
+		case path.Dir(name) == "usr/share/syslinux" && slices.Contains(isolinuxFiles, path.Base(name)):
+			data, err := readSmall(tr, name, 1<<20)
+			if err != nil {
+				return nil, err
+			}
+			info.isolinux[path.Base(name)] = data
 		case name == "etc/update-extlinux.conf":
 			if info.updateExtlinux, err = readSmall(tr, name, 1<<20); err != nil {
 				return nil, err

@@ -85,6 +85,7 @@ var Outputs = []Output{
 	{Name: "ova", File: perArch(".ova"), Doc: "a virtual machine for VMware and VirtualBox: OVF, manifest and the VMDK (x86_64, x86)", add: (*Set).ova, Disk: true, work: true,
 		Arches: []string{"x86_64", "x86"}, Why: "VMware and VirtualBox import OVAs of x86 machines (the vmdk output is the disk of any arch)"},
 	{Name: "vhd", File: perArch(".vhd"), Doc: "the same disk as a fixed VHD, as Azure takes it (a whole number of MiB)", add: (*Set).vhd, Disk: true, work: true},
+	{Name: "iso", File: perArch(".iso"), Doc: "a live system on a bootable hybrid ISO 9660 image, run from memory (CD or USB stick; BIOS and UEFI on x86, UEFI elsewhere)", add: (*Set).iso, Disk: true, work: true},
 	{Name: "gce", File: perArch(".gce.tar.gz"), Doc: "the disk for Google Compute Engine: disk.raw (a whole number of GiB) in an oldgnu sparse tar, gzip'ed", add: (*Set).gce, Disk: true, work: true},
 }
 

@@ -14,9 +14,6 @@ import (
 	"github.com/alpinist/alpinist/internal/rootfstar"
 )
 
-// LiveTar is the rootfs a live volume carries, gzip'ed, at its root.
-const LiveTar = "rootfs.tar.gz"
-
 // bootLive is the initramfs of a live system (root=live:LABEL=NAME): it
 // waits for the ISO 9660 volume labeled NAME (a CD, or the same image as
 // a disk), unpacks its rootfs.tar.gz into a tmpfs, so that the system
@@ -42,14 +39,14 @@ func bootLive(args map[string]string, label string) error {
 	if err := unix.Mount("tmpfs", newRoot, "tmpfs", 0, "mode=0755,"+size); err != nil {
 		return fmt.Errorf("mount the live root's tmpfs: %w", err)
 	}
-	f, err := os.Open(filepath.Join(media, LiveTar))
+	f, err := os.Open(filepath.Join(media, rootfstar.LiveTar))
 	if err != nil {
 		return fmt.Errorf("the live volume %s: %w", label, err)
 	}
 	err = rootfstar.Unpack(f, newRoot)
 	f.Close()
 	if err != nil {
-		return fmt.Errorf("unpacking %s from %s: %w", LiveTar, label, err)
+		return fmt.Errorf("unpacking %s from %s: %w", rootfstar.LiveTar, label, err)
 	}
 	unix.Unmount(media, 0)
 	return switchRoot(args)

@@ -16,6 +16,7 @@ import (
 	"github.com/alpinist/alpinist/apk/repo"
 	"github.com/alpinist/alpinist/arch"
 	"github.com/alpinist/alpinist/assembler/disk"
+	"github.com/alpinist/alpinist/assembler/iso"
 	"github.com/alpinist/alpinist/assembler/qcow2"
 	"github.com/alpinist/alpinist/qemu"
 )
@@ -23,6 +24,7 @@ import (
 type runFlags struct {
 	arch, accel, until  string
 	bios, uefi, persist bool
+	media               string
 	memory, cpus        int
 	timeout             time.Duration
 	forward             []string
@@ -33,13 +35,19 @@ func newRunCmd(e *env) *cobra.Command {
 	var f runFlags
 	cmd := &cobra.Command{
 		Use:   "run IMAGE",
-		Short: "Boot a disk image in QEMU, on a serial console",
+		Short: "Boot a disk image or a live ISO in QEMU, on a serial console",
 		Long: `run boots a raw or qcow2 disk image (alpinist's raw and qcow2 outputs) in
 QEMU with the serial console on this terminal: KVM when it works for the
 image's architecture, TCG emulation otherwise. The firmware follows the
 disk: UEFI when it has an EFI system partition (the firmware is looked for
 where distributions put it), else the BIOS (SeaBIOS, x86) when its MBR has
 boot code and a bootable partition; --bios or --uefi chooses.
+
+An ISO (the iso output) goes in a CD drive (virtio-scsi), or with
+--media usb on a USB stick, or with --media disk as a virtio disk (the
+same file boots all three: it is hybrid); it boots with UEFI when its El
+Torito catalog has an EFI entry, else with the BIOS. Its live system runs
+from memory: give it --memory enough for the rootfs and its work.
 
 Writes go to a temporary overlay: the image is left as it was, unless
 --persist. In a terminal, Ctrl-A X quits and Ctrl-A C is QEMU's monitor.
@@ -64,6 +72,7 @@ or fails after --timeout.`,
   alpinist run out/web-aarch64.qcow2 --memory 1024
   alpinist run out/web-x86_64.qcow2 --forward 2222:22   # then: ssh -p 2222 alice@127.0.0.1
   alpinist run out/demo-x86_64.qcow2 --until "login:" --timeout 5m
+  alpinist run out/demo-x86_64.iso --bios --media usb --memory 1024
   alpinist run out/cloud-x86_64.qcow2 --cloud-init user-data.yaml --forward 2222:22`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -76,6 +85,7 @@ or fails after --timeout.`,
 	fl.BoolVar(&f.bios, "bios", false, "boot with the BIOS (SeaBIOS; x86 only)")
 	fl.BoolVar(&f.uefi, "uefi", false, "boot with UEFI")
 	fl.BoolVar(&f.persist, "persist", false, "write to the image itself")
+	fl.StringVar(&f.media, "media", "", "attach an ISO as a `cdrom` (its default), a usb stick or a disk")
 	fl.IntVar(&f.memory, "memory", 512, "memory in MiB")
 	fl.IntVar(&f.cpus, "cpus", 1, "CPUs")
 	fl.StringVar(&f.until, "until", "", "stop and succeed when the console shows `TEXT`")
@@ -86,7 +96,7 @@ or fails after --timeout.`,
 	return cmd
 }
 
-var imageArchRE = regexp.MustCompile(`-(` + strings.Join(arch.Names(), "|") + `)\.(qcow2|raw|img)$`)
+var imageArchRE = regexp.MustCompile(`-(` + strings.Join(arch.Names(), "|") + `)\.(qcow2|raw|img|iso)$`)
 
 // cloudSeed makes the NoCloud seed of --cloud-init and --meta-data in a
 // temporary directory, removed by cleanup.
@@ -157,6 +167,20 @@ func runImage(ctx context.Context, e *env, image string, f runFlags) error {
 		return err
 	}
 	v := &qemu.DiskVM{Profile: prof, Accel: accel, MemoryMiB: f.memory, CPUs: f.cpus, Image: abs, Format: format, Snapshot: !f.persist}
+	isoFW, err := detectISO(image, format)
+	if err != nil {
+		return err
+	}
+	switch {
+	case f.media != "" && f.media != "cdrom" && f.media != "usb" && f.media != "disk":
+		return fmt.Errorf("--media %q: want cdrom, usb or disk", f.media)
+	case isoFW.ISO && f.media == "":
+		v.Media = "cdrom"
+	case isoFW.ISO:
+		v.Media = f.media
+	case f.media != "" && f.media != "disk":
+		return fmt.Errorf("--media %s: %s is no ISO 9660 image (disk images boot as disks)", f.media, image)
+	}
 	if f.cloudInit != "" || f.metaData != "" {
 		seed, cleanup, err := cloudSeed(f.cloudInit, f.metaData)
 		if err != nil {
@@ -178,6 +202,11 @@ func runImage(ctx context.Context, e *env, image string, f runFlags) error {
 		return errors.New("--bios and --uefi: choose one")
 	case f.bios && !arch.HasBIOS(name):
 		return fmt.Errorf("--bios: %s boots with UEFI only", name)
+	case !f.bios && !f.uefi && isoFW.ISO:
+		bios = arch.HasBIOS(name) && !isoFW.EFI
+		if !isoFW.BIOS && !isoFW.EFI {
+			e.log.Warn("the ISO has no El Torito boot entry: trying anyway", "image", image)
+		}
 	case !f.bios && !f.uefi:
 		bios = detectBIOS(e, image, format, name)
 	}
@@ -238,6 +267,24 @@ func runImage(ctx context.Context, e *env, image string, f runFlags) error {
 func cacheDir() string {
 	d, _ := repo.DefaultCacheDir()
 	return d
+}
+
+// detectISO reads an image's El Torito boot catalog, when it is an ISO
+// 9660 image.
+func detectISO(image, format string) (iso.Firmware, error) {
+	if format != "raw" {
+		return iso.Firmware{}, nil
+	}
+	f, err := os.Open(image)
+	if err != nil {
+		return iso.Firmware{}, err
+	}
+	defer f.Close()
+	fw, err := iso.Detect(f)
+	if err != nil {
+		return fw, fmt.Errorf("%s: %w", image, err)
+	}
+	return fw, nil
 }
 
 // detectBIOS tells whether a disk boots with the BIOS rather than UEFI:

@@ -15,6 +15,10 @@ import (
 	"strings"
 )
 
+// LiveTar is the rootfs a live ISO carries, gzip'ed, at its root: the
+// iso output writes it, the agent's live boot unpacks it.
+const LiveTar = "rootfs.tar.gz"
+
 // Unpack unpacks a gzip'ed tar of a root filesystem (an Alpine
 // minirootfs) into dir, keeping modes (setuid, setgid and sticky too),
 // links and owners (when permitted), refusing paths that leave dir.

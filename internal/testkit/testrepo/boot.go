@@ -55,8 +55,8 @@ func bundleTools(ctx context.Context, b *builder, t *Tree, from *DebTree, tools 
 }
 
 // buildSyslinux makes syslinux (x86_64 only, as in Alpine) from Debian's
-// syslinux-common and extlinux: /usr/share/syslinux/{mbr.bin,gptmbr.bin,
-// altmbr.bin,*.c32,memdisk} and /sbin/extlinux, a wrapper running
+// syslinux-common, isolinux and extlinux: /usr/share/syslinux/{mbr.bin,
+// gptmbr.bin,altmbr.bin,*.c32,memdisk,isolinux.bin,isohdpfx.bin} and /sbin/extlinux, a wrapper running
 // Debian's glibc extlinux through the glibc bundled in
 // /usr/libexec/syslinux.
 func buildSyslinux(ctx context.Context, b *builder) ([]*Pkg, error) {
@@ -85,6 +85,17 @@ func buildSyslinux(ctx context.Context, b *builder) ([]*Pkg, error) {
 	if err != nil {
 		return nil, err
 	}
+	// ISOLINUX and its isohybrid MBR, where Alpine's syslinux has them.
+	iso, err := b.debian.Get(ctx, "isolinux", "all")
+	if err != nil {
+		return nil, err
+	}
+	it, err := ExtractDeb(ctx, iso, b.workDir("isolinux"), func(n string) bool {
+		return n == "usr/lib/ISOLINUX/isolinux.bin" || n == "usr/lib/ISOLINUX/isohdpfx.bin"
+	})
+	if err != nil {
+		return nil, err
+	}
 	p := newPkg("syslinux", ver, b.arch, "Boot loader for the Linux operating system (from Debian "+common.Package+" and "+ext.Package+" "+ext.Version+")", "GPL-2.0-or-later")
 	p.Meta.Depends = deps("/bin/sh")
 	t := p.Tree
@@ -103,7 +114,14 @@ func buildSyslinux(ctx context.Context, b *builder) ([]*Pkg, error) {
 		}
 		n++
 	}
-	for _, need := range []string{"mbr.bin", "gptmbr.bin", "ldlinux.c32", "libcom32.c32", "menu.c32"} {
+	for _, name := range sortedKeys(it.Files) {
+		if f := it.Files[name]; f.Type == TypeFile {
+			if err := t.DiskFile("usr/share/syslinux/"+path.Base(name), 0o644, f.DiskPath); err != nil {
+				return nil, fmt.Errorf("debian %s: %s: %w", iso, name, err)
+			}
+		}
+	}
+	for _, need := range []string{"mbr.bin", "gptmbr.bin", "ldlinux.c32", "libcom32.c32", "menu.c32", "isolinux.bin", "isohdpfx.bin"} {
 		if t.Get("usr/share/syslinux/"+need) == nil {
 			return nil, fmt.Errorf("debian %s: %s: not in the package", common, need)
 		}

@@ -330,7 +330,7 @@ const readmeTests = `
 - linux-virt: Debian's cloud kernel as /boot/vmlinuz-virt, config-virt, System.map-virt; /lib/modules/KVER/ holds the
   virtio, vfat/nls, overlay, efivarfs, sd_mod and loop modules with their dependencies as .ko.gz, with modules.dep,
   modules.alias, modules.order and modules.builtin; /usr/share/kernel/virt/kernel.release names KVER.
-- syslinux (x86_64 only): /usr/share/syslinux/{mbr.bin,gptmbr.bin,*.c32,...}; /sbin/extlinux runs Debian's glibc
+- syslinux (x86_64 only): /usr/share/syslinux/{mbr.bin,gptmbr.bin,isolinux.bin,isohdpfx.bin,*.c32,...}; /sbin/extlinux runs Debian's glibc
   extlinux through the glibc bundled in /usr/libexec/syslinux.
 - grub: /usr/bin/grub-mkimage and grub-editenv (glibc bundled in /usr/libexec/grub); grub-efi: /usr/lib/grub/x86_64-efi
   or arm64-efi, depends on grub.
