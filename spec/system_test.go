@@ -103,7 +103,7 @@ outputs: [tar, qcow2]
 		"disk: {console: /dev/ttyS0}\n":                                                   "is not a tty name",
 		"arch: [aarch64]\ndisk: {boot: [bios]}\n":                                         "bios boots x86 and x86_64 only, not aarch64",
 		"arch: [x86_64, riscv64]\ndisk: {boot: [bios]}\n":                                 "not riscv64; add uefi",
-		"outputs: [floppy]\n":                                                                `outputs: unknown output "floppy"`,
+		"outputs: [floppy]\n":                                                             `outputs: unknown output "floppy"`,
 		"outputs: [tar, tar]\n":                                                           "outputs: tar listed twice",
 		"oci: {env: {1A: x}}\n":                                                           `oci.env: "1A" is not an environment variable name`,
 		"oci: {exposed_ports: [http]}\n":                                                  `"http" is not PORT`,
