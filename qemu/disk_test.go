@@ -29,6 +29,7 @@ func TestDiskVMArgs(t *testing.T) {
 		{Profile: p, Accel: "hvf", Image: "a", Format: "raw"},
 		{Profile: p, Accel: "tcg", Image: "a", Format: "vmdk"},
 		{Profile: p, Accel: "tcg", Image: "a,b", Format: "raw"},
+		{Profile: p, Accel: "tcg", Image: "a", Format: "raw", Media: "floppy"},
 	} {
 		if _, err := bad.Args(); err == nil {
 			t.Errorf("%+v accepted", bad)
@@ -36,6 +37,23 @@ func TestDiskVMArgs(t *testing.T) {
 	}
 	if _, err := FindUEFI("s390x"); err == nil {
 		t.Error("UEFI firmware for s390x")
+	}
+}
+
+// TestDiskVMMedia: an ISO as a CD (virtio-scsi, read-only, no
+// snapshot), a USB stick (XHCI) or a disk.
+func TestDiskVMMedia(t *testing.T) {
+	p, _ := Lookup("x86_64")
+	for media, want := range map[string]string{
+		"cdrom": "-drive file=/x/a.iso,format=raw,if=none,id=disk,media=cdrom,readonly=on -device virtio-scsi-pci,id=cdscsi -device scsi-cd,drive=disk,bus=cdscsi.0,bootindex=0",
+		"usb":   "-drive file=/x/a.iso,format=raw,if=none,id=disk,snapshot=on -device qemu-xhci,id=xhci -device usb-storage,bus=xhci.0,drive=disk,removable=on,bootindex=0",
+		"disk":  "-drive file=/x/a.iso,format=raw,if=none,id=disk,snapshot=on -device virtio-blk-pci,drive=disk",
+	} {
+		v := &DiskVM{Profile: p, Accel: "tcg", Image: "/x/a.iso", Format: "raw", Snapshot: true, Media: media}
+		args, err := v.Args()
+		if got := strings.Join(args, " "); err != nil || !strings.Contains(got, want) {
+			t.Errorf("%s: %v\n%s", media, err, got)
+		}
 	}
 }
 

@@ -234,6 +234,28 @@ func TestDiskImage(t *testing.T) {
 	}
 }
 
+// TestISOErrors: what a live ISO cannot be made without.
+func TestISOErrors(t *testing.T) {
+	dir := t.TempDir()
+	for want, tc := range map[string]struct {
+		tar  []byte
+		disk spec.Disk
+	}{
+		"no kernel (/boot/vmlinuz-*) to boot the ISO":                                                {rootfstest.Tar(t), spec.Disk{}},
+		"BIOS boot of an ISO needs ISOLINUX, and the system has no /usr/share/syslinux/isolinux.bin": {bootableTar(t, false), spec.Disk{Boot: []string{"bios"}}},
+		"no GRUB EFI image": {noEFI(t, false), spec.Disk{Boot: []string{"uefi"}}},
+	} {
+		d := tc.disk
+		s, _ := New(Plan{Spec: &spec.Spec{Name: "bad", Disk: &d}, Dir: dir, Outputs: []string{"iso"}, Created: rootfstest.Created, Tool: "t"})
+		p := filepath.Join(dir, "bad-x86_64.tar")
+		os.WriteFile(p, tc.tar, 0o644)
+		if _, err := s.Add(Arch{Arch: "x86_64", Tar: p}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v", want, err)
+		}
+		s.Close()
+	}
+}
+
 // part is a partition of a disk image, copied out to path.
 type part struct {
 	disktest.Partition

@@ -97,10 +97,11 @@ func TestRealAlpineBuild(t *testing.T) {
 }
 
 // TestRealAlpineVM builds a real Alpine 3.19 VM (Alpine's own packages,
-// the kit's kernel and boot loaders) as raw and qcow2, boots it with the
-// BIOS and with UEFI to "alpine-real login:" with sshd and chronyd
-// started and eth0 up by DHCP, and logs in over SSH (alpinist run
-// --forward) with the key the spec gives its user.
+// the kit's kernel and boot loaders) as raw, qcow2 and a live ISO, boots
+// the disk with the BIOS and with UEFI to "alpine-real login:" with sshd
+// and chronyd started and eth0 up by DHCP, and logs in over SSH (alpinist
+// run --forward) with the key the spec gives its user; then the live ISO
+// the same way.
 func TestRealAlpineVM(t *testing.T) {
 	vmtest.Binary(t, "x86_64")
 	firmware(t, "x86_64")
@@ -123,7 +124,7 @@ users:
 services:
   default: [sshd, chronyd]
 disk: {}
-outputs: [raw, qcow2]
+outputs: [raw, qcow2, iso]
 `, 0o644)
 	out := filepath.Join(dir, "out")
 	mustCLI(t, "build", spec, "-o", out, "--cache", filepath.Join(dir, "cache"))
@@ -160,6 +161,22 @@ outputs: [raw, qcow2]
 	}
 	if !strings.Contains(con.String(), "Starting sshd ... [ ok ]") {
 		t.Errorf("the UEFI boot's console:\n%s", con.String())
+	}
+
+	// The same system as a live ISO in a CD drive (UEFI: run's choice
+	// for an ISO with an EFI entry): it runs from memory, its root a
+	// tmpfs the agent unpacked rootfs.tar.gz into, and alice logs in.
+	port = freePort(t)
+	con = startRun(t, filepath.Join(out, "real-x86_64.iso"), "--forward", fmt.Sprintf("%d:22", port))
+	waitConsole(t, con, "alpine-real login:", 6*time.Minute)
+	live, err := sshRun(sshBin, key, port, "alice", "cat /etc/alpine-release; hostname; awk '$2 == \"/\" {print $3}' /proc/mounts")
+	if err != nil || live != "3.19.1\nalpine-real\ntmpfs\n" {
+		t.Fatalf("ssh to the live ISO: %v: %q\nconsole:\n%s", err, live, con.String())
+	}
+	for _, want := range []string{"UEFI QEMU QEMU CD-ROM", "Starting sshd ... [ ok ]", "Starting chronyd ... [ ok ]"} {
+		if !strings.Contains(con.String(), want) {
+			t.Errorf("the live ISO's console lacks %q:\n%s", want, con.String())
+		}
 	}
 }
 

@@ -63,7 +63,7 @@ func reproTree(t *testing.T, td, root string) {
 
 // TestRepro builds demo.yaml for x86_64 and aarch64 twice, with every
 // output (tar, tar.gz, tar.zst, wsl, lxc, oci, docker-archive, ext4,
-// raw, qcow2, vmdk, vhd, gce, and the SBOMs and the lock; the ova, x86's,
+// raw, qcow2, vmdk, vhd, iso, gce, and the SBOMs and the lock; the ova, x86's,
 // assembled from each build's x86_64 rootfs), in
 // conditions that differ in everything a build must not depend on, and
 // checks every output is the same, byte for byte:
@@ -91,7 +91,7 @@ func TestRepro(t *testing.T) {
 	a, b := filepath.Join(base, "a"), filepath.Join(base, "b")
 	reproTree(t, td, a)
 	reproTree(t, td, b)
-	args := []string{"build", "specs/demo.yaml", "-o", "out", "--cache", "cache", "--output", "tar,tar.gz,tar.zst,wsl,lxc,oci,docker-archive,ext4,raw,qcow2,vmdk,vhd,gce"}
+	args := []string{"build", "specs/demo.yaml", "-o", "out", "--cache", "cache", "--output", "tar,tar.gz,tar.zst,wsl,lxc,oci,docker-archive,ext4,raw,qcow2,vmdk,vhd,iso,gce"}
 	// The OVA is x86's: made from each build's x86_64 rootfs by assemble,
 	// in the same conditions as the build.
 	ovaArgs := []string{"assemble", "out/demo-x86_64.tar", "--name", "demo", "--arch", "x86_64", "-o", "out/ova", "--output", "ova"}
@@ -162,7 +162,7 @@ func TestRepro(t *testing.T) {
 	}
 	sums := fileSums(t, filepath.Join(a, "out"))
 	for _, arch := range []string{"x86_64", "aarch64"} {
-		for _, ext := range []string{".tar", ".tar.gz", ".tar.zst", ".wsl.tar.gz", ".lxc.tar.xz", ".docker.tar", ".ext4", ".raw", ".qcow2", ".vmdk", ".vhd", ".gce.tar.gz", ".spdx.json"} {
+		for _, ext := range []string{".tar", ".tar.gz", ".tar.zst", ".wsl.tar.gz", ".lxc.tar.xz", ".docker.tar", ".ext4", ".raw", ".qcow2", ".vmdk", ".vhd", ".iso", ".gce.tar.gz", ".spdx.json"} {
 			if sums["demo-"+arch+ext] == "" {
 				t.Errorf("no output demo-%s%s", arch, ext)
 			}

@@ -230,7 +230,7 @@ var ratioRE = regexp.MustCompile(`^Benchmark(\S+)-\d+\s+\d+\s+(.*)$`)
 
 // ratios runs the side-by-side writer benchmarks.
 func ratios() {
-	cmd := exec.Command("go", "test", "-run", "^$", "-bench", "Vs", "-benchtime", "5x", "./assembler/ext4", "./assembler/qcow2", "./assembler/vhd", "./assembler/vmdk", "./assembler/oci")
+	cmd := exec.Command("go", "test", "-run", "^$", "-bench", "Vs", "-benchtime", "5x", "./assembler/ext4", "./assembler/qcow2", "./assembler/vhd", "./assembler/vmdk", "./assembler/iso", "./assembler/oci")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		fatal("go test -bench Vs: %v\n%s", err, out)
@@ -240,6 +240,7 @@ func ratios() {
 		"VsQemuImg":     {"qcow2 writer / qemu-img convert -O qcow2 (64 MiB)", "≤ 1.0×"},
 		"VmdkVsQemuImg": {"streamOptimized VMDK writer / qemu-img convert -O vmdk -o subformat=streamOptimized (64 MiB)", "≤ 1.0×"},
 		"VhdVsQemuImg":  {"VHD writer / qemu-img convert -O vpc -o subformat=fixed,force_size (64 MiB)", "≤ 1.0×"},
+		"IsoVsXorriso":  {"live ISO writer / xorriso -as mkisofs, Alpine's options (88 MiB of files)", "≤ 1.0×"},
 		"VsGzip":        {"OCI layer gzip (parallel) / gzip -6 (32 MiB)", "≤ 0.5×"},
 	}
 	for _, l := range strings.Split(string(out), "\n") {
