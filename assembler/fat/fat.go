@@ -373,10 +373,10 @@ func (v *volume) writeFATs() error {
 // writeBootSectors writes the boot sector, FSInfo and sector 2, and
 // their backups.
 func (v *volume) writeBootSectors() error {
-	if v.fat16 {
-		return v.at(v.bootSector16(), 0)
-	}
 	bs := v.bootSector()
+	if v.fat16 {
+		return v.at(bs, 0)
+	}
 	le := binary.LittleEndian
 	fsi := make([]byte, sectorSize)
 	le.PutUint32(fsi[0:], 0x41615252)
@@ -401,60 +401,45 @@ func (v *volume) writeBootSectors() error {
 	return v.at(sig, 8*sectorSize)
 }
 
-// bootSector is the FAT32 boot sector.
+// bootSector is the boot sector: the BIOS parameter block both FATs
+// share, then FAT32's or FAT16's extended one.
 func (v *volume) bootSector() []byte {
 	bs := make([]byte, sectorSize)
-	copy(bs, []byte{0xEB, 0x58, 0x90})
-	copy(bs[3:], "mkfs.fat")
 	le := binary.LittleEndian
+	jump, ext := []byte{0xEB, 0x58, 0x90}, 64 // FAT32: its fields first
+	if v.fat16 {
+		jump, ext = []byte{0xEB, 0x3C, 0x90}, 36
+	}
+	copy(bs, jump)
+	copy(bs[3:], "mkfs.fat")
 	le.PutUint16(bs[11:], sectorSize)
 	bs[13] = uint8(v.spc)
-	le.PutUint16(bs[14:], reserved32)
+	le.PutUint16(bs[14:], uint16(v.reserved))
 	bs[16] = 2
 	bs[21] = 0xF8
 	le.PutUint16(bs[24:], 32) // sectors per track
 	le.PutUint16(bs[26:], 64) // heads
 	le.PutUint32(bs[28:], v.o.HiddenSectors)
-	le.PutUint32(bs[32:], v.total)
-	le.PutUint32(bs[36:], v.fatSectors)
-	le.PutUint32(bs[44:], 2) // root cluster
-	le.PutUint16(bs[48:], 1) // FSInfo sector
-	le.PutUint16(bs[50:], 6) // backup boot sector
-	bs[64] = 0x80
-	bs[66] = 0x29
-	le.PutUint32(bs[67:], v.o.VolumeID)
-	copy(bs[71:], v.label())
-	copy(bs[82:], "FAT32   ")
-	bs[510], bs[511] = 0x55, 0xAA
-	return bs
-}
-
-// bootSector16 is the FAT16 boot sector.
-func (v *volume) bootSector16() []byte {
-	bs := make([]byte, sectorSize)
-	copy(bs, []byte{0xEB, 0x3C, 0x90})
-	copy(bs[3:], "mkfs.fat")
-	le := binary.LittleEndian
-	le.PutUint16(bs[11:], sectorSize)
-	bs[13] = uint8(v.spc)
-	le.PutUint16(bs[14:], reserved16)
-	bs[16] = 2
-	le.PutUint16(bs[17:], rootEntries16)
-	if v.total < 1<<16 {
-		le.PutUint16(bs[19:], uint16(v.total))
+	if v.fat16 {
+		le.PutUint16(bs[17:], rootEntries16)
+		if v.total < 1<<16 {
+			le.PutUint16(bs[19:], uint16(v.total))
+		} else {
+			le.PutUint32(bs[32:], v.total)
+		}
+		le.PutUint16(bs[22:], uint16(v.fatSectors))
 	} else {
 		le.PutUint32(bs[32:], v.total)
+		le.PutUint32(bs[36:], v.fatSectors)
+		le.PutUint32(bs[44:], 2) // root cluster
+		le.PutUint16(bs[48:], 1) // FSInfo sector
+		le.PutUint16(bs[50:], 6) // backup boot sector
 	}
-	bs[21] = 0xF8
-	le.PutUint16(bs[22:], uint16(v.fatSectors))
-	le.PutUint16(bs[24:], 32) // sectors per track
-	le.PutUint16(bs[26:], 64) // heads
-	le.PutUint32(bs[28:], v.o.HiddenSectors)
-	bs[36] = 0x80
-	bs[38] = 0x29
-	le.PutUint32(bs[39:], v.o.VolumeID)
-	copy(bs[43:], v.label())
-	copy(bs[54:], "FAT16   ")
+	bs[ext] = 0x80 // drive number
+	bs[ext+2] = 0x29
+	le.PutUint32(bs[ext+3:], v.o.VolumeID)
+	copy(bs[ext+7:], v.label())
+	copy(bs[ext+18:], map[bool]string{true: "FAT16   ", false: "FAT32   "}[v.fat16])
 	bs[510], bs[511] = 0x55, 0xAA
 	return bs
 }

@@ -113,8 +113,12 @@ type image struct {
 	sectors uint32 // the volume's 2048-byte sectors
 }
 
-// WriteFile writes the image to path, whole or not at all.
+// WriteFile writes the image to path, whole or not at all; a nil ctx
+// is context.Background().
 func WriteFile(ctx context.Context, p string, files []File, o Options) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	img, err := layout(files, o)
 	if err != nil {
 		return err

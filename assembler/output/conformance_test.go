@@ -3,6 +3,7 @@ package output
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -59,6 +60,7 @@ var conformance = map[string]func(t *testing.T, w written){
 	"vmdk":           checkVMDK,
 	"ova":            checkOVA,
 	"gce":            checkGCE,
+	"iso":            checkISO,
 }
 
 // TestConformance writes every output of the table with one Set (from
@@ -391,6 +393,47 @@ func checkVHD(t *testing.T, w written) {
 	raw := strings.TrimSuffix(w.Path, ".vhd") + ".raw"
 	if _, err := os.Stat(raw); err == nil {
 		runTool(t, qemuImg, "compare", "-f", "raw", "-F", "vpc", raw, w.Path)
+	}
+}
+
+// checkISO: xorriso reads its El Torito UEFI entry and the hybrid MBR's
+// EFI partition, isoinfo its label and Rock Ridge names, and the
+// rootfs.tar.gz on it is the rootfs gzip'ed.
+func checkISO(t *testing.T, w written) {
+	xorriso := hosttool.Need(t, "xorriso", "xorriso")
+	isoinfo := hosttool.Need(t, "isoinfo", "genisoimage")
+	out := runTool(t, xorriso, "-indev", w.Path, "-report_el_torito", "plain", "-report_system_area", "plain")
+	for _, want := range []string{"El Torito boot img :   1  UEFI  y   none", "MBR partition path :   2  /boot/grub/efi.img"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("xorriso's report lacks %q:\n%s", want, out)
+		}
+	}
+	out = runTool(t, isoinfo, "-d", "-i", w.Path)
+	if !strings.Contains(out, "Volume id: "+w.Spec.Name+"-"+w.Arch) || !strings.Contains(out, "Rock Ridge signatures") {
+		t.Errorf("isoinfo -d:\n%s", out)
+	}
+	out = runTool(t, isoinfo, "-R", "-f", "-i", w.Path)
+	for _, want := range []string{"/rootfs.tar.gz", "/boot/initramfs-live", "/boot/vmlinuz-virt", "/EFI/BOOT/grub.cfg"} {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("isoinfo -R -f: no %s:\n%s", want, out)
+		}
+	}
+	tgz := runTool(t, isoinfo, "-R", "-x", "/rootfs.tar.gz", "-i", w.Path)
+	zr, err := gzip.NewReader(strings.NewReader(tgz))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	var names []string
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		names = append(names, h.Name)
+	}
+	if !slices.Equal(names, w.Names) {
+		t.Errorf("the ISO's rootfs.tar.gz has %d entries, the rootfs %d", len(names), len(w.Names))
 	}
 }
 

@@ -214,21 +214,32 @@ func TestDiskImage(t *testing.T) {
 	}
 
 	// What a disk cannot be made without.
-	for want, tc := range map[string]struct {
-		tar  []byte
-		disk spec.Disk
-	}{
+	refused(t, "qcow2", map[string]badDisk{
 		"has no kernel":       {rootfstest.Tar(t), spec.Disk{}},
 		"no extlinux program": {bootableTar(t, false), spec.Disk{Boot: []string{"bios"}}},
 		"leaves no room":      {bootableTar(t, false), spec.Disk{Size: 70 << 20, Boot: []string{"uefi"}}},
 		"no GRUB EFI image":   {noEFI(t, false), spec.Disk{Boot: []string{"uefi"}}},
-	} {
+	})
+}
+
+// badDisk is a rootfs and a disk: section an output is refused for.
+type badDisk struct {
+	tar  []byte
+	disk spec.Disk
+}
+
+// refused checks that output is refused for each case, the error
+// saying what the key says.
+func refused(t *testing.T, output string, cases map[string]badDisk) {
+	t.Helper()
+	dir := t.TempDir()
+	for want, tc := range cases {
 		d := tc.disk
-		s, _ := New(Plan{Spec: &spec.Spec{Name: "bad", Disk: &d}, Dir: dir, Outputs: []string{"qcow2"}, Created: rootfstest.Created, Tool: "t"})
+		s, _ := New(Plan{Spec: &spec.Spec{Name: "bad", Disk: &d}, Dir: dir, Outputs: []string{output}, Created: rootfstest.Created, Tool: "t"})
 		p := filepath.Join(dir, "bad-x86_64.tar")
 		os.WriteFile(p, tc.tar, 0o644)
 		if _, err := s.Add(Arch{Arch: "x86_64", Tar: p}); err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%s: %v", want, err)
+			t.Errorf("%s: %s: %v", output, want, err)
 		}
 		s.Close()
 	}
@@ -236,24 +247,11 @@ func TestDiskImage(t *testing.T) {
 
 // TestISOErrors: what a live ISO cannot be made without.
 func TestISOErrors(t *testing.T) {
-	dir := t.TempDir()
-	for want, tc := range map[string]struct {
-		tar  []byte
-		disk spec.Disk
-	}{
+	refused(t, "iso", map[string]badDisk{
 		"no kernel (/boot/vmlinuz-*) to boot the ISO":                                                {rootfstest.Tar(t), spec.Disk{}},
 		"BIOS boot of an ISO needs ISOLINUX, and the system has no /usr/share/syslinux/isolinux.bin": {bootableTar(t, false), spec.Disk{Boot: []string{"bios"}}},
 		"no GRUB EFI image": {noEFI(t, false), spec.Disk{Boot: []string{"uefi"}}},
-	} {
-		d := tc.disk
-		s, _ := New(Plan{Spec: &spec.Spec{Name: "bad", Disk: &d}, Dir: dir, Outputs: []string{"iso"}, Created: rootfstest.Created, Tool: "t"})
-		p := filepath.Join(dir, "bad-x86_64.tar")
-		os.WriteFile(p, tc.tar, 0o644)
-		if _, err := s.Add(Arch{Arch: "x86_64", Tar: p}); err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%s: %v", want, err)
-		}
-		s.Close()
-	}
+	})
 }
 
 // part is a partition of a disk image, copied out to path.

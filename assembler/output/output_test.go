@@ -233,8 +233,8 @@ func TestCheck(t *testing.T) {
 	if err := Check(all); err != nil {
 		t.Error(err)
 	}
-	if err := Check([]string{"iso"}); err == nil || !strings.Contains(err.Error(), "unknown output (known: tar, tar.gz") {
-		t.Errorf("iso: %v", err)
+	if err := Check([]string{"floppy"}); err == nil || !strings.Contains(err.Error(), "unknown output (known: tar, tar.gz") {
+		t.Errorf("floppy: %v", err)
 	}
 	for name, want := range map[string]string{"web": "web:latest", "Web+Plus": "web-plus:latest"} {
 		if got, err := Tag(&spec.Spec{Name: name}); got != want || err != nil {
