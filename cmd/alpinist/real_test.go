@@ -14,6 +14,7 @@ import (
 
 	"github.com/alpinist/alpinist/internal/testkit/hosttool"
 	"github.com/alpinist/alpinist/internal/testkit/minirootfs"
+	"github.com/alpinist/alpinist/spec"
 	"github.com/alpinist/alpinist/internal/testkit/vmtest"
 	"github.com/alpinist/alpinist/internal/treecmp"
 )
@@ -357,4 +358,23 @@ func readTar(t *testing.T, p string) treecmp.Snapshot {
 		t.Fatalf("%s: %v", p, err)
 	}
 	return s
+}
+
+// TestRealAlpineClouds resolves cloud: for every cloud tiny-cloud knows
+// against Alpine's own v3.19 main index: each brings tiny-cloud, its
+// OpenRC services and the cloud's own package, as Alpine's images have
+// them (TestRealAlpineCloud boots the alpine one).
+func TestRealAlpineClouds(t *testing.T) {
+	real := minirootfs.Real(t)
+	dir := t.TempDir()
+	for _, cloud := range spec.Clouds {
+		p := filepath.Join(dir, cloud+".yaml")
+		writeFile(t, p, "name: c\narch: x86_64\nrepositories: ["+filepath.Join(real, "indexes", "v3.19-main")+"]\nkeys: ["+filepath.Join(real, "keys")+"]\npackages: [alpine-base]\ncloud: "+cloud+"\n", 0o644)
+		lock := mustCLI(t, "resolve", p, "--cache", filepath.Join(dir, "cache"))
+		for _, want := range []string{"tiny-cloud 3.0.7-r0", "tiny-cloud-openrc 3.0.7-r0", "tiny-cloud-" + cloud + " 3.0.7-r0"} {
+			if !strings.Contains(lock, want) {
+				t.Errorf("cloud: %s: the lock lacks %s:\n%s", cloud, want, lock)
+			}
+		}
+	}
 }
