@@ -105,14 +105,14 @@ func TestBuild(t *testing.T) {
 }
 
 // TestBuildChecksFirst: what a build can tell before any VM boots, it
-// tells before: a disk output without a kernel, an arch the spec does
-// not build, a lock without the arch.
+// tells before: a disk output without a kernel or without a disk:
+// section, an arch the spec does not build, a lock without the arch.
 func TestBuildChecksFirst(t *testing.T) {
 	spec := demoSpec(t, "demo.yaml")
 	dir := t.TempDir()
 	noKernel := filepath.Join(dir, "nokernel.yaml")
 	abs, _ := filepath.Abs(filepath.Join("..", "testdata", "repo"))
-	os.WriteFile(noKernel, []byte("name: nk\narch: [x86_64]\nrepositories: ["+abs+"/main]\nkeys: ["+abs+"/keys/]\npackages: [busybox]\n"), 0o644)
+	os.WriteFile(noKernel, []byte("name: nk\narch: [x86_64]\nrepositories: ["+abs+"/main]\nkeys: ["+abs+"/keys/]\npackages: [busybox]\ndisk: {}\n"), 0o644)
 	sess, err := Open(noKernel, OpenOptions{CacheDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -128,6 +128,17 @@ func TestBuildChecksFirst(t *testing.T) {
 	}
 	if _, err := os.Stat(out); err == nil {
 		t.Error("a failed build left its output directory")
+	}
+	// A bootable output of a spec without disk: (which adds the boot
+	// loaders): refused before anything is resolved.
+	noDisk := filepath.Join(dir, "nodisk.yaml")
+	os.WriteFile(noDisk, []byte("name: nd\narch: [x86_64]\nrepositories: ["+abs+"/main]\nkeys: ["+abs+"/keys/]\npackages: [busybox, linux-virt]\n"), 0o644)
+	if sess, err = Open(noDisk, OpenOptions{CacheDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Build(context.Background(), sess, Options{OutDir: out, Outputs: []string{"iso"}, Progress: rec})
+	if err == nil || !strings.Contains(err.Error(), "output iso boots, and the spec has no disk: section") {
+		t.Errorf("an ISO without disk:: %v", err)
 	}
 	// An OVA of the demo's aarch64: refused before anything is resolved.
 	sess, err = Open(spec, OpenOptions{CacheDir: t.TempDir()})

@@ -19,9 +19,9 @@ import (
 // login prompt: x86_64 from a CD with the BIOS (ISOLINUX) and UEFI
 // (GRUB from the El Torito EFI image), and from the same file as a disk
 // (the hybrid MBR's isohdpfx.bin, and its EFI partition); aarch64 from a
-// CD with UEFI. As a USB stick, the firmware loads the kernel and
-// initramfs from it (the kit's kernel, Debian's cloud one, has no USB
-// driver to go on). alpinist assemble makes the same ISO from the tar.
+// CD with UEFI; and, with linux-lts (linux-virt has no USB storage), as
+// a USB stick with both. alpinist assemble makes the same ISO from the
+// tar.
 func TestBuildISO(t *testing.T) {
 	td := generatedRepo(t)
 	xorriso := hosttool.Need(t, "xorriso", "xorriso")
@@ -66,7 +66,16 @@ func TestBuildISO(t *testing.T) {
 		t.Errorf("alpinist assemble's ISO differs from the build's")
 	}
 
-	x86, arm := filepath.Join(out, "demo-x86_64.iso"), filepath.Join(out, "demo-aarch64.iso")
+	// A USB stick needs a kernel with USB storage: linux-lts (Debian's
+	// generic kernel in the test repository), not linux-virt.
+	repo, err := filepath.Abs(filepath.Join(td, "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ltsSpec := filepath.Join(t.TempDir(), "lts.yaml")
+	writeFile(t, ltsSpec, "name: lts\narch: x86_64\nrepositories: ["+filepath.Join(repo, "main")+"]\nkeys: ["+filepath.Join(repo, "keys")+"]\npackages: [alpine-base, busybox, alpine-baselayout, linux-lts]\ndisk: {}\n", 0o644)
+	mustCLI(t, "build", ltsSpec, "-o", out, "--cache", t.TempDir(), "--output", "iso")
+	x86, arm, lts := filepath.Join(out, "demo-x86_64.iso"), filepath.Join(out, "demo-aarch64.iso"), filepath.Join(out, "lts-x86_64.iso")
 	for _, tc := range []struct {
 		name, img, arch string
 		args            []string
@@ -77,7 +86,8 @@ func TestBuildISO(t *testing.T) {
 		{"uefi cd", x86, "x86_64", nil, "login: ", []string{"UEFI QEMU QEMU CD-ROM", "Welcome to GRUB!"}},
 		{"bios disk", x86, "x86_64", []string{"--bios", "--media", "disk"}, "login: ", []string{"ISOLINUX 6.04"}},
 		{"uefi disk", x86, "x86_64", []string{"--media", "disk"}, "login: ", []string{"UEFI Misc Device", "Welcome to GRUB!"}},
-		{"bios usb", x86, "x86_64", []string{"--bios", "--media", "usb"}, "Run /init as init process", []string{"ISOLINUX 6.04", "Loading /boot/initramfs-live...ok"}},
+		{"bios usb", lts, "x86_64", []string{"--bios", "--media", "usb"}, "login: ", []string{"ISOLINUX 6.04", "USB Mass Storage device detected"}},
+		{"uefi usb", lts, "x86_64", []string{"--media", "usb"}, "login: ", []string{"UEFI QEMU USB HARDDRIVE", "Welcome to GRUB!", "USB Mass Storage device detected"}},
 		{"aarch64 uefi cd", arm, "aarch64", nil, "login: ", []string{"UEFI QEMU QEMU CD-ROM", "Welcome to GRUB!"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -100,10 +110,6 @@ func TestBuildISO(t *testing.T) {
 	}
 
 	// An ISO needs a disk: section, which adds its boot loaders.
-	repo, err := filepath.Abs(filepath.Join(td, "repo"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	noDisk := filepath.Join(t.TempDir(), "nodisk.yaml")
 	writeFile(t, noDisk, "name: nodisk\narch: x86_64\nrepositories: ["+filepath.Join(repo, "main")+"]\nkeys: ["+filepath.Join(repo, "keys")+"]\npackages: [busybox, linux-virt]\n", 0o644)
 	if code, _, errs := cli(t, "build", noDisk, "-o", t.TempDir(), "--output", "iso"); code == 0 || !strings.Contains(errs, "output iso boots, and the spec has no disk: section") {

@@ -162,7 +162,7 @@ func upToDate(ctx context.Context, s *stamp, want *stamp, debArch string, d *Deb
 	if s.Format != want.Format || s.Fingerprint != want.Fingerprint || s.Arch != want.Arch || s.Key != want.Key {
 		return false, "generator, key or format changed"
 	}
-	kernel, err := resolveKernel(ctx, d, debArch)
+	kernel, err := resolveKernel(ctx, d, debArch, kernelDebCandidates(debArch))
 	if err != nil {
 		return false, err.Error()
 	}
@@ -216,7 +216,7 @@ func generateArch(ctx context.Context, dir, arch string, key *testKey, d *Debian
 	if err != nil {
 		return nil, err
 	}
-	kernel, err := resolveKernel(ctx, ad, debArch)
+	kernel, err := resolveKernel(ctx, ad, debArch, kernelDebCandidates(debArch))
 	if err != nil {
 		return nil, err
 	}
@@ -330,6 +330,8 @@ const readmeTests = `
 - linux-virt: Debian's cloud kernel as /boot/vmlinuz-virt, config-virt, System.map-virt; /lib/modules/KVER/ holds the
   virtio, vfat/nls, overlay, efivarfs, sd_mod and loop modules with their dependencies as .ko.gz, with modules.dep,
   modules.alias, modules.order and modules.builtin; /usr/share/kernel/virt/kernel.release names KVER.
+- linux-lts (x86_64 only): Debian's generic kernel, the same way as /boot/vmlinuz-lts..., with linux-virt's modules
+  and those of real machines' storage a live ISO boots from (AHCI, IDE, XHCI/EHCI/UHCI/OHCI, usb-storage, uas).
 - syslinux (x86_64 only): /usr/share/syslinux/{mbr.bin,gptmbr.bin,isolinux.bin,isohdpfx.bin,*.c32,...}; /sbin/extlinux runs Debian's glibc
   extlinux through the glibc bundled in /usr/libexec/syslinux.
 - grub: /usr/bin/grub-mkimage and grub-editenv (glibc bundled in /usr/libexec/grub); grub-efi: /usr/lib/grub/x86_64-efi

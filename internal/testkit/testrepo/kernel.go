@@ -35,6 +35,29 @@ var OptionalKernelModules = []string{
 	"nls_ascii", "nls_utf8",
 }
 
+// LTSModules are what linux-lts carries beyond linux-virt's: the
+// controllers and storage of real machines that a live ISO boots from
+// (a USB stick, a SATA CD), which Debian's cloud kernel lacks.
+var LTSModules = []string{
+	"ahci", "ata_piix", "xhci_pci", "ehci_pci", "uhci_hcd", "ohci_pci", "usb_storage", "uas",
+}
+
+// flavor is a kernel package of the test repository: Alpine's name and
+// the Debian kernels it is made from (meta packages, best first).
+type flavor struct {
+	name     string // virt: linux-virt, /boot/vmlinuz-virt
+	desc     string
+	metas    func(debArch string) []string
+	optional []string // beyond OptionalKernelModules
+}
+
+var (
+	virtFlavor = flavor{name: "virt", desc: "Linux kernel for virtual machines", metas: kernelDebCandidates}
+	// lts: Alpine's linux-lts, for real hardware; x86_64 only here.
+	ltsFlavor = flavor{name: "lts", desc: "Linux kernel for real machines", optional: LTSModules,
+		metas: func(debArch string) []string { return []string{"linux-image-" + debArch} }}
+)
+
 // maxModuleSize bounds the size of one .ko read into memory.
 const maxModuleSize = 64 << 20
 
@@ -56,9 +79,9 @@ func plainModule(p string) string {
 
 // resolveKernel finds the versioned kernel package the first available
 // meta package depends on.
-func resolveKernel(ctx context.Context, d *Debian, debArch string) (string, error) {
+func resolveKernel(ctx context.Context, d *Debian, debArch string, metas []string) (string, error) {
 	var errs []string
-	for _, meta := range kernelDebCandidates(debArch) {
+	for _, meta := range metas {
 		debs, err := d.Show(ctx, meta+":"+debArch)
 		if err != nil {
 			errs = append(errs, err.Error())
@@ -78,7 +101,20 @@ func resolveKernel(ctx context.Context, d *Debian, debArch string) (string, erro
 // /boot/*-virt names, and under /lib/modules/KVER the module subset as
 // .ko.gz with modules.dep, modules.alias and modules.order for it.
 func buildKernel(ctx context.Context, b *builder) ([]*Pkg, error) {
-	name, err := resolveKernel(ctx, b.debian, b.debArch)
+	return buildFlavor(ctx, b, virtFlavor)
+}
+
+// buildLTS makes linux-lts (x86_64) from Debian's generic kernel, the
+// same way, with LTSModules too.
+func buildLTS(ctx context.Context, b *builder) ([]*Pkg, error) {
+	if b.arch != "x86_64" {
+		return nil, nil
+	}
+	return buildFlavor(ctx, b, ltsFlavor)
+}
+
+func buildFlavor(ctx context.Context, b *builder, fl flavor) ([]*Pkg, error) {
+	name, err := resolveKernel(ctx, b.debian, b.debArch, fl.metas(b.debArch))
 	if err != nil {
 		return nil, err
 	}
@@ -91,9 +127,10 @@ func buildKernel(ctx context.Context, b *builder) ([]*Pkg, error) {
 		return nil, fmt.Errorf("debian %s: %w", deb, err)
 	}
 	k := &kernelBuild{
-		b:    b,
-		deb:  deb,
-		work: b.workDir("linux-virt"),
+		b:      b,
+		flavor: fl,
+		deb:    deb,
+		work:   b.workDir("linux-" + fl.name),
 		boot: map[string]string{},
 		set:  &ModuleSet{Modules: map[string]*ModInfo{}},
 	}
@@ -125,9 +162,10 @@ func buildKernel(ctx context.Context, b *builder) ([]*Pkg, error) {
 // kernelBuild is the state buildKernel's passes over the Debian kernel
 // package share.
 type kernelBuild struct {
-	b    *builder
-	deb  *Deb
-	work string
+	b      *builder
+	flavor flavor
+	deb    *Deb
+	work   string
 
 	// Pass 1.
 	kver                              string
@@ -242,8 +280,9 @@ func (k *kernelBuild) chooseModules() error {
 		return fmt.Errorf("debian %s: lib/modules/%s/modules.builtin: not in the package", deb, k.kver)
 	}
 	SetOrder(k.set.Modules, k.order)
-	mods, err := k.set.Closure(append(slices.Clone(KernelModules), OptionalKernelModules...), func(n string) bool {
-		return slices.Contains(OptionalKernelModules, n)
+	optional := append(slices.Clone(OptionalKernelModules), k.flavor.optional...)
+	mods, err := k.set.Closure(append(slices.Clone(KernelModules), optional...), func(n string) bool {
+		return slices.Contains(optional, n)
 	})
 	if err != nil {
 		return fmt.Errorf("debian %s: %w", deb, err)
@@ -295,15 +334,16 @@ func (k *kernelBuild) writeModules(ctx context.Context) error {
 	return nil
 }
 
-// pkg is linux-virt, version ver, with the boot files, the chosen
+// pkg is linux-FLAVOR, version ver, with the boot files, the chosen
 // modules and their modules.dep (dep).
 func (k *kernelBuild) pkg(ver string, dep []byte) *Pkg {
 	deb, modDir := k.deb, k.modDir
-	p := newPkg("linux-virt", ver, k.b.arch, "Linux kernel for virtual machines (from Debian "+deb.Package+" "+deb.Version+")", "GPL-2.0-only")
+	fl := k.flavor.name
+	p := newPkg("linux-"+fl, ver, k.b.arch, k.flavor.desc+" (from Debian "+deb.Package+" "+deb.Version+")", "GPL-2.0-only")
 	t := p.Tree
-	must(t.DiskFile("boot/vmlinuz-virt", 0o644, k.boot["vmlinuz"]))
-	must(t.DiskFile("boot/config-virt", 0o644, k.boot["config"]))
-	must(t.DiskFile("boot/System.map-virt", 0o644, k.boot["System.map"]))
+	must(t.DiskFile("boot/vmlinuz-"+fl, 0o644, k.boot["vmlinuz"]))
+	must(t.DiskFile("boot/config-"+fl, 0o644, k.boot["config"]))
+	must(t.DiskFile("boot/System.map-"+fl, 0o644, k.boot["System.map"]))
 	for _, m := range k.mods {
 		must(t.DiskFile(gzPath(modDir+m.Path), 0o644, k.written[modDir+m.Path]))
 	}
@@ -316,7 +356,7 @@ func (k *kernelBuild) pkg(ver string, dep []byte) *Pkg {
 	if k.builtinModinfo != nil {
 		must(t.File(modDir+"modules.builtin.modinfo", 0o644, k.builtinModinfo))
 	}
-	must(t.File("usr/share/kernel/virt/kernel.release", 0o644, []byte(k.kver+"\n")))
+	must(t.File("usr/share/kernel/"+fl+"/kernel.release", 0o644, []byte(k.kver+"\n")))
 	return p
 }
 

@@ -89,6 +89,7 @@ var packageBuilders = []struct {
 	{"busybox", buildBusybox},
 	{"tzdata", buildTzdata},
 	{"linux-virt", buildKernel},
+	{"linux-lts", buildLTS},
 	{"syslinux", buildSyslinux},
 	{"grub", buildGrub},
 	{"test packages", buildTestPackages},
