@@ -14,9 +14,9 @@ import (
 
 	"github.com/alpinist/alpinist/internal/testkit/hosttool"
 	"github.com/alpinist/alpinist/internal/testkit/minirootfs"
-	"github.com/alpinist/alpinist/spec"
 	"github.com/alpinist/alpinist/internal/testkit/vmtest"
 	"github.com/alpinist/alpinist/internal/treecmp"
+	"github.com/alpinist/alpinist/spec"
 )
 
 // realServer is the real v3.19 server set the builds are compared on.

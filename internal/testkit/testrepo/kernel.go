@@ -131,8 +131,8 @@ func buildFlavor(ctx context.Context, b *builder, fl flavor) ([]*Pkg, error) {
 		flavor: fl,
 		deb:    deb,
 		work:   b.workDir("linux-" + fl.name),
-		boot: map[string]string{},
-		set:  &ModuleSet{Modules: map[string]*ModInfo{}},
+		boot:   map[string]string{},
+		set:    &ModuleSet{Modules: map[string]*ModInfo{}},
 	}
 	b.log.Info("reading kernel modules", "arch", b.arch, "deb", deb.String())
 
