@@ -87,7 +87,7 @@ func TestBuildISO(t *testing.T) {
 		{"bios disk", x86, "x86_64", []string{"--bios", "--media", "disk"}, "login: ", []string{"ISOLINUX 6.04"}},
 		{"uefi disk", x86, "x86_64", []string{"--media", "disk"}, "login: ", []string{"UEFI Misc Device", "Welcome to GRUB!"}},
 		{"bios usb", lts, "x86_64", []string{"--bios", "--media", "usb"}, "login: ", []string{"ISOLINUX 6.04", "USB Mass Storage device detected"}},
-		{"uefi usb", lts, "x86_64", []string{"--media", "usb"}, "login: ", []string{"UEFI QEMU USB HARDDRIVE", "Welcome to GRUB!", "USB Mass Storage device detected"}},
+		{"uefi usb", lts, "x86_64", []string{"--media", "usb"}, "login: ", []string{"BdsDxe: starting Boot0001 \"UEFI QEMU QEMU USB HARDDRIVE", "Welcome to GRUB!", "USB Mass Storage device detected"}},
 		{"aarch64 uefi cd", arm, "aarch64", nil, "login: ", []string{"UEFI QEMU QEMU CD-ROM", "Welcome to GRUB!"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
