@@ -167,20 +167,6 @@ func runImage(ctx context.Context, e *env, image string, f runFlags) error {
 		return err
 	}
 	v := &qemu.DiskVM{Profile: prof, Accel: accel, MemoryMiB: f.memory, CPUs: f.cpus, Image: abs, Format: format, Snapshot: !f.persist}
-	isoFW, err := detectISO(image, format)
-	if err != nil {
-		return err
-	}
-	switch {
-	case f.media != "" && f.media != "cdrom" && f.media != "usb" && f.media != "disk":
-		return fmt.Errorf("--media %q: want cdrom, usb or disk", f.media)
-	case isoFW.ISO && f.media == "":
-		v.Media = "cdrom"
-	case isoFW.ISO:
-		v.Media = f.media
-	case f.media != "" && f.media != "disk":
-		return fmt.Errorf("--media %s: %s is no ISO 9660 image (disk images boot as disks)", f.media, image)
-	}
 	if f.cloudInit != "" || f.metaData != "" {
 		seed, cleanup, err := cloudSeed(f.cloudInit, f.metaData)
 		if err != nil {
@@ -196,19 +182,9 @@ func runImage(ctx context.Context, e *env, image string, f runFlags) error {
 		}
 		v.Forwards = append(v.Forwards, fw)
 	}
-	bios := f.bios
-	switch {
-	case f.bios && f.uefi:
-		return errors.New("--bios and --uefi: choose one")
-	case f.bios && !arch.HasBIOS(name):
-		return fmt.Errorf("--bios: %s boots with UEFI only", name)
-	case !f.bios && !f.uefi && isoFW.ISO:
-		bios = arch.HasBIOS(name) && !isoFW.EFI
-		if !isoFW.BIOS && !isoFW.EFI {
-			e.log.Warn("the ISO has no El Torito boot entry: trying anyway", "image", image)
-		}
-	case !f.bios && !f.uefi:
-		bios = detectBIOS(e, image, format, name)
+	bios, err := attach(e, v, image, name, f)
+	if err != nil {
+		return err
 	}
 	if !bios {
 		fw, err := qemu.FindUEFI(name)
@@ -267,6 +243,40 @@ func runImage(ctx context.Context, e *env, image string, f runFlags) error {
 func cacheDir() string {
 	d, _ := repo.DefaultCacheDir()
 	return d
+}
+
+// attach says how the image goes in the VM (an ISO as a CD, a USB stick
+// or a disk) and whether it boots with the BIOS: --bios or --uefi, else
+// what the image has.
+func attach(e *env, v *qemu.DiskVM, image, name string, f runFlags) (bios bool, err error) {
+	isoFW, err := detectISO(image, v.Format)
+	if err != nil {
+		return false, err
+	}
+	switch {
+	case f.media != "" && f.media != "cdrom" && f.media != "usb" && f.media != "disk":
+		return false, fmt.Errorf("--media %q: want cdrom, usb or disk", f.media)
+	case isoFW.ISO && f.media == "":
+		v.Media = "cdrom"
+	case isoFW.ISO:
+		v.Media = f.media
+	case f.media != "" && f.media != "disk":
+		return false, fmt.Errorf("--media %s: %s is no ISO 9660 image (disk images boot as disks)", f.media, image)
+	}
+	switch {
+	case f.bios && f.uefi:
+		return false, errors.New("--bios and --uefi: choose one")
+	case f.bios && !arch.HasBIOS(name):
+		return false, fmt.Errorf("--bios: %s boots with UEFI only", name)
+	case f.bios || f.uefi:
+		return f.bios, nil
+	case isoFW.ISO:
+		if !isoFW.BIOS && !isoFW.EFI {
+			e.log.Warn("the ISO has no El Torito boot entry: trying anyway", "image", image)
+		}
+		return arch.HasBIOS(name) && !isoFW.EFI, nil
+	}
+	return detectBIOS(e, image, v.Format, name), nil
 }
 
 // detectISO reads an image's El Torito boot catalog, when it is an ISO
