@@ -10,12 +10,12 @@
 package gzmember
 
 import (
-	"bufio"
 	"bytes"
-	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/klauspost/compress/gzip"
 )
 
 // Reader splits its input into gzip members.
@@ -28,7 +28,7 @@ type Reader struct {
 
 // NewReader reads members from r.
 func NewReader(r io.Reader) *Reader {
-	return &Reader{src: &countingReader{br: bufio.NewReaderSize(r, 64<<10)}}
+	return &Reader{src: newCountingReader(r)}
 }
 
 // Offset is the number of compressed bytes consumed so far.
@@ -59,7 +59,7 @@ func (r *Reader) start(multi bool, hashes []io.Writer) (io.Reader, error) {
 	}
 	r.src.flush()
 	r.src.w = nil
-	if _, err := r.src.br.Peek(1); err != nil {
+	if err := r.src.peek(); err != nil {
 		if err == io.EOF {
 			r.done = true
 			return nil, io.EOF
@@ -115,45 +115,78 @@ func (m *member) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// countingReader is the io.ByteReader gzip reads from; it counts what is
-// consumed and copies it to w, batching single bytes.
+// countingReader is the io.ByteReader gzip reads from: its own buffer
+// window over the source (a byte is an index and an increment, as
+// decompression asks for one byte at a time), counting what is consumed
+// and copying it to w a buffer at a time.
 type countingReader struct {
-	br  *bufio.Reader
-	w   io.Writer
-	buf []byte
-	n   int64
+	src    io.Reader
+	buf    []byte
+	r, end int // buf[r:end] is read from src, not yet consumed
+	hashed int // buf[hashed:r] is consumed, not yet written to w
+	w      io.Writer
+	n      int64
+	err    error
+}
+
+func newCountingReader(src io.Reader) *countingReader {
+	return &countingReader{src: src, buf: make([]byte, 64<<10)}
 }
 
 func (c *countingReader) ReadByte() (byte, error) {
-	b, err := c.br.ReadByte()
-	if err != nil {
-		return b, err
-	}
-	c.n++
-	if c.w != nil {
-		c.buf = append(c.buf, b)
-		if len(c.buf) >= 32<<10 {
-			c.flush()
+	if c.r == c.end {
+		if err := c.fill(); err != nil {
+			return 0, err
 		}
 	}
+	b := c.buf[c.r]
+	c.r++
+	c.n++
 	return b, nil
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
-	c.flush()
-	n, err := c.br.Read(p)
-	c.n += int64(n)
-	if c.w != nil && n > 0 {
-		c.w.Write(p[:n]) // hashes never fail
+	if c.r == c.end {
+		if err := c.fill(); err != nil {
+			return 0, err
+		}
 	}
-	return n, err
+	n := copy(p, c.buf[c.r:c.end])
+	c.r += n
+	c.n += int64(n)
+	return n, nil
 }
 
-func (c *countingReader) flush() {
-	if len(c.buf) > 0 && c.w != nil {
-		c.w.Write(c.buf)
+// peek tells whether a byte is left, reading one if need be.
+func (c *countingReader) peek() error {
+	if c.r < c.end {
+		return nil
 	}
-	c.buf = c.buf[:0]
+	return c.fill()
+}
+
+// fill hands what is consumed to w and reads more from the source.
+func (c *countingReader) fill() error {
+	c.flush()
+	if c.err != nil {
+		return c.err
+	}
+	c.r, c.end, c.hashed = 0, 0, 0
+	for c.end == 0 && c.err == nil {
+		c.end, c.err = c.src.Read(c.buf)
+	}
+	if c.end > 0 {
+		return nil
+	}
+	return c.err
+}
+
+// flush writes what is consumed and not yet written to w.
+func (c *countingReader) flush() {
+	if c.w != nil && c.r > c.hashed {
+		c.w.Write(c.buf[c.hashed:c.r]) // hashes never fail
+	}
+	c.hashed = c.r
 }
 
 // FirstMemberSize returns the compressed size of data's first gzip

@@ -3,7 +3,9 @@ package gzmember
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/sha1"
 	"crypto/sha256"
+	"encoding/binary"
 	"io"
 	"testing"
 )
@@ -82,5 +84,38 @@ func TestRestAndErrors(t *testing.T) {
 	r.Next()
 	if _, err := r.Next(); err == nil {
 		t.Error("Next before the end of a member")
+	}
+}
+
+// BenchmarkMember inflates a 16 MiB member of half-compressible data
+// (an apk's data member: a kernel is incompressible, text is not),
+// hashing its compressed bytes, as package verification does.
+func BenchmarkMember(b *testing.B) {
+	raw := make([]byte, 16<<20)
+	x := uint64(1)
+	for i := 0; i < len(raw); i += 8 {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		if i%(1<<16) < 1<<15 {
+			binary.LittleEndian.PutUint64(raw[i:], x)
+		} else {
+			copy(raw[i:], "abcdefgh")
+		}
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(raw)
+	zw.Close()
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		r := NewReader(bytes.NewReader(gz.Bytes()))
+		m, err := r.Next(sha1.New())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, m); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
