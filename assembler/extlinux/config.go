@@ -15,12 +15,20 @@ type Config struct {
 	Kernel, Initrd string
 	// Append is the kernel command line.
 	Append string
+	// Name is the file's name for its first line (default
+	// extlinux.conf; isolinux.cfg for ISOLINUX, which reads the same
+	// directives).
+	Name string
 }
 
 // String renders the configuration file.
 func (c Config) String() string {
 	var b strings.Builder
-	b.WriteString("# extlinux.conf, written by alpinist\n")
+	name := c.Name
+	if name == "" {
+		name = "extlinux.conf"
+	}
+	b.WriteString("# " + name + ", written by alpinist\n")
 	if c.Serial >= 0 {
 		// SERIAL comes first, so that everything the loader says goes there.
 		fmt.Fprintf(&b, "SERIAL %d 115200\n", c.Serial)

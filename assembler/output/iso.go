@@ -93,11 +93,11 @@ func (s *Set) iso(o Output, a *job) (string, error) {
 	seed := append([]byte(s.p.Spec.Name+"\x00"+a.Arch+"\x00iso\x00"), info.digest...)
 	o2 := iso.Options{VolumeID: label, SystemID: "LINUX", Preparer: "alpinist", Time: s.p.Created, Seed: seed, Hybrid: true}
 	if plan.BIOS {
-		conf := extlinux.Config{Serial: plan.Serial(), Kernel: "/" + kernel, Initrd: "/" + isoInitrd, Append: plan.LiveCmdline(label)}
+		conf := extlinux.Config{Name: "isolinux.cfg", Serial: plan.Serial(), Kernel: "/" + kernel, Initrd: "/" + isoInitrd, Append: plan.LiveCmdline(label)}
 		files = append(files,
 			iso.File{Path: isoSyslinux + "isolinux.bin", Data: info.isolinux["isolinux.bin"]},
 			iso.File{Path: isoSyslinux + "ldlinux.c32", Data: info.isolinux["ldlinux.c32"]},
-			iso.File{Path: isoSyslinux + "isolinux.cfg", Data: []byte(strings.Replace(conf.String(), "extlinux.conf", "isolinux.cfg", 1))})
+			iso.File{Path: isoSyslinux + "isolinux.cfg", Data: []byte(conf.String())})
 		o2.Boot = append(o2.Boot, iso.Boot{Path: isoSyslinux + "isolinux.bin", LoadSectors: 4, InfoTable: true})
 		o2.HybridMBR = info.isolinux["isohdpfx.bin"]
 		o2.Catalog = isoSyslinux + "boot.cat"
