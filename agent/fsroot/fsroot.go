@@ -151,9 +151,29 @@ func (rg *Range) sendTo(fd int) error {
 	return nil
 }
 
-// WriteFile writes a regular file through a temporary name and a rename,
-// replacing what was there. A *Range source is copied in the kernel.
+// WriteFile writes a regular file, replacing what was there. A free
+// name is created in place, resolved inside the root (openat2 with
+// O_EXCL: no parent descriptor, no rename: three system calls fewer per
+// file, each emulated under TCG); a taken one is written under a
+// temporary name and renamed over it. A *Range source is copied in the
+// kernel.
 func (r *Root) WriteFile(p string, src io.Reader, mode uint32, uid, gid int, xattrs map[string]string, mtime int64) error {
+	const flags = unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_CLOEXEC | unix.O_NOFOLLOW
+	p = rel(p)
+	fd, err := unix.Openat2(r.fd, p, &unix.OpenHow{Flags: flags, Mode: 0o600, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS})
+	if err == nil {
+		if err := fill(fd, p, src, mode, uid, gid, xattrs, mtime); err != nil {
+			if pfd, name, perr := r.Parent(p); perr == nil {
+				unix.Unlinkat(pfd, name, 0)
+				unix.Close(pfd)
+			}
+			return fmt.Errorf("/%s: %w", p, err)
+		}
+		return nil
+	}
+	if !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("create /%s: %w", p, err)
+	}
 	pfd, name, err := r.Parent(p)
 	if err != nil {
 		return err
@@ -163,18 +183,31 @@ func (r *Root) WriteFile(p string, src io.Reader, mode uint32, uid, gid int, xat
 	if len(tmp) > 250 {
 		tmp = tmp[:250]
 	}
-	const flags = unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_CLOEXEC | unix.O_NOFOLLOW
-	fd, err := unix.Openat(pfd, tmp, flags, 0o600)
+	fd, err = unix.Openat(pfd, tmp, flags, 0o600)
 	if errors.Is(err, unix.EEXIST) {
-		// Left by an earlier failure: every system call counts when
-		// emulated, so only then is it removed first.
+		// Left by an earlier failure: removed only then.
 		unix.Unlinkat(pfd, tmp, 0)
 		fd, err = unix.Openat(pfd, tmp, flags, 0o600)
 	}
 	if err != nil {
 		return fmt.Errorf("create /%s: %w", p, err)
 	}
+	err = fill(fd, p, src, mode, uid, gid, xattrs, mtime)
+	if err == nil {
+		err = unix.Renameat(pfd, tmp, pfd, name)
+	}
+	if err != nil {
+		unix.Unlinkat(pfd, tmp, 0)
+		return fmt.Errorf("/%s: %w", p, err)
+	}
+	return nil
+}
+
+// fill writes a new file's content, owner, mode, xattrs and times, and
+// closes it.
+func fill(fd int, p string, src io.Reader, mode uint32, uid, gid int, xattrs map[string]string, mtime int64) error {
 	f := os.NewFile(uintptr(fd), p)
+	var err error
 	if rg, ok := src.(*Range); ok {
 		err = rg.sendTo(fd)
 	} else {
@@ -195,17 +228,9 @@ func (r *Root) WriteFile(p string, src io.Reader, mode uint32, uid, gid int, xat
 	}
 	if err == nil {
 		ts := []unix.Timespec{{Sec: mtime}, {Sec: mtime}}
-		err = unix.UtimesNanoAt(pfd, tmp, ts, unix.AT_SYMLINK_NOFOLLOW)
+		err = unix.UtimesNanoAt(fd, "", ts, unix.AT_EMPTY_PATH)
 	}
-	err = errors.Join(err, f.Close())
-	if err == nil {
-		err = unix.Renameat(pfd, tmp, pfd, name)
-	}
-	if err != nil {
-		unix.Unlinkat(pfd, tmp, 0)
-		return fmt.Errorf("/%s: %w", p, err)
-	}
-	return nil
+	return errors.Join(err, f.Close())
 }
 
 // Symlink makes (or replaces) a symbolic link.

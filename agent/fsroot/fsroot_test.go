@@ -65,8 +65,9 @@ func TestEscapes(t *testing.T) {
 }
 
 // TestWriteFile: a file is written with its mode (setuid kept), time and
-// content, from a reader or a Range (copied by the kernel), over a
-// temporary file an earlier failure left, and no temporary file stays.
+// content, from a reader or a Range (copied by the kernel), in place or
+// over a file that is there (through a temporary file, over one an
+// earlier failure left), and no temporary or partial file stays.
 func TestWriteFile(t *testing.T) {
 	dir := t.TempDir()
 	r, err := Open(filepath.Join(dir, "root"))
@@ -81,6 +82,7 @@ func TestWriteFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	os.WriteFile(filepath.Join(dir, "root", "b"), []byte("an older b"), 0o600)
 	os.WriteFile(filepath.Join(dir, "root", ".apk.b"), []byte("left over"), 0o600)
 	uid, gid := os.Getuid(), os.Getgid()
 	if err := r.WriteFile("a", strings.NewReader("plain"), 0o4755, uid, gid, nil, 1700000000); err != nil {
@@ -108,5 +110,17 @@ func TestWriteFile(t *testing.T) {
 	}
 	if err := r.WriteFile("c", &Range{File: f, Off: 8, N: 5}, 0o644, uid, gid, nil, 0); err == nil {
 		t.Error("a range past the end of its file was written")
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "root", "c")); err == nil {
+		t.Error("the failed write left c")
+	}
+	if err := r.WriteFile("b", &Range{File: f, Off: 8, N: 5}, 0o644, uid, gid, nil, 0); err == nil {
+		t.Error("a range past the end of its file was written over b")
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "root", "b")); string(got) != "23456" {
+		t.Errorf("a failed write over b changed it: %q", got)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "root", ".apk.*")); len(left) > 0 {
+		t.Errorf("temporary files left after failures: %v", left)
 	}
 }
