@@ -63,7 +63,10 @@ An image's config (entrypoint, cmd, env, ...) carries over to the oci and
 docker-archive outputs. A raw or qcow2 disk needs a kernel (/boot/vmlinuz-*)
 and a boot loader in the rootfs: the extlinux program (syslinux) for BIOS,
 which alpinist installs itself, and GRUB's EFI image under /boot/efi for
-UEFI (alpinist build puts it there); it boots with both when it can. The SBOM is written when the rootfs has an apk
+UEFI (alpinist build puts it there); it boots with both when it can. A live
+iso needs the same kernel and GRUB image, and syslinux's ISOLINUX files
+(/usr/share/syslinux/isolinux.bin, ldlinux.c32, isohdpfx.bin) for BIOS.
+The SBOM is written when the rootfs has an apk
 database.
 
 Outputs (--output): ` + outputNames() + `.`,
