@@ -1,13 +1,14 @@
 package iso
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/alpinist/alpinist/assembler/disk"
 )
 
 // The isohybrid system area.
@@ -31,8 +32,8 @@ func (img *image) writeSystemArea(f *os.File) error {
 	if img.o.HybridMBR != nil {
 		binary.LittleEndian.PutUint32(mbr[432:], img.byPath[img.o.Boot[0].Path].lba*4)
 	}
-	seed := sha256.Sum256(append(slices.Clone(img.o.Seed), "iso mbr signature"...))
-	copy(mbr[440:444], seed[:4])
+	sig := disk.SeedHash(img.o.Seed, "iso mbr signature")
+	copy(mbr[440:444], sig[:4])
 	// Partition 1: the whole image, active, type 0 (isohybrid's).
 	part := func(i int, active bool, typ byte, start, count int64) {
 		e := mbr[446+16*i : 446+16*(i+1)]
@@ -71,7 +72,7 @@ func (img *image) writeSystemArea(f *os.File) error {
 // and required; the backup at the end.
 func (img *image) writeGPT(f *os.File, total int64, efi *node) error {
 	id := func(what string) []byte {
-		h := sha256.Sum256(append(slices.Clone(img.o.Seed), what...))
+		h := disk.SeedHash(img.o.Seed, what)
 		h[7] = h[7]&0x0f | 0x40 // version 4, stored mixed-endian
 		h[8] = h[8]&0x3f | 0x80
 		return h[:16]

@@ -6,9 +6,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/alpinist/alpinist/agent/embed"
-	"github.com/alpinist/alpinist/arch"
 	"github.com/alpinist/alpinist/assembler/disk"
 	"github.com/alpinist/alpinist/assembler/extlinux"
 	"github.com/alpinist/alpinist/assembler/fat"
@@ -47,7 +47,7 @@ const (
 // (root=live:LABEL=), ISOLINUX for BIOS, GRUB in an El Torito EFI image
 // for UEFI, and the rootfs as rootfs.tar.gz.
 func (s *Set) iso(o Output, a *job) (string, error) {
-	info, err := scanBoot(a.Tar)
+	info, err := s.bootInfo(a)
 	if err != nil {
 		return "", err
 	}
@@ -105,7 +105,7 @@ func (s *Set) iso(o Output, a *job) (string, error) {
 	if plan.UEFI {
 		cfg := []byte(plan.LiveGRUBConfig(label, "/"+kernel, "/"+isoInitrd))
 		img := filepath.Join(work, "efi.img")
-		if err := writeEFIImage(img, append(slices.Clone(info.efi), fat.File{Path: isoGRUBCfg, Data: cfg}), seed, s); err != nil {
+		if err := writeEFIImage(img, append(slices.Clone(info.efi), fat.File{Path: isoGRUBCfg, Data: cfg}), seed, s.p.Created); err != nil {
 			return "", err
 		}
 		files = append(files, iso.File{Path: isoEFIImage, Source: img}, iso.File{Path: isoGRUBCfg, Data: cfg})
@@ -121,35 +121,21 @@ func (s *Set) iso(o Output, a *job) (string, error) {
 	return p, nil
 }
 
-// isoPlan is the live ISO's boot plan (the spec's disk: firmware,
-// console and cmdline; for a rootfs alpinist did not build, what it
-// has), checked against what the rootfs has.
+// isoPlan is the live ISO's boot plan (bootPlan), with ISOLINUX for
+// BIOS.
 func (s *Set) isoPlan(a *job, info *bootInfo) (bootdisk.Plan, error) {
-	plan := bootdisk.New(s.p.Spec.Disk, a.Arch)
 	hasISOLINUX := len(info.isolinux) == len(isolinuxFiles)
-	if s.p.AutoBoot && (s.p.Spec.Disk == nil || len(s.p.Spec.Disk.Boot) == 0) {
-		plan.BIOS = hasISOLINUX && arch.HasBIOS(a.Arch)
-		plan.UEFI = info.efi != nil
-		if !plan.BIOS && !plan.UEFI {
-			return plan, fmt.Errorf("the rootfs has no boot loader to boot an ISO with: install syslinux for BIOS (x86), or put GRUB's EFI image in /%sEFI/BOOT/ for UEFI, or build it with alpinist build and a disk: section", efiDir)
+	plan, err := s.bootPlan(a, info, "the ISO", hasISOLINUX)
+	if err != nil || !plan.BIOS || hasISOLINUX {
+		return plan, err
+	}
+	var missing []string
+	for _, f := range isolinuxFiles {
+		if info.isolinux[f] == nil {
+			missing = append(missing, "/usr/share/syslinux/"+f)
 		}
 	}
-	if info.kernel == "" {
-		return plan, fmt.Errorf("the system has no kernel (/boot/vmlinuz-*) to boot the ISO with: add one, such as linux-virt")
-	}
-	if plan.UEFI && info.efi == nil {
-		return plan, fmt.Errorf("the rootfs has no GRUB EFI image under /%s (alpinist build makes it when the spec has a disk: that boots with uefi)", efiDir)
-	}
-	if plan.BIOS && !hasISOLINUX {
-		var missing []string
-		for _, f := range isolinuxFiles {
-			if info.isolinux[f] == nil {
-				missing = append(missing, "/usr/share/syslinux/"+f)
-			}
-		}
-		return plan, fmt.Errorf("BIOS boot of an ISO needs ISOLINUX, and the system has no %s (package syslinux)", strings.Join(missing, ", "))
-	}
-	return plan, nil
+	return plan, fmt.Errorf("BIOS boot of an ISO needs ISOLINUX, and the system has no %s (package syslinux)", strings.Join(missing, ", "))
 }
 
 // isoLabel is the live ISO's volume ID: NAME-ARCH, at most 32 bytes.
@@ -159,7 +145,7 @@ func isoLabel(name, arch string) string {
 
 // writeEFIImage writes the El Torito EFI image: a FAT of files, a whole
 // number of MiB with room to spare, at least 4 MiB.
-func writeEFIImage(p string, files []fat.File, seed []byte, s *Set) error {
+func writeEFIImage(p string, files []fat.File, seed []byte, created time.Time) error {
 	var size int64
 	for _, f := range files {
 		size += int64(len(f.Data)+511) &^ 511
@@ -169,6 +155,6 @@ func writeEFIImage(p string, files []fat.File, seed []byte, s *Set) error {
 		if err := f.Truncate(size); err != nil {
 			return err
 		}
-		return fat.Write(f, 0, size, files, fat.Options{Label: "EFIBOOT", VolumeID: disk.VolumeID(append(slices.Clone(seed), "efi image"...)), Time: s.p.Created})
+		return fat.Write(f, 0, size, files, fat.Options{Label: "EFIBOOT", VolumeID: disk.VolumeID(append(slices.Clone(seed), "efi image"...)), Time: created})
 	})
 }

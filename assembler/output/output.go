@@ -235,6 +235,7 @@ type job struct {
 	vmdk      string // the disk as a VMDK (the output's, or the OVA's in the work dir)
 	// diskEFIOnly: the disk boots with UEFI only.
 	diskEFIOnly bool
+	boot        *bootInfo         // the rootfs's boot files (Set.bootInfo)
 	canon       *rootfs.Tar       // Arch.Canon, until Tar is written
 	sums        map[string]string // path -> sha256 hex, made as written
 }

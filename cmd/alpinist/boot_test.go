@@ -24,22 +24,9 @@ import (
 // the initramfs switching to root=UUID=, the system's own init, up to
 // the getty's login prompt on the serial console.
 func TestBootRootfs(t *testing.T) {
-	td := generatedRepo(t)
 	p, bin := vmtest.Binary(t, "x86_64")
-	repoDir, _ := filepath.Abs(filepath.Join(td, "repo"))
 	dir := t.TempDir()
-	spec := filepath.Join(dir, "bootme.yaml")
-	writeFile(t, spec, `name: bootme
-arch: [x86_64]
-repositories: [`+repoDir+`/main]
-keys: [`+repoDir+`/keys/]
-packages: [alpine-base, linux-virt]
-hostname: bootme
-disk: {console: ttyS0}
-outputs: [tar, ext4]
-`, 0o644)
-	out := filepath.Join(dir, "out")
-	mustCLI(t, "build", spec, "-o", out, "--cache", t.TempDir())
+	out := buildKernelSystem(t, dir, "bootme", "hostname: bootme\n", "tar,ext4")
 	kernel, initrd := agentInitramfs(t, filepath.Join(out, "bootme-x86_64.tar"), dir, initramfs.BootModules)
 	img := filepath.Join(out, "bootme-x86_64.ext4")
 	console := bootToGetty(t, bin, &qemu.VM{Profile: p, Accel: "tcg", MemoryMiB: 512, Kernel: kernel, Initrd: initrd,
@@ -57,21 +44,9 @@ outputs: [tar, ext4]
 // unpacks its rootfs.tar.gz into a tmpfs and switches to it: the
 // system's getty on the serial console, its root a tmpfs.
 func TestBootLive(t *testing.T) {
-	td := generatedRepo(t)
 	p, bin := vmtest.Binary(t, "x86_64")
-	repoDir, _ := filepath.Abs(filepath.Join(td, "repo"))
 	dir := t.TempDir()
-	spec := filepath.Join(dir, "live.yaml")
-	writeFile(t, spec, `name: live
-arch: [x86_64]
-repositories: [`+repoDir+`/main]
-keys: [`+repoDir+`/keys/]
-packages: [alpine-base, linux-virt]
-disk: {console: ttyS0}
-outputs: [tar.gz]
-`, 0o644)
-	out := filepath.Join(dir, "out")
-	mustCLI(t, "build", spec, "-o", out, "--cache", t.TempDir(), "--output", "tar,tar.gz")
+	out := buildKernelSystem(t, dir, "live", "", "tar,tar.gz")
 	kernel, initrd := agentInitramfs(t, filepath.Join(out, "live-x86_64.tar"), dir, append(slices.Clone(initramfs.BootModules), "isofs"))
 	// The live volume: an ISO 9660 image holding the gzip'ed rootfs.
 	iso := filepath.Join(dir, "live.iso")
@@ -87,6 +62,23 @@ outputs: [tar.gz]
 	if !strings.Contains(console, "Welcome to Alpine Linux") || !strings.Contains(console, "(/dev/ttyS0)") {
 		t.Errorf("the login prompt is not the system's:\n%s", console)
 	}
+}
+
+// buildKernelSystem builds NAME: the test repository's alpine-base and
+// linux-virt (x86_64, a getty on ttyS0) and the spec lines extra, as
+// outputs, into dir/out, which it returns.
+func buildKernelSystem(t *testing.T, dir, name, extra, outputs string) string {
+	t.Helper()
+	repoDir, err := filepath.Abs(filepath.Join(generatedRepo(t), "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := filepath.Join(dir, name+".yaml")
+	writeFile(t, spec, "name: "+name+"\narch: [x86_64]\nrepositories: ["+repoDir+"/main]\nkeys: ["+repoDir+"/keys/]\n"+
+		"packages: [alpine-base, linux-virt]\ndisk: {console: ttyS0}\n"+extra, 0o644)
+	out := filepath.Join(dir, "out")
+	mustCLI(t, "build", spec, "-o", out, "--cache", t.TempDir(), "--output", outputs)
+	return out
 }
 
 // agentInitramfs makes the initramfs of the agent as a booted system's,
