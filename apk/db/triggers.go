@@ -2,6 +2,7 @@ package db
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -18,11 +19,13 @@ type Trigger struct {
 }
 
 // ReadTriggers reads lib/apk/db/triggers. Blank lines are skipped and
-// empty globs (repeated spaces) ignored, as in apk. Errors say
+// empty globs (repeated spaces) ignored, as in apk; a line ends at "\n"
+// alone (a "\r" before it is part of a glob, as apk reads it). Errors say
 // "triggers:LINE: …".
 func ReadTriggers(r io.Reader) ([]Trigger, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), apk.MaxLineLength)
+	sc.Split(scanLF)
 	var out []Trigger
 	line := 0
 	for sc.Scan() {
@@ -51,6 +54,18 @@ func ReadTriggers(r io.Reader) ([]Trigger, error) {
 		return nil, fmt.Errorf("triggers:%d: %w", line+1, err)
 	}
 	return out, nil
+}
+
+// scanLF splits at "\n" only: bufio.ScanLines would drop a "\r" before
+// it.
+func scanLF(data []byte, atEOF bool) (int, []byte, error) {
+	if i := bytes.IndexByte(data, '\n'); i >= 0 {
+		return i + 1, data[:i], nil
+	}
+	if atEOF && len(data) > 0 {
+		return len(data), data, nil
+	}
+	return 0, nil, nil
 }
 
 // WriteTriggers writes lib/apk/db/triggers as apk_db_triggers_write:
