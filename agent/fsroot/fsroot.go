@@ -158,11 +158,19 @@ func (rg *Range) sendTo(fd int) error {
 // temporary name and renamed over it. A *Range source is copied in the
 // kernel.
 func (r *Root) WriteFile(p string, src io.Reader, mode uint32, uid, gid int, xattrs map[string]string, mtime int64) error {
+	return r.WriteFileStat(p, src, mode, uid, gid, xattrs, mtime, nil)
+}
+
+// WriteFileStat is WriteFile that also fills st (when not nil) with the
+// new file's status, as lstat would give it after the write, from the
+// descriptor or the parent directory it has at hand (one system call
+// instead of an lstat's three).
+func (r *Root) WriteFileStat(p string, src io.Reader, mode uint32, uid, gid int, xattrs map[string]string, mtime int64, st *unix.Stat_t) error {
 	const flags = unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_CLOEXEC | unix.O_NOFOLLOW
 	p = rel(p)
 	fd, err := unix.Openat2(r.fd, p, &unix.OpenHow{Flags: flags, Mode: 0o600, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS})
 	if err == nil {
-		if err := fill(fd, p, src, mode, uid, gid, xattrs, mtime); err != nil {
+		if err := fill(fd, p, src, mode, uid, gid, xattrs, mtime, st); err != nil {
 			if pfd, name, perr := r.Parent(p); perr == nil {
 				unix.Unlinkat(pfd, name, 0)
 				unix.Close(pfd)
@@ -192,9 +200,13 @@ func (r *Root) WriteFile(p string, src io.Reader, mode uint32, uid, gid int, xat
 	if err != nil {
 		return fmt.Errorf("create /%s: %w", p, err)
 	}
-	err = fill(fd, p, src, mode, uid, gid, xattrs, mtime)
+	err = fill(fd, p, src, mode, uid, gid, xattrs, mtime, nil)
 	if err == nil {
 		err = unix.Renameat(pfd, tmp, pfd, name)
+	}
+	if err == nil && st != nil {
+		// The rename changed the inode's ctime.
+		err = unix.Fstatat(pfd, name, st, unix.AT_SYMLINK_NOFOLLOW)
 	}
 	if err != nil {
 		unix.Unlinkat(pfd, tmp, 0)
@@ -203,9 +215,9 @@ func (r *Root) WriteFile(p string, src io.Reader, mode uint32, uid, gid int, xat
 	return nil
 }
 
-// fill writes a new file's content, owner, mode, xattrs and times, and
-// closes it.
-func fill(fd int, p string, src io.Reader, mode uint32, uid, gid int, xattrs map[string]string, mtime int64) error {
+// fill writes a new file's content, owner, mode, xattrs and times, fills
+// st (when not nil) with its status, and closes it.
+func fill(fd int, p string, src io.Reader, mode uint32, uid, gid int, xattrs map[string]string, mtime int64, st *unix.Stat_t) error {
 	f := os.NewFile(uintptr(fd), p)
 	var err error
 	if rg, ok := src.(*Range); ok {
@@ -229,6 +241,9 @@ func fill(fd int, p string, src io.Reader, mode uint32, uid, gid int, xattrs map
 	if err == nil {
 		ts := []unix.Timespec{{Sec: mtime}, {Sec: mtime}}
 		err = unix.UtimesNanoAt(fd, "", ts, unix.AT_EMPTY_PATH)
+	}
+	if err == nil && st != nil {
+		err = unix.Fstat(fd, st)
 	}
 	return errors.Join(err, f.Close())
 }

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestEscapes: symlinks in the target pointing out of it (absolute,
@@ -122,5 +124,33 @@ func TestWriteFile(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(dir, "root", ".apk.*")); len(left) > 0 {
 		t.Errorf("temporary files left after failures: %v", left)
+	}
+}
+
+// TestWriteFileStat: the status WriteFileStat gives is lstat's after the
+// write, for a new name and for a taken one (renamed over: a new ctime).
+func TestWriteFileStat(t *testing.T) {
+	dir := t.TempDir()
+	r, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	os.WriteFile(filepath.Join(dir, "taken"), []byte("old"), 0o600)
+	for _, name := range []string{"new", "taken"} {
+		var st unix.Stat_t
+		if err := r.WriteFileStat(name, strings.NewReader("content"), 0o751, os.Getuid(), os.Getgid(), nil, 1700000000, &st); err != nil {
+			t.Fatal(err)
+		}
+		var want unix.Stat_t
+		if err := unix.Lstat(filepath.Join(dir, name), &want); err != nil {
+			t.Fatal(err)
+		}
+		if st != want {
+			t.Errorf("%s: %+v, lstat says %+v", name, st, want)
+		}
+		if st.Size != 7 || st.Mode != unix.S_IFREG|0o751 || st.Mtim.Sec != 1700000000 {
+			t.Errorf("%s: size %d, mode %o, mtime %d", name, st.Size, st.Mode, st.Mtim.Sec)
+		}
 	}
 }

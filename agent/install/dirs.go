@@ -126,7 +126,12 @@ func (st *state) prepare(d *dirState, mode uint32) error {
 // the host's /run). We never write outside the target: what apk would
 // put there is left out, and logged, so the target is what apk makes.
 func (st *state) outside(p string) bool {
-	dir := path.Dir(p)
+	return st.outsideDir(p, path.Dir(p))
+}
+
+// outsideDir is outside for dir and the directories above it, on the way
+// to p.
+func (st *state) outsideDir(p, dir string) bool {
 	for i := 0; i <= len(dir); i++ {
 		if i < len(dir) && dir[i] != '/' {
 			continue
@@ -135,11 +140,21 @@ func (st *state) outside(p string) bool {
 		if prefix == "" || prefix == "." {
 			continue
 		}
+		if st.realDirs[prefix] {
+			continue
+		}
 		s, err := st.root.Lstat(prefix)
+		if err == nil && s.Mode&unix.S_IFMT == unix.S_IFDIR {
+			st.realDirs[prefix] = true
+		}
 		if err != nil || s.Mode&unix.S_IFMT != unix.S_IFLNK {
 			continue
 		}
 		if t, err := os.Readlink(filepath.Join(st.in.Root, prefix)); err == nil && strings.HasPrefix(t, "/") {
+			if prefix == p {
+				st.in.logf("/%s: a symlink to %s that apk follows out of the target: its permissions are left as they are\n", p, t)
+				return true
+			}
 			st.in.logf("/%s: under /%s, a symlink to %s that apk follows out of the target: left out, as apk leaves it out of the target\n", p, prefix, t)
 			return true
 		}
@@ -179,6 +194,11 @@ func (st *state) updatePermissions() error {
 	for _, name := range st.hashOrder() {
 		d := st.dirs[name]
 		if !d.updatePerms || d.name == "" || d.outside {
+			continue
+		}
+		if st.outsideDir(d.name, d.name) {
+			// A script made it (or a directory above it) a symlink out
+			// of the target: apk would change what it points to.
 			continue
 		}
 		d.seen = false

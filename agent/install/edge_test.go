@@ -23,7 +23,8 @@ import (
 //   - same origin: the later package overwrites silently;
 //   - replaces_priority: a package that the owner replaces with a higher
 //     priority leaves the owner's file in place;
-//   - a file owned by a name the target's passwd gives another id.
+//   - a file owned by a name the target's passwd gives another id;
+//   - a directory a script turns into a symlink out of the target.
 func TestEdgeCasesLikeApk(t *testing.T) {
 	needRoot(t)
 	minirootfs.CanChroot(t)
@@ -59,6 +60,10 @@ func TestEdgeCasesLikeApk(t *testing.T) {
 		}
 		return deps
 	}
+	away := filepath.Join(dir, "away") // on the host
+	if err := os.Mkdir(away, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	owned := file("var/lib/edge/owned", "owned by edgeuser\n", 0o640)
 	owned.UID, owned.GID, owned.Uname, owned.Gname = 4242, 4243, "edgeuser", "edgeuser"
 	pkgs := []pkg{
@@ -74,6 +79,13 @@ func TestEdgeCasesLikeApk(t *testing.T) {
 			ents: []apkfile.Entry{d("usr", 0o755), d("usr/share", 0o755), file("usr/share/edge-prio", "owner\n", 0o644)}},
 		{meta: apk.Package{Name: "edge-late", Replaces: dep("edge-owner"), ReplacesPriority: 1, Depends: dep("edge-owner")},
 			ents: []apkfile.Entry{d("usr", 0o755), d("usr/share", 0o755), file("usr/share/edge-prio", "late\n", 0o644), file("usr/share/edge-late", "late\n", 0o644)}},
+		// A script turns a directory that earlier files went into into a
+		// symlink out of the target: a later package's file under it is
+		// left out (apk writes it through the link, on the host).
+		{meta: apk.Package{Name: "edge-dir"}, ents: []apkfile.Entry{d("opt", 0o755), d("opt/edge", 0o755), file("opt/edge/early", "early\n", 0o644)}},
+		{meta: apk.Package{Name: "edge-link", Depends: dep("edge-dir busybox")},
+			scripts: map[string][]byte{"post-install": []byte("#!/bin/busybox sh\nrm -r /opt/edge\nln -s " + away + " /opt/edge\n")}},
+		{meta: apk.Package{Name: "edge-under", Depends: dep("edge-link")}, ents: []apkfile.Entry{d("opt", 0o755), d("opt/edge", 0o755), file("opt/edge/late", "late\n", 0o644)}},
 	}
 	var metas []*apk.Package
 	for _, p := range pkgs {
@@ -91,7 +103,13 @@ func TestEdgeCasesLikeApk(t *testing.T) {
 	// The keys: Alpine's and ours, in one directory.
 	copyKeys(t, filepath.Join(real, "keys"), keys)
 	ours := compareWithApk(t, "edge", []string{filepath.Join(real, "repos", "v3.19"), repoDir}, keys,
-		[]string{"busybox", "edge-protected", "edge-b", "edge-late"})
+		[]string{"busybox", "edge-protected", "edge-b", "edge-late", "edge-under"})
+	if got, err := os.ReadFile(filepath.Join(away, "late")); err != nil || string(got) != "late\n" {
+		t.Errorf("apk did not write opt/edge/late through the link out of its target: %q %v", got, err)
+	}
+	if l, err := os.Readlink(filepath.Join(ours, "opt/edge")); err != nil || l != away {
+		t.Errorf("opt/edge: %q %v, want a link to %s", l, err, away)
+	}
 	// What apk did, and so did we (not a vacuous sameness).
 	for p, want := range map[string]string{
 		"etc/edge/changed.conf": "local\n", "etc/edge/changed.conf.apk-new": "packaged\n", "etc/edge/same.conf": "packaged\n",

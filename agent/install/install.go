@@ -50,7 +50,9 @@ type Installer struct {
 	Root string
 	// Log receives script output and progress lines; nil discards them.
 	Log io.Writer
-	// Phase, when set, is told each package as it is installed.
+	// Phase, when set, is told each step as it starts: "installing
+	// NAME-VERSION" for each package, then "running triggers" and
+	// "writing the database".
 	Phase func(what string)
 	// Refs, when set, records the files written from prepared packages
 	// (see Refs).
@@ -99,6 +101,10 @@ type state struct {
 	// writers, flushed before anything reads the target.
 	disk    *os.File
 	writers writers
+	// realDirs are paths outside found to be directories: each lstat is
+	// a few system calls, emulated, for every prefix of every file.
+	// Only a script (or a write at such a path) can change one.
+	realDirs map[string]bool
 	// legacy: the system gets an apk-tools older than 2.14 (Alpine
 	// 3.17 and before), whose ways we follow where they differ: scripts
 	// run from var/cache/misc, installed lists packages in install
@@ -114,7 +120,8 @@ func (in *Installer) Install(d *pkgdisk.Reader) error {
 		return err
 	}
 	defer r.Close()
-	st := &state{in: in, root: r, owner: map[string]owned{}, dirs: map[string]*dirState{}, mtime: d.Manifest.SourceDateEpoch}
+	st := &state{in: in, root: r, owner: map[string]owned{}, dirs: map[string]*dirState{}, mtime: d.Manifest.SourceDateEpoch,
+		realDirs: map[string]bool{}}
 	st.ids.st = st
 	st.at = -1
 	st.refs = in.Refs
@@ -134,9 +141,7 @@ func (in *Installer) Install(d *pkgdisk.Reader) error {
 		if err != nil {
 			return err
 		}
-		if in.Phase != nil {
-			in.Phase(p.Name + "-" + p.Version)
-		}
+		in.phase("installing " + p.Name + "-" + p.Version)
 		if err := st.installOne(p, read); err != nil {
 			return fmt.Errorf("%s-%s: %w", p.Name, p.Version, err)
 		}
@@ -144,9 +149,11 @@ func (in *Installer) Install(d *pkgdisk.Reader) error {
 	if err := st.updatePermissions(); err != nil {
 		return err
 	}
+	in.phase("running triggers")
 	if err := st.runTriggers(); err != nil {
 		return err
 	}
+	in.phase("writing the database")
 	if err := st.writeDB(d); err != nil {
 		return err
 	}
@@ -188,6 +195,12 @@ func legacyApk(pkgs []pkgdisk.Package) bool {
 		}
 	}
 	return false
+}
+
+func (in *Installer) phase(what string) {
+	if in.Phase != nil {
+		in.Phase(what)
+	}
 }
 
 func (in *Installer) logf(format string, a ...any) {
@@ -265,10 +278,13 @@ func (st *state) extract(idx int, ps *pkgState, h *tar.Header, content io.Reader
 	}
 	mode := uint32(h.Mode) & 0o7777
 	uid, gid := st.ids.uid(h.Uname, h.Uid), st.ids.gid(h.Gname, h.Gid)
-	xattrs := map[string]string{}
+	var xattrs map[string]string
 	var xa []db.Xattr
 	for k, v := range h.PAXRecords {
 		if name, ok := strings.CutPrefix(k, "SCHILY.xattr."); ok {
+			if xattrs == nil {
+				xattrs = map[string]string{}
+			}
 			xattrs[name] = v
 			xa = append(xa, db.Xattr{Name: name, Value: []byte(v)})
 		}
@@ -328,16 +344,19 @@ func (st *state) extract(idx int, ps *pkgState, h *tar.Header, content io.Reader
 		target = ""
 	}
 	if target != "" {
+		delete(st.realDirs, target)
 		if (h.Typeflag == tar.TypeReg || h.Typeflag == tar.TypeRegA) && st.disk != nil && st.at >= 0 {
 			// The bytes are on the package disk at st.at: the kernel
 			// copies them (and the reader skips them), on the VM's
 			// other CPUs while the next entries are read.
 			rg, at, hh := &fsroot.Range{File: st.disk, Off: st.at, N: h.Size}, st.at, *h
 			st.writers.do(func() error {
-				if err := st.root.WriteFile(target, rg, mode, uid, gid, xattrs, st.mtime); err != nil {
+				var fst unix.Stat_t
+				if err := st.root.WriteFileStat(target, rg, mode, uid, gid, xattrs, st.mtime, &fst); err != nil {
 					return err
 				}
-				return st.refs.note(st.root, target, &hh, at)
+				st.refs.noteStat(&fst, &hh, at)
+				return nil
 			})
 		} else {
 			if h.Typeflag == tar.TypeLink {

@@ -52,6 +52,15 @@ func (r *Refs) note(root *fsroot.Root, p string, h *tar.Header, off int64) error
 	if err != nil {
 		return err
 	}
+	r.noteStat(st, h, off)
+	return nil
+}
+
+// noteStat is note with the file's status at hand.
+func (r *Refs) noteStat(st *unix.Stat_t, h *tar.Header, off int64) {
+	if r == nil {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if later(st.Ctim, r.latest) {
@@ -63,14 +72,13 @@ func (r *Refs) note(root *fsroot.Root, p string, h *tar.Header, off int64) error
 			old.ctime = st.Ctim
 			r.byIno[st.Ino] = old
 		}
-		return nil
+		return
 	}
 	if off < 0 || st.Size != h.Size || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		delete(r.byIno, st.Ino)
-		return nil
+		return
 	}
 	r.byIno[st.Ino] = ref{off: off, size: st.Size, mtime: st.Mtim, ctime: st.Ctim}
-	return nil
 }
 
 // Lookup tells where on the package disk the bytes of the regular file

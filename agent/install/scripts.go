@@ -39,6 +39,7 @@ func (st *state) runScript(inst *db.Installed, t db.ScriptType, args ...string) 
 	name := inst.Package.String() + "." + t.String()
 	st.in.logf("Executing %s\n", name)
 	st.refs.settle()
+	clear(st.realDirs)
 	dir, dirMode := "lib/apk/exec", uint32(0o700)
 	if st.legacy {
 		// apk 2.12: var/cache/misc, made 0755 when missing.

@@ -322,6 +322,7 @@ type Reader struct {
 	toolsRead bool
 	tree      int      // the last file tree index read
 	disk      *os.File // see Open
+	dataBuf   []byte   // NextPrepared's data readers' buffer
 }
 
 // NewReader reads the manifest and the keys.

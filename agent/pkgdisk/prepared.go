@@ -134,9 +134,13 @@ func (r *Reader) NextPrepared() (Package, []byte, io.Reader, int64, error) {
 		return Package{}, nil, nil, 0, fmt.Errorf("pkgdisk: %s-%s: %w", p.Name, p.Version, err)
 	}
 	if ra, ok := r.count.R.(io.ReaderAt); ok {
-		// Read at offsets: what the installer does not read, the disk's
-		// tar skips by seeking.
-		return p, control, io.NewSectionReader(ra, r.count.N, h.Size), r.count.N, nil
+		// Read at offsets, buffered: what the installer does not read
+		// (the files' bytes), the data tar skips by seeking, and its
+		// headers come a buffer at a time, not a system call each.
+		if r.dataBuf == nil {
+			r.dataBuf = make([]byte, 16<<10)
+		}
+		return p, control, &fileReader{ra: ra, buf: r.dataBuf, base: r.count.N, off: r.count.N, end: r.count.N + h.Size}, r.count.N, nil
 	}
 	return p, control, r.tr, r.count.N, nil
 }

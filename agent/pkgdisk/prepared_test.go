@@ -93,3 +93,86 @@ func TestPrepared(t *testing.T) {
 		t.Error("prepared packages for apk-tools accepted")
 	}
 }
+
+// TestPreparedOpen reads a prepared disk as the build VM does (Open): each
+// package's data is a buffered section of the disk that seeks relative
+// to its start and ends at its end.
+func TestPreparedOpen(t *testing.T) {
+	m := Manifest{Arch: "x86_64", Prepared: true, Packages: []Package{
+		{Name: "a", Version: "1-r0", Checksum: "Q1x"}, {Name: "b", Version: "2-r0", Checksum: "Q1y"}, {Name: "c", Version: "3-r0", Checksum: "Q1z"}}}
+	f, err := os.Create(filepath.Join(t.TempDir(), "disk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w, err := NewWriter(f, m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, 40000) // more than the data reader's buffer
+	for i := range big {
+		big[i] = byte(i * 7 / 3)
+	}
+	datas := [][]byte{[]byte("data of a"), big, []byte("c")}
+	for _, d := range datas {
+		if err := w.AddPrepared([]byte("control"), func(w io.Writer) error { _, err := w.Write(d); return err }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(rd io.Reader, n int) []byte {
+		t.Helper()
+		b := make([]byte, n)
+		if _, err := io.ReadFull(rd, b); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for i := range datas {
+		_, _, data, _, err := r.NextPrepared()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i != 1 {
+			if b, _ := io.ReadAll(data); !bytes.Equal(b, datas[i]) {
+				t.Errorf("package %d: %q", i, b)
+			}
+			continue
+		}
+		s := data.(io.Seeker)
+		if at, err := s.Seek(0, io.SeekCurrent); at != 0 || err != nil {
+			t.Errorf("at %d (%v), want 0", at, err)
+		}
+		if b := read(data, 10); !bytes.Equal(b, big[:10]) {
+			t.Errorf("first 10 bytes %v", b)
+		}
+		if at, _ := s.Seek(100, io.SeekCurrent); at != 110 {
+			t.Errorf("seek to %d, want 110", at)
+		}
+		if b := read(data, 5); !bytes.Equal(b, big[110:115]) {
+			t.Errorf("bytes 110-115: %v", b)
+		}
+		if at, _ := s.Seek(30000, io.SeekStart); at != 30000 {
+			t.Errorf("seek to %d, want 30000", at)
+		}
+		if b, err := io.ReadAll(data); err != nil || !bytes.Equal(b, big[30000:]) {
+			t.Errorf("from 30000: %d bytes (%v), want %d", len(b), err, len(big)-30000)
+		}
+		if _, err := s.Seek(-1, io.SeekStart); err == nil {
+			t.Error("a seek before the start")
+		}
+		s.Seek(int64(len(big)+10), io.SeekStart)
+		if n, err := data.Read(make([]byte, 4)); n != 0 || err != io.EOF {
+			t.Errorf("past the end: %d, %v", n, err)
+		}
+	}
+	if _, _, _, _, err := r.NextPrepared(); err != io.EOF {
+		t.Errorf("after the last package: %v", err)
+	}
+}

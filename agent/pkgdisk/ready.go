@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math"
 	"os"
 )
 
@@ -88,7 +89,7 @@ func (h *HoldFirst) Release() error {
 // (the files' bytes, which the installer copies in the kernel from the
 // disk at their offsets: Reader.Disk) is skipped, not read through.
 func Open(f *os.File) (*Reader, error) {
-	r, err := NewReader(&fileReader{f: f, buf: make([]byte, 256<<10)})
+	r, err := NewReader(&fileReader{ra: f, buf: make([]byte, 256<<10)})
 	if err != nil {
 		return nil, err
 	}
@@ -99,29 +100,41 @@ func Open(f *os.File) (*Reader, error) {
 // Disk is the file the disk is read from (Open), nil for a stream.
 func (r *Reader) Disk() *os.File { return r.disk }
 
-// fileReader is a buffered reader of a file that seeks (without reading)
-// and reads at offsets.
+// fileReader is a buffered reader of a file, or of its section from base
+// to end (when end > 0), that seeks without reading (offsets relative to
+// base) and reads at offsets.
 type fileReader struct {
-	f    *os.File
-	buf  []byte
-	off  int64 // the file offset of buf[0]
-	r, w int   // buf[r:w] is unread
+	ra        io.ReaderAt
+	buf       []byte
+	base, end int64
+	off       int64 // the file offset of buf[0]
+	r, w      int   // buf[r:w] is unread
 }
 
 func (b *fileReader) pos() int64 { return b.off + int64(b.r) }
 
 func (b *fileReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
 	if b.r == b.w {
 		b.off, b.r, b.w = b.pos(), 0, 0
+		left := int64(math.MaxInt64)
+		if b.end > 0 {
+			if left = b.end - b.off; left <= 0 {
+				return 0, io.EOF
+			}
+		}
 		if len(p) >= len(b.buf) {
-			n, err := b.f.ReadAt(p, b.off)
+			p = p[:min(int64(len(p)), left)]
+			n, err := b.ra.ReadAt(p, b.off)
 			b.off += int64(n)
 			if n > 0 {
 				err = nil
 			}
 			return n, err
 		}
-		n, err := b.f.ReadAt(b.buf, b.off)
+		n, err := b.ra.ReadAt(b.buf[:min(int64(len(b.buf)), left)], b.off)
 		b.w = n
 		if n == 0 {
 			if err == nil {
@@ -138,12 +151,13 @@ func (b *fileReader) Read(p []byte) (int, error) {
 func (b *fileReader) Seek(offset int64, whence int) (int64, error) {
 	switch whence {
 	case io.SeekStart:
+		offset += b.base
 	case io.SeekCurrent:
 		offset += b.pos()
 	default:
 		return 0, errors.New("pkgdisk: seek from the start or the current offset only")
 	}
-	if offset < 0 {
+	if offset < b.base {
 		return 0, errors.New("pkgdisk: negative offset")
 	}
 	if offset >= b.off && offset <= b.off+int64(b.w) {
@@ -151,7 +165,8 @@ func (b *fileReader) Seek(offset int64, whence int) (int64, error) {
 	} else {
 		b.off, b.r, b.w = offset, 0, 0
 	}
-	return offset, nil
+	return offset - b.base, nil
 }
 
-func (b *fileReader) ReadAt(p []byte, off int64) (int, error) { return b.f.ReadAt(p, off) }
+// ReadAt reads at an offset of the file (not of the section).
+func (b *fileReader) ReadAt(p []byte, off int64) (int, error) { return b.ra.ReadAt(p, off) }

@@ -73,7 +73,7 @@ func build(disks map[string]string, args map[string]string) error {
 			refs = install.NewRefs()
 		}
 		inst := &install.Installer{Root: target, Log: os.Stdout, Refs: refs,
-			Phase: func(what string) { report(proto.Message{Type: proto.TypeLog, Text: "installing " + what}) }}
+			Phase: func(what string) { report(proto.Message{Type: proto.TypeLog, Text: what}) }}
 		if err := inst.Install(d); err != nil {
 			return err
 		}
