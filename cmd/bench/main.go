@@ -56,7 +56,7 @@ type row struct{ what, value, target string }
 var rows []row
 
 // parts are what -only picks from, in the order they run.
-var parts = []string{"phases", "real", "ratios", "assemble", "boot", "rss"}
+var parts = []string{"phases", "real", "icount", "ratios", "assemble", "boot", "rss"}
 
 func add(what, value, target string) {
 	rows = append(rows, row{what, value, target})
@@ -96,6 +96,7 @@ func main() {
 			want[p] = true
 		}
 		want["real"] = *realDir != ""
+		want["icount"] = *realDir != ""
 		want["rss"] = !*skipRSS
 	}
 	var err error
@@ -111,6 +112,9 @@ func main() {
 	}
 	if want["real"] {
 		realSet(*bin, *before, *realDir, work)
+	}
+	if want["icount"] {
+		icountSet(*bin, *realDir, work)
 	}
 	if want["ratios"] {
 		ratios()
