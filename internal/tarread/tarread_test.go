@@ -141,6 +141,7 @@ func TestRealPackages(t *testing.T) {
 		same(t, data)
 		entries += len(readAll(NewReader(bytes.NewReader(data)))) - 1
 	}
+	t.Logf("%d entries in %d packages", entries, len(files))
 	if entries < 2000 {
 		t.Errorf("%d entries in %d packages", entries, len(files))
 	}
