@@ -30,14 +30,17 @@ type Options struct {
 	Skip []string
 	// Ref, when set, tells where the host already has a regular file's
 	// bytes (an offset and size on the package disk, see
-	// install.Refs): its entry then carries them in a RefRecord and no
-	// data, and the host fills them in (ResolveRef).
+	// install.Refs): its entry is then a RefType entry without data,
+	// and the host fills them in (Fill).
 	Ref func(st *syscall.Stat_t) (off, size int64, ok bool)
 }
 
-// RefRecord is the PAX record of an entry whose bytes the host has:
-// "OFFSET:SIZE" on the package disk. It is never in a canonical tar.
-const RefRecord = "ALPINIST.ref"
+// RefType is the type of an entry for a regular file whose bytes the
+// host has: its link name is "OFFSET:SIZE" on the package disk, its size
+// 0. POSIX leaves the types 'A' to 'Z' to vendors; this one is never in
+// a canonical tar. (A PAX record said it before: a header block and a
+// record block more per file, written and read under emulation.)
+const RefType = 'R'
 
 // WriteTar writes the tree under root to w, ending with the tar
 // end-of-archive.
@@ -97,11 +100,8 @@ func WriteTar(w io.Writer, root string, opts Options) error {
 					break
 				}
 				if off, size, ok := opts.Ref(st); ok {
-					if h.PAXRecords == nil {
-						h.PAXRecords = map[string]string{}
-					}
-					h.PAXRecords[RefRecord] = strconv.FormatInt(off, 10) + ":" + strconv.FormatInt(size, 10)
-					h.Size = 0
+					h.Typeflag, h.Size = RefType, 0
+					h.Linkname = strconv.FormatInt(off, 10) + ":" + strconv.FormatInt(size, 10)
 				}
 			case m.IsDir():
 				h.Typeflag, h.Name = tar.TypeDir, r+"/"

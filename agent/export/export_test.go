@@ -69,3 +69,31 @@ func TestWriteTar(t *testing.T) {
 		t.Errorf("entries:\n%s\nwant:\n%s", strings.Join(got, "\n"), want)
 	}
 }
+
+// TestFill: a reference becomes the regular file it stands for, with
+// its bytes from the package disk; a bad one is refused; any other
+// entry passes as it is.
+func TestFill(t *testing.T) {
+	disk := strings.NewReader("0123456789")
+	h := &tar.Header{Name: "f", Typeflag: RefType, Linkname: "2:5", Mode: 0o644}
+	r, err := Fill(h, nil, disk, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := io.ReadAll(r); string(b) != "23456" || h.Typeflag != tar.TypeReg || h.Linkname != "" || h.Size != 5 {
+		t.Errorf("%q, %+v", b, h)
+	}
+	for _, ref := range []string{"2:9", "-1:2", "x:1", "3", "3:-1", ""} {
+		if _, err := Fill(&tar.Header{Name: "f", Typeflag: RefType, Linkname: ref}, nil, disk, 10); err == nil {
+			t.Errorf("reference %q accepted", ref)
+		}
+	}
+	if _, err := Fill(&tar.Header{Name: "f", Typeflag: RefType, Linkname: "1:1", Size: 3}, nil, disk, 10); err == nil {
+		t.Error("a reference with data accepted")
+	}
+	own := strings.NewReader("own")
+	h = &tar.Header{Name: "g", Typeflag: tar.TypeReg, Size: 3}
+	if r, err := Fill(h, own, disk, 10); err != nil || r != io.Reader(own) || h.Size != 3 {
+		t.Errorf("a regular entry: %v %v", r, err)
+	}
+}

@@ -181,7 +181,7 @@ func checkRefs(t *testing.T, disk *os.File, target string, refs *Refs) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, ok := h.PAXRecords[export.RefRecord]; ok {
+		if h.Typeflag == export.RefType {
 			n++
 		}
 		r, err := export.Fill(h, tr, disk, st.Size())
