@@ -10,6 +10,7 @@
 package gzmember
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -20,7 +21,7 @@ import (
 
 // Reader splits its input into gzip members.
 type Reader struct {
-	src  *countingReader
+	src  *source
 	z    *gzip.Reader
 	cur  *member
 	done bool
@@ -28,11 +29,11 @@ type Reader struct {
 
 // NewReader reads members from r.
 func NewReader(r io.Reader) *Reader {
-	return &Reader{src: newCountingReader(r)}
+	return &Reader{src: newSource(r)}
 }
 
 // Offset is the number of compressed bytes consumed so far.
-func (r *Reader) Offset() int64 { return r.src.n }
+func (r *Reader) Offset() int64 { return r.src.consumed() }
 
 // Next starts the next member; its compressed bytes, header and trailer
 // included, are written to the hashes as they are consumed. The returned
@@ -67,12 +68,12 @@ func (r *Reader) start(multi bool, hashes []io.Writer) (io.Reader, error) {
 		return nil, err
 	}
 	r.src.w = io.MultiWriter(hashes...)
-	off := r.src.n
+	off := r.src.consumed()
 	var err error
 	if r.z == nil {
-		r.z, err = gzip.NewReader(r.src)
+		r.z, err = gzip.NewReader(r.src.br)
 	} else {
-		err = r.z.Reset(r.src)
+		err = r.z.Reset(r.src.br)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("gzip member at byte %d: %w", off, noEOF(err))
@@ -115,78 +116,53 @@ func (m *member) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// countingReader is the io.ByteReader gzip reads from: its own buffer
-// window over the source (a byte is an index and an increment, as
-// decompression asks for one byte at a time), counting what is consumed
-// and copying it to w a buffer at a time.
-type countingReader struct {
-	src    io.Reader
-	buf    []byte
-	r, end int // buf[r:end] is read from src, not yet consumed
-	hashed int // buf[hashed:r] is consumed, not yet written to w
-	w      io.Writer
-	n      int64
-	err    error
+// source is what the bufio.Reader that gzip reads from reads. A
+// *bufio.Reader, because klauspost's inflate has a fast path for it (it
+// calls ReadByte on the concrete type, not through an interface: 1.5×
+// the speed). source counts what it supplies and keeps it until gzip
+// has consumed it (what bufio holds is not consumed), then hands it to
+// w: the hashes get exactly each member's bytes.
+type source struct {
+	src      io.Reader
+	br       *bufio.Reader
+	pending  []byte // supplied to br, not yet written to w
+	supplied int64
+	w        io.Writer
 }
 
-func newCountingReader(src io.Reader) *countingReader {
-	return &countingReader{src: src, buf: make([]byte, 64<<10)}
+func newSource(r io.Reader) *source {
+	s := &source{src: r}
+	s.br = bufio.NewReaderSize(s, 64<<10)
+	return s
 }
 
-func (c *countingReader) ReadByte() (byte, error) {
-	if c.r == c.end {
-		if err := c.fill(); err != nil {
-			return 0, err
-		}
+func (s *source) Read(p []byte) (int, error) {
+	s.flush()
+	n, err := s.src.Read(p)
+	s.pending = append(s.pending, p[:n]...)
+	s.supplied += int64(n)
+	return n, err
+}
+
+// consumed is how many bytes gzip has consumed.
+func (s *source) consumed() int64 { return s.supplied - int64(s.br.Buffered()) }
+
+// flush writes what gzip consumed and w has not had yet to w.
+func (s *source) flush() {
+	n := len(s.pending) - s.br.Buffered()
+	if n <= 0 {
+		return
 	}
-	b := c.buf[c.r]
-	c.r++
-	c.n++
-	return b, nil
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	if c.r == c.end {
-		if err := c.fill(); err != nil {
-			return 0, err
-		}
+	if s.w != nil {
+		s.w.Write(s.pending[:n]) // hashes never fail
 	}
-	n := copy(p, c.buf[c.r:c.end])
-	c.r += n
-	c.n += int64(n)
-	return n, nil
+	s.pending = s.pending[:copy(s.pending, s.pending[n:])]
 }
 
 // peek tells whether a byte is left, reading one if need be.
-func (c *countingReader) peek() error {
-	if c.r < c.end {
-		return nil
-	}
-	return c.fill()
-}
-
-// fill hands what is consumed to w and reads more from the source.
-func (c *countingReader) fill() error {
-	c.flush()
-	if c.err != nil {
-		return c.err
-	}
-	c.r, c.end, c.hashed = 0, 0, 0
-	for c.end == 0 && c.err == nil {
-		c.end, c.err = c.src.Read(c.buf)
-	}
-	if c.end > 0 {
-		return nil
-	}
-	return c.err
-}
-
-// flush writes what is consumed and not yet written to w.
-func (c *countingReader) flush() {
-	if c.w != nil && c.r > c.hashed {
-		c.w.Write(c.buf[c.hashed:c.r]) // hashes never fail
-	}
-	c.hashed = c.r
+func (s *source) peek() error {
+	_, err := s.br.Peek(1)
+	return err
 }
 
 // FirstMemberSize returns the compressed size of data's first gzip
