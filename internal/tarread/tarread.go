@@ -95,12 +95,9 @@ func (tr *Reader) next() (*tar.Header, error) {
 		if err != nil {
 			return nil, err
 		}
-		size := h.Size
-		if headerOnly(h.Typeflag) {
-			size = 0
-		}
-		if size < 0 {
-			return nil, tar.ErrHeader
+		size, err := dataSize(h)
+		if err != nil {
+			return nil, err
 		}
 		switch h.Typeflag {
 		case tar.TypeXHeader:
@@ -142,12 +139,9 @@ func (tr *Reader) next() (*tar.Header, error) {
 				h.Typeflag = tar.TypeReg
 			}
 		}
-		size = h.Size
-		if headerOnly(h.Typeflag) {
-			size = 0
-		}
-		if size < 0 {
-			return nil, tar.ErrHeader
+		// PAX records may have changed the size.
+		if size, err = dataSize(h); err != nil {
+			return nil, err
 		}
 		tr.left, tr.pad = size, padding(size)
 		return h, nil
@@ -286,6 +280,17 @@ func checksums(b []byte) (unsigned, signed int64) {
 		signed += int64(int8(c))
 	}
 	return unsigned, signed
+}
+
+// dataSize is how many bytes of data follow h's header.
+func dataSize(h *tar.Header) (int64, error) {
+	if headerOnly(h.Typeflag) {
+		return 0, nil
+	}
+	if h.Size < 0 {
+		return 0, tar.ErrHeader
+	}
+	return h.Size, nil
 }
 
 // headerOnly are the types whose size says nothing of data that follows.
