@@ -86,8 +86,9 @@ func (tr *Reader) next() (*tar.Header, error) {
 		if err := tr.skip(tr.left); err != nil {
 			return nil, err
 		}
-		// The padding: the archive may end without it.
-		if _, err := io.ReadFull(tr.r, tr.blk[:tr.pad]); err != nil {
+		// The padding: the archive may end without it, or in it (both
+		// io.EOF, as archive/tar has it).
+		if err := readPadding(tr.r, tr.blk[:tr.pad]); err != nil {
 			return nil, err
 		}
 		tr.left, tr.pad = 0, 0
@@ -146,6 +147,23 @@ func (tr *Reader) next() (*tar.Header, error) {
 		tr.left, tr.pad = size, padding(size)
 		return h, nil
 	}
+}
+
+// readPadding reads len(b) bytes of padding. Unlike io.ReadFull, an
+// end within them is io.EOF, not io.ErrUnexpectedEOF: archive/tar's
+// tryReadFull.
+func readPadding(r io.Reader, b []byte) error {
+	n := 0
+	var err error
+	for n < len(b) && err == nil {
+		var k int
+		k, err = r.Read(b[n:])
+		n += k
+	}
+	if n == len(b) && err == io.EOF {
+		err = nil
+	}
+	return err
 }
 
 // special reads the data of a PAX or GNU long-name entry.
