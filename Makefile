@@ -27,8 +27,12 @@ all: build
 
 # The build VM's agents, one per supported target arch, static, embedded
 # into bin/alpinist (tag alpinist_agents) so users need no Go toolchain.
-AGENT_GOARCHES := amd64 arm64 riscv64
-AGENTS := $(AGENT_GOARCHES:%=agent/embed/agents/alpinist-agent-%)
+# They are named by arch.Arch.Agent: the GOARCH, and for arm its version
+# (armv7 for armv7, armv6 for armhf: GOARCH=arm with GOARM=7 or 6).
+AGENTS_FOR := amd64 arm64 riscv64
+AGENTS := $(AGENTS_FOR:%=agent/embed/agents/alpinist-agent-%)
+agent_goarch = $(if $(filter armv%,$(1)),arm,$(1))
+AGENT_GOARCHES := $(sort $(foreach a,$(AGENTS_FOR),$(call agent_goarch,$(a))))
 # Every file an agent is built from: the Go and embedded files of each
 # package of this module that cmd/alpinist-agent links, for each arch
 # (go list -deps: apk/* and internal/* as well as agent/),
@@ -50,7 +54,7 @@ agents: $(AGENTS)
 
 agent/embed/agents/alpinist-agent-%: $(AGENT_SRC)
 	@mkdir -p $(@D)
-	CGO_ENABLED=0 GOOS=linux GOARCH=$* $(GO) build -trimpath -ldflags "-s -w" -o $@ ./cmd/alpinist-agent
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(call agent_goarch,$*) $(if $(filter armv%,$*),GOARM=$(patsubst armv%,%,$*)) $(GO) build -trimpath -ldflags "-s -w" -o $@ ./cmd/alpinist-agent
 
 deps:
 	@scripts/deps.sh build

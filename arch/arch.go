@@ -18,16 +18,28 @@ import (
 type Arch struct {
 	// Name is Alpine's name: x86_64, aarch64, ...
 	Name string
-	// GOARCH is Go's name for it, "" when the agent has no Go port.
-	GOARCH string
+	// GOARCH is Go's name for it, "" when the agent has no Go port, and
+	// GOARM the ARM version its agent is built for (GOARM=6 for armhf's
+	// ARMv6, 7 for armv7).
+	GOARCH, GOARM string
 	// OCI is the OCI platform's architecture and variant, as the
 	// image-spec lists them.
 	OCI, OCIVariant string
 	// LXC is Incus's (and the kernel's uname -m) name.
 	LXC string
 	// Debian is Debian's name, for the synthetic test repository ("" for
-	// an arch it is not made for).
+	// an arch it is not made for); armv7 and armhf both take Debian's
+	// armhf (ARMv7 code, which their build VMs' ARMv7 CPU runs).
 	Debian string
+	// DebianKernels are the Debian kernel meta packages linux-virt is made
+	// from, best first (Debian's cloud kernel where it has one).
+	DebianKernels []string
+	// GRUBDebian is the Debian package of GRUB's modules for GRUB's target
+	// (grub-efi-ia32-bin for i386-efi, ...).
+	GRUBDebian string
+	// Uname is the kernel's uname -m in a build VM of this arch (i686 and
+	// armv7l; the build VM's CPU is ARMv7 for armhf too).
+	Uname string
 	// RootType is the GPT type GUID of the root partition (the
 	// Discoverable Partitions Specification's), or "" for the generic
 	// Linux file system type.
@@ -104,8 +116,9 @@ var virtBoot = []string{"quiet", "panic=-1", "cryptomgr.notests", "rcupdate.rcu_
 // All are the architectures, in Alpine's order of its arch list.
 var All = []Arch{
 	{Name: "x86_64", GOARCH: "amd64", OCI: "amd64", LXC: "x86_64", Debian: "amd64",
+		DebianKernels: []string{"linux-image-cloud-amd64", "linux-image-amd64"},
 		RootType: "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709", Console: "ttyS0", BIOS: true,
-		GRUB: "x86_64-efi", EFIBoot: "BOOTX64.EFI",
+		GRUB: "x86_64-efi", EFIBoot: "BOOTX64.EFI", GRUBDebian: "grub-efi-amd64-bin",
 		QEMU: QEMU{Binary: "qemu-system-x86_64", Machine: "q35", CPU: x86_64TCG, Transport: "pci", KVM: true, BootArgs: fastBoot, Tested: true,
 			Firmware: []Firmware{
 				{"/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"},               // Debian, Ubuntu
@@ -115,12 +128,17 @@ var All = []Arch{
 				{"/opt/homebrew/share/qemu/edk2-x86_64-code.fd", "/opt/homebrew/share/qemu/edk2-i386-vars.fd"},
 				{"/usr/local/share/qemu/edk2-x86_64-code.fd", "/usr/local/share/qemu/edk2-i386-vars.fd"},
 			}, FirmwareName: "OVMF"}},
-	{Name: "x86", GOARCH: "386", OCI: "386", LXC: "i686",
-		Console: "ttyS0", BIOS: true, GRUB: "i386-efi", EFIBoot: "BOOTIA32.EFI",
-		QEMU: QEMU{Binary: "qemu-system-i386", Machine: "q35", CPU: "max", Transport: "pci", BootArgs: fastBoot}},
+	// x86: Debian's 686-pae kernel (the one with PVH; 686 has none) on
+	// qemu32, which has PAE.
+	{Name: "x86", GOARCH: "386", OCI: "386", LXC: "i686", Debian: "i386", Uname: "i686",
+		DebianKernels: []string{"linux-image-686-pae"},
+		RootType: "44479540-F297-41B2-9AF7-D131D5F0458A",
+		Console: "ttyS0", BIOS: true, GRUB: "i386-efi", EFIBoot: "BOOTIA32.EFI", GRUBDebian: "grub-efi-ia32-bin",
+		QEMU: QEMU{Binary: "qemu-system-i386", Machine: "q35", CPU: "qemu32", Transport: "pci", BootArgs: fastBoot}},
 	{Name: "aarch64", GOARCH: "arm64", OCI: "arm64", OCIVariant: "v8", LXC: "aarch64", Debian: "arm64",
+		DebianKernels: []string{"linux-image-cloud-arm64", "linux-image-arm64"},
 		RootType: "B921B045-1DF0-41C3-AF44-4C6F280D3FAE", Console: "ttyAMA0",
-		GRUB: "arm64-efi", EFIBoot: "BOOTAA64.EFI",
+		GRUB: "arm64-efi", EFIBoot: "BOOTAA64.EFI", GRUBDebian: "grub-efi-arm64-bin",
 		QEMU: QEMU{Binary: "qemu-system-aarch64", Machine: "virt,gic-version=3", CPU: aarch64TCG, Transport: "pci", KVM: true, BootArgs: virtBoot, Tested: true,
 			Firmware: []Firmware{
 				{"/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.fd"},                                // Debian, Ubuntu
@@ -129,17 +147,33 @@ var All = []Arch{
 				{"/opt/homebrew/share/qemu/edk2-aarch64-code.fd", "/opt/homebrew/share/qemu/edk2-arm-vars.fd"},
 				{"/usr/local/share/qemu/edk2-aarch64-code.fd", "/usr/local/share/qemu/edk2-arm-vars.fd"},
 			}, FirmwareName: "AAVMF"}},
-	{Name: "armv7", GOARCH: "arm", OCI: "arm", OCIVariant: "v7", LXC: "armv7l",
-		Console: "ttyAMA0", GRUB: "arm-efi", EFIBoot: "BOOTARM.EFI",
-		QEMU: QEMU{Binary: "qemu-system-arm", Machine: "virt,highmem=off", CPU: "cortex-a15", Transport: "pci", BootArgs: []string{"quiet", "panic=-1"}}},
-	{Name: "armhf", OCI: "arm", OCIVariant: "v6", LXC: "armv6l", Console: "ttyAMA0"},
-	{Name: "ppc64le", GOARCH: "ppc64le", OCI: "ppc64le", LXC: "ppc64le", Console: "hvc0",
-		QEMU: QEMU{Binary: "qemu-system-ppc64", Machine: "pseries", CPU: "power9", Transport: "pci", BootArgs: []string{"quiet", "panic=-1"}}},
-	{Name: "s390x", GOARCH: "s390x", OCI: "s390x", LXC: "s390x", Console: "ttysclp0",
-		QEMU: QEMU{Binary: "qemu-system-s390x", Machine: "s390-ccw-virtio", CPU: "max", Transport: "ccw", BootArgs: []string{"quiet", "panic=-1"}}},
+	// armv7 and armhf: Debian's armmp-lpae kernel on QEMU's virt machine,
+	// whose CPUs are ARMv7 and later (it refuses the ARMv6 arm1176).
+	{Name: "armv7", GOARCH: "arm", GOARM: "7", OCI: "arm", OCIVariant: "v7", LXC: "armv7l", Debian: "armhf", Uname: "armv7l",
+		DebianKernels: []string{"linux-image-armmp-lpae"},
+		RootType: "69DAD710-2CE4-4E3C-B16C-21A1D49ABED3",
+		Console: "ttyAMA0", GRUB: "arm-efi", EFIBoot: "BOOTARM.EFI", GRUBDebian: "grub-efi-arm-bin",
+		QEMU: QEMU{Binary: "qemu-system-arm", Machine: "virt,highmem=off", CPU: "cortex-a15", Transport: "pci", BootArgs: virtBoot}},
+	{Name: "armhf", GOARCH: "arm", GOARM: "6", OCI: "arm", OCIVariant: "v6", LXC: "armv6l", Debian: "armhf", Uname: "armv7l",
+		DebianKernels: []string{"linux-image-armmp-lpae"},
+		RootType: "69DAD710-2CE4-4E3C-B16C-21A1D49ABED3", Console: "ttyAMA0",
+		QEMU: QEMU{Binary: "qemu-system-arm", Machine: "virt,highmem=off", CPU: "cortex-a15", Transport: "pci", BootArgs: virtBoot}},
+	// ppc64le: pseries with QEMU's Virtual Open Firmware for the build VM
+	// (2.8 s to the kernel's end against SLOF's 10.2 s), and without the
+	// Spectre workarounds TCG cannot emulate (QEMU warns otherwise).
+	{Name: "ppc64le", GOARCH: "ppc64le", OCI: "ppc64le", LXC: "ppc64le", Debian: "ppc64el",
+		DebianKernels: []string{"linux-image-powerpc64le"},
+		RootType: "C31C45E6-3F39-412E-80FB-4809C4980599", Console: "hvc0",
+		QEMU: QEMU{Binary: "qemu-system-ppc64", Machine: "pseries,x-vof=on,cap-cfpc=broken,cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off", CPU: "power9", Transport: "pci", BootArgs: virtBoot}},
+	// s390x: the qemu CPU model boots faster than max (4.0 s against 5.3 s).
+	{Name: "s390x", GOARCH: "s390x", OCI: "s390x", LXC: "s390x", Debian: "s390x",
+		DebianKernels: []string{"linux-image-s390x"},
+		RootType: "5EEAD9A9-FE09-4A1E-A1D7-520D00531306", Console: "ttysclp0",
+		QEMU: QEMU{Binary: "qemu-system-s390x", Machine: "s390-ccw-virtio", CPU: "qemu", Transport: "ccw", BootArgs: virtBoot}},
 	{Name: "riscv64", GOARCH: "riscv64", OCI: "riscv64", LXC: "riscv64", Debian: "riscv64",
+		DebianKernels: []string{"linux-image-cloud-riscv64", "linux-image-riscv64"},
 		RootType: "72EC70A6-CF74-40E6-BD49-4BDA08E8F224", Console: "ttyS0",
-		GRUB: "riscv64-efi", EFIBoot: "BOOTRISCV64.EFI",
+		GRUB: "riscv64-efi", EFIBoot: "BOOTRISCV64.EFI", GRUBDebian: "grub-efi-riscv64-bin",
 		QEMU: QEMU{Binary: "qemu-system-riscv64", Machine: "virt", CPU: "rv64", Transport: "pci", BootArgs: virtBoot, Tested: true}},
 	{Name: "loongarch64", OCI: "loong64", LXC: "loongarch64", Console: "ttyS0",
 		GRUB: "loongarch64-efi", EFIBoot: "BOOTLOONGARCH64.EFI"},
@@ -202,6 +236,23 @@ func FromGOARCH(goarch string) string {
 		}
 	}
 	return goarch
+}
+
+// Agent is the name of the arch's build VM agent binary: its GOARCH,
+// with the ARM version for arm (armv6, armv7).
+func (a Arch) Agent() string {
+	if a.GOARM != "" {
+		return a.GOARCH + "v" + a.GOARM
+	}
+	return a.GOARCH
+}
+
+// UnameMachine is the kernel's uname -m in a build VM of the arch.
+func (a Arch) UnameMachine() string {
+	if a.Uname != "" {
+		return a.Uname
+	}
+	return a.Name
 }
 
 // HasBIOS tells whether an architecture's machines boot with a PC BIOS.

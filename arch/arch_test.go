@@ -52,7 +52,7 @@ func TestKnownValues(t *testing.T) {
 		{"x86", "386", "386", "i686", "ttyS0", "i386-efi", true},
 		{"aarch64", "arm64", "arm64", "aarch64", "ttyAMA0", "arm64-efi", false},
 		{"armv7", "arm", "arm/v7", "armv7l", "ttyAMA0", "arm-efi", false},
-		{"armhf", "", "arm/v6", "armv6l", "ttyAMA0", "", false},
+		{"armhf", "arm", "arm/v6", "armv6l", "ttyAMA0", "", false},
 		{"ppc64le", "ppc64le", "ppc64le", "ppc64le", "hvc0", "", false},
 		{"s390x", "s390x", "s390x", "s390x", "ttysclp0", "", false},
 		{"riscv64", "riscv64", "riscv64", "riscv64", "ttyS0", "riscv64-efi", false},
@@ -92,17 +92,17 @@ func TestMakefileAgents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`(?m)^AGENT_GOARCHES := (.*)$`).FindSubmatch(mk)
+	m := regexp.MustCompile(`(?m)^AGENTS_FOR := (.*)$`).FindSubmatch(mk)
 	if m == nil {
-		t.Fatal("Makefile: no AGENT_GOARCHES")
+		t.Fatal("Makefile: no AGENTS_FOR")
 	}
 	var want []string
 	for _, a := range All {
 		if a.QEMU.Tested {
-			want = append(want, a.GOARCH)
+			want = append(want, a.Agent())
 		}
 	}
 	if got := strings.Fields(string(m[1])); !slices.Equal(got, want) {
-		t.Errorf("Makefile's AGENT_GOARCHES %v, the tested arches' GOARCH %v", got, want)
+		t.Errorf("Makefile's AGENTS_FOR %v, the tested arches' agents %v", got, want)
 	}
 }

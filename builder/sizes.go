@@ -57,7 +57,7 @@ func checkHost(items []repo.Item, memMiB int, outDisk string, outSize int64) err
 	}
 	var fs unix.Statfs_t
 	if err := unix.Statfs(outDisk, &fs); err == nil {
-		if free := int64(fs.Bavail) * fs.Bsize; outSize > free {
+		if free := int64(fs.Bavail) * int64(fs.Bsize); outSize > free {
 			return fmt.Errorf("the build's output disk needs up to %s for these packages (they install %s; the largest is %s), more than is free for the build's work directory (%s)",
 				mib(outSize), mib(sum(items)), largest(items), mib(free))
 		}

@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/alpinist/alpinist/internal/atomicfile"
 )
 
@@ -144,15 +146,10 @@ const KVMCacheTTL = 24 * time.Hour
 // QEMU binary and /dev/kvm's identity.
 func hostKey(qemuBin string) string {
 	h := sha256.New()
-	var u syscall.Utsname
-	if syscall.Uname(&u) == nil {
-		for _, f := range [][65]int8{u.Nodename, u.Release, u.Version, u.Machine} {
-			for _, c := range f {
-				if c == 0 {
-					break
-				}
-				h.Write([]byte{byte(c)})
-			}
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		for _, f := range [][]byte{u.Nodename[:], u.Release[:], u.Version[:], u.Machine[:]} {
+			h.Write([]byte(unix.ByteSliceToString(f)))
 			h.Write([]byte{0})
 		}
 	}

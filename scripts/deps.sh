@@ -38,6 +38,10 @@ check qemu-system-x86_64 qemu-system-x86
 check qemu-system-aarch64 qemu-system-arm
 check qemu-img qemu-utils
 check qemu-system-riscv64 qemu-system-misc
+check qemu-system-i386 qemu-system-x86
+check qemu-system-arm qemu-system-arm
+check qemu-system-s390x qemu-system-misc
+check qemu-system-ppc64 qemu-system-ppc
 # The container outputs' validators (assembler/oci, assembler/lxc, cmd/alpinist).
 check skopeo skopeo
 check umoci umoci
@@ -71,13 +75,18 @@ check ssh-keygen openssh-client
 check_file /usr/share/OVMF/OVMF_CODE.fd ovmf
 check_file /usr/share/AAVMF/AAVMF_CODE.fd qemu-efi-aarch64
 
-# The synthetic test repository takes aarch64 binaries from Debian's arm64
-# packages, so apt must know the arm64 architecture.
-need_arm64=""
-if command -v dpkg >/dev/null 2>&1 && ! dpkg --print-foreign-architectures | grep -qx arm64 \
-	&& [ "$(dpkg --print-architecture)" != arm64 ]; then
-	need_arm64=yes
-fi
+# The synthetic test repository takes each arch's binaries (kernel,
+# busybox-static, grub) from Debian's packages of that arch, so apt must
+# know the architectures: arm64 (aarch64), i386 (x86), armhf (armv7 and
+# armhf), ppc64el (ppc64le) and s390x from bookworm; riscv64 below.
+host_arch=$(dpkg --print-architecture 2>/dev/null || echo none)
+need_archs=""
+for a in arm64 i386 armhf ppc64el s390x; do
+	if command -v dpkg >/dev/null 2>&1 && [ "$host_arch" != "$a" ] \
+		&& ! dpkg --print-foreign-architectures | grep -qx "$a"; then
+		need_archs="$need_archs $a"
+	fi
+done
 
 # riscv64: bookworm has no riscv64 port, so its binaries (kernel,
 # busybox-static, grub) come from trixie, and apt is told to take only
@@ -98,20 +107,24 @@ fi
 
 # apt's package lists must be there for apt-get download (fresh machines
 # and containers often have none).
+# (One apt-cache call: apt builds its cache at each, seconds when
+# Dir::Cache::pkgcache is off as in Debian's container images.)
 need_update=""
-if [ -n "$need_arm64" ] || [ -n "$need_riscv64" ] || ! apt-cache show busybox-static >/dev/null 2>&1 \
-	|| { [ "$(dpkg --print-architecture)" != arm64 ] && ! apt-cache show busybox-static:arm64 >/dev/null 2>&1; } \
-	|| { [ "$(dpkg --print-architecture)" != riscv64 ] && ! apt-cache show busybox-static:riscv64 >/dev/null 2>&1; }; then
+shows="busybox-static"
+for a in arm64 i386 armhf ppc64el s390x riscv64; do
+	[ "$host_arch" != "$a" ] && shows="$shows busybox-static:$a"
+done
+if [ -n "$need_archs" ] || [ -n "$need_riscv64" ] || ! apt-cache show $shows >/dev/null 2>&1; then
 	need_update=yes
 fi
 
-if [ -z "$need" ] && [ -z "$need_arm64" ] && [ -z "$need_riscv64" ] && [ -z "$need_update" ]; then
+if [ -z "$need" ] && [ -z "$need_archs" ] && [ -z "$need_riscv64" ] && [ -z "$need_update" ]; then
 	exit 0
 fi
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "deps: missing system packages; run as root:" >&2
-	[ -n "$need_arm64" ] && echo "  dpkg --add-architecture arm64" >&2
+	for a in $need_archs; do echo "  dpkg --add-architecture $a" >&2; done
 	[ -n "$need_riscv64" ] && printf '  dpkg --add-architecture riscv64\n  printf "Types: deb\\nURIs: http://deb.debian.org/debian\\nSuites: trixie\\nComponents: main\\nArchitectures: riscv64\\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\\n" > %s\n' "$trixie" >&2
 	[ -n "$need_riscv64" ] && printf '  printf "%s" > %s\n' "$pin_text" "$pin" >&2
 	echo "  apt-get update" >&2
@@ -120,10 +133,10 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-if [ -n "$need_arm64" ]; then
-	echo "deps: adding the arm64 architecture to apt (for the aarch64 test repository)"
-	dpkg --add-architecture arm64
-fi
+for a in $need_archs; do
+	echo "deps: adding the $a architecture to apt (for the test repository)"
+	dpkg --add-architecture "$a"
+done
 if [ -n "$need_riscv64" ]; then
 	echo "deps: adding the riscv64 architecture from trixie to apt (for the riscv64 test repository)"
 	dpkg --add-architecture riscv64

@@ -24,20 +24,20 @@ import (
 // Agent returns the agent binary for an Alpine arch.
 func Agent(name string) ([]byte, error) {
 	a, _ := arch.Lookup(name)
-	goarch := a.GOARCH
-	if goarch == "" {
+	if a.GOARCH == "" {
 		return nil, fmt.Errorf("agent: no Go port for arch %q", name)
 	}
-	if b, ok := embedded(goarch); ok {
+	if b, ok := embedded(a.Agent()); ok {
 		return b, nil
 	}
-	return buildAgent(goarch)
+	return buildAgent(a)
 }
 
-// buildAgent compiles cmd/alpinist-agent for goarch with the Go
-// toolchain, caching the result by the source's hash. It only works from
-// a source checkout.
-func buildAgent(goarch string) ([]byte, error) {
+// buildAgent compiles cmd/alpinist-agent for a's GOARCH (and GOARM) with
+// the Go toolchain, caching the result by the source's hash. It only
+// works from a source checkout.
+func buildAgent(a arch.Arch) ([]byte, error) {
+	goarch := a.GOARCH
 	_, self, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(self), "..", "..")
 	src := filepath.Join(root, "cmd", "alpinist-agent")
@@ -65,7 +65,7 @@ func buildAgent(goarch string) ([]byte, error) {
 	if err != nil {
 		cache = os.TempDir()
 	}
-	out := filepath.Join(cache, "alpinist", "agents", hex.EncodeToString(h.Sum(nil))[:16]+"-"+goarch)
+	out := filepath.Join(cache, "alpinist", "agents", hex.EncodeToString(h.Sum(nil))[:16]+"-"+a.Agent())
 	if b, err := os.ReadFile(out); err == nil {
 		return b, nil
 	}
@@ -78,9 +78,12 @@ func buildAgent(goarch string) ([]byte, error) {
 	cmd := exec.Command(goBin, "build", "-trimpath", "-ldflags", "-s -w", "-o", tmp, "./cmd/alpinist-agent")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch)
+	if a.GOARM != "" {
+		cmd.Env = append(cmd.Env, "GOARM="+a.GOARM)
+	}
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		os.Remove(tmp)
-		return nil, fmt.Errorf("agent: go build for %s: %v\n%s", goarch, err, msg)
+		return nil, fmt.Errorf("agent: go build for %s: %v\n%s", a.Agent(), err, msg)
 	}
 	if err := os.Rename(tmp, out); err != nil {
 		return nil, err

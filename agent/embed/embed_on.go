@@ -4,13 +4,13 @@ package embed
 
 import "embed"
 
-// agents are the agents make builds, one per GOARCH of the Makefile's
-// AGENT_GOARCHES (the arch table's tested arches: arch.TestMakefileAgents).
+// agents are the agents make builds, one per name of the Makefile's
+// AGENTS_FOR (the tested arches' arch.Arch.Agent: arch.TestMakefileAgents).
 //
 //go:embed agents/alpinist-agent-*
 var agents embed.FS
 
-func embedded(goarch string) ([]byte, bool) {
-	b, err := agents.ReadFile("agents/alpinist-agent-" + goarch)
+func embedded(agent string) ([]byte, bool) {
+	b, err := agents.ReadFile("agents/alpinist-agent-" + agent)
 	return b, err == nil
 }

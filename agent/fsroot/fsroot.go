@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -239,8 +240,10 @@ func fill(fd int, p string, src io.Reader, mode uint32, uid, gid int, xattrs map
 		}
 	}
 	if err == nil {
-		ts := []unix.Timespec{{Sec: mtime}, {Sec: mtime}}
-		err = unix.UtimesNanoAt(fd, "", ts, unix.AT_EMPTY_PATH)
+		var ts []unix.Timespec
+		if ts, err = times(mtime); err == nil {
+			err = unix.UtimesNanoAt(fd, "", ts, unix.AT_EMPTY_PATH)
+		}
 	}
 	if err == nil && st != nil {
 		err = unix.Fstat(fd, st)
@@ -260,8 +263,21 @@ func (r *Root) Symlink(p, target string, uid, gid int, mtime int64) error {
 		return fmt.Errorf("symlink /%s: %w", p, err)
 	}
 	unix.Fchownat(pfd, name, uid, gid, unix.AT_SYMLINK_NOFOLLOW)
-	unix.UtimesNanoAt(pfd, name, []unix.Timespec{{Sec: mtime}, {Sec: mtime}}, unix.AT_SYMLINK_NOFOLLOW)
+	if ts, err := times(mtime); err == nil {
+		unix.UtimesNanoAt(pfd, name, ts, unix.AT_SYMLINK_NOFOLLOW)
+	}
 	return nil
+}
+
+// times are utimensat's access and modification times, both mtime
+// (TimeToTimespec: Sec is 32 bits on 32-bit arches, an error out of
+// their range).
+func times(mtime int64) ([]unix.Timespec, error) {
+	t, err := unix.TimeToTimespec(time.Unix(mtime, 0))
+	if err != nil {
+		return nil, fmt.Errorf("mtime %d: %w", mtime, err)
+	}
+	return []unix.Timespec{t, t}, nil
 }
 
 // Link makes p a hard link to the existing file target.

@@ -122,7 +122,7 @@ func (a *ACL) String() string {
 }
 
 func (a *ACL) check() error {
-	if a.UID < 0 || a.UID > math.MaxUint32 || a.GID < 0 || a.GID > math.MaxUint32 {
+	if a.UID < 0 || int64(a.UID) > math.MaxUint32 || a.GID < 0 || int64(a.GID) > math.MaxUint32 {
 		return fmt.Errorf("owner %d:%d out of range", a.UID, a.GID)
 	}
 	if a.XattrChecksum != nil {

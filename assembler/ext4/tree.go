@@ -274,7 +274,7 @@ func checkIDs(h *tar.Header) error {
 		what string
 		v    int
 	}{{"uid", h.Uid}, {"gid", h.Gid}} {
-		if id.v < 0 || id.v >= 1<<32-1 {
+		if id.v < 0 || int64(id.v) >= 1<<32-1 {
 			return fmt.Errorf("%s: %s %d out of range (0 to 4294967294)", h.Name, id.what, id.v)
 		}
 	}

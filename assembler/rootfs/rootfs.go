@@ -240,7 +240,7 @@ func checkEntry(h *tar.Header) (name string, skip bool, err error) {
 	default:
 		return "", false, fmt.Errorf("rootfs: %s: tar entry type %q is not a file system object", h.Name, h.Typeflag)
 	}
-	if h.Uid < 0 || h.Gid < 0 || h.Uid >= 1<<32-1 || h.Gid >= 1<<32-1 {
+	if h.Uid < 0 || h.Gid < 0 || int64(h.Uid) >= 1<<32-1 || int64(h.Gid) >= 1<<32-1 {
 		return "", false, fmt.Errorf("rootfs: %s: owner %d:%d out of range (0 to 4294967294)", name, h.Uid, h.Gid)
 	}
 	return name, false, nil

@@ -439,7 +439,7 @@ func peakRSS(bin, work string) {
 	ru, _ := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	rss := int64(0)
 	if ru != nil {
-		rss = ru.Maxrss << 10
+		rss = int64(ru.Maxrss) << 10
 	}
 	add("peak RSS, assemble of a 1 GiB rootfs to tar.gz, oci, docker-archive, ext4, lxc", fmt.Sprintf("%d MiB (in %s)", rss>>20, ms(d)), "< 256 MiB")
 }

@@ -21,7 +21,7 @@ import (
 
 func main() {
 	out := flag.String("o", "", "output directory (required)")
-	arches := flag.String("arch", "x86_64,aarch64,riscv64", "comma-separated Alpine architectures")
+	arches := flag.String("arch", "", "comma-separated Alpine architectures (default: every arch the test repository is made for)")
 	force := flag.Bool("force", false, "rebuild even when the output is up to date")
 	debs := flag.String("debs", "", "Debian package cache (default DIR/debs)")
 	verbose := flag.Bool("v", false, "log every step")
@@ -45,7 +45,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res, err := testrepo.Generate(ctx, testrepo.Options{
-		Dir: *out, Arches: strings.Split(*arches, ","), DebCache: *debs,
+		Dir: *out, Arches: archList(*arches), DebCache: *debs,
 		Fingerprint: fingerprint(), Force: *force, Log: log,
 	})
 	if err != nil {
@@ -77,4 +77,12 @@ func fingerprint() string {
 		return ""
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// archList splits the -arch flag ("" is every arch).
+func archList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
 }

@@ -6,6 +6,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/alpinist/alpinist/arch"
 )
 
 // bundleTools adds glibc programs from a Debian package to tree: each
@@ -54,13 +56,13 @@ func bundleTools(ctx context.Context, b *builder, t *Tree, from *DebTree, tools 
 	return nil
 }
 
-// buildSyslinux makes syslinux (x86_64 only, as in Alpine) from Debian's
+// buildSyslinux makes syslinux (x86_64 and x86, as in Alpine) from Debian's
 // syslinux-common, isolinux and extlinux: /usr/share/syslinux/{mbr.bin,
 // gptmbr.bin,altmbr.bin,*.c32,memdisk,isolinux.bin,isohdpfx.bin} and /sbin/extlinux, a wrapper running
 // Debian's glibc extlinux through the glibc bundled in
 // /usr/libexec/syslinux.
 func buildSyslinux(ctx context.Context, b *builder) ([]*Pkg, error) {
-	if b.arch != "x86_64" {
+	if !arch.HasBIOS(b.arch) {
 		return nil, nil
 	}
 	common, err := b.debian.Get(ctx, "syslinux-common", "all")
@@ -132,24 +134,21 @@ func buildSyslinux(ctx context.Context, b *builder) ([]*Pkg, error) {
 	return []*Pkg{p}, nil
 }
 
-// grubPlatform is GRUB's EFI platform directory name for a Debian arch.
-func grubPlatform(debArch string) string {
-	if debArch == "amd64" {
-		return "x86_64-efi"
-	}
-	return debArch + "-efi"
-}
-
 // buildGrub makes grub (the tools: grub-mkimage and grub-editenv from
 // Debian's grub-common, bundled with their glibc in /usr/libexec/grub)
 // and grub-efi (depends on grub; /usr/lib/grub/PLATFORM from Debian's
-// grub-efi-ARCH-bin), as Alpine splits them.
+// grub-efi-ARCH-bin, the arch table's GRUBDebian), as Alpine splits
+// them; none for an arch alpinist does not boot with GRUB.
 func buildGrub(ctx context.Context, b *builder) ([]*Pkg, error) {
+	a, _ := arch.Lookup(b.arch)
+	if a.GRUB == "" || a.GRUBDebian == "" {
+		return nil, nil
+	}
 	common, err := b.debian.Get(ctx, "grub-common", b.debArch)
 	if err != nil {
 		return nil, err
 	}
-	efi, err := b.debian.Get(ctx, "grub-efi-"+b.debArch+"-bin", b.debArch)
+	efi, err := b.debian.Get(ctx, a.GRUBDebian, b.debArch)
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +169,7 @@ func buildGrub(ctx context.Context, b *builder) ([]*Pkg, error) {
 		return nil, err
 	}
 
-	plat := grubPlatform(b.debArch)
+	plat := a.GRUB
 	prefix := "usr/lib/grub/" + plat + "/"
 	et, err := ExtractDeb(ctx, efi, b.workDir("grub-efi"), func(n string) bool {
 		// Debian's prebuilt monolithic images are not part of Alpine's grub-efi.

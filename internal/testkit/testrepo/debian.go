@@ -53,6 +53,15 @@ type Debian struct {
 
 	mu   sync.Mutex
 	used map[string]*Deb // by name:arch
+	memo *aptMemo
+}
+
+// aptMemo keeps what apt-cache showed, by the name asked for: apt
+// rebuilds its cache at each call (seconds with eight architectures
+// when Dir::Cache::pkgcache is off, as in Debian's container images).
+type aptMemo struct {
+	mu   sync.Mutex
+	debs map[string]*Deb
 }
 
 // NewDebian returns a Debian fetcher caching .debs in cacheDir.
@@ -60,22 +69,97 @@ func NewDebian(cacheDir string, log *slog.Logger) *Debian {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Debian{CacheDir: cacheDir, Log: log, used: map[string]*Deb{}}
+	return &Debian{CacheDir: cacheDir, Log: log, used: map[string]*Deb{}, memo: &aptMemo{debs: map[string]*Deb{}}}
+}
+
+// Fork returns a fetcher with its own record of the packages it hands
+// out, sharing d's cache and what apt-cache showed d.
+func (d *Debian) Fork() *Debian {
+	f := NewDebian(d.CacheDir, d.Log)
+	f.memo = d.memo
+	return f
+}
+
+// aptCacheArgs give apt a binary cache of its package lists in our cache
+// directory. Debian's container images turn apt's own off
+// (Dir::Cache::pkgcache ""), and apt then parses every list at each
+// call: 4.5 s with the eight architectures' lists, 0.05 s with the
+// cache. apt rebuilds it when the lists change.
+func (d *Debian) aptCacheArgs() []string {
+	dir := filepath.Join(d.CacheDir, "apt-cache")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil
+	}
+	return []string{"-o", "Dir::Cache=" + dir, "-o", "Dir::Cache::pkgcache=pkgcache.bin", "-o", "Dir::Cache::srcpkgcache=srcpkgcache.bin"}
+}
+
+// Prefetch asks apt-cache about all the names at once, so that Show
+// finds them without a call of its own; names without a candidate are
+// left for Show to report.
+func (d *Debian) Prefetch(ctx context.Context, names []string) {
+	if len(names) == 0 {
+		return
+	}
+	// apt-cache prints the packages it found even when it fails on others.
+	out, _ := exec.CommandContext(ctx, "apt-cache", append(d.aptCacheArgs(), append([]string{"show", "--no-all-versions"}, names...)...)...).Output()
+	byKey := showIndex(parseAptShow(out))
+	d.memo.mu.Lock()
+	defer d.memo.mu.Unlock()
+	for _, n := range names {
+		if deb := lookupShown(byKey, n); deb != nil {
+			d.memo.debs[n] = deb
+		}
+	}
 }
 
 // Show asks apt-cache for the candidate version of each name (NAME or
 // NAME:ARCH), in order.
 func (d *Debian) Show(ctx context.Context, names ...string) ([]*Deb, error) {
-	args := append([]string{"show", "--no-all-versions"}, names...)
+	res := make([]*Deb, len(names))
+	var missing []string
+	d.memo.mu.Lock()
+	for i, n := range names {
+		if deb := d.memo.debs[n]; deb != nil {
+			c := *deb
+			res[i] = &c
+		} else {
+			missing = append(missing, n)
+		}
+	}
+	d.memo.mu.Unlock()
+	if len(missing) == 0 {
+		return res, nil
+	}
+	args := append(d.aptCacheArgs(), append([]string{"show", "--no-all-versions"}, missing...)...)
 	cmd := exec.CommandContext(ctx, "apt-cache", args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("apt-cache show %s: %w: %s (run apt-get update; for arm64 packages dpkg --add-architecture arm64 first)",
-			strings.Join(names, " "), err, strings.TrimSpace(stderr.String()))
+		return nil, fmt.Errorf("apt-cache show %s: %w: %s (run apt-get update; for another arch's packages dpkg --add-architecture ARCH first: scripts/deps.sh does both)",
+			strings.Join(missing, " "), err, strings.TrimSpace(stderr.String()))
 	}
-	debs := parseAptShow(out)
+	byKey := showIndex(parseAptShow(out))
+	d.memo.mu.Lock()
+	defer d.memo.mu.Unlock()
+	for i, n := range names {
+		if res[i] != nil {
+			continue
+		}
+		deb := lookupShown(byKey, n)
+		if deb == nil {
+			return nil, fmt.Errorf("apt-cache show: no candidate for Debian package %s", n)
+		}
+		d.memo.debs[n] = deb
+		c := *deb
+		res[i] = &c
+	}
+	return res, nil
+}
+
+// showIndex indexes apt-cache show's packages by NAME:ARCH and by NAME
+// (the first shown).
+func showIndex(debs []*Deb) map[string]*Deb {
 	byKey := map[string]*Deb{}
 	for _, deb := range debs {
 		byKey[deb.Package+":"+deb.Arch] = deb
@@ -83,26 +167,22 @@ func (d *Debian) Show(ctx context.Context, names ...string) ([]*Deb, error) {
 			byKey[deb.Package] = deb
 		}
 	}
-	res := make([]*Deb, len(names))
-	for i, n := range names {
-		deb := byKey[n]
-		if deb == nil && strings.HasSuffix(n, ":all") {
-			deb = byKey[strings.TrimSuffix(n, ":all")]
-		}
-		if deb == nil {
-			// NAME:ARCH of an arch-all package is shown as Architecture: all.
-			if name, _, ok := strings.Cut(n, ":"); ok {
-				if d := byKey[name+":all"]; d != nil {
-					deb = d
-				}
-			}
-		}
-		if deb == nil {
-			return nil, fmt.Errorf("apt-cache show: no candidate for Debian package %s", n)
-		}
-		res[i] = deb
+	return byKey
+}
+
+// lookupShown finds a name (NAME or NAME:ARCH) in showIndex's index.
+func lookupShown(byKey map[string]*Deb, n string) *Deb {
+	deb := byKey[n]
+	if deb == nil && strings.HasSuffix(n, ":all") {
+		deb = byKey[strings.TrimSuffix(n, ":all")]
 	}
-	return res, nil
+	if deb == nil {
+		// NAME:ARCH of an arch-all package is shown as Architecture: all.
+		if name, _, ok := strings.Cut(n, ":"); ok {
+			deb = byKey[name+":all"]
+		}
+	}
+	return deb
 }
 
 // parseAptShow reads apt-cache show's RFC 822 paragraphs.
@@ -232,7 +312,7 @@ func (d *Debian) Fetch(ctx context.Context, deb *Deb) error {
 	}
 	defer os.RemoveAll(tmp)
 	d.Log.Info("downloading", "deb", deb.String())
-	args := []string{"download", "-q"}
+	args := append(d.aptCacheArgs(), "download", "-q")
 	if os.Geteuid() == 0 {
 		// apt drops to the _apt user, which cannot write to our 0700 temp dir.
 		args = append(args, "-o", "APT::Sandbox::User=root")

@@ -81,6 +81,10 @@ func debTriplet(debArch string) string {
 		return "x86_64-linux-gnu"
 	case "arm64":
 		return "aarch64-linux-gnu"
+	case "armhf":
+		return "arm-linux-gnueabihf"
+	case "ppc64el":
+		return "powerpc64le-linux-gnu"
 	}
 	return debArch + "-linux-gnu"
 }

@@ -118,6 +118,7 @@ func Generate(ctx context.Context, opts Options) ([]ArchResult, error) {
 		return nil, err
 	}
 	debian := NewDebian(cache, log)
+	debian.Prefetch(ctx, knownInputs(dir, arches))
 
 	results := make([]ArchResult, len(arches))
 	errs := make([]error, len(arches))
@@ -144,6 +145,25 @@ func Generate(ctx context.Context, opts Options) ([]ArchResult, error) {
 	return results, nil
 }
 
+// knownInputs are the Debian packages the arches' stamps record, and
+// their kernel meta packages: what the up-to-date checks ask apt about.
+func knownInputs(dir string, arches []string) []string {
+	var names []string
+	for _, a := range arches {
+		debArch, _ := DebArch(a)
+		for _, m := range kernelDebCandidates(a, debArch) {
+			names = append(names, m+":"+debArch)
+		}
+		if s, err := readStamp(filepath.Join(dir, "main", a, stampFile)); err == nil {
+			for _, d := range s.Debs {
+				names = append(names, d.Name)
+			}
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
 func readStamp(p string) (*stamp, error) {
 	data, err := os.ReadFile(p)
 	if err != nil {
@@ -162,7 +182,7 @@ func upToDate(ctx context.Context, s *stamp, want *stamp, debArch string, d *Deb
 	if s.Format != want.Format || s.Fingerprint != want.Fingerprint || s.Arch != want.Arch || s.Key != want.Key {
 		return false, "generator, key or format changed"
 	}
-	kernel, err := resolveKernel(ctx, d, debArch, kernelDebCandidates(debArch))
+	kernel, err := resolveKernel(ctx, d, debArch, kernelDebCandidates(want.Arch, debArch))
 	if err != nil {
 		return false, err.Error()
 	}
@@ -211,12 +231,12 @@ func generateArch(ctx context.Context, dir, arch string, key *testKey, d *Debian
 	}
 	defer os.RemoveAll(work)
 	// Each arch records its own Debian inputs.
-	ad := NewDebian(d.CacheDir, log)
+	ad := d.Fork()
 	pkgs, err := BuildPackages(ctx, arch, ad, filepath.Join(work, "build"), log)
 	if err != nil {
 		return nil, err
 	}
-	kernel, err := resolveKernel(ctx, ad, debArch, kernelDebCandidates(debArch))
+	kernel, err := resolveKernel(ctx, ad, debArch, kernelDebCandidates(arch, debArch))
 	if err != nil {
 		return nil, err
 	}

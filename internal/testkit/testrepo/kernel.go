@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/alpinist/alpinist/arch"
 	"github.com/alpinist/alpinist/initramfs/kmod"
 )
 
@@ -47,7 +48,7 @@ var LTSModules = []string{
 type flavor struct {
 	name     string // virt: linux-virt, /boot/vmlinuz-virt
 	desc     string
-	metas    func(debArch string) []string
+	metas    func(alpineArch, debArch string) []string
 	optional []string // beyond OptionalKernelModules
 }
 
@@ -55,15 +56,19 @@ var (
 	virtFlavor = flavor{name: "virt", desc: "Linux kernel for virtual machines", metas: kernelDebCandidates}
 	// lts: Alpine's linux-lts, for real hardware; x86_64 only here.
 	ltsFlavor = flavor{name: "lts", desc: "Linux kernel for real machines", optional: LTSModules,
-		metas: func(debArch string) []string { return []string{"linux-image-" + debArch} }}
+		metas: func(_, debArch string) []string { return []string{"linux-image-" + debArch} }}
 )
 
 // maxModuleSize bounds the size of one .ko read into memory.
 const maxModuleSize = 64 << 20
 
 // kernelDebCandidates lists the Debian kernel packages to try, best
-// first: the cloud flavour's meta package, then the generic one.
-func kernelDebCandidates(debArch string) []string {
+// first: the arch table's (the cloud flavour's meta package, then the
+// generic one, where Debian has them).
+func kernelDebCandidates(alpineArch, debArch string) []string {
+	if a, _ := arch.Lookup(alpineArch); len(a.DebianKernels) > 0 {
+		return a.DebianKernels
+	}
 	return []string{"linux-image-cloud-" + debArch, "linux-image-" + debArch}
 }
 
@@ -114,7 +119,7 @@ func buildLTS(ctx context.Context, b *builder) ([]*Pkg, error) {
 }
 
 func buildFlavor(ctx context.Context, b *builder, fl flavor) ([]*Pkg, error) {
-	name, err := resolveKernel(ctx, b.debian, b.debArch, fl.metas(b.debArch))
+	name, err := resolveKernel(ctx, b.debian, b.debArch, fl.metas(b.arch, b.debArch))
 	if err != nil {
 		return nil, err
 	}

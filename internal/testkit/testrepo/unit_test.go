@@ -97,13 +97,13 @@ SHA256: ef01
 }
 
 func TestDebArch(t *testing.T) {
-	for a, want := range map[string]string{"x86_64": "amd64", "aarch64": "arm64"} {
+	for a, want := range map[string]string{"x86_64": "amd64", "aarch64": "arm64", "x86": "i386", "armv7": "armhf", "armhf": "armhf", "ppc64le": "ppc64el", "s390x": "s390x", "riscv64": "riscv64"} {
 		if got, err := DebArch(a); err != nil || got != want {
 			t.Errorf("DebArch(%s) = %q, %v", a, got, err)
 		}
 	}
-	if _, err := DebArch("s390x"); err == nil {
-		t.Error("DebArch(s390x) should fail")
+	if _, err := DebArch("loongarch64"); err == nil || !strings.Contains(err.Error(), "x86_64, x86, aarch64") {
+		t.Errorf("DebArch(loongarch64): %v", err)
 	}
 }
 
