@@ -29,7 +29,7 @@ all: build
 # into bin/alpinist (tag alpinist_agents) so users need no Go toolchain.
 # They are named by arch.Arch.Agent: the GOARCH, and for arm its version
 # (armv7 for armv7, armv6 for armhf: GOARCH=arm with GOARM=7 or 6).
-AGENTS_FOR := amd64 arm64 riscv64
+AGENTS_FOR := amd64 386 arm64 armv7 armv6 ppc64le s390x riscv64
 AGENTS := $(AGENTS_FOR:%=agent/embed/agents/alpinist-agent-%)
 agent_goarch = $(if $(filter armv%,$(1)),arm,$(1))
 AGENT_GOARCHES := $(sort $(foreach a,$(AGENTS_FOR),$(call agent_goarch,$(a))))

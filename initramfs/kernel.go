@@ -160,7 +160,7 @@ func KitFromTar(tarPath, dir string, want []string) (*Kit, error) {
 // calling onKernel (when not nil) once the kernel is written.
 func kitFrom(src, what string, available bool, onKernel func(string), read func(fn func(h *tar.Header, r io.Reader) error) error, dir string, want []string) (*Kit, error) {
 	k := &Kit{}
-	var depData, builtinData []byte
+	var depData, builtinData, modinfoData []byte
 	kernelOut := filepath.Join(dir, "vmlinuz")
 	// The first read keeps the likely modules (those wanted, and the
 	// virtio ones they depend on), so that the second is rarely needed.
@@ -196,6 +196,8 @@ func kitFrom(src, what string, available bool, onKernel func(string), read func(
 				depData, err = io.ReadAll(io.LimitReader(r, 16<<20))
 			case "modules.builtin":
 				builtinData, err = io.ReadAll(io.LimitReader(r, 16<<20))
+			case "modules.builtin.modinfo":
+				modinfoData, err = io.ReadAll(io.LimitReader(r, 16<<20))
 			default:
 				if name := kmod.ModName(file); likely[name] || strings.HasPrefix(name, "virtio") {
 					kept[h.Name], err = io.ReadAll(io.LimitReader(r, 256<<20))
@@ -231,6 +233,7 @@ func kitFrom(src, what string, available bool, onKernel func(string), read func(
 		return nil, fmt.Errorf("kernel: %s: %w", src, err)
 	}
 	builtin := kmod.ParseBuiltin(builtinData)
+	kmod.AddBuiltinModinfo(builtin, modinfoData)
 	if available {
 		// A system's kernel: take what it has of the list.
 		var have []string
@@ -338,8 +341,11 @@ func KitFromFiles(kernel, modulesDir string, want []string) (*Kit, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kernel: %s: %w", modulesDir, err)
 	}
-	builtin, _ := os.ReadFile(filepath.Join(modulesDir, "modules.builtin"))
-	order, err := md.LoadOrder(want, kmod.ParseBuiltin(builtin))
+	builtinData, _ := os.ReadFile(filepath.Join(modulesDir, "modules.builtin"))
+	modinfo, _ := os.ReadFile(filepath.Join(modulesDir, "modules.builtin.modinfo"))
+	builtin := kmod.ParseBuiltin(builtinData)
+	kmod.AddBuiltinModinfo(builtin, modinfo)
+	order, err := md.LoadOrder(want, builtin)
 	if err != nil {
 		return nil, fmt.Errorf("kernel: %s: %w", modulesDir, err)
 	}

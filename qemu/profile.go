@@ -26,6 +26,8 @@ type Profile struct {
 	KVM bool
 	// BootArgs are kernel flags for a fast boot on this machine.
 	BootArgs []string
+	// MemoryAlignMiB: the machine's memory size is a multiple of it.
+	MemoryAlignMiB int
 	// Tested: the profile boots in the test suite. Untested profiles are
 	// the structure for adding an arch; building for one says so.
 	Tested bool
@@ -43,7 +45,7 @@ func profiles() map[string]Profile {
 			continue
 		}
 		out[a.Name] = Profile{Arch: a.Name, Binary: q.Binary, Machine: q.Machine, CPU: q.CPU, Console: a.Console,
-			Transport: q.Transport, KVM: q.KVM, BootArgs: q.BootArgs, Tested: q.Tested}
+			Transport: q.Transport, KVM: q.KVM, BootArgs: q.BootArgs, MemoryAlignMiB: q.MemoryAlignMiB, Tested: q.Tested}
 	}
 	return out
 }
@@ -107,6 +109,9 @@ func (v *VM) Args() ([]string, error) {
 	}
 	if cpus <= 0 {
 		cpus = 1
+	}
+	if al := p.MemoryAlignMiB; al > 0 && mem%al != 0 {
+		mem += al - mem%al
 	}
 	cpu := p.CPU
 	if v.Accel == "kvm" {

@@ -38,3 +38,35 @@ func TestArgs(t *testing.T) {
 		}
 	}
 }
+
+// TestArgsPerArch: pseries rounds memory up to 256 MiB; s390x's disks
+// are virtio-ccw; the arm machines run an ARMv7 CPU for armhf too.
+func TestArgsPerArch(t *testing.T) {
+	for _, tc := range []struct {
+		arch string
+		mem  int
+		want []string
+	}{
+		{"ppc64le", 415, []string{"-m 512 ", "-machine pseries,x-vof=on,", "console=hvc0", "virtio-blk-pci,drive=disk0"}},
+		{"ppc64le", 256, []string{"-m 256 "}},
+		{"s390x", 415, []string{"-m 415 ", "-machine s390-ccw-virtio", "console=ttysclp0", "-device virtio-blk-ccw,drive=disk0"}},
+		{"armhf", 300, []string{"-cpu cortex-a15 ", "console=ttyAMA0"}},
+		{"x86", 300, []string{"-cpu qemu32 ", "console=ttyS0"}},
+	} {
+		p, err := Lookup(tc.arch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := &VM{Profile: p, Accel: "tcg", MemoryMiB: tc.mem, Kernel: "/k", Disks: []Disk{{Path: "/d.img"}}}
+		a, err := v.Args()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Join(a, " ")
+		for _, w := range tc.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%s: %q not in %s", tc.arch, w, got)
+			}
+		}
+	}
+}

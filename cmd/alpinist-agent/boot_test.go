@@ -13,6 +13,7 @@ import (
 
 	"github.com/alpinist/alpinist/agent/embed"
 	"github.com/alpinist/alpinist/agent/proto"
+	archtab "github.com/alpinist/alpinist/arch"
 	"github.com/alpinist/alpinist/apk/sign"
 	"github.com/alpinist/alpinist/initramfs"
 	"github.com/alpinist/alpinist/internal/testkit/testrepo"
@@ -34,7 +35,7 @@ func TestAgentBootsToReady(t *testing.T) {
 			p, bin := vmtest.Binary(t, arch)
 			dir := t.TempDir()
 			pkgs, _ := filepath.Glob(filepath.Join(repo, "main", arch, "linux-virt-*.apk"))
-			kit, err := initramfs.KitFromPackage(pkgs[0], keys, dir, initramfs.BuildVMModules("pci"))
+			kit, err := initramfs.KitFromPackage(pkgs[0], keys, dir, initramfs.BuildVMModules(p.Transport))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -68,7 +69,7 @@ func TestAgentBootsToReady(t *testing.T) {
 				t.Fatalf("messages %+v", msgs)
 			}
 			r := msgs[0]
-			if r.Arch != arch || len(r.Disks) != 1 || r.Disks[0] != "pkgs" || r.Kernel != kit.Release {
+			if a, _ := archtab.Lookup(arch); r.Arch != a.UnameMachine() || len(r.Disks) != 1 || r.Disks[0] != "pkgs" || r.Kernel != kit.Release {
 				t.Errorf("ready: %+v", r)
 			}
 			t.Logf("%s: agent ready after %v (guest uptime %v); QEMU ran %v in all", arch, res.Ready.Round(time.Millisecond), r.Uptime.Round(time.Millisecond), res.Elapsed.Round(time.Millisecond))

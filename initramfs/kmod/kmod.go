@@ -72,6 +72,18 @@ func ParseBuiltin(data []byte) map[string]bool {
 	return out
 }
 
+// AddBuiltinModinfo adds to builtin the modules that
+// modules.builtin.modinfo names (NUL-separated "module.key=value"
+// records). It lists the built-in code of bool options too, which
+// modules.builtin does not: s390x's virtio_ccw (CONFIG_S390_GUEST=y).
+func AddBuiltinModinfo(builtin map[string]bool, data []byte) {
+	for rec := range strings.SplitSeq(string(data), "\x00") {
+		if name, _, ok := strings.Cut(rec, "."); ok && name != "" && !strings.ContainsAny(name, "=/ ") {
+			builtin[ModName(name)] = true
+		}
+	}
+}
+
 // LoadOrder returns the module paths to load for the wanted names,
 // dependencies first, each once, as modprobe would load them. A wanted
 // module built into the kernel is skipped; one neither built in nor in

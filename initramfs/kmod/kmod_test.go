@@ -61,3 +61,18 @@ func FuzzModulesDep(f *testing.F) {
 		}
 	})
 }
+
+// TestAddBuiltinModinfo: modules.builtin.modinfo's records name built-in
+// code that modules.builtin misses (s390x's virtio_ccw).
+func TestAddBuiltinModinfo(t *testing.T) {
+	b := ParseBuiltin([]byte("kernel/fs/ext4/ext4.ko\n"))
+	AddBuiltinModinfo(b, []byte("virtio_ccw.parm=no_auto:list of ccw bus id ranges\x00virtio_ccw.parmtype=no_auto:charp\x00crc-t10dif.license=GPL\x00\x00=x\x00"))
+	for _, m := range []string{"ext4", "virtio_ccw", "crc_t10dif"} {
+		if !b[m] {
+			t.Errorf("%s is not built in: %v", m, b)
+		}
+	}
+	if len(b) != 3 {
+		t.Errorf("%d built in: %v", len(b), b)
+	}
+}
