@@ -120,7 +120,7 @@ var virtBoot = []string{"quiet", "panic=-1", "cryptomgr.notests", "rcupdate.rcu_
 var All = []Arch{
 	{Name: "x86_64", GOARCH: "amd64", OCI: "amd64", LXC: "x86_64", Debian: "amd64",
 		DebianKernels: []string{"linux-image-cloud-amd64", "linux-image-amd64"},
-		RootType: "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709", Console: "ttyS0", BIOS: true,
+		RootType:      "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709", Console: "ttyS0", BIOS: true,
 		GRUB: "x86_64-efi", EFIBoot: "BOOTX64.EFI", GRUBDebian: "grub-efi-amd64-bin",
 		QEMU: QEMU{Binary: "qemu-system-x86_64", Machine: "q35", CPU: x86_64TCG, Transport: "pci", KVM: true, BootArgs: fastBoot, Tested: true,
 			Firmware: []Firmware{
@@ -135,12 +135,12 @@ var All = []Arch{
 	// qemu32, which has PAE.
 	{Name: "x86", GOARCH: "386", OCI: "386", LXC: "i686", Debian: "i386", Uname: "i686",
 		DebianKernels: []string{"linux-image-686-pae"},
-		RootType: "44479540-F297-41B2-9AF7-D131D5F0458A",
-		Console: "ttyS0", BIOS: true, GRUB: "i386-efi", EFIBoot: "BOOTIA32.EFI", GRUBDebian: "grub-efi-ia32-bin",
+		RootType:      "44479540-F297-41B2-9AF7-D131D5F0458A",
+		Console:       "ttyS0", BIOS: true, GRUB: "i386-efi", EFIBoot: "BOOTIA32.EFI", GRUBDebian: "grub-efi-ia32-bin",
 		QEMU: QEMU{Binary: "qemu-system-i386", Machine: "q35", CPU: "qemu32", Transport: "pci", BootArgs: fastBoot, Tested: true}},
 	{Name: "aarch64", GOARCH: "arm64", OCI: "arm64", OCIVariant: "v8", LXC: "aarch64", Debian: "arm64",
 		DebianKernels: []string{"linux-image-cloud-arm64", "linux-image-arm64"},
-		RootType: "B921B045-1DF0-41C3-AF44-4C6F280D3FAE", Console: "ttyAMA0",
+		RootType:      "B921B045-1DF0-41C3-AF44-4C6F280D3FAE", Console: "ttyAMA0",
 		GRUB: "arm64-efi", EFIBoot: "BOOTAA64.EFI", GRUBDebian: "grub-efi-arm64-bin",
 		QEMU: QEMU{Binary: "qemu-system-aarch64", Machine: "virt,gic-version=3", CPU: aarch64TCG, Transport: "pci", KVM: true, BootArgs: virtBoot, Tested: true,
 			Firmware: []Firmware{
@@ -154,28 +154,28 @@ var All = []Arch{
 	// whose CPUs are ARMv7 and later (it refuses the ARMv6 arm1176).
 	{Name: "armv7", GOARCH: "arm", GOARM: "7", OCI: "arm", OCIVariant: "v7", LXC: "armv7l", Debian: "armhf", Uname: "armv7l",
 		DebianKernels: []string{"linux-image-armmp-lpae"},
-		RootType: "69DAD710-2CE4-4E3C-B16C-21A1D49ABED3",
-		Console: "ttyAMA0", GRUB: "arm-efi", EFIBoot: "BOOTARM.EFI", GRUBDebian: "grub-efi-arm-bin",
+		RootType:      "69DAD710-2CE4-4E3C-B16C-21A1D49ABED3",
+		Console:       "ttyAMA0", GRUB: "arm-efi", EFIBoot: "BOOTARM.EFI", GRUBDebian: "grub-efi-arm-bin",
 		QEMU: QEMU{Binary: "qemu-system-arm", Machine: "virt,highmem=off", CPU: "cortex-a15", Transport: "pci", BootArgs: virtBoot, Tested: true}},
 	{Name: "armhf", GOARCH: "arm", GOARM: "6", OCI: "arm", OCIVariant: "v6", LXC: "armv6l", Debian: "armhf", Uname: "armv7l",
 		DebianKernels: []string{"linux-image-armmp-lpae"},
-		RootType: "69DAD710-2CE4-4E3C-B16C-21A1D49ABED3", Console: "ttyAMA0",
+		RootType:      "69DAD710-2CE4-4E3C-B16C-21A1D49ABED3", Console: "ttyAMA0",
 		QEMU: QEMU{Binary: "qemu-system-arm", Machine: "virt,highmem=off", CPU: "cortex-a15", Transport: "pci", BootArgs: virtBoot, Tested: true}},
 	// ppc64le: pseries with QEMU's Virtual Open Firmware for the build VM
 	// (2.8 s to the kernel's end against SLOF's 10.2 s), and without the
 	// Spectre workarounds TCG cannot emulate (QEMU warns otherwise).
 	{Name: "ppc64le", GOARCH: "ppc64le", OCI: "ppc64le", LXC: "ppc64le", Debian: "ppc64el",
 		DebianKernels: []string{"linux-image-powerpc64le"},
-		RootType: "C31C45E6-3F39-412E-80FB-4809C4980599", Console: "hvc0",
+		RootType:      "C31C45E6-3F39-412E-80FB-4809C4980599", Console: "hvc0",
 		QEMU: QEMU{Binary: "qemu-system-ppc64", Machine: "pseries,x-vof=on,cap-cfpc=broken,cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off", CPU: "power9", Transport: "pci", BootArgs: virtBoot, MemoryAlignMiB: 256, Tested: true}},
 	// s390x: the qemu CPU model boots faster than max (4.0 s against 5.3 s).
 	{Name: "s390x", GOARCH: "s390x", OCI: "s390x", LXC: "s390x", Debian: "s390x",
 		DebianKernels: []string{"linux-image-s390x"},
-		RootType: "5EEAD9A9-FE09-4A1E-A1D7-520D00531306", Console: "ttysclp0",
+		RootType:      "5EEAD9A9-FE09-4A1E-A1D7-520D00531306", Console: "ttysclp0",
 		QEMU: QEMU{Binary: "qemu-system-s390x", Machine: "s390-ccw-virtio", CPU: "qemu", Transport: "ccw", BootArgs: virtBoot, Tested: true}},
 	{Name: "riscv64", GOARCH: "riscv64", OCI: "riscv64", LXC: "riscv64", Debian: "riscv64",
 		DebianKernels: []string{"linux-image-cloud-riscv64", "linux-image-riscv64"},
-		RootType: "72EC70A6-CF74-40E6-BD49-4BDA08E8F224", Console: "ttyS0",
+		RootType:      "72EC70A6-CF74-40E6-BD49-4BDA08E8F224", Console: "ttyS0",
 		GRUB: "riscv64-efi", EFIBoot: "BOOTRISCV64.EFI", GRUBDebian: "grub-efi-riscv64-bin",
 		QEMU: QEMU{Binary: "qemu-system-riscv64", Machine: "virt", CPU: "rv64", Transport: "pci", BootArgs: virtBoot, Tested: true}},
 	{Name: "loongarch64", OCI: "loong64", LXC: "loongarch64", Console: "ttyS0",

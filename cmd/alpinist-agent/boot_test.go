@@ -13,8 +13,8 @@ import (
 
 	"github.com/alpinist/alpinist/agent/embed"
 	"github.com/alpinist/alpinist/agent/proto"
-	archtab "github.com/alpinist/alpinist/arch"
 	"github.com/alpinist/alpinist/apk/sign"
+	archtab "github.com/alpinist/alpinist/arch"
 	"github.com/alpinist/alpinist/initramfs"
 	"github.com/alpinist/alpinist/internal/testkit/testrepo"
 	"github.com/alpinist/alpinist/qemu"
