@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -25,6 +26,7 @@ import (
 	"github.com/alpinist/alpinist/assembler/rootfs"
 	"github.com/alpinist/alpinist/internal/atomicfile"
 	"github.com/alpinist/alpinist/internal/counting"
+	"github.com/alpinist/alpinist/internal/tarread"
 	"github.com/alpinist/alpinist/spec"
 )
 
@@ -122,7 +124,7 @@ func writePackageDisk(ctx context.Context, w io.WriteSeeker, opts VMOptions, pla
 // files, then ends it.
 func fillDisk(ctx context.Context, dw *pkgdisk.Writer, opts VMOptions, m pkgdisk.Manifest, paths []string) error {
 	if m.Tools {
-		f, err := openChecked(opts.Spec.Installer)
+		f, err := openChecked(opts.Spec.Installer, opts.Arch)
 		if err != nil {
 			return err
 		}
@@ -184,8 +186,9 @@ func addFile(dw *pkgdisk.Writer, p string) error {
 }
 
 // openChecked opens the apk-tools installer's minirootfs after checking
-// its sha256/sha512 when the spec gives them.
-func openChecked(in spec.Installer) (*os.File, error) {
+// its sha256/sha512 when the spec gives them, and that it is a
+// minirootfs of the build's arch (its etc/apk/arch).
+func openChecked(in spec.Installer, arch string) (*os.File, error) {
 	f, err := os.Open(in.Minirootfs)
 	if err != nil {
 		return nil, fmt.Errorf("installer: %w", err)
@@ -214,7 +217,43 @@ func openChecked(in spec.Installer) (*os.File, error) {
 		f.Close()
 		return nil, err
 	}
+	if got, err := minirootfsArch(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("installer: %s: %w", in.Minirootfs, err)
+	} else if got != arch {
+		f.Close()
+		return nil, fmt.Errorf("installer: %s is a minirootfs for %s (its etc/apk/arch), and this build is for %s: give the %s minirootfs (build each arch with its own spec or --arch)", in.Minirootfs, got, arch, arch)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, err
+	}
 	return f, nil
+}
+
+// minirootfsArch reads etc/apk/arch from a minirootfs .tar.gz.
+func minirootfsArch(r io.Reader) (string, error) {
+	zr, err := gzip.NewReader(r)
+	if err != nil {
+		return "", err
+	}
+	tr := tarread.NewReader(zr)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return "", errors.New("no etc/apk/arch: not an Alpine minirootfs")
+		}
+		if err != nil {
+			return "", err
+		}
+		if strings.TrimPrefix(h.Name, "./") == "etc/apk/arch" && h.Typeflag == tar.TypeReg {
+			b, err := io.ReadAll(io.LimitReader(tr, 64))
+			if err != nil {
+				return "", err
+			}
+			return strings.TrimSpace(string(b)), nil
+		}
+	}
 }
 
 // copyTar copies the tar stream at the start of the disk image to w,

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bytes"
+	"debug/elf"
+	"encoding/binary"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/alpinist/alpinist/arch"
+	"github.com/alpinist/alpinist/internal/testkit/hosttool"
+	"github.com/alpinist/alpinist/internal/testkit/minirootfs"
+	"github.com/alpinist/alpinist/internal/testkit/testrepo"
+	"github.com/alpinist/alpinist/internal/testkit/vmtest"
+	"github.com/alpinist/alpinist/internal/treecmp"
+)
+
+// elfOf is what bin/busybox of each arch must be.
+var elfOf = map[string]struct {
+	machine elf.Machine
+	class   elf.Class
+	order   binary.ByteOrder
+}{
+	"x86_64":  {elf.EM_X86_64, elf.ELFCLASS64, binary.LittleEndian},
+	"x86":     {elf.EM_386, elf.ELFCLASS32, binary.LittleEndian},
+	"aarch64": {elf.EM_AARCH64, elf.ELFCLASS64, binary.LittleEndian},
+	"armv7":   {elf.EM_ARM, elf.ELFCLASS32, binary.LittleEndian},
+	"armhf":   {elf.EM_ARM, elf.ELFCLASS32, binary.LittleEndian},
+	"ppc64le": {elf.EM_PPC64, elf.ELFCLASS64, binary.LittleEndian},
+	"s390x":   {elf.EM_S390, elf.ELFCLASS64, binary.BigEndian},
+	"riscv64": {elf.EM_RISCV, elf.ELFCLASS64, binary.LittleEndian},
+}
+
+// TestBuildEveryArch builds one spec for every arch the test suite
+// boots, each in its own VM under TCG, to every container output: each
+// rootfs holds its arch's binaries with its scripts and trigger run; the
+// OCI index lists one image per arch with the right platform (arm/v6 for
+// armhf, arm/v7 for armv7), which skopeo picks by platform; the
+// docker-archive and LXC metadata name the arch. Then Alpine's real
+// apk-tools (the 3.19.4 minirootfs of the arch, its apk run natively in
+// the arch's VM) installs the same packages, tree for tree the same as
+// our installer's.
+func TestBuildEveryArch(t *testing.T) {
+	td := generatedRepo(t)
+	for _, a := range vmtest.Arches {
+		vmtest.Binary(t, a)
+	}
+	if len(vmtest.Arches) != 8 {
+		t.Errorf("tested arches %v, want all eight QEMU 7.2 runs", vmtest.Arches)
+	}
+	skopeo := hosttool.Need(t, "skopeo", "skopeo")
+	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
+	repoDir, _ := filepath.Abs(filepath.Join(td, "repo"))
+	dir := t.TempDir()
+	body := "repositories: [" + repoDir + "/main]\nkeys: [" + repoDir + "/keys/]\n" +
+		"packages: [alpine-base, busybox, alpinist-test-scripts, alpinist-test-consumer, alpinist-test-trigger, alpinist-test-hook]\n"
+	spec := filepath.Join(dir, "every.yaml")
+	writeFile(t, spec, "name: every\narch: ["+strings.Join(vmtest.Arches, ", ")+"]\n"+body+"outputs: [tar, oci, docker-archive, lxc]\n", 0o644)
+	out := filepath.Join(dir, "out")
+	cache := filepath.Join(dir, "cache")
+	mustCLI(t, "build", spec, "-o", out, "--cache", cache)
+
+	var idx struct {
+		Manifests []struct {
+			Platform *struct{ Architecture, OS, Variant string }
+		}
+	}
+	raw, err := exec.Command(skopeo, "inspect", "--raw", "oci:"+filepath.Join(out, "every.oci")+":latest").Output()
+	if err != nil {
+		t.Fatalf("skopeo inspect --raw: %v", err)
+	}
+	if err := json.Unmarshal(raw, &idx); err != nil {
+		t.Fatal(err)
+	}
+	var platforms []string
+	for _, m := range idx.Manifests {
+		if m.Platform != nil {
+			platforms = append(platforms, strings.TrimSuffix(m.Platform.OS+"/"+m.Platform.Architecture+"/"+m.Platform.Variant, "/"))
+		}
+	}
+	for _, name := range vmtest.Arches {
+		a, _ := arch.Lookup(name)
+		t.Run(name, func(t *testing.T) {
+			want := "linux/" + a.OCI
+			if a.OCIVariant != "" {
+				want += "/" + a.OCIVariant
+			}
+			if !slices.Contains(platforms, want) {
+				t.Errorf("the index's platforms %v lack %s", platforms, want)
+			}
+			tarPath := filepath.Join(out, "every-"+name+".tar")
+			hs, data := tarIndex(t, tarPath, "bin/busybox", "var/lib/alpinist-test/trigger.log", "var/lib/alpinist-test/scripts.post-install", "etc/apk/arch")
+			ef, err := elf.NewFile(bytes.NewReader(data["bin/busybox"]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w := elfOf[name]; ef.Machine != w.machine || ef.Class != w.class || ef.ByteOrder != w.order {
+				t.Errorf("bin/busybox is %v %v %v", ef.Machine, ef.Class, ef.ByteOrder)
+			}
+			if h := hs["bin/ls"]; h == nil || h.Linkname != "/bin/busybox" {
+				t.Errorf("bin/ls: %+v (busybox --install did not run)", h)
+			}
+			if !strings.Contains(string(data["var/lib/alpinist-test/trigger.log"]), testrepo.HooksDir) || len(data["var/lib/alpinist-test/scripts.post-install"]) == 0 {
+				t.Errorf("trigger log %q, post-install %q", data["var/lib/alpinist-test/trigger.log"], data["var/lib/alpinist-test/scripts.post-install"])
+			}
+			if got := strings.TrimSpace(string(data["etc/apk/arch"])); got != name {
+				t.Errorf("etc/apk/arch %q", got)
+			}
+
+			// skopeo picks the arch's image from the index by platform, and
+			// reads the docker-archive: their configs name the platform.
+			var info struct{ Architecture, Variant, Os string }
+			args := []string{"inspect", "--config", "--override-arch", a.OCI, "--override-os", "linux"}
+			if a.OCIVariant != "" {
+				args = append(args, "--override-variant", a.OCIVariant)
+			}
+			for _, ref := range []string{"oci:" + filepath.Join(out, "every.oci") + ":latest", "docker-archive:" + filepath.Join(out, "every-"+name+".docker.tar")} {
+				b, err := exec.Command(skopeo, append(args, ref)...).Output()
+				if err != nil {
+					t.Fatalf("skopeo %s %s: %v", strings.Join(args, " "), ref, err)
+				}
+				info = struct{ Architecture, Variant, Os string }{}
+				json.Unmarshal(b, &info)
+				if info.Architecture != a.OCI || info.Variant != a.OCIVariant || info.Os != "linux" {
+					t.Errorf("%s: %+v", ref, info)
+				}
+			}
+			_, lxc := tarIndex(t, filepath.Join(out, "every-"+name+".lxc.tar.xz"), "metadata.yaml")
+			if !strings.Contains(string(lxc["metadata.yaml"]), "architecture: "+a.LXC+"\n") {
+				t.Errorf("LXC metadata.yaml:\n%s", lxc["metadata.yaml"])
+			}
+		})
+	}
+
+	// Alpine's own apk of each arch, natively in the arch's VM (every
+	// arch Alpine 3.19 has a minirootfs for: riscv64 came in 3.20).
+	real := minirootfs.Real(t)
+	for _, name := range vmtest.Arches {
+		if name == "riscv64" {
+			continue
+		}
+		t.Run("apk-tools/"+name, func(t *testing.T) {
+			mini := filepath.Join(real, "minirootfs", "alpine-minirootfs-3.19.4-"+name+".tar.gz")
+			theirs := filepath.Join(dir, "theirs-"+name+".yaml")
+			writeFile(t, theirs, "name: theirs\narch: ["+name+"]\n"+body+"outputs: [tar]\ninstaller: {type: apk-tools, minirootfs: "+mini+"}\n", 0o644)
+			mustCLI(t, "build", theirs, "-o", out, "--cache", cache)
+			ours := readTree(t, filepath.Join(out, "every-"+name+".tar"))
+			got := readTree(t, filepath.Join(out, "theirs-"+name+".tar"))
+			if d := treecmp.Diff(ours, got, func(string) bool { return false }); len(d) > 0 {
+				t.Errorf("%d differences between our installer and Alpine's apk-tools:\n%s", len(d), strings.Join(d, "\n"))
+			}
+		})
+	}
+	// A minirootfs of another arch is refused, naming both.
+	wrong := filepath.Join(dir, "wrong.yaml")
+	writeFile(t, wrong, "name: wrong\narch: [armv7]\n"+body+"installer: {type: apk-tools, minirootfs: "+filepath.Join(real, "minirootfs", "alpine-minirootfs-3.19.4-armhf.tar.gz")+"}\n", 0o644)
+	if code, _, errs := cli(t, "build", wrong, "-o", filepath.Join(dir, "wrong"), "--cache", cache); code == 0 || !strings.Contains(errs, "minirootfs for armhf") || !strings.Contains(errs, "for armv7") {
+		t.Errorf("an armhf minirootfs for armv7: exit %d\n%s", code, errs)
+	}
+}
+
+// readTree reads a rootfs tar as a treecmp snapshot.
+func readTree(t *testing.T, p string) treecmp.Snapshot {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	s, err := treecmp.ReadTar(f)
+	if err != nil {
+		t.Fatalf("%s: %v", p, err)
+	}
+	return s
+}
