@@ -87,6 +87,14 @@ type QEMU struct {
 // Firmware is a UEFI firmware's code and variable store template.
 type Firmware struct {
 	Code, Vars string
+	// Secure: a Secure Boot build, which runs only on a machine with SMM
+	// and its flash secured (Debian 12's ovmf-ia32 has no other build).
+	// Secure Boot itself stays off: the variable store enrolls no keys.
+	Secure bool
+	// Payload: Code is not flash but the payload QEMU's built-in
+	// firmware starts (-kernel): U-Boot's UEFI on riscv64, after OpenSBI
+	// (QEMU 7.2's virt machine runs no EDK2 for riscv64). No Vars.
+	Payload bool
 }
 
 // fastBoot are kernel flags that cut boot time in a VM (TESTING.md's
@@ -124,12 +132,12 @@ var All = []Arch{
 		GRUB: "x86_64-efi", EFIBoot: "BOOTX64.EFI", GRUBDebian: "grub-efi-amd64-bin",
 		QEMU: QEMU{Binary: "qemu-system-x86_64", Machine: "q35", CPU: x86_64TCG, Transport: "pci", KVM: true, BootArgs: fastBoot, Tested: true,
 			Firmware: []Firmware{
-				{"/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"},               // Debian, Ubuntu
-				{"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"},         // Debian, Ubuntu
-				{"/usr/share/edk2/ovmf/OVMF_CODE.fd", "/usr/share/edk2/ovmf/OVMF_VARS.fd"},     // Fedora
-				{"/usr/share/edk2/x64/OVMF_CODE.4m.fd", "/usr/share/edk2/x64/OVMF_VARS.4m.fd"}, // Arch
-				{"/opt/homebrew/share/qemu/edk2-x86_64-code.fd", "/opt/homebrew/share/qemu/edk2-i386-vars.fd"},
-				{"/usr/local/share/qemu/edk2-x86_64-code.fd", "/usr/local/share/qemu/edk2-i386-vars.fd"},
+				{Code: "/usr/share/OVMF/OVMF_CODE.fd", Vars: "/usr/share/OVMF/OVMF_VARS.fd"},               // Debian, Ubuntu
+				{Code: "/usr/share/OVMF/OVMF_CODE_4M.fd", Vars: "/usr/share/OVMF/OVMF_VARS_4M.fd"},         // Debian, Ubuntu
+				{Code: "/usr/share/edk2/ovmf/OVMF_CODE.fd", Vars: "/usr/share/edk2/ovmf/OVMF_VARS.fd"},     // Fedora
+				{Code: "/usr/share/edk2/x64/OVMF_CODE.4m.fd", Vars: "/usr/share/edk2/x64/OVMF_VARS.4m.fd"}, // Arch
+				{Code: "/opt/homebrew/share/qemu/edk2-x86_64-code.fd", Vars: "/opt/homebrew/share/qemu/edk2-i386-vars.fd"},
+				{Code: "/usr/local/share/qemu/edk2-x86_64-code.fd", Vars: "/usr/local/share/qemu/edk2-i386-vars.fd"},
 			}, FirmwareName: "OVMF"}},
 	// x86: Debian's 686-pae kernel (the one with PVH; 686 has none) on
 	// qemu32, which has PAE.
@@ -137,18 +145,25 @@ var All = []Arch{
 		DebianKernels: []string{"linux-image-686-pae"},
 		RootType:      "44479540-F297-41B2-9AF7-D131D5F0458A",
 		Console:       "ttyS0", BIOS: true, GRUB: "i386-efi", EFIBoot: "BOOTIA32.EFI", GRUBDebian: "grub-efi-ia32-bin",
-		QEMU: QEMU{Binary: "qemu-system-i386", Machine: "q35", CPU: "qemu32", Transport: "pci", BootArgs: fastBoot, Tested: true}},
+		QEMU: QEMU{Binary: "qemu-system-i386", Machine: "q35", CPU: "qemu32", Transport: "pci", BootArgs: fastBoot, Tested: true,
+			Firmware: []Firmware{
+				{Code: "/usr/share/OVMF/OVMF32_CODE_4M.fd", Vars: "/usr/share/OVMF/OVMF32_VARS_4M.fd"},                       // Debian 13
+				{Code: "/usr/share/OVMF/OVMF32_CODE_4M.secboot.fd", Vars: "/usr/share/OVMF/OVMF32_VARS_4M.fd", Secure: true}, // Debian 12
+				{Code: "/usr/share/edk2/ovmf-ia32/OVMF_CODE.fd", Vars: "/usr/share/edk2/ovmf-ia32/OVMF_VARS.fd"},             // Fedora
+				{Code: "/usr/share/edk2/ia32/OVMF_CODE.4m.fd", Vars: "/usr/share/edk2/ia32/OVMF_VARS.4m.fd"},                 // Arch
+				{Code: "/usr/local/share/qemu/edk2-i386-code.fd", Vars: "/usr/local/share/qemu/edk2-i386-vars.fd"},
+			}, FirmwareName: "OVMF32"}},
 	{Name: "aarch64", GOARCH: "arm64", OCI: "arm64", OCIVariant: "v8", LXC: "aarch64", Debian: "arm64",
 		DebianKernels: []string{"linux-image-cloud-arm64", "linux-image-arm64"},
 		RootType:      "B921B045-1DF0-41C3-AF44-4C6F280D3FAE", Console: "ttyAMA0",
 		GRUB: "arm64-efi", EFIBoot: "BOOTAA64.EFI", GRUBDebian: "grub-efi-arm64-bin",
 		QEMU: QEMU{Binary: "qemu-system-aarch64", Machine: "virt,gic-version=3", CPU: aarch64TCG, Transport: "pci", KVM: true, BootArgs: virtBoot, Tested: true,
 			Firmware: []Firmware{
-				{"/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.fd"},                                // Debian, Ubuntu
-				{"/usr/share/edk2/aarch64/QEMU_EFI-pflash.raw", "/usr/share/edk2/aarch64/vars-template-pflash.raw"}, // Fedora
-				{"/usr/share/edk2/aarch64/QEMU_CODE.fd", "/usr/share/edk2/aarch64/QEMU_VARS.fd"},                    // Arch
-				{"/opt/homebrew/share/qemu/edk2-aarch64-code.fd", "/opt/homebrew/share/qemu/edk2-arm-vars.fd"},
-				{"/usr/local/share/qemu/edk2-aarch64-code.fd", "/usr/local/share/qemu/edk2-arm-vars.fd"},
+				{Code: "/usr/share/AAVMF/AAVMF_CODE.fd", Vars: "/usr/share/AAVMF/AAVMF_VARS.fd"},                                // Debian, Ubuntu
+				{Code: "/usr/share/edk2/aarch64/QEMU_EFI-pflash.raw", Vars: "/usr/share/edk2/aarch64/vars-template-pflash.raw"}, // Fedora
+				{Code: "/usr/share/edk2/aarch64/QEMU_CODE.fd", Vars: "/usr/share/edk2/aarch64/QEMU_VARS.fd"},                    // Arch
+				{Code: "/opt/homebrew/share/qemu/edk2-aarch64-code.fd", Vars: "/opt/homebrew/share/qemu/edk2-arm-vars.fd"},
+				{Code: "/usr/local/share/qemu/edk2-aarch64-code.fd", Vars: "/usr/local/share/qemu/edk2-arm-vars.fd"},
 			}, FirmwareName: "AAVMF"}},
 	// armv7 and armhf: Debian's armmp-lpae kernel on QEMU's virt machine,
 	// whose CPUs are ARMv7 and later (it refuses the ARMv6 arm1176).
@@ -156,7 +171,12 @@ var All = []Arch{
 		DebianKernels: []string{"linux-image-armmp-lpae"},
 		RootType:      "69DAD710-2CE4-4E3C-B16C-21A1D49ABED3",
 		Console:       "ttyAMA0", GRUB: "arm-efi", EFIBoot: "BOOTARM.EFI", GRUBDebian: "grub-efi-arm-bin",
-		QEMU: QEMU{Binary: "qemu-system-arm", Machine: "virt,highmem=off", CPU: "cortex-a15", Transport: "pci", BootArgs: virtBoot, Tested: true}},
+		QEMU: QEMU{Binary: "qemu-system-arm", Machine: "virt,highmem=off", CPU: "cortex-a15", Transport: "pci", BootArgs: virtBoot, Tested: true,
+			Firmware: []Firmware{
+				{Code: "/usr/share/AAVMF/AAVMF32_CODE.fd", Vars: "/usr/share/AAVMF/AAVMF32_VARS.fd"},                    // Debian, Ubuntu
+				{Code: "/usr/share/edk2/arm/QEMU_EFI-pflash.raw", Vars: "/usr/share/edk2/arm/vars-template-pflash.raw"}, // Fedora
+				{Code: "/usr/local/share/qemu/edk2-arm-code.fd", Vars: "/usr/local/share/qemu/edk2-arm-vars.fd"},
+			}, FirmwareName: "AAVMF32"}},
 	{Name: "armhf", GOARCH: "arm", GOARM: "6", OCI: "arm", OCIVariant: "v6", LXC: "armv6l", Debian: "armhf", Uname: "armv7l",
 		DebianKernels: []string{"linux-image-armmp-lpae"},
 		RootType:      "69DAD710-2CE4-4E3C-B16C-21A1D49ABED3", Console: "ttyAMA0",
@@ -177,7 +197,11 @@ var All = []Arch{
 		DebianKernels: []string{"linux-image-cloud-riscv64", "linux-image-riscv64"},
 		RootType:      "72EC70A6-CF74-40E6-BD49-4BDA08E8F224", Console: "ttyS0",
 		GRUB: "riscv64-efi", EFIBoot: "BOOTRISCV64.EFI", GRUBDebian: "grub-efi-riscv64-bin",
-		QEMU: QEMU{Binary: "qemu-system-riscv64", Machine: "virt", CPU: "rv64", Transport: "pci", BootArgs: virtBoot, Tested: true}},
+		QEMU: QEMU{Binary: "qemu-system-riscv64", Machine: "virt", CPU: "rv64", Transport: "pci", BootArgs: virtBoot, Tested: true,
+			Firmware: []Firmware{
+				{Code: "/usr/lib/u-boot/qemu-riscv64_smode/u-boot.bin", Payload: true}, // Debian, Ubuntu
+				{Code: "/usr/share/uboot/qemu-riscv64_smode/u-boot.bin", Payload: true},
+			}, FirmwareName: "u-boot-qemu"}},
 	{Name: "loongarch64", OCI: "loong64", LXC: "loongarch64", Console: "ttyS0",
 		GRUB: "loongarch64-efi", EFIBoot: "BOOTLOONGARCH64.EFI"},
 }

@@ -108,8 +108,12 @@ func New(d *Disk, name string) Plan {
 
 // Firmware is what a disk for an arch boots from: boot when given, less
 // BIOS on the architectures without one; by default BIOS and UEFI on x86
-// and x86_64, UEFI elsewhere.
+// and x86_64, UEFI elsewhere; nothing where alpinist boots no disk
+// (Unbootable: s390x).
 func Firmware(boot []string, name string) []string {
+	if Unbootable(name) != "" {
+		return nil
+	}
 	if len(boot) == 0 {
 		boot = []string{"bios", "uefi"}
 	}
@@ -117,6 +121,22 @@ func Firmware(boot []string, name string) []string {
 		return boot
 	}
 	return slices.DeleteFunc(slices.Clone(boot), func(b string) bool { return b == "bios" })
+}
+
+// Unbootable says why alpinist makes no bootable disk for an arch, ""
+// when it makes one (with the BIOS, or with UEFI and GRUB).
+func Unbootable(name string) string {
+	a, _ := arch.Lookup(name)
+	if a.BIOS || a.GRUB != "" {
+		return ""
+	}
+	switch name {
+	case "s390x":
+		return "s390x machines IPL from a disk that zipl (s390-tools) prepares, which alpinist does not write; build its container outputs, or ext4 for a disk you make bootable with zipl"
+	case "armhf":
+		return "armhf (ARMv6) boards boot with their own firmware (a Raspberry Pi's), not UEFI; build its container outputs or ext4, or armv7 for a UEFI disk"
+	}
+	return name + " boots neither with a PC BIOS nor with UEFI and GRUB here; build its container outputs or ext4"
 }
 
 // ConsoleFor gives the serial console of a disk's console setting ("":

@@ -19,7 +19,10 @@ func TestPlan(t *testing.T) {
 		{&Disk{}, "aarch64", []string{"uefi"}, "grub-efi", "/boot/efi/EFI/BOOT/BOOTAA64.EFI", "ttyAMA0"},
 		{&Disk{Boot: []string{"bios"}, Console: "none"}, "x86_64", []string{"bios"}, "syslinux", "", ""},
 		{&Disk{Boot: []string{"bios"}}, "riscv64", nil, "", "", "ttyS0"},
-		{&Disk{Console: "ttyS1"}, "ppc64le", []string{"uefi"}, "grub-efi", "", "ttyS1"},
+		{&Disk{Console: "ttyS1"}, "s390x", nil, "", "", "ttyS1"},
+		{&Disk{}, "x86", []string{"bios", "uefi"}, "syslinux grub-efi", "/boot/efi/EFI/BOOT/BOOTIA32.EFI", "ttyS0"},
+		{&Disk{}, "armv7", []string{"uefi"}, "grub-efi", "/boot/efi/EFI/BOOT/BOOTARM.EFI", "ttyAMA0"},
+		{&Disk{}, "riscv64", []string{"uefi"}, "grub-efi", "/boot/efi/EFI/BOOT/BOOTRISCV64.EFI", "ttyS0"},
 	} {
 		p := New(tc.disk, tc.arch)
 		if got := p.Firmware(); !slices.Equal(got, tc.firmware) {

@@ -35,8 +35,10 @@ func BuildVMModules(transport string) []string {
 
 // BootModules are what a system booted from a disk image needs before
 // its root is mounted (those its kernel has): virtio and SCSI disks,
-// NVMe and SATA, and the root file system.
-var BootModules = []string{"virtio_pci", "virtio_mmio", "virtio_blk", "virtio_scsi", "sd_mod", "nvme", "ahci", "ext4"}
+// NVMe and SATA, and the root file system with the CRC32C that ext4's
+// metadata checksums need (a soft dependency, not in modules.dep; a
+// module on Debian's 686-pae kernel: "Cannot load crc32c driver").
+var BootModules = []string{"virtio_pci", "virtio_mmio", "virtio_blk", "virtio_scsi", "sd_mod", "nvme", "ahci", "crc32c_generic", "ext4"}
 
 // Module is one kernel module for the initramfs, uncompressed.
 type Module struct {

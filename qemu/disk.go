@@ -49,7 +49,7 @@ func FindUEFI(arch string) (Firmware, error) {
 		if _, err := os.Stat(fw.Code); err != nil {
 			continue
 		}
-		if _, err := os.Stat(fw.Vars); err != nil {
+		if _, err := os.Stat(fw.Vars); err != nil && !fw.Payload {
 			continue
 		}
 		return fw, nil
@@ -125,9 +125,19 @@ func (v *DiskVM) Args() ([]string, error) {
 	if v.Monitor {
 		serial = "mon:stdio"
 	}
-	a := []string{"-machine", p.Machine, "-accel", v.Accel, "-cpu", cpu, "-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus),
+	machine := p.Machine
+	if v.UEFI.Secure {
+		machine += ",smm=on"
+	}
+	a := []string{"-machine", machine, "-accel", v.Accel, "-cpu", cpu, "-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus),
 		"-nodefaults", "-no-user-config", "-display", "none", "-serial", serial}
-	if v.UEFI.Code != "" {
+	if v.UEFI.Secure {
+		a = append(a, "-global", "driver=cfi.pflash01,property=secure,value=on")
+	}
+	switch {
+	case v.UEFI.Payload:
+		a = append(a, "-kernel", v.UEFI.Code)
+	case v.UEFI.Code != "":
 		a = append(a, "-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+v.UEFI.Code,
 			"-drive", "if=pflash,format=raw,unit=1,file="+v.UEFI.Vars)
 	}

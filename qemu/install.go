@@ -15,6 +15,9 @@ var packages = map[string][4]string{
 	"qemu-img":            {"qemu-utils", "qemu-img", "qemu-img", "qemu"},
 	"ovmf":                {"ovmf", "edk2-ovmf", "edk2-ovmf", "qemu"},
 	"aavmf":               {"qemu-efi-aarch64", "edk2-aarch64", "edk2-aarch64", "qemu"},
+	"ovmf32":              {"ovmf-ia32", "edk2-ovmf-ia32", "edk2-ovmf", "qemu"},
+	"aavmf32":             {"qemu-efi-arm", "edk2-arm", "edk2-armvirt", "qemu"},
+	"u-boot-qemu":         {"u-boot-qemu", "uboot-images-armv8", "u-boot-qemu", "u-boot-tools"},
 }
 
 // InstallHint says how to install a host tool (a QEMU binary, qemu-img,

@@ -74,6 +74,10 @@ check ssh-keygen openssh-client
 # UEFI firmware for the boot tests.
 check_file /usr/share/OVMF/OVMF_CODE.fd ovmf
 check_file /usr/share/AAVMF/AAVMF_CODE.fd qemu-efi-aarch64
+check_file /usr/share/OVMF/OVMF32_VARS_4M.fd ovmf-ia32
+check_file /usr/share/AAVMF/AAVMF32_CODE.fd qemu-efi-arm
+# riscv64's disks boot with U-Boot's UEFI (QEMU 7.2 runs no EDK2 for it).
+check_file /usr/lib/u-boot/qemu-riscv64_smode/u-boot.bin u-boot-qemu
 
 # The synthetic test repository takes each arch's binaries (kernel,
 # busybox-static, grub) from Debian's packages of that arch, so apt must

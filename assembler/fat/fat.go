@@ -3,9 +3,10 @@
 // from 33 MiB up, and the small FAT16 image an ISO's El Torito EFI entry
 // points at (UEFI reads both on removable media). The
 // volume ID and every date come from the caller, entries are written in
-// sorted order, and fsck.fat -n finds it clean. Names must fit 8.3, in
+// sorted order, and fsck.fat -n finds it clean. A name that fits 8.3 in
 // one case per part (GRUB.CFG or grub.cfg; the NT case flags keep the
-// lower case), which is all an ESP needs; anything else is an error.
+// lower case) is written as it is; any other gets VFAT long-name entries
+// and a short alias (BOOTRISCV64.EFI is BOOTRI~1.EFI).
 package fat
 
 import (
@@ -43,6 +44,23 @@ type dir struct {
 	dirs     []*dir
 	files    []*file
 	clusters uint32
+	ents     []dirent // the entries of dirs, then files
+}
+
+// entries gives d's directory entries (its subdirectories', then its
+// files'), naming them once.
+func (d *dir) entries() []dirent {
+	if d.ents == nil {
+		var names []string
+		for _, sub := range d.dirs {
+			names = append(names, sub.name)
+		}
+		for _, f := range d.files {
+			names = append(names, f.name)
+		}
+		d.ents = dirents(names)
+	}
+	return d.ents
 }
 
 type file struct {
@@ -184,7 +202,7 @@ func (v *volume) mkdir(p string) (*dir, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, _, err := shortName(path.Base(p)); err != nil {
+	if err := checkName(path.Base(p)); err != nil {
 		return nil, err
 	}
 	d := &dir{name: path.Base(p), parent: parent}
@@ -206,7 +224,7 @@ func (v *volume) addFiles(files []File) error {
 		if err != nil {
 			return err
 		}
-		if _, _, err := shortName(path.Base(p)); err != nil {
+		if err := checkName(path.Base(p)); err != nil {
 			return err
 		}
 		parent.files = append(parent.files, &file{name: path.Base(p), data: f.Data})
@@ -222,7 +240,7 @@ func (v *volume) allocate() error {
 	v.next = uint32(2)
 	if v.fat16 {
 		// The root is no cluster chain: its files and directories are.
-		if n := len(v.root.dirs) + len(v.root.files) + 1; n > rootEntries16 {
+		if n := entryCount(v.root.entries()) + 1; n > rootEntries16 {
 			return fmt.Errorf("fat: %d entries in the root directory; FAT16's holds %d", n-1, rootEntries16-1)
 		}
 		return v.placeContent(v.root)
@@ -250,7 +268,7 @@ func (v *volume) alloc(n uint32) (uint32, error) {
 
 // place allocates the clusters of d, its files, and its subdirectories.
 func (v *volume) place(d *dir) error {
-	entries := 2 + len(d.dirs) + len(d.files) + 1 // ., .. (or the label), the end
+	entries := 2 + entryCount(d.entries()) + 1 // ., .. (or the label), the end
 	d.clusters = max(1, (uint32(entries)*32+v.clusterSize-1)/v.clusterSize)
 	c, err := v.alloc(d.clusters)
 	if err != nil {
@@ -326,15 +344,20 @@ func (v *volume) writeDir(d *dir) error {
 		v.entry(b[32:], [11]byte{'.', '.', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '}, 0, 0x10, parent, 0)
 		i = 2
 	}
-	for _, sub := range d.dirs {
-		n, nt, _ := shortName(sub.name)
-		v.entry(b[i*32:], n, nt, 0x10, sub.cluster, 0)
+	ents := d.entries()
+	put := func(e dirent, attr uint8, cluster, size uint32) {
+		for _, l := range e.lfn {
+			copy(b[i*32:], l[:])
+			i++
+		}
+		v.entry(b[i*32:], e.short, e.nt, attr, cluster, size)
 		i++
 	}
-	for _, f := range d.files {
-		n, nt, _ := shortName(f.name)
-		v.entry(b[i*32:], n, nt, 0x20, f.cluster, uint32(len(f.data)))
-		i++
+	for k, sub := range d.dirs {
+		put(ents[k], 0x10, sub.cluster, 0)
+	}
+	for k, f := range d.files {
+		put(ents[len(d.dirs)+k], 0x20, f.cluster, uint32(len(f.data)))
 		if len(f.data) > 0 {
 			if err := v.at(f.data, v.clusterOff(f.cluster)); err != nil {
 				return err

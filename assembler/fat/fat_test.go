@@ -73,18 +73,57 @@ func TestErrors(t *testing.T) {
 		files []File
 		o     Options
 	}{
-		"not between 1 MiB":    {512 << 10, nil, Options{}},
-		"FAT16 needs at least": {2 << 20, nil, Options{}},
-		"FAT16's holds 511":    {4 << 20, manyFiles(600), Options{}},
-		"do not fit 4194304":   {4 << 20, []File{{Path: "BIG", Data: make([]byte, 5<<20)}}, Options{}},
-		"not an 8.3 name":      {40 << 20, []File{{Path: "EFI/verylongname.efi"}}, Options{}},
-		"mixes cases":          {40 << 20, []File{{Path: "Grub.cfg"}}, Options{}},
-		"given twice":          {40 << 20, []File{{Path: "A"}, {Path: "A"}}, Options{}},
-		"longer than 11":       {40 << 20, nil, Options{Label: "a very long label"}},
-		"do not fit":           {34 << 20, []File{{Path: "BIG", Data: make([]byte, 40<<20)}}, Options{}},
+		"not between 1 MiB":     {512 << 10, nil, Options{}},
+		"FAT16 needs at least":  {2 << 20, nil, Options{}},
+		"FAT16's holds 511":     {4 << 20, manyFiles(600), Options{}},
+		"do not fit 4194304":    {4 << 20, []File{{Path: "BIG", Data: make([]byte, 5<<20)}}, Options{}},
+		"a FAT name cannot":     {40 << 20, []File{{Path: "EFI/a:b.efi"}}, Options{}},
+		"not a valid file name": {40 << 20, []File{{Path: "EFI/name "}}, Options{}},
+		"given twice":           {40 << 20, []File{{Path: "A"}, {Path: "A"}}, Options{}},
+		"longer than 11":        {40 << 20, nil, Options{Label: "a very long label"}},
+		"do not fit":            {34 << 20, []File{{Path: "BIG", Data: make([]byte, 40<<20)}}, Options{}},
 	} {
 		if err := Write(f, 0, tc.size, tc.files, tc.o); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v", want, err)
+		}
+	}
+}
+
+// TestLongNames: names that do not fit 8.3 (UEFI's removable-media
+// names BOOTRISCV64.EFI, BOOTLOONGARCH64.EFI; mixed case) get VFAT
+// long-name entries and unique short aliases that fsck.fat accepts and
+// mtools reads back, by either name.
+func TestLongNames(t *testing.T) {
+	fsck := hosttool.Need(t, "fsck.fat", "dosfstools")
+	mdir := hosttool.Need(t, "mdir", "mtools")
+	mtype := hosttool.Need(t, "mtype", "mtools")
+	files := []File{
+		{Path: "EFI/BOOT/BOOTRISCV64.EFI", Data: []byte("riscv")},
+		{Path: "EFI/BOOT/BOOTRISCV32.EFI", Data: []byte("riscv32")},
+		{Path: "EFI/BOOT/BOOTLOONGARCH64.EFI", Data: []byte("loong")},
+		{Path: "EFI/BOOT/grub.cfg", Data: []byte("cfg")},
+		{Path: "EFI/Mixed Case Directory/a file with a very long name that takes three entries.txt", Data: []byte("long")},
+		{Path: "Grub.cfg", Data: []byte("mixed")},
+	}
+	for _, size := range []int64{4 << 20, 40 << 20} {
+		img := image(t, size, files, Options{VolumeID: 7, Time: when})
+		if out, err := exec.Command(fsck, "-n", "-v", img).CombinedOutput(); err != nil || strings.Contains(string(out), "Fixing") || strings.Contains(string(out), "should be") {
+			t.Errorf("%d MiB: fsck.fat -n: %v\n%s", size>>20, err, out)
+		}
+		out, err := exec.Command(mdir, "-i", img, "::/EFI/BOOT").CombinedOutput()
+		for _, w := range []string{"BOOTRI~1 EFI", "BOOTRISCV32.EFI", "BOOTRI~2 EFI", "BOOTRISCV64.EFI", "BOOTLO~1 EFI", "BOOTLOONGARCH64.EFI"} {
+			if err != nil || !strings.Contains(string(out), w) {
+				t.Errorf("%d MiB: mdir lacks %q: %v\n%s", size>>20, w, err, out)
+			}
+		}
+		for _, f := range files {
+			got, err := exec.Command(mtype, "-i", img, "::/"+f.Path).Output()
+			if err != nil || !bytes.Equal(got, f.Data) {
+				t.Errorf("%d MiB: %s reads %q (%v)", size>>20, f.Path, got, err)
+			}
+		}
+		if got, err := exec.Command(mtype, "-i", img, "::/EFI/BOOT/BOOTRI~2.EFI").Output(); err != nil || string(got) != "riscv" {
+			t.Errorf("by its alias: %q (%v)", got, err)
 		}
 	}
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/alpinist/alpinist/assembler/sbom"
 	"github.com/alpinist/alpinist/assembler/tarball"
 	"github.com/alpinist/alpinist/assembler/wsl"
+	"github.com/alpinist/alpinist/bootdisk"
 	"github.com/alpinist/alpinist/internal/atomicfile"
 	"github.com/alpinist/alpinist/internal/ctxio"
 	"github.com/alpinist/alpinist/spec"
@@ -141,6 +142,11 @@ func CheckArch(names []string, arch string) error {
 		o, ok := Lookup(n)
 		if ok && o.Arches != nil && !slices.Contains(o.Arches, arch) {
 			return fmt.Errorf("output %s is made for %s, not %s: %s; build it with --arch %s", n, strings.Join(o.Arches, " and "), arch, o.Why, o.Arches[0])
+		}
+		if ok && o.Disk {
+			if why := bootdisk.Unbootable(arch); why != "" {
+				return fmt.Errorf("output %s: no bootable image is made for %s: %s", n, arch, why)
+			}
 		}
 	}
 	return nil

@@ -191,20 +191,22 @@ func runImage(ctx context.Context, e *env, image string, f runFlags) error {
 		if err != nil {
 			return err
 		}
-		vars, err := os.CreateTemp("", "alpinist-efivars-*.fd")
-		if err != nil {
-			return err
+		if v.UEFI = fw; !fw.Payload {
+			vars, err := os.CreateTemp("", "alpinist-efivars-*.fd")
+			if err != nil {
+				return err
+			}
+			defer os.Remove(vars.Name())
+			src, err := os.Open(fw.Vars)
+			if err == nil {
+				_, err = io.Copy(vars, src)
+				src.Close()
+			}
+			if err = errors.Join(err, vars.Close()); err != nil {
+				return fmt.Errorf("UEFI variables: %w", err)
+			}
+			v.UEFI.Vars = vars.Name()
 		}
-		defer os.Remove(vars.Name())
-		src, err := os.Open(fw.Vars)
-		if err == nil {
-			_, err = io.Copy(vars, src)
-			src.Close()
-		}
-		if err = errors.Join(err, vars.Close()); err != nil {
-			return fmt.Errorf("UEFI variables: %w", err)
-		}
-		v.UEFI = qemu.Firmware{Code: fw.Code, Vars: vars.Name()}
 	}
 	v.Monitor = f.until == "" && isTerminal(e.stdout)
 	if v.Monitor {

@@ -28,6 +28,8 @@ var KernelModules = []string{
 // OptionalKernelModules are carried when the kernel has them.
 var OptionalKernelModules = []string{
 	"virtio_rng", "overlay", "efivarfs", "9p", "9pnet_virtio", "sd_mod", "loop",
+	// ext4's checksums (a soft dependency; a module on 686-pae).
+	"crc32c_generic",
 	// A NoCloud seed (an ISO 9660 cidata volume) and CD-ROMs: Alpine's
 	// linux-virt has them as modules too.
 	"isofs", "sr_mod", "cdrom",
