@@ -178,3 +178,38 @@ func readTree(t *testing.T, p string) treecmp.Snapshot {
 	}
 	return s
 }
+
+// TestBootEveryArchDisk builds the disk image of a system for the arches
+// added after x86_64 and aarch64 whose firmware QEMU has here, and boots
+// each to its login prompt with alpinist run: x86 with the BIOS
+// (EXTLINUX) and with UEFI (GRUB, ia32 OVMF), armv7 with UEFI (AAVMF32),
+// riscv64 with U-Boot's UEFI. s390x's disk is refused, saying why.
+func TestBootEveryArchDisk(t *testing.T) {
+	td := generatedRepo(t)
+	arches := []string{"x86", "armv7", "riscv64"}
+	for _, a := range arches {
+		vmtest.Binary(t, a)
+	}
+	repoDir, _ := filepath.Abs(filepath.Join(td, "repo"))
+	dir := t.TempDir()
+	body := "repositories: [" + repoDir + "/main]\nkeys: [" + repoDir + "/keys/]\npackages: [alpine-base, linux-virt]\ndisk: {}\n"
+	spec := filepath.Join(dir, "boots.yaml")
+	writeFile(t, spec, "name: boots\narch: ["+strings.Join(arches, ", ")+"]\n"+body+"outputs: [raw]\n", 0o644)
+	out := filepath.Join(dir, "out")
+	mustCLI(t, "build", spec, "-o", out, "--cache", filepath.Join(dir, "cache"))
+	for _, c := range []struct{ arch, firmware string }{{"x86", "--bios"}, {"x86", "--uefi"}, {"armv7", "--uefi"}, {"riscv64", "--uefi"}} {
+		t.Run(c.arch+c.firmware, func(t *testing.T) {
+			img := filepath.Join(out, "boots-"+c.arch+".raw")
+			con := mustCLI(t, "run", img, c.firmware, "--accel", "tcg", "--until", "login:", "--timeout", "3m")
+			a, _ := arch.Lookup(c.arch)
+			if !strings.Contains(con, "(/dev/"+a.Console+")") {
+				t.Errorf("the login prompt is not on %s:\n%s", a.Console, con)
+			}
+		})
+	}
+	s390 := filepath.Join(dir, "s390.yaml")
+	writeFile(t, s390, "name: s390\narch: [s390x]\n"+body+"outputs: [qcow2]\n", 0o644)
+	if code, _, errs := cli(t, "build", s390, "-o", filepath.Join(dir, "s390"), "--cache", filepath.Join(dir, "cache")); code == 0 || !strings.Contains(errs, "no bootable image is made for s390x") || !strings.Contains(errs, "zipl") {
+		t.Errorf("an s390x disk: exit %d\n%s", code, errs)
+	}
+}
