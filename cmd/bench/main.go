@@ -56,7 +56,7 @@ type row struct{ what, value, target string }
 var rows []row
 
 // parts are what -only picks from, in the order they run.
-var parts = []string{"phases", "real", "icount", "ratios", "assemble", "boot", "rss"}
+var parts = []string{"phases", "arches", "real", "icount", "ratios", "assemble", "boot", "rss"}
 
 func add(what, value, target string) {
 	rows = append(rows, row{what, value, target})
@@ -109,6 +109,9 @@ func main() {
 
 	if want["phases"] {
 		phases(*bin, *specPath, work)
+	}
+	if want["arches"] {
+		arches(*bin, work)
 	}
 	if want["real"] {
 		realSet(*bin, *before, *realDir, work)
