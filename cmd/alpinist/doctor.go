@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -38,10 +39,12 @@ func newDoctorCmd(e *env) *cobra.Command {
 		Long: `doctor checks what alpinist needs on this host and says what to install
 for each missing piece (Debian/Ubuntu, Fedora, Arch, macOS):
 
-    qemu-system-* for each architecture (--arch; default x86_64, aarch64,
+    qemu-system-* for each architecture (--arch; default all eight:
+                  x86_64, x86, aarch64, armv7, armhf, ppc64le, s390x,
                   riscv64): builds and alpinist run boot them
     qemu-img      optional: to check and convert images yourself
-    UEFI firmware OVMF (x86_64) and AAVMF (aarch64), for alpinist run
+    UEFI firmware for alpinist run of a disk: OVMF (x86_64), OVMF32 (x86),
+                  AAVMF (aarch64), AAVMF32 (armv7), U-Boot (riscv64)
     /dev/kvm      whether it exists, and whether KVM really runs guest code
                   (else builds use TCG emulation: slower, same result)
     the cache     where it is, that it is writable, what it holds
@@ -84,17 +87,28 @@ It exits 1 when something the host's own architecture needs is missing.`,
 func doctor(ctx context.Context, e *env, arches []string, cacheFlag string) []check {
 	var out []check
 	host := arch.Host()
+	// One line per QEMU binary, naming the arches it runs (qemu-system-arm:
+	// armv7, armhf).
+	var bins []string
+	forBin := map[string][]string{}
 	for _, arch := range arches {
 		prof, err := qemu.Lookup(arch)
 		if err != nil {
 			out = append(out, check{what: "qemu " + arch, state: "unknown", detail: err.Error()})
 			continue
 		}
-		c := check{what: prof.Binary, required: arch == host}
-		if bin, err := exec.LookPath(prof.Binary); err != nil {
-			c.state, c.detail, c.fix = "missing", "builds for "+arch+" need it", qemu.InstallHint(prof.Binary)
+		if forBin[prof.Binary] == nil {
+			bins = append(bins, prof.Binary)
+		}
+		forBin[prof.Binary] = append(forBin[prof.Binary], arch)
+	}
+	for _, b := range bins {
+		names := strings.Join(forBin[b], ", ")
+		c := check{what: b, required: slices.Contains(forBin[b], host)}
+		if bin, err := exec.LookPath(b); err != nil {
+			c.state, c.detail, c.fix = "missing", "builds for "+names+" need it", qemu.InstallHint(b)
 		} else {
-			c.state, c.detail = "ok", bin+" "+qemuVersion(bin)
+			c.state, c.detail = "ok", names+": "+bin+" "+qemuVersion(bin)
 		}
 		out = append(out, c)
 	}
@@ -110,6 +124,10 @@ func doctor(ctx context.Context, e *env, arches []string, cacheFlag string) []ch
 		c := check{what: "UEFI firmware " + a.Name + " (" + a.QEMU.FirmwareName + ")"}
 		if f, err := qemu.FindUEFI(a.Name); err != nil {
 			c.state, c.detail, c.fix = "missing", "alpinist run needs it to boot "+a.Name+" disks with UEFI", qemu.InstallHint(strings.ToLower(a.QEMU.FirmwareName))
+		} else if f.Secure {
+			c.state, c.detail = "ok", f.Code+" (a Secure Boot build: run boots it on an SMM machine, no keys enrolled)"
+		} else if f.Payload {
+			c.state, c.detail = "ok", f.Code+" (UEFI as OpenSBI's payload)"
 		} else {
 			c.state, c.detail = "ok", f.Code
 		}
