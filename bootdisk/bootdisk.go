@@ -133,6 +133,8 @@ func Unbootable(name string) string {
 	switch name {
 	case "s390x":
 		return "s390x machines IPL from a disk that zipl (s390-tools) prepares, which alpinist does not write; build its container outputs, or ext4 for a disk you make bootable with zipl"
+	case "ppc64le":
+		return "ppc64le disks boot with SLOF and GRUB for IEEE 1275 from a PReP partition, which alpinist does not write yet (docs/cross-arch.md); build its container outputs or ext4"
 	case "armhf":
 		return "armhf (ARMv6) boards boot with their own firmware (a Raspberry Pi's), not UEFI; build its container outputs or ext4, or armv7 for a UEFI disk"
 	}
