@@ -12,7 +12,7 @@ import (
 
 // TestBootKit makes the build VM's kit from the test repository's
 // linux-virt of each arch: x86_64's kernel becomes the ELF booted
-// through PVH, aarch64's stays as the package has it. keep puts both
+// through PVH (x86's too), aarch64's stays as the package has it. keep puts both
 // files into the boot cache while the kit's own files stay usable;
 // close leaves nothing temporary; the next lookup finds the entry.
 func TestBootKit(t *testing.T) {
@@ -25,7 +25,7 @@ func TestBootKit(t *testing.T) {
 	for _, c := range []struct {
 		arch string
 		pvh  bool
-	}{{"x86_64", true}, {"aarch64", false}} {
+	}{{"x86_64", true}, {"x86", true}, {"aarch64", false}} { // x86: 686-pae's xz payload has the x86 BCJ filter
 		t.Run(c.arch, func(t *testing.T) {
 			pkgs, _ := filepath.Glob(filepath.Join(repo, "main", c.arch, "linux-virt-*.apk"))
 			if len(pkgs) != 1 {

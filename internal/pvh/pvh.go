@@ -26,9 +26,9 @@ import (
 	"io"
 	"os"
 
+	"github.com/alpinist/alpinist/internal/xzbcj"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
 
 	"github.com/alpinist/alpinist/internal/sparse"
 )
@@ -135,7 +135,8 @@ func decompressor(magic []byte, src io.Reader) (io.Reader, func(), error) {
 		}
 		return zr, zr.Close, nil
 	case bytes.HasPrefix(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
-		zr, err := xz.NewReader(src)
+		// xz with the x86 BCJ filter (Debian's 686 kernels), or LZMA2 alone.
+		zr, err := xzbcj.NewReader(src)
 		if err != nil {
 			return nil, nil, fmt.Errorf("the kernel's xz payload: %w", err)
 		}
