@@ -49,10 +49,13 @@ type Arch struct {
 	Console string
 	// BIOS is whether its machines boot with a PC BIOS (EXTLINUX).
 	BIOS bool
-	// GRUB is GRUB's EFI target (grub-mkimage -O) and EFIBoot the
-	// removable-media boot file name (EFI/BOOT/BOOT*.EFI); "" when
-	// alpinist does not boot it with UEFI.
+	// GRUB is GRUB's target (grub-mkimage -O) and EFIBoot the
+	// removable-media boot file name (EFI/BOOT/BOOT*.EFI) for UEFI; ""
+	// when alpinist does not boot it with GRUB.
 	GRUB, EFIBoot string
+	// PReP: GRUB boots from a PReP boot partition with Open Firmware
+	// (IEEE 1275: SLOF on QEMU's pseries), not from an ESP with UEFI.
+	PReP bool
 	// QEMU is how a VM of this arch runs.
 	QEMU QEMU
 }
@@ -72,6 +75,10 @@ type QEMU struct {
 	// MemoryAlignMiB: the machine takes memory sizes in multiples of it
 	// only (pseries: 256 MiB); 0 for any.
 	MemoryAlignMiB int
+	// DiskMachine is the machine that boots a disk with its firmware,
+	// when the build VM's is not (pseries with SLOF: VOF boots no disk);
+	// "" for Machine.
+	DiskMachine string
 	// Tested: a build VM of this arch boots in the test suite. Untested
 	// rows are the structure for adding an arch; building for one says
 	// so.
@@ -185,9 +192,10 @@ var All = []Arch{
 	// (2.8 s to the kernel's end against SLOF's 10.2 s), and without the
 	// Spectre workarounds TCG cannot emulate (QEMU warns otherwise).
 	{Name: "ppc64le", GOARCH: "ppc64le", OCI: "ppc64le", LXC: "ppc64le", Debian: "ppc64el",
-		DebianKernels: []string{"linux-image-powerpc64le"},
-		RootType:      "C31C45E6-3F39-412E-80FB-4809C4980599", Console: "hvc0",
-		QEMU: QEMU{Binary: "qemu-system-ppc64", Machine: "pseries,x-vof=on,cap-cfpc=broken,cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off", CPU: "power9", Transport: "pci", BootArgs: virtBoot, MemoryAlignMiB: 256, Tested: true}},
+		DebianKernels: []string{"linux-image-powerpc64le"}, GRUB: "powerpc-ieee1275", GRUBDebian: "grub-ieee1275-bin", PReP: true,
+		RootType: "C31C45E6-3F39-412E-80FB-4809C4980599", Console: "hvc0",
+		QEMU: QEMU{Binary: "qemu-system-ppc64", Machine: "pseries,x-vof=on,cap-cfpc=broken,cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off", CPU: "power9", Transport: "pci", BootArgs: virtBoot, MemoryAlignMiB: 256, Tested: true,
+			DiskMachine: "pseries,cap-cfpc=broken,cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off"}},
 	// s390x: the qemu CPU model boots faster than max (4.0 s against 5.3 s).
 	{Name: "s390x", GOARCH: "s390x", OCI: "s390x", LXC: "s390x", Debian: "s390x",
 		DebianKernels: []string{"linux-image-s390x"},

@@ -29,7 +29,7 @@ func TestTable(t *testing.T) {
 		if got, ok := FromOCI(a.OCI, a.OCIVariant); !ok || got != a.Name {
 			t.Errorf("FromOCI(%s, %s) = %s, %v", a.OCI, a.OCIVariant, got, ok)
 		}
-		if (a.GRUB == "") != (a.EFIBoot == "") {
+		if (a.GRUB == "") != (a.EFIBoot == "" && !a.PReP) {
 			t.Errorf("%s: GRUB %q and EFIBoot %q go together", a.Name, a.GRUB, a.EFIBoot)
 		}
 		if a.QEMU.Tested && (a.GOARCH == "" || a.Debian == "" || a.RootType == "" || a.QEMU.Binary == "") {
@@ -53,7 +53,7 @@ func TestKnownValues(t *testing.T) {
 		{"aarch64", "arm64", "arm64", "aarch64", "ttyAMA0", "arm64-efi", false},
 		{"armv7", "arm", "arm/v7", "armv7l", "ttyAMA0", "arm-efi", false},
 		{"armhf", "arm", "arm/v6", "armv6l", "ttyAMA0", "", false},
-		{"ppc64le", "ppc64le", "ppc64le", "ppc64le", "hvc0", "", false},
+		{"ppc64le", "ppc64le", "ppc64le", "ppc64le", "hvc0", "powerpc-ieee1275", false},
 		{"s390x", "s390x", "s390x", "s390x", "ttysclp0", "", false},
 		{"riscv64", "riscv64", "riscv64", "riscv64", "ttyS0", "riscv64-efi", false},
 		{"loongarch64", "", "loong64", "loongarch64", "ttyS0", "loongarch64-efi", false},

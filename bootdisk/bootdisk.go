@@ -56,7 +56,16 @@ type Disk struct {
 var Loaders = []struct{ Firmware, Package, Name string }{
 	{"bios", "syslinux", "bios (extlinux)"},
 	{"uefi", "grub-efi", "uefi (GRUB)"},
+	{"ieee1275", "grub-ieee1275", "ieee1275 (GRUB on Open Firmware)"},
 }
+
+// PReP is the PReP boot partition's size, which holds GRUB's image for
+// Open Firmware (ppc64le): 8 MiB, as grub-install asks.
+const PReP = 8 << 20
+
+// PRePGRUB is where the build leaves GRUB's Open Firmware image in the
+// rootfs; the disk copies it into the PReP partition.
+const PRePGRUB = "/boot/grub/powerpc-ieee1275/core.elf"
 
 // GRUBModules are built into GRUB's EFI image (iso9660: the same image
 // boots the live ISO, whose grub.cfg and kernel are on the ISO 9660).
@@ -77,14 +86,18 @@ type GRUB struct {
 	Prefix string `json:"prefix"`
 	// Modules are built into the image.
 	Modules []string `json:"modules"`
+	// Config is built into the image as its first configuration
+	// (grub-mkimage -c): Open Firmware's GRUB has no ESP to find its
+	// grub.cfg on, so it searches the file systems for it.
+	Config string `json:"config,omitempty"`
 }
 
 // Plan is the boot policy of one disk for one architecture.
 type Plan struct {
 	Disk Disk
 	Arch string
-	// BIOS and UEFI are the firmware the disk boots from.
-	BIOS, UEFI bool
+	// BIOS, UEFI and IEEE1275 are the firmware the disk boots from.
+	BIOS, UEFI, IEEE1275 bool
 	// Table is the partition table: gpt or mbr.
 	Table string
 	// Console is the serial console ("" for none).
@@ -102,7 +115,7 @@ func New(d *Disk, name string) Plan {
 		p.Table = "gpt"
 	}
 	fw := Firmware(d.Boot, name)
-	p.BIOS, p.UEFI = slices.Contains(fw, "bios"), slices.Contains(fw, "uefi")
+	p.BIOS, p.UEFI, p.IEEE1275 = slices.Contains(fw, "bios"), slices.Contains(fw, "uefi"), slices.Contains(fw, "ieee1275")
 	return p
 }
 
@@ -114,9 +127,17 @@ func Firmware(boot []string, name string) []string {
 	if Unbootable(name) != "" {
 		return nil
 	}
+	if a, _ := arch.Lookup(name); a.PReP {
+		// Open Firmware only: given bios or uefi, nothing boots.
+		if len(boot) == 0 || slices.Contains(boot, "ieee1275") {
+			return []string{"ieee1275"}
+		}
+		return nil
+	}
 	if len(boot) == 0 {
 		boot = []string{"bios", "uefi"}
 	}
+	boot = slices.DeleteFunc(slices.Clone(boot), func(b string) bool { return b == "ieee1275" })
 	if arch.HasBIOS(name) {
 		return boot
 	}
@@ -133,8 +154,6 @@ func Unbootable(name string) string {
 	switch name {
 	case "s390x":
 		return "s390x machines IPL from a disk that zipl (s390-tools) prepares, which alpinist does not write; build its container outputs, or ext4 for a disk you make bootable with zipl"
-	case "ppc64le":
-		return "ppc64le disks boot with SLOF and GRUB for IEEE 1275 from a PReP partition, which alpinist does not write yet (docs/cross-arch.md); build its container outputs or ext4"
 	case "armhf":
 		return "armhf (ARMv6) boards boot with their own firmware (a Raspberry Pi's), not UEFI; build its container outputs or ext4, or armv7 for a UEFI disk"
 	}
@@ -162,6 +181,9 @@ func (p Plan) Firmware() []string {
 	if p.UEFI {
 		out = append(out, "uefi")
 	}
+	if p.IEEE1275 {
+		out = append(out, "ieee1275")
+	}
 	return out
 }
 
@@ -170,7 +192,7 @@ func (p Plan) Firmware() []string {
 func (p Plan) Packages() []string {
 	var out []string
 	for _, l := range Loaders {
-		if (l.Firmware == "bios" && p.BIOS) || (l.Firmware == "uefi" && p.UEFI) {
+		if (l.Firmware == "bios" && p.BIOS) || (l.Firmware == "uefi" && p.UEFI) || (l.Firmware == "ieee1275" && p.IEEE1275) {
 			out = append(out, l.Package)
 		}
 	}
@@ -194,6 +216,14 @@ func LoaderName(pkg string) string {
 // disk does not boot with UEFI or UEFI does not boot the arch.
 func (p Plan) GRUBImage() *GRUB {
 	a, _ := arch.Lookup(p.Arch)
+	if p.IEEE1275 && a.PReP {
+		// Its first configuration finds the system's grub.cfg by its
+		// path, on whichever file system has it.
+		cfg := p.LoaderPath(BootDir + "/grub/grub.cfg")
+		mods := append(slices.DeleteFunc(slices.Clone(GRUBModules), func(m string) bool { return m == "efi_gop" || m == "all_video" }), "search_fs_file")
+		return &GRUB{Format: a.GRUB, Output: PRePGRUB, Prefix: "/" + BootDir + "/grub", Modules: mods,
+			Config: "search --no-floppy --file --set=root " + cfg + "\nconfigfile " + cfg + "\n"}
+	}
 	if !p.UEFI || a.GRUB == "" {
 		return nil
 	}

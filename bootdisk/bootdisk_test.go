@@ -23,6 +23,10 @@ func TestPlan(t *testing.T) {
 		{&Disk{}, "x86", []string{"bios", "uefi"}, "syslinux grub-efi", "/boot/efi/EFI/BOOT/BOOTIA32.EFI", "ttyS0"},
 		{&Disk{}, "armv7", []string{"uefi"}, "grub-efi", "/boot/efi/EFI/BOOT/BOOTARM.EFI", "ttyAMA0"},
 		{&Disk{}, "riscv64", []string{"uefi"}, "grub-efi", "/boot/efi/EFI/BOOT/BOOTRISCV64.EFI", "ttyS0"},
+		{&Disk{}, "ppc64le", []string{"ieee1275"}, "grub-ieee1275", PRePGRUB, "hvc0"},
+		{&Disk{Boot: []string{"ieee1275", "uefi"}}, "ppc64le", []string{"ieee1275"}, "grub-ieee1275", PRePGRUB, "hvc0"},
+		{&Disk{Boot: []string{"uefi"}}, "ppc64le", nil, "", "", "hvc0"},
+		{&Disk{Boot: []string{"ieee1275", "uefi"}}, "x86_64", []string{"uefi"}, "grub-efi", "/boot/efi/EFI/BOOT/BOOTX64.EFI", "ttyS0"},
 	} {
 		p := New(tc.disk, tc.arch)
 		if got := p.Firmware(); !slices.Equal(got, tc.firmware) {
@@ -34,7 +38,12 @@ func TestPlan(t *testing.T) {
 		var grub string
 		if g := p.GRUBImage(); g != nil {
 			grub = g.Output
-			if g.Prefix != "/EFI/BOOT" || !slices.Contains(g.Modules, "search_fs_uuid") {
+			wantPrefix, wantConfig := "/EFI/BOOT", ""
+			if tc.arch == "ppc64le" {
+				// Open Firmware's GRUB finds the system's grub.cfg itself.
+				wantPrefix, wantConfig = "/boot/grub", "search --no-floppy --file --set=root /boot/grub/grub.cfg\nconfigfile /boot/grub/grub.cfg\n"
+			}
+			if g.Prefix != wantPrefix || g.Config != wantConfig || !slices.Contains(g.Modules, "search_fs_uuid") {
 				t.Errorf("%s: GRUB %+v", tc.arch, g)
 			}
 		}

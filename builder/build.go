@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -44,7 +45,9 @@ type Options struct {
 	MemoryMiB, CPUs          int
 	BootTimeout, IdleTimeout time.Duration
 	NoCache                  bool
-	// Jobs is how many build VMs run at once (0: one per arch, all).
+	// Jobs is how many build VMs run at once (0: as many as the host
+	// has cores, at least 2: more VMs than cores only slow each other,
+	// under TCG most of all).
 	Jobs int
 	// Console, when set, gets every VM's console besides its log file.
 	Console io.Writer
@@ -207,13 +210,14 @@ func (rep *Report) build(ctx context.Context, sess *Session, o Options, archs []
 	return nil
 }
 
-// runVMs runs the arches' build VMs side by side (o.Jobs at a time),
+// runVMs runs the arches' build VMs side by side (o.Jobs at a time,
+// DefaultJobs when 0),
 // and returns the first real failure, not another arch's stop because
 // of it (or the interruption, when that is all there is).
 func runVMs(ctx context.Context, sess *Session, o Options, dir string, archs []*archBuild, created time.Time, keys map[string][]byte) error {
 	jobs := o.Jobs
 	if jobs <= 0 {
-		jobs = len(archs)
+		jobs = DefaultJobs()
 	}
 	var download int64
 	for _, a := range archs {
@@ -286,3 +290,10 @@ func (noProgress) Bytes(int64)           {}
 func (noProgress) Phase(string, string)  {}
 func (noProgress) Finish(string, string) {}
 func (noProgress) Wait()                 {}
+
+// DefaultJobs is how many build VMs a build runs at once by default: one
+// per core, at least 2. Eight arches at once on two cores starved one
+// VM's boot past its 3-minute watchdog under TCG.
+func DefaultJobs() int {
+	return max(2, runtime.NumCPU())
+}

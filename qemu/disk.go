@@ -126,6 +126,12 @@ func (v *DiskVM) Args() ([]string, error) {
 		serial = "mon:stdio"
 	}
 	machine := p.Machine
+	if p.DiskMachine != "" {
+		machine = p.DiskMachine
+	}
+	if al := p.MemoryAlignMiB; al > 0 && mem%al != 0 {
+		mem += al - mem%al
+	}
 	if v.UEFI.Secure {
 		machine += ",smm=on"
 	}

@@ -28,6 +28,8 @@ type Profile struct {
 	BootArgs []string
 	// MemoryAlignMiB: the machine's memory size is a multiple of it.
 	MemoryAlignMiB int
+	// DiskMachine boots disks with firmware ("": Machine).
+	DiskMachine string
 	// Tested: the profile boots in the test suite. Untested profiles are
 	// the structure for adding an arch; building for one says so.
 	Tested bool
@@ -45,7 +47,7 @@ func profiles() map[string]Profile {
 			continue
 		}
 		out[a.Name] = Profile{Arch: a.Name, Binary: q.Binary, Machine: q.Machine, CPU: q.CPU, Console: a.Console,
-			Transport: q.Transport, KVM: q.KVM, BootArgs: q.BootArgs, MemoryAlignMiB: q.MemoryAlignMiB, Tested: q.Tested}
+			Transport: q.Transport, KVM: q.KVM, BootArgs: q.BootArgs, MemoryAlignMiB: q.MemoryAlignMiB, DiskMachine: q.DiskMachine, Tested: q.Tested}
 	}
 	return out
 }

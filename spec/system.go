@@ -11,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/alpinist/alpinist/apk"
+	"github.com/alpinist/alpinist/arch"
 	"github.com/alpinist/alpinist/bootdisk"
 	"github.com/alpinist/alpinist/sysconfig"
 )
@@ -232,8 +233,8 @@ func (p *parser) disk(v *yaml.Node, s *Spec) {
 			for _, b := range p.list(v, "disk.boot") {
 				text := p.scalar(b, "disk.boot")
 				switch {
-				case text != "bios" && text != "uefi":
-					p.errorf(b, "disk.boot: %q is not bios or uefi", text)
+				case text != "bios" && text != "uefi" && text != "ieee1275":
+					p.errorf(b, "disk.boot: %q is not bios, uefi or ieee1275", text)
 				case slices.Contains(d.Boot, text):
 					p.errorf(b, "disk.boot: %s listed twice", text)
 				default:
@@ -284,7 +285,14 @@ func (p *parser) checkArches(root *yaml.Node, s *Spec) {
 	for _, a := range s.Arch {
 		// (An arch alpinist boots no disk for keeps the section's console
 		// and getty; its disk outputs are refused at the build.)
-		if bootdisk.Unbootable(a) == "" && len(bootdisk.Firmware(s.Disk.Boot, a)) == 0 {
+		if bootdisk.Unbootable(a) != "" || len(bootdisk.Firmware(s.Disk.Boot, a)) > 0 {
+			continue
+		}
+		if ar, _ := arch.Lookup(a); ar.PReP {
+			p.errorf(root, "disk.boot: %s boots with ieee1275 (GRUB on Open Firmware) only; add it, or leave disk.boot out", a)
+		} else if slices.Contains(s.Disk.Boot, "ieee1275") && !slices.Contains(s.Disk.Boot, "bios") {
+			p.errorf(root, "disk.boot: ieee1275 (Open Firmware) boots ppc64le only, not %s; add uefi", a)
+		} else {
 			p.errorf(root, "disk.boot: bios boots x86 and x86_64 only, not %s; add uefi", a)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/alpinist/alpinist/agent/fsroot"
 	"github.com/alpinist/alpinist/agent/install"
 	"github.com/alpinist/alpinist/agent/pkgdisk"
+	"golang.org/x/sys/unix"
 )
 
 // Apply configures target, in this order: hostname, timezone, network,
@@ -80,13 +81,17 @@ func Apply(target string, cfg pkgdisk.Config, trees Trees, epoch int64, mount bo
 // grubRequired are the GRUB modules a disk cannot boot without.
 var grubRequired = []string{"part_gpt", "part_msdos", "fat", "ext2", "linux", "search_fs_uuid", "configfile", "normal"}
 
-// grubEFI makes GRUB's EFI image with the target's own grub-mkimage (a
-// program of the target's architecture: it runs here, natively).
+// grubEFI makes GRUB's image (EFI, or Open Firmware's for a PReP
+// partition) with the target's own grub-mkimage (a program of the
+// target's architecture: it runs here, natively).
 func grubEFI(target string, r *fsroot.Root, e pkgdisk.EFI, epoch int64, mount bool, log io.Writer) error {
 	const mkimage = "usr/bin/grub-mkimage"
 	platform := "usr/lib/grub/" + e.Format
 	for _, need := range []string{mkimage, platform + "/kernel.img"} {
 		if _, err := r.Lstat(need); err != nil {
+			if strings.HasSuffix(e.Format, "-ieee1275") {
+				return fmt.Errorf("boot: a disk that boots with Open Firmware needs GRUB for IEEE 1275 in the system (/%s is missing): add the grub-ieee1275 package", need)
+			}
 			return fmt.Errorf("boot: a disk that boots with UEFI needs GRUB for EFI in the system (/%s is missing): add the grub-efi package", need)
 		}
 	}
@@ -103,7 +108,23 @@ func grubEFI(target string, r *fsroot.Root, e pkgdisk.EFI, epoch int64, mount bo
 			return fmt.Errorf("boot: GRUB for %s has no %s module (/%s/%s.mod)", e.Format, m, platform, m)
 		}
 	}
-	argv := append([]string{"/" + mkimage, "-O", e.Format, "-d", "/" + platform, "-p", e.Prefix, "-o", e.Output}, mods...)
+	argv := []string{"/" + mkimage, "-O", e.Format, "-d", "/" + platform, "-p", e.Prefix, "-o", e.Output}
+	if e.Config != "" {
+		// The first configuration, built in; the file goes once the
+		// image is made.
+		cfg := path.Join(dir, ".alpinist-grub-early.cfg")
+		if err := r.WriteFile(cfg, strings.NewReader(e.Config), 0o644, 0, 0, nil, epoch); err != nil {
+			return fmt.Errorf("boot: %w", err)
+		}
+		defer func() {
+			if fd, name, err := r.Parent(cfg); err == nil {
+				r.Remove(fd, name)
+				unix.Close(fd)
+			}
+		}()
+		argv = append(argv, "-c", "/"+cfg)
+	}
+	argv = append(argv, mods...)
 	fmt.Fprintf(log, "boot: %s\n", strings.Join(argv, " "))
 	return install.Chroot(target, mount, epoch, log, "grub-mkimage", argv...)
 }

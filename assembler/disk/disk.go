@@ -41,6 +41,11 @@ const (
 const (
 	TypeESP     = gpt.EFISystemPartition // C12A7328-F81F-11D2-BA4B-00A0C93EC93B
 	TypeLinuxFS = gpt.LinuxFilesystem    // 0FC63DAF-8483-4772-8E79-3D69D8477DE4
+	// TypePReP is the PowerPC PReP boot partition, which Open Firmware
+	// (SLOF) loads the boot loader's ELF image from; MBRTypePReP its MBR
+	// type.
+	TypePReP    = gpt.Type("9E1A2D38-C612-4316-AA26-8B49521E5A8B")
+	MBRTypePReP = mbr.Type(0x41)
 )
 
 // RootType is the discoverable-partitions root type of an Alpine arch
@@ -209,6 +214,17 @@ func write(f *os.File, size int64, l Layout, placed []Placed) error {
 func mbrSignature(seed []byte) uint32 {
 	h := SeedHash(seed, "mbr signature")
 	return binary.LittleEndian.Uint32(h[:4])
+}
+
+// CopyData fills a partition with data, zeros after it.
+func CopyData(data []byte) func(f *os.File, offset, size int64) error {
+	return func(f *os.File, offset, size int64) error {
+		if int64(len(data)) > size {
+			return fmt.Errorf("%d bytes for a partition of %d", len(data), size)
+		}
+		_, err := f.WriteAt(data, offset)
+		return err
+	}
 }
 
 // CopyImage fills a partition with a file system image (such as the

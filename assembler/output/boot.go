@@ -43,11 +43,14 @@ func (s *Set) bootPlan(a *job, info *bootInfo, what string, biosLoader bool) (bo
 			return plan, fmt.Errorf("the rootfs has no boot loader to boot %s with: install syslinux for BIOS (x86), or put GRUB's EFI image in /%sEFI/BOOT/ for UEFI (grub-install --efi-directory=%s --removable), or build it with alpinist build and a disk: section", what, efiDir, ESPMount)
 		}
 	}
-	if !plan.BIOS && !plan.UEFI {
+	if !plan.BIOS && !plan.UEFI && !plan.IEEE1275 {
 		return plan, fmt.Errorf("disk.boot: %s boots with neither bios nor uefi (bios is for x86 and x86_64)", a.Arch)
 	}
 	if info.kernel == "" {
 		return plan, fmt.Errorf("the system has no kernel (/boot/vmlinuz-*) to boot %s with: add one, such as linux-virt", what)
+	}
+	if plan.IEEE1275 && info.prep == nil {
+		return plan, fmt.Errorf("the rootfs has no GRUB image for Open Firmware at %s (alpinist build makes it when the spec has a disk: for %s)", bootdisk.PRePGRUB, a.Arch)
 	}
 	if plan.UEFI && info.efi == nil {
 		return plan, fmt.Errorf("the rootfs has no GRUB EFI image under /%s (alpinist build makes it when the spec has a disk: that boots with uefi)", efiDir)
@@ -59,6 +62,7 @@ func (s *Set) bootPlan(a *job, info *bootInfo, what string, biosLoader bool) (bo
 type bootInfo struct {
 	kernel, initrd string // boot/vmlinuz-FLAVOR, boot/initramfs-FLAVOR
 	efi            []fat.File
+	prep           []byte // GRUB's Open Firmware image (bootdisk.PRePGRUB)
 	digest         []byte
 	// extlinux is the extlinux program (at extlinuxPath), mbrCode
 	// syslinux's MBR boot code by name (mbr.bin, gptmbr.bin).
@@ -104,6 +108,10 @@ func scanBoot(tarPath string) (*bootInfo, error) {
 			kernels = append(kernels, name)
 		case strings.HasPrefix(name, "boot/initramfs-"):
 			initrds[name] = true
+		case "/"+name == bootdisk.PRePGRUB:
+			if info.prep, err = readSmall(tr, name, bootdisk.PReP); err != nil {
+				return nil, err
+			}
 		case strings.HasPrefix(name, efiDir):
 			data, err := readSmall(tr, name, 32<<20)
 			if err != nil {

@@ -166,6 +166,10 @@ func (b *diskBuild) systemTar() (string, error) {
 		extra = append(extra, tarFile{b.initrd, data, 0o644})
 		b.s.p.Log.Info("no initramfs in the system: alpinist's root switcher is used", "arch", b.a.Arch, "initramfs", "/"+b.initrd)
 	}
+	if p.IEEE1275 {
+		// The grub.cfg that the image's first configuration finds.
+		extra = append(extra, tarFile{bootDir + "/grub/grub.cfg", []byte(p.GRUBConfig(b.ids, info.kernel, b.initrd)), 0o644})
+	}
 	if p.BIOS {
 		conf := extlinux.Config{Serial: p.Serial(), Kernel: p.LoaderPath(info.kernel), Initrd: p.LoaderPath(b.initrd), Append: p.Cmdline(b.ids)}
 		extra = append(extra,
@@ -211,6 +215,9 @@ func (b *diskBuild) fileSystems(fullTar string) ([]disk.Partition, []string, err
 	if p.UEFI {
 		avail -= bootdisk.ESPSize
 	}
+	if p.IEEE1275 {
+		avail -= bootdisk.PReP
+	}
 	var bootImg string
 	var bootBlocks uint32
 	var pinned []uint32 // ldlinux.sys's blocks
@@ -252,6 +259,10 @@ func (b *diskBuild) fileSystems(fullTar string) ([]disk.Partition, []string, err
 		return nil, nil, err
 	}
 	var parts []disk.Partition
+	if p.IEEE1275 {
+		// GRUB's ELF image, which Open Firmware loads from the partition.
+		parts = append(parts, disk.Partition{Name: "PReP", Type: disk.TypePReP, MBRType: disk.MBRTypePReP, Size: bootdisk.PReP, Bootable: true, Fill: disk.CopyData(b.info.prep)})
+	}
 	if p.UEFI {
 		// The ESP: the build's EFI files and grub.cfg.
 		files := append(b.info.efi, fat.File{Path: "EFI/BOOT/grub.cfg", Data: []byte(p.GRUBConfig(b.ids, b.info.kernel, b.initrd))})

@@ -25,6 +25,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/alpinist/alpinist/apk/lock"
+	archtab "github.com/alpinist/alpinist/arch"
 	"github.com/alpinist/alpinist/assembler/ext4"
 	"github.com/alpinist/alpinist/assembler/lxc"
 	"github.com/alpinist/alpinist/assembler/oci"
@@ -146,6 +147,9 @@ func CheckArch(names []string, arch string) error {
 		if ok && o.Disk {
 			if why := bootdisk.Unbootable(arch); why != "" {
 				return fmt.Errorf("output %s: no bootable image is made for %s: %s", n, arch, why)
+			}
+			if a, _ := archtab.Lookup(arch); a.PReP && n == "iso" {
+				return fmt.Errorf("output iso: no live ISO is made for %s: GRUB for its Open Firmware boots from a PReP partition, not El Torito; build a disk (raw, qcow2) instead", arch)
 			}
 		}
 	}

@@ -67,7 +67,7 @@ of docker login or podman login (see alpinist push --help).`,
 	fl.StringVar(&f.modules, "modules", "", "with --kernel: its lib/modules/KVER `DIR` (with modules.dep) to take the virtio modules from")
 	fl.IntVar(&f.memory, "memory", 0, "VM memory in MiB (default: from the packages' installed size)")
 	fl.IntVar(&f.cpus, "cpus", 0, "VM CPUs (default: up to 2)")
-	fl.IntVar(&f.jobs, "jobs", 0, "build VMs run at once, one per arch (default: all the arches)")
+	fl.IntVar(&f.jobs, "jobs", 0, "build VMs run at once, one per arch (default: one per core, at least 2)")
 	fl.BoolVar(&f.noCache, "no-cache", false, "boot the build VM even when the build cache has the rootfs (nothing the VM is given changed)")
 	fl.DurationVar(&f.bootTimeout, "boot-timeout", 3*time.Minute, "time allowed until the VM's agent is up")
 	fl.DurationVar(&f.idle, "idle-timeout", 30*time.Minute, "time allowed without news from the VM")

@@ -186,7 +186,12 @@ func runImage(ctx context.Context, e *env, image string, f runFlags) error {
 	if err != nil {
 		return err
 	}
-	if !bios {
+	if a, _ := arch.Lookup(name); a.PReP {
+		// Open Firmware (SLOF) is QEMU's own: it boots the PReP partition.
+		if f.bios || f.uefi {
+			return fmt.Errorf("--bios, --uefi: %s disks boot with Open Firmware (SLOF), QEMU's own", name)
+		}
+	} else if !bios {
 		fw, err := qemu.FindUEFI(name)
 		if err != nil {
 			return err

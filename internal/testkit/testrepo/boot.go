@@ -137,8 +137,9 @@ func buildSyslinux(ctx context.Context, b *builder) ([]*Pkg, error) {
 // buildGrub makes grub (the tools: grub-mkimage and grub-editenv from
 // Debian's grub-common, bundled with their glibc in /usr/libexec/grub)
 // and grub-efi (depends on grub; /usr/lib/grub/PLATFORM from Debian's
-// grub-efi-ARCH-bin, the arch table's GRUBDebian), as Alpine splits
-// them; none for an arch alpinist does not boot with GRUB.
+// grub-efi-ARCH-bin, the arch table's GRUBDebian; grub-ieee1275 from
+// grub-ieee1275-bin on ppc64le), as Alpine splits them; none for an arch
+// alpinist does not boot with GRUB.
 func buildGrub(ctx context.Context, b *builder) ([]*Pkg, error) {
 	a, _ := arch.Lookup(b.arch)
 	if a.GRUB == "" || a.GRUBDebian == "" {
@@ -178,7 +179,11 @@ func buildGrub(ctx context.Context, b *builder) ([]*Pkg, error) {
 	if err != nil {
 		return nil, err
 	}
-	ge := newPkg("grub-efi", ver, b.arch, "GRUB with EFI platform support (from Debian "+efi.Package+" "+efi.Version+")", "GPL-3.0-or-later")
+	name, desc := "grub-efi", "GRUB with EFI platform support"
+	if a.PReP {
+		name, desc = "grub-ieee1275", "GRUB with IEEE 1275 (Open Firmware) platform support"
+	}
+	ge := newPkg(name, ver, b.arch, desc+" (from Debian "+efi.Package+" "+efi.Version+")", "GPL-3.0-or-later")
 	ge.Meta.Origin = "grub"
 	ge.Meta.Depends = deps("grub=" + ver)
 	n := 0
