@@ -183,10 +183,12 @@ func readTree(t *testing.T, p string) treecmp.Snapshot {
 // added after x86_64 and aarch64 whose firmware QEMU has here, and boots
 // each to its login prompt with alpinist run: x86 with the BIOS
 // (EXTLINUX) and with UEFI (GRUB, ia32 OVMF), armv7 with UEFI (AAVMF32),
-// riscv64 with U-Boot's UEFI. s390x's disk is refused, saying why.
+// ppc64le with Open Firmware (SLOF loads GRUB from the PReP partition),
+// riscv64 with U-Boot's UEFI. s390x's disk is refused, saying why, and
+// so is a ppc64le live ISO.
 func TestBootEveryArchDisk(t *testing.T) {
 	td := generatedRepo(t)
-	arches := []string{"x86", "armv7", "riscv64"}
+	arches := []string{"x86", "armv7", "ppc64le", "riscv64"}
 	for _, a := range arches {
 		vmtest.Binary(t, a)
 	}
@@ -197,10 +199,14 @@ func TestBootEveryArchDisk(t *testing.T) {
 	writeFile(t, spec, "name: boots\narch: ["+strings.Join(arches, ", ")+"]\n"+body+"outputs: [raw]\n", 0o644)
 	out := filepath.Join(dir, "out")
 	mustCLI(t, "build", spec, "-o", out, "--cache", filepath.Join(dir, "cache"))
-	for _, c := range []struct{ arch, firmware string }{{"x86", "--bios"}, {"x86", "--uefi"}, {"armv7", "--uefi"}, {"riscv64", "--uefi"}} {
+	for _, c := range []struct{ arch, firmware string }{{"x86", "--bios"}, {"x86", "--uefi"}, {"armv7", "--uefi"}, {"ppc64le", ""}, {"riscv64", "--uefi"}} {
 		t.Run(c.arch+c.firmware, func(t *testing.T) {
 			img := filepath.Join(out, "boots-"+c.arch+".raw")
-			con := mustCLI(t, "run", img, c.firmware, "--accel", "tcg", "--until", "login:", "--timeout", "3m")
+			args := []string{"run", img, "--accel", "tcg", "--until", "login:", "--timeout", "3m"}
+			if c.firmware != "" {
+				args = append(args, c.firmware)
+			}
+			con := mustCLI(t, args...)
 			a, _ := arch.Lookup(c.arch)
 			if !strings.Contains(con, "(/dev/"+a.Console+")") {
 				t.Errorf("the login prompt is not on %s:\n%s", a.Console, con)
@@ -211,5 +217,10 @@ func TestBootEveryArchDisk(t *testing.T) {
 	writeFile(t, s390, "name: s390\narch: [s390x]\n"+body+"outputs: [qcow2]\n", 0o644)
 	if code, _, errs := cli(t, "build", s390, "-o", filepath.Join(dir, "s390"), "--cache", filepath.Join(dir, "cache")); code == 0 || !strings.Contains(errs, "no bootable image is made for s390x") || !strings.Contains(errs, "zipl") {
 		t.Errorf("an s390x disk: exit %d\n%s", code, errs)
+	}
+	ppcISO := filepath.Join(dir, "ppciso.yaml")
+	writeFile(t, ppcISO, "name: ppciso\narch: [ppc64le]\n"+body+"outputs: [iso]\n", 0o644)
+	if code, _, errs := cli(t, "build", ppcISO, "-o", filepath.Join(dir, "ppciso"), "--cache", filepath.Join(dir, "cache")); code == 0 || !strings.Contains(errs, "no live ISO is made for ppc64le") {
+		t.Errorf("a ppc64le ISO: exit %d\n%s", code, errs)
 	}
 }
