@@ -5,7 +5,6 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"encoding/json"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -149,8 +148,8 @@ func TestBuildEveryArch(t *testing.T) {
 			theirs := filepath.Join(dir, "theirs-"+name+".yaml")
 			writeFile(t, theirs, "name: theirs\narch: ["+name+"]\n"+body+"outputs: [tar]\ninstaller: {type: apk-tools, minirootfs: "+mini+"}\n", 0o644)
 			mustCLI(t, "build", theirs, "-o", out, "--cache", cache)
-			ours := readTree(t, filepath.Join(out, "every-"+name+".tar"))
-			got := readTree(t, filepath.Join(out, "theirs-"+name+".tar"))
+			ours := readTar(t, filepath.Join(out, "every-"+name+".tar"))
+			got := readTar(t, filepath.Join(out, "theirs-"+name+".tar"))
 			if d := treecmp.Diff(ours, got, func(string) bool { return false }); len(d) > 0 {
 				t.Errorf("%d differences between our installer and Alpine's apk-tools:\n%s", len(d), strings.Join(d, "\n"))
 			}
@@ -162,21 +161,6 @@ func TestBuildEveryArch(t *testing.T) {
 	if code, _, errs := cli(t, "build", wrong, "-o", filepath.Join(dir, "wrong"), "--cache", cache); code == 0 || !strings.Contains(errs, "minirootfs for armhf") || !strings.Contains(errs, "for armv7") {
 		t.Errorf("an armhf minirootfs for armv7: exit %d\n%s", code, errs)
 	}
-}
-
-// readTree reads a rootfs tar as a treecmp snapshot.
-func readTree(t *testing.T, p string) treecmp.Snapshot {
-	t.Helper()
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	s, err := treecmp.ReadTar(f)
-	if err != nil {
-		t.Fatalf("%s: %v", p, err)
-	}
-	return s
 }
 
 // TestBootEveryArchDisk builds the disk image of a system for the arches
