@@ -75,6 +75,9 @@ type QEMU struct {
 	// MemoryAlignMiB: the machine takes memory sizes in multiples of it
 	// only (pseries: 256 MiB); 0 for any.
 	MemoryAlignMiB int
+	// NoCDROM: its firmware boots no CD on virtio-scsi (U-Boot has no
+	// virtio-scsi driver): alpinist run attaches an ISO as a disk.
+	NoCDROM bool
 	// DiskMachine is the machine that boots a disk with its firmware,
 	// when the build VM's is not (pseries with SLOF: VOF boots no disk);
 	// "" for Machine.
@@ -205,7 +208,7 @@ var All = []Arch{
 		DebianKernels: []string{"linux-image-cloud-riscv64", "linux-image-riscv64"},
 		RootType:      "72EC70A6-CF74-40E6-BD49-4BDA08E8F224", Console: "ttyS0",
 		GRUB: "riscv64-efi", EFIBoot: "BOOTRISCV64.EFI", GRUBDebian: "grub-efi-riscv64-bin",
-		QEMU: QEMU{Binary: "qemu-system-riscv64", Machine: "virt", CPU: "rv64", Transport: "pci", BootArgs: virtBoot, Tested: true,
+		QEMU: QEMU{Binary: "qemu-system-riscv64", Machine: "virt", CPU: "rv64", Transport: "pci", BootArgs: virtBoot, Tested: true, NoCDROM: true,
 			Firmware: []Firmware{
 				{Code: "/usr/lib/u-boot/qemu-riscv64_smode/u-boot.bin", Payload: true}, // Debian, Ubuntu
 				{Code: "/usr/share/uboot/qemu-riscv64_smode/u-boot.bin", Payload: true},

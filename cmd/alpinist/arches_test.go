@@ -168,8 +168,9 @@ func TestBuildEveryArch(t *testing.T) {
 // each to its login prompt with alpinist run: x86 with the BIOS
 // (EXTLINUX) and with UEFI (GRUB, ia32 OVMF), armv7 with UEFI (AAVMF32),
 // ppc64le with Open Firmware (SLOF loads GRUB from the PReP partition),
-// riscv64 with U-Boot's UEFI. s390x's disk is refused, saying why, and
-// so is a ppc64le live ISO.
+// riscv64 with U-Boot's UEFI; then the live ISOs of x86 (BIOS and UEFI),
+// armv7 and riscv64 the same way. s390x's disk is refused, saying why,
+// and so is a ppc64le live ISO.
 func TestBootEveryArchDisk(t *testing.T) {
 	td := generatedRepo(t)
 	arches := []string{"x86", "armv7", "ppc64le", "riscv64"}
@@ -183,9 +184,15 @@ func TestBootEveryArchDisk(t *testing.T) {
 	writeFile(t, spec, "name: boots\narch: ["+strings.Join(arches, ", ")+"]\n"+body+"outputs: [raw]\n", 0o644)
 	out := filepath.Join(dir, "out")
 	mustCLI(t, "build", spec, "-o", out, "--cache", filepath.Join(dir, "cache"))
-	for _, c := range []struct{ arch, firmware string }{{"x86", "--bios"}, {"x86", "--uefi"}, {"armv7", "--uefi"}, {"ppc64le", ""}, {"riscv64", "--uefi"}} {
-		t.Run(c.arch+c.firmware, func(t *testing.T) {
-			img := filepath.Join(out, "boots-"+c.arch+".raw")
+	// The live ISO of the arches that have one (ppc64le's GRUB boots from
+	// a PReP partition, not El Torito), from the build cache.
+	mustCLI(t, "build", spec, "-o", out, "--cache", filepath.Join(dir, "cache"), "--arch", "x86,armv7,riscv64", "--output", "iso")
+	for _, c := range []struct{ arch, firmware, ext string }{
+		{"x86", "--bios", "raw"}, {"x86", "--uefi", "raw"}, {"armv7", "--uefi", "raw"}, {"ppc64le", "", "raw"}, {"riscv64", "--uefi", "raw"},
+		{"x86", "--bios", "iso"}, {"x86", "--uefi", "iso"}, {"armv7", "--uefi", "iso"}, {"riscv64", "", "iso"}, // riscv64: U-Boot boots the hybrid ISO as a disk
+	} {
+		t.Run(c.arch+c.firmware+"-"+c.ext, func(t *testing.T) {
+			img := filepath.Join(out, "boots-"+c.arch+"."+c.ext)
 			args := []string{"run", img, "--accel", "tcg", "--until", "login:", "--timeout", "3m"}
 			if c.firmware != "" {
 				args = append(args, c.firmware)

@@ -265,6 +265,10 @@ func attach(e *env, v *qemu.DiskVM, image, name string, f runFlags) (bios bool, 
 		return false, fmt.Errorf("--media %q: want cdrom, usb or disk", f.media)
 	case isoFW.ISO && f.media == "":
 		v.Media = "cdrom"
+		if a, _ := arch.Lookup(name); a.QEMU.NoCDROM {
+			// The hybrid ISO boots as a disk too.
+			v.Media = "disk"
+		}
 	case isoFW.ISO:
 		v.Media = f.media
 	case f.media != "" && f.media != "disk":
