@@ -160,7 +160,7 @@ func BenchmarkVsQemuImg(b *testing.B) {
 	benchcmp.SideBySide(b, "qemu-img", func() error {
 		return WriteFile(context.Background(), filepath.Join(dir, "ours.qcow2"), raw, Options{})
 	}, func() error {
-		return disktest.QemuImgConvert(qemuImg, raw, filepath.Join(dir, "qemu.qcow2"), "qcow2")
+		return disktest.QemuImgConvert(qemuImg, raw, filepath.Join(dir, "qemu.qcow2"), "qcow2", disktest.Synced...)
 	})
 }
 

@@ -126,6 +126,6 @@ func BenchmarkVhdVsQemuImg(b *testing.B) {
 	benchcmp.SideBySide(b, "qemu-img", func() error {
 		return WriteFile(context.Background(), filepath.Join(dir, "ours.vhd"), raw, opts)
 	}, func() error {
-		return disktest.QemuImgConvert(qemuImg, raw, filepath.Join(dir, "qemu.vhd"), "vpc", "-o", "subformat=fixed,force_size")
+		return disktest.QemuImgConvert(qemuImg, raw, filepath.Join(dir, "qemu.vhd"), "vpc", append(disktest.Synced, "-o", "subformat=fixed,force_size")...)
 	})
 }

@@ -131,6 +131,6 @@ func BenchmarkVmdkVsQemuImg(b *testing.B) {
 	benchcmp.SideBySide(b, "qemu-img", func() error {
 		return WriteFile(context.Background(), filepath.Join(dir, "ours.vmdk"), raw, opts)
 	}, func() error {
-		return disktest.QemuImgConvert(qemuImg, raw, filepath.Join(dir, "qemu.vmdk"), "vmdk", "-o", "subformat=streamOptimized")
+		return disktest.QemuImgConvert(qemuImg, raw, filepath.Join(dir, "qemu.vmdk"), "vmdk", append(disktest.Synced, "-o", "subformat=streamOptimized")...)
 	})
 }

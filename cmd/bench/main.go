@@ -244,9 +244,9 @@ func ratios() {
 	}
 	names := map[string][2]string{
 		"VsMke2fs":      {"ext4 writer / mke2fs -d (128 MiB tree, 4,000 files)", "≤ 1.0×"},
-		"VsQemuImg":     {"qcow2 writer / qemu-img convert -O qcow2 (64 MiB)", "≤ 1.0×"},
-		"VmdkVsQemuImg": {"streamOptimized VMDK writer / qemu-img convert -O vmdk -o subformat=streamOptimized (64 MiB)", "≤ 1.0×"},
-		"VhdVsQemuImg":  {"VHD writer / qemu-img convert -O vpc -o subformat=fixed,force_size (64 MiB)", "≤ 1.0×"},
+		"VsQemuImg":     {"qcow2 writer / qemu-img convert -O qcow2 (64 MiB; both sync the image, qemu-img with -t writeback)", "≤ 1.0×"},
+		"VmdkVsQemuImg": {"streamOptimized VMDK writer / qemu-img convert -O vmdk -o subformat=streamOptimized (64 MiB; both synced)", "≤ 1.0×"},
+		"VhdVsQemuImg":  {"VHD writer / qemu-img convert -O vpc -o subformat=fixed,force_size (64 MiB; both synced)", "≤ 1.0×"},
 		"IsoVsXorriso":  {"live ISO writer / xorriso -as mkisofs, Alpine's options (88 MiB of files)", "≤ 1.0×"},
 		"VsGzip":        {"OCI layer gzip (parallel) / gzip -6 (32 MiB)", "≤ 0.5×"},
 	}

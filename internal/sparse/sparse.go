@@ -6,6 +6,9 @@ package sparse
 import (
 	"bytes"
 	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
 )
 
 // Block is the unit zeros are skipped in.
@@ -48,22 +51,72 @@ func WriteAt(w io.WriterAt, b []byte, off int64) error {
 }
 
 // Copy copies r to w from off on, sparsely, and returns the bytes read.
+// Reading and writing overlap: one goroutine reads the next chunk while
+// the caller's goroutine writes the last one (qemu-img convert keeps
+// several requests in flight the same way).
 func Copy(w io.WriterAt, off int64, r io.Reader) (int64, error) {
-	buf := make([]byte, 1<<20)
-	var n int64
-	for {
-		k, err := io.ReadFull(r, buf)
-		if k > 0 {
-			if werr := WriteAt(w, buf[:k], off+n); werr != nil {
-				return n, werr
+	const chunk, inFlight = 2 << 20, 3
+	type read struct {
+		b   []byte
+		err error
+	}
+	free := make(chan []byte, inFlight)
+	for range inFlight {
+		free <- make([]byte, chunk)
+	}
+	full := make(chan read, inFlight)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	defer func() {
+		// r is the caller's again only once the reader has stopped.
+		close(stop)
+		<-done
+	}()
+	go func() {
+		defer close(done)
+		defer close(full)
+		for {
+			var b []byte
+			select {
+			case b = <-free:
+			case <-stop:
+				return
 			}
-			n += int64(k)
+			k, err := io.ReadFull(r, b)
+			if err == io.ErrUnexpectedEOF {
+				err = io.EOF
+			}
+			select {
+			case full <- read{b[:k], err}:
+			case <-stop:
+				return
+			}
+			if err != nil {
+				return
+			}
 		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
+	}()
+	f, isFile := w.(*os.File)
+	var n int64
+	for rd := range full {
+		if len(rd.b) > 0 {
+			if err := WriteAt(w, rd.b, off+n); err != nil {
+				return n, err
+			}
+			if isFile {
+				// Start writing back what was just written: the
+				// caller's final sync then waits for less.
+				_ = unix.SyncFileRange(int(f.Fd()), off+n, int64(len(rd.b)), unix.SYNC_FILE_RANGE_WRITE)
+			}
+			n += int64(len(rd.b))
+		}
+		if rd.err == io.EOF {
 			return n, nil
 		}
-		if err != nil {
-			return n, err
+		if rd.err != nil {
+			return n, rd.err
 		}
+		free <- rd.b[:cap(rd.b)]
 	}
+	return n, nil
 }

@@ -2,6 +2,8 @@ package sparse
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -51,5 +53,46 @@ func TestCopy(t *testing.T) {
 	got, _ := os.ReadFile(p)
 	if err != nil || n != int64(len(data)) || !bytes.Equal(got[512:], data) {
 		t.Errorf("copy: %v, %d bytes", err, n)
+	}
+}
+
+// failAt is a reader that fails after n bytes.
+type failAt struct {
+	r io.Reader
+	n int
+}
+
+func (f *failAt) Read(b []byte) (int, error) {
+	if f.n <= 0 {
+		return 0, errors.New("read failed")
+	}
+	b = b[:min(len(b), f.n)]
+	k, err := f.r.Read(b)
+	f.n -= k
+	return k, err
+}
+
+type failWriter struct{}
+
+func (failWriter) WriteAt([]byte, int64) (int, error) { return 0, errors.New("disk full") }
+
+// TestCopyChunks copies sizes at and around the pipeline's chunk, and
+// gives back both sides' errors.
+func TestCopyChunks(t *testing.T) {
+	for _, size := range []int{0, 1, 2 << 20, 2<<20 + 1, 6 << 20, 7<<20 - 1} {
+		data := bytes.Repeat([]byte{0, 0, 0, 5}, (size+3)/4)[:size]
+		var w recorder
+		n, err := Copy(&w, 0, bytes.NewReader(data))
+		if err != nil || n != int64(size) {
+			t.Errorf("%d bytes: %v, %d copied", size, err, n)
+		}
+	}
+	data := make([]byte, 9<<20)
+	data[0] = 1
+	if _, err := Copy(&recorder{}, 0, &failAt{bytes.NewReader(data), 5 << 20}); err == nil || err.Error() != "read failed" {
+		t.Errorf("reader's error: %v", err)
+	}
+	if _, err := Copy(failWriter{}, 0, bytes.NewReader(data)); err == nil || err.Error() != "disk full" {
+		t.Errorf("writer's error: %v", err)
 	}
 }

@@ -19,6 +19,13 @@ func SameAsRaw(t testing.TB, raw, img, format string) {
 	}
 }
 
+// Synced is the qemu-img convert option that makes it flush the image
+// to the disk before it exits. Our image writers sync the file before
+// it gets its name (a crash never leaves half an image), while qemu-img
+// convert's default cache mode (unsafe) leaves the data in the page
+// cache: the benchmarks give it this option so both do the same work.
+var Synced = []string{"-t", "writeback"}
+
 // QemuImgConvert converts the raw image into out in format, with
 // qemu-img convert's options (-o ...): the reference the image writers
 // are compared with.
