@@ -82,6 +82,12 @@ type QEMU struct {
 	// when the build VM's is not (pseries with SLOF: VOF boots no disk);
 	// "" for Machine.
 	DiskMachine string
+	// RAMBase is where a 32-bit ARM machine's RAM starts. The build VM's
+	// kernel is then unpacked from its zImage on the host and loaded as
+	// a uImage at RAMBase + the kernel's TEXT_OFFSET (internal/zimage):
+	// the zImage's own decompressor, emulated, costs 2 s of every boot.
+	// 0 boots the kernel image as the package has it.
+	RAMBase uint32
 	// Tested: a build VM of this arch boots in the test suite. Untested
 	// rows are the structure for adding an arch; building for one says
 	// so.
@@ -132,6 +138,9 @@ const x86_64TCG = "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt"
 const aarch64TCG = "max,pauth=off,sve=off"
 
 // virtBoot are the fast-boot flags that every virt machine takes.
+// armVirtRAM is where QEMU's arm virt machine's RAM starts.
+const armVirtRAM = 0x40000000
+
 var virtBoot = []string{"quiet", "panic=-1", "cryptomgr.notests", "rcupdate.rcu_expedited=1"}
 
 // All are the architectures, in Alpine's order of its arch list.
@@ -181,7 +190,7 @@ var All = []Arch{
 		DebianKernels: []string{"linux-image-armmp-lpae"},
 		RootType:      "69DAD710-2CE4-4E3C-B16C-21A1D49ABED3",
 		Console:       "ttyAMA0", GRUB: "arm-efi", EFIBoot: "BOOTARM.EFI", GRUBDebian: "grub-efi-arm-bin",
-		QEMU: QEMU{Binary: "qemu-system-arm", Machine: "virt,highmem=off", CPU: "cortex-a15", Transport: "pci", BootArgs: virtBoot, Tested: true,
+		QEMU: QEMU{Binary: "qemu-system-arm", Machine: "virt,highmem=off", CPU: "cortex-a15", Transport: "pci", BootArgs: virtBoot, RAMBase: armVirtRAM, Tested: true,
 			Firmware: []Firmware{
 				{Code: "/usr/share/AAVMF/AAVMF32_CODE.fd", Vars: "/usr/share/AAVMF/AAVMF32_VARS.fd"},                    // Debian, Ubuntu
 				{Code: "/usr/share/edk2/arm/QEMU_EFI-pflash.raw", Vars: "/usr/share/edk2/arm/vars-template-pflash.raw"}, // Fedora
@@ -190,7 +199,7 @@ var All = []Arch{
 	{Name: "armhf", GOARCH: "arm", GOARM: "6", OCI: "arm", OCIVariant: "v6", LXC: "armv6l", Debian: "armhf", Uname: "armv7l",
 		DebianKernels: []string{"linux-image-armmp-lpae"},
 		RootType:      "69DAD710-2CE4-4E3C-B16C-21A1D49ABED3", Console: "ttyAMA0",
-		QEMU: QEMU{Binary: "qemu-system-arm", Machine: "virt,highmem=off", CPU: "cortex-a15", Transport: "pci", BootArgs: virtBoot, Tested: true}},
+		QEMU: QEMU{Binary: "qemu-system-arm", Machine: "virt,highmem=off", CPU: "cortex-a15", Transport: "pci", BootArgs: virtBoot, RAMBase: armVirtRAM, Tested: true}},
 	// ppc64le: pseries with QEMU's Virtual Open Firmware for the build VM
 	// (2.8 s to the kernel's end against SLOF's 10.2 s), and without the
 	// Spectre workarounds TCG cannot emulate (QEMU warns otherwise).

@@ -242,7 +242,7 @@ func (r *vmRun) makeKit() error {
 			return err
 		}
 		k := &bootKit{initrd: filepath.Join(r.work, "initramfs.cpio")}
-		if k.kernel, k.pvh, err = pvhKernel(r.kit.Kernel, filepath.Join(r.work, "kernel"), r.log); err != nil {
+		if k.kernel, k.form, err = hostKernel(r.kit.Kernel, filepath.Join(r.work, "kernel"), r.prof, r.log); err != nil {
 			return err
 		}
 		sum := sha256.New()
@@ -250,7 +250,7 @@ func (r *vmRun) makeKit() error {
 			return err
 		}
 		r.bootKit, r.initrdSum = k, sum.Sum(nil)
-		r.log.Debug("the build VM boots --kernel", "arch", r.opts.Arch, "kernel", r.opts.Kernel, "pvh", k.pvh)
+		r.log.Debug("the build VM boots --kernel", "arch", r.opts.Arch, "kernel", r.opts.Kernel, "form", k.form)
 		return nil
 	}
 	it, err := kernelPackage(r.opts.Indexes, r.opts.Arch)
@@ -260,17 +260,17 @@ func (r *vmRun) makeKit() error {
 	agentSum := sha256.Sum256(r.agent)
 	dir, key := BootDir(r.opts.Client.Cache.Dir), bootKey(r.opts.Arch, it.Package, r.prof.Transport, agentSum[:])
 	if r.bootKit = cachedBootKit(dir, key); r.bootKit != nil {
-		r.log.Debug("the build VM's kernel and initramfs come from the boot cache", "arch", r.opts.Arch, "key", key[:16], "pvh", r.bootKit.pvh)
+		r.log.Debug("the build VM's kernel and initramfs come from the boot cache", "arch", r.opts.Arch, "key", key[:16], "form", r.bootKit.form)
 		return nil
 	}
 	paths, err := r.opts.Client.Fetch(r.ctx, []repo.Item{it})
 	if err != nil {
 		return err
 	}
-	if r.bootKit, err = makeBootKit(paths[0], r.opts.Client.Keys, r.agent, r.prof.Transport, dir, key, r.log); err != nil {
+	if r.bootKit, err = makeBootKit(paths[0], r.opts.Client.Keys, r.agent, r.prof, dir, key, r.log); err != nil {
 		return err
 	}
-	r.log.Debug("made the build VM's kernel and initramfs", "arch", r.opts.Arch, "key", key[:16], "pvh", r.bootKit.pvh)
+	r.log.Debug("made the build VM's kernel and initramfs", "arch", r.opts.Arch, "key", key[:16], "form", r.bootKit.form)
 	return nil
 }
 

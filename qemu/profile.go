@@ -30,6 +30,9 @@ type Profile struct {
 	MemoryAlignMiB int
 	// DiskMachine boots disks with firmware ("": Machine).
 	DiskMachine string
+	// RAMBase: where a 32-bit ARM machine's RAM starts, for the build
+	// VM's kernel unpacked as a uImage (arch.QEMU.RAMBase).
+	RAMBase uint32
 	// Tested: the profile boots in the test suite. Untested profiles are
 	// the structure for adding an arch; building for one says so.
 	Tested bool
@@ -47,7 +50,7 @@ func profiles() map[string]Profile {
 			continue
 		}
 		out[a.Name] = Profile{Arch: a.Name, Binary: q.Binary, Machine: q.Machine, CPU: q.CPU, Console: a.Console,
-			Transport: q.Transport, KVM: q.KVM, BootArgs: q.BootArgs, MemoryAlignMiB: q.MemoryAlignMiB, DiskMachine: q.DiskMachine, Tested: q.Tested}
+			Transport: q.Transport, KVM: q.KVM, BootArgs: q.BootArgs, MemoryAlignMiB: q.MemoryAlignMiB, DiskMachine: q.DiskMachine, RAMBase: q.RAMBase, Tested: q.Tested}
 	}
 	return out
 }

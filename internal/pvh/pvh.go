@@ -17,8 +17,6 @@
 package pvh
 
 import (
-	"bytes"
-	"compress/bzip2"
 	"debug/elf"
 	"encoding/binary"
 	"errors"
@@ -26,10 +24,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/alpinist/alpinist/internal/xzbcj"
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
-
+	"github.com/alpinist/alpinist/internal/kcomp"
 	"github.com/alpinist/alpinist/internal/sparse"
 )
 
@@ -41,7 +36,7 @@ var ErrNotPVH = errors.New("not a bzImage with a PVH entry")
 
 // MaxSize bounds the decompressed kernel: the size the payload claims
 // is checked against it before anything is decompressed.
-const MaxSize = 512 << 20
+const MaxSize = kcomp.MaxSize
 
 // xenNotePhys32Entry is XEN_ELFNOTE_PHYS32_ENTRY, the PVH entry point.
 const xenNotePhys32Entry = 18
@@ -74,7 +69,10 @@ func extract(r io.ReaderAt, size int64, copyOut func(io.Reader) (int64, error)) 
 		return 0, fmt.Errorf("%w: the payload claims %d bytes decompressed (at most %d)", ErrNotPVH, want, MaxSize)
 	}
 	// The compressed stream, without the size the build appended.
-	dec, closeDec, err := decompressor(magic[:], io.NewSectionReader(r, off, n-4))
+	dec, closeDec, err := kcomp.Reader(magic[:], io.NewSectionReader(r, off, n-4))
+	if errors.Is(err, kcomp.ErrFormat) {
+		return 0, fmt.Errorf("%w: the payload: %v", ErrNotPVH, err)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -115,38 +113,6 @@ func payload(r io.ReaderAt, size int64) (off, n int64, err error) {
 		return 0, 0, fmt.Errorf("%w: payload at %d, %d bytes, outside the %d-byte image", ErrNotPVH, off, n, size)
 	}
 	return off, n, nil
-}
-
-// decompressor reads the payload by its magic.
-func decompressor(magic []byte, src io.Reader) (io.Reader, func(), error) {
-	nop := func() {}
-	switch {
-	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
-		zr, err := gzip.NewReader(src)
-		if err != nil {
-			return nil, nil, fmt.Errorf("the kernel's gzip payload: %w", err)
-		}
-		zr.Multistream(false)
-		return zr, func() { zr.Close() }, nil
-	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		zr, err := zstd.NewReader(src, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(MaxSize*2))
-		if err != nil {
-			return nil, nil, fmt.Errorf("the kernel's zstd payload: %w", err)
-		}
-		return zr, zr.Close, nil
-	case bytes.HasPrefix(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
-		// xz with the x86 BCJ filter (Debian's 686 kernels), or LZMA2 alone.
-		zr, err := xzbcj.NewReader(src)
-		if err != nil {
-			return nil, nil, fmt.Errorf("the kernel's xz payload: %w", err)
-		}
-		return zr, nop, nil
-	case bytes.HasPrefix(magic, []byte{0x02, 0x21, 0x4c, 0x18}):
-		return newLZ4Legacy(src), nop, nil
-	case bytes.HasPrefix(magic, []byte("BZh")):
-		return bzip2.NewReader(src), nop, nil
-	}
-	return nil, nil, fmt.Errorf("%w: payload compressed as % x, not gzip, zstd, xz, lz4 or bzip2", ErrNotPVH, magic)
 }
 
 // HasEntry says whether the ELF r is an x86 kernel with a PVH entry

@@ -10,11 +10,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
-	"github.com/pierrec/lz4/v4"
-	"github.com/ulikunitz/xz"
-
+	"github.com/alpinist/alpinist/internal/testkit/kerneltest"
 	"github.com/alpinist/alpinist/internal/testkit/testrepo"
 )
 
@@ -59,39 +55,11 @@ func bzImage(payload []byte, size int, version uint16) []byte {
 	return binary.LittleEndian.AppendUint32(img, uint32(size))
 }
 
-func compress(t testing.TB, format string, data []byte) []byte {
-	var b bytes.Buffer
-	var w io.WriteCloser
-	var err error
-	switch format {
-	case "gzip":
-		w = gzip.NewWriter(&b)
-	case "zstd":
-		w, err = zstd.NewWriter(&b)
-	case "xz":
-		w, err = xz.NewWriter(&b)
-	case "lz4":
-		zw := lz4.NewWriter(&b)
-		err = zw.Apply(lz4.LegacyOption(true))
-		w = zw
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
 func TestExtract(t *testing.T) {
 	want := kernelELF(true, 300000)
-	for _, format := range []string{"gzip", "zstd", "xz", "lz4"} {
+	for _, format := range kerneltest.Formats {
 		t.Run(format, func(t *testing.T) {
-			img := bzImage(compress(t, format, want), len(want), 0x20f)
+			img := bzImage(kerneltest.Compress(t, format, want), len(want), 0x20f)
 			var out bytes.Buffer
 			n, err := Extract(bytes.NewReader(img), int64(len(img)), &out)
 			if err != nil {
@@ -112,7 +80,7 @@ func TestExtract(t *testing.T) {
 // error.
 func TestExtractRejects(t *testing.T) {
 	k := kernelELF(true, 1000)
-	good := bzImage(compress(t, "gzip", k), len(k), 0x20f)
+	good := bzImage(kerneltest.Compress(t, "gzip", k), len(k), 0x20f)
 	lzo := bzImage(append([]byte{0x89, 'L', 'Z', 'O', 0, 0x0d}, make([]byte, 50)...), 100, 0x20f)
 	noMagic := bytes.Clone(good)
 	copy(noMagic[0x202:], "NoPe")
@@ -129,11 +97,11 @@ func TestExtractRejects(t *testing.T) {
 	}{
 		{"short", good[:100], true},
 		{"no boot header", noMagic, true},
-		{"protocol 2.06", bzImage(compress(t, "gzip", k), len(k), 0x206), true},
+		{"protocol 2.06", bzImage(kerneltest.Compress(t, "gzip", k), len(k), 0x206), true},
 		{"payload outside the image", outside, true},
 		{"LZO", lzo, true},
-		{"too big", bzImage(compress(t, "gzip", k), MaxSize+1, 0x20f), true},
-		{"size differs", bzImage(compress(t, "gzip", k), len(k)+1, 0x20f), false},
+		{"too big", bzImage(kerneltest.Compress(t, "gzip", k), MaxSize+1, 0x20f), true},
+		{"size differs", bzImage(kerneltest.Compress(t, "gzip", k), len(k)+1, 0x20f), false},
 		{"corrupt", corrupt, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -152,8 +120,8 @@ func TestConvert(t *testing.T) {
 		img  []byte
 		ok   bool
 	}{
-		{"pvh", bzImage(compress(t, "zstd", kernelELF(true, 5000)), len(kernelELF(true, 5000)), 0x20f), true},
-		{"no entry note", bzImage(compress(t, "zstd", kernelELF(false, 5000)), len(kernelELF(false, 5000)), 0x20f), false},
+		{"pvh", bzImage(kerneltest.Compress(t, "zstd", kernelELF(true, 5000)), len(kernelELF(true, 5000)), 0x20f), true},
+		{"no entry note", bzImage(kerneltest.Compress(t, "zstd", kernelELF(false, 5000)), len(kernelELF(false, 5000)), 0x20f), false},
 		{"not a bzImage", kernelELF(true, 5000), false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -193,8 +161,8 @@ func TestConvertRealKernel(t *testing.T) {
 
 func FuzzExtract(f *testing.F) {
 	k := kernelELF(true, 2000)
-	for _, format := range []string{"gzip", "zstd", "xz", "lz4"} {
-		f.Add(bzImage(compress(f, format, k), len(k), 0x20f))
+	for _, format := range kerneltest.Formats {
+		f.Add(bzImage(kerneltest.Compress(f, format, k), len(k), 0x20f))
 	}
 	f.Add(k)
 	f.Fuzz(func(t *testing.T, img []byte) {
@@ -254,7 +222,7 @@ func TestConvertTrims(t *testing.T) {
 			k := segmentedELF(wide, 5)
 			dir := t.TempDir()
 			src, dst := filepath.Join(dir, "bzImage"), filepath.Join(dir, "vmlinux")
-			if err := os.WriteFile(src, bzImage(compress(t, "zstd", k), len(k), 0x20f), 0o644); err != nil {
+			if err := os.WriteFile(src, bzImage(kerneltest.Compress(t, "zstd", k), len(k), 0x20f), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			if ok, err := Convert(src, dst); !ok || err != nil {

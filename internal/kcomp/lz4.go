@@ -1,4 +1,4 @@
-package pvh
+package kcomp
 
 import (
 	"encoding/binary"
