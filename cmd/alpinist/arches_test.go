@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -36,11 +37,14 @@ var elfOf = map[string]struct {
 }
 
 // TestBuildEveryArch builds one spec for every arch the test suite
-// boots, each in its own VM under TCG, to every container output: each
-// rootfs holds its arch's binaries with its scripts and trigger run; the
-// OCI index lists one image per arch with the right platform (arm/v6 for
-// armhf, arm/v7 for armv7), which skopeo picks by platform; the
-// docker-archive and LXC metadata name the arch. Then Alpine's real
+// boots, each in its own VM under TCG, to every container output and
+// ext4: each rootfs holds its arch's binaries with its scripts and
+// trigger run; the OCI index lists one image per arch with the right
+// platform (arm/v6 for armhf, arm/v7 for armv7), which skopeo picks by
+// platform; the docker-archive and LXC metadata name the arch; e2fsck
+// finds each ext4 clean and debugfs reads the arch's name from it. The
+// WSL output is made for x86_64 and aarch64, and refused for the arches
+// Windows does not run. Then Alpine's real
 // apk-tools (the 3.19.4 minirootfs of the arch, its apk run natively in
 // the arch's VM) installs the same packages, tree for tree the same as
 // our installer's.
@@ -59,10 +63,19 @@ func TestBuildEveryArch(t *testing.T) {
 	body := "repositories: [" + repoDir + "/main]\nkeys: [" + repoDir + "/keys/]\n" +
 		"packages: [alpine-base, busybox, alpinist-test-scripts, alpinist-test-consumer, alpinist-test-trigger, alpinist-test-hook]\n"
 	spec := filepath.Join(dir, "every.yaml")
-	writeFile(t, spec, "name: every\narch: ["+strings.Join(vmtest.Arches, ", ")+"]\n"+body+"outputs: [tar, oci, docker-archive, lxc]\n", 0o644)
+	writeFile(t, spec, "name: every\narch: ["+strings.Join(vmtest.Arches, ", ")+"]\n"+body+"outputs: [tar, oci, docker-archive, lxc, ext4]\n", 0o644)
 	out := filepath.Join(dir, "out")
 	cache := filepath.Join(dir, "cache")
 	mustCLI(t, "build", spec, "-o", out, "--cache", cache)
+	// WSL where Windows runs, from the build cache; refused elsewhere.
+	mustCLI(t, "build", spec, "-o", out, "--cache", cache, "--arch", "x86_64,aarch64", "--output", "wsl")
+	for _, a := range []string{"x86_64", "aarch64"} {
+		tarIndex(t, filepath.Join(out, "every-"+a+".wsl.tar.gz"), "bin/busybox")
+	}
+	if code, _, errs := cli(t, "build", spec, "-o", out, "--cache", cache, "--arch", "armv7", "--output", "wsl"); code == 0 || !strings.Contains(errs, "output wsl is made for x86_64 and aarch64, not armv7") {
+		t.Errorf("wsl for armv7: exit %d\n%s", code, errs)
+	}
+	e2fsck, debugfs := hosttool.Need(t, "e2fsck", "e2fsprogs"), hosttool.Need(t, "debugfs", "e2fsprogs")
 
 	var idx struct {
 		Manifests []struct {
@@ -133,6 +146,13 @@ func TestBuildEveryArch(t *testing.T) {
 			if !strings.Contains(string(lxc["metadata.yaml"]), "architecture: "+a.LXC+"\n") {
 				t.Errorf("LXC metadata.yaml:\n%s", lxc["metadata.yaml"])
 			}
+			ext4 := filepath.Join(out, "every-"+name+".ext4")
+			if b, err := exec.Command(e2fsck, "-fn", ext4).CombinedOutput(); err != nil {
+				t.Errorf("e2fsck -fn %s: %v\n%s", ext4, err, b)
+			}
+			if b, err := exec.Command(debugfs, "-R", "cat /etc/apk/arch", ext4).Output(); err != nil || strings.TrimSpace(string(b)) != name {
+				t.Errorf("the ext4's /etc/apk/arch: %q, %v", b, err)
+			}
 		})
 	}
 
@@ -169,7 +189,10 @@ func TestBuildEveryArch(t *testing.T) {
 // (EXTLINUX) and with UEFI (GRUB, ia32 OVMF), armv7 with UEFI (AAVMF32),
 // ppc64le with Open Firmware (SLOF loads GRUB from the PReP partition),
 // riscv64 with U-Boot's UEFI; then the live ISOs of x86 (BIOS and UEFI),
-// armv7 and riscv64 the same way. s390x's disk is refused, saying why,
+// armv7 and riscv64 the same way. Each disk is also written as qcow2,
+// VMDK, VHD and GCE's tarball (x86's as an OVA too), each read back by
+// qemu-img or tar as the raw disk's bytes, and the raw disk's partitions
+// pass sgdisk, fsck.fat and e2fsck. s390x's disk is refused, saying why,
 // and so is a ppc64le live ISO.
 func TestBootEveryArchDisk(t *testing.T) {
 	td := generatedRepo(t)
@@ -181,9 +204,23 @@ func TestBootEveryArchDisk(t *testing.T) {
 	dir := t.TempDir()
 	body := "repositories: [" + repoDir + "/main]\nkeys: [" + repoDir + "/keys/]\npackages: [alpine-base, linux-virt]\ndisk: {}\n"
 	spec := filepath.Join(dir, "boots.yaml")
-	writeFile(t, spec, "name: boots\narch: ["+strings.Join(arches, ", ")+"]\n"+body+"outputs: [raw]\n", 0o644)
+	writeFile(t, spec, "name: boots\narch: ["+strings.Join(arches, ", ")+"]\n"+body+"outputs: [raw, qcow2, vmdk, vhd, gce]\n", 0o644)
 	out := filepath.Join(dir, "out")
 	mustCLI(t, "build", spec, "-o", out, "--cache", filepath.Join(dir, "cache"))
+	mustCLI(t, "build", spec, "-o", out, "--cache", filepath.Join(dir, "cache"), "--arch", "x86", "--output", "ova")
+	for _, a := range arches {
+		t.Run("images-"+a, func(t *testing.T) {
+			raw := filepath.Join(out, "boots-"+a+".raw")
+			checkDisk(t, raw, filepath.Join(out, "boots-"+a+".qcow2"))
+			checkConverted(t, raw, filepath.Join(out, "boots-"+a+".vmdk"), "vmdk")
+			checkConverted(t, raw, filepath.Join(out, "boots-"+a+".vhd"), "vpc")
+			checkGCETar(t, filepath.Join(out, "boots-"+a+".gce.tar.gz"))
+		})
+	}
+	ovaHs, ovf := tarIndex(t, filepath.Join(out, "boots-x86.ova"), "boots-x86.ovf", "boots-x86.mf")
+	if !strings.Contains(string(ovf["boots-x86.ovf"]), `vmw:osType="otherLinuxGuest"`) || ovaHs["boots-x86.vmdk"] == nil || !strings.Contains(string(ovf["boots-x86.mf"]), "SHA256(boots-x86.vmdk)= ") {
+		t.Errorf("x86's OVA: %d-byte OVF:\n%s\nmanifest:\n%s", len(ovf["boots-x86.ovf"]), ovf["boots-x86.ovf"], ovf["boots-x86.mf"])
+	}
 	// The live ISO of the arches that have one (ppc64le's GRUB boots from
 	// a PReP partition, not El Torito), from the build cache.
 	mustCLI(t, "build", spec, "-o", out, "--cache", filepath.Join(dir, "cache"), "--arch", "x86,armv7,riscv64", "--output", "iso")
@@ -213,5 +250,24 @@ func TestBootEveryArchDisk(t *testing.T) {
 	writeFile(t, ppcISO, "name: ppciso\narch: [ppc64le]\n"+body+"outputs: [iso]\n", 0o644)
 	if code, _, errs := cli(t, "build", ppcISO, "-o", filepath.Join(dir, "ppciso"), "--cache", filepath.Join(dir, "cache")); code == 0 || !strings.Contains(errs, "no live ISO is made for ppc64le") {
 		t.Errorf("a ppc64le ISO: exit %d\n%s", code, errs)
+	}
+}
+
+// checkGCETar checks GCE's tarball with GNU tar and Go's reader: one
+// file, disk.raw, a whole number of GiB, the same size to both.
+func checkGCETar(t *testing.T, p string) {
+	t.Helper()
+	tarBin := hosttool.Need(t, "tar", "tar")
+	b, err := exec.Command(tarBin, "-tvzf", p).Output()
+	if err != nil {
+		t.Fatalf("tar -tvzf %s: %v", p, err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 6 || f[len(f)-1] != "disk.raw" || strings.Count(string(b), "\n") != 1 {
+		t.Fatalf("tar -tvzf %s:\n%s", p, b)
+	}
+	hs, _ := tarIndex(t, p)
+	if h := hs["disk.raw"]; h == nil || len(hs) != 1 || h.Size%(1<<30) != 0 || strconv.FormatInt(h.Size, 10) != f[2] {
+		t.Errorf("%s: Go reads %v, GNU tar %s", p, hs, b)
 	}
 }
