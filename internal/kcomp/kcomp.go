@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/alpinist/alpinist/internal/xzbcj"
 	"github.com/klauspost/compress/gzip"
@@ -99,4 +100,31 @@ func Reader(magic []byte, src io.Reader) (io.Reader, func(), error) {
 		return bzip2.NewReader(src), nop, nil
 	}
 	return nil, nil, fmt.Errorf("%w: compressed as % x, not gzip, zstd, xz, lz4 or bzip2", ErrFormat, magic)
+}
+
+// UnpackFile runs unpack on the kernel image file src (with its size)
+// and a new file dst, and removes dst again unless unpack says it wrote
+// it (true) without an error.
+func UnpackFile(src, dst string, unpack func(in *os.File, size int64, out *os.File) (bool, error)) (ok bool, err error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return false, err
+	}
+	defer in.Close()
+	st, err := in.Stat()
+	if err != nil {
+		return false, err
+	}
+	out, err := os.Create(dst)
+	if err != nil {
+		return false, err
+	}
+	defer func() {
+		err = errors.Join(err, out.Close())
+		if !ok || err != nil {
+			os.Remove(dst)
+			ok = false
+		}
+	}()
+	return unpack(in, st.Size(), out)
 }

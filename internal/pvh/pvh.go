@@ -163,48 +163,30 @@ func hasXenNote(data []byte, bo binary.ByteOrder, typ uint32) bool {
 // whether it boots through PVH. When it cannot (ErrNotPVH, or an ELF
 // without the entry note) it returns false and leaves no dst; any other
 // error is an error. dst is not synced: it is for the VM about to boot.
-func Convert(src, dst string) (ok bool, err error) {
-	in, err := os.Open(src)
-	if err != nil {
-		return false, err
-	}
-	defer in.Close()
-	st, err := in.Stat()
-	if err != nil {
-		return false, err
-	}
-	out, err := os.Create(dst)
-	if err != nil {
-		return false, err
-	}
-	defer func() {
-		err = errors.Join(err, out.Close())
-		if !ok || err != nil {
-			os.Remove(dst)
-			ok = false
+func Convert(src, dst string) (bool, error) {
+	return kcomp.UnpackFile(src, dst, func(in *os.File, size int64, out *os.File) (bool, error) {
+		// A kernel is 40% zeros (its .bss, alignment): left as holes, and
+		// the segments' zero tails made memory size only.
+		tr := &trimmer{w: out}
+		n, err := extract(in, size, func(dec io.Reader) (int64, error) { return sparse.Copy(tr, 0, dec) })
+		if err != nil {
+			if errors.Is(err, ErrNotPVH) {
+				return false, nil
+			}
+			return false, fmt.Errorf("%s: %w", src, err)
 		}
-	}()
-	// A kernel is 40% zeros (its .bss, alignment): left as holes, and
-	// the segments' zero tails made memory size only.
-	tr := &trimmer{w: out}
-	n, err := extract(in, st.Size(), func(dec io.Reader) (int64, error) { return sparse.Copy(tr, 0, dec) })
-	if err != nil {
-		if errors.Is(err, ErrNotPVH) {
-			return false, nil
+		if cut, err := tr.finish(); err != nil {
+			return false, err
+		} else if cut > 0 {
+			n = cut
 		}
-		return false, fmt.Errorf("%s: %w", src, err)
-	}
-	if cut, err := tr.finish(); err != nil {
-		return false, err
-	} else if cut > 0 {
-		n = cut
-	}
-	if err := out.Truncate(n); err != nil {
-		return false, err
-	}
-	ok, err = HasEntry(out)
-	if err != nil {
-		return false, fmt.Errorf("%s: %w", src, err)
-	}
-	return ok, nil
+		if err := out.Truncate(n); err != nil {
+			return false, err
+		}
+		ok, err := HasEntry(out)
+		if err != nil {
+			return false, fmt.Errorf("%s: %w", src, err)
+		}
+		return ok, nil
+	})
 }

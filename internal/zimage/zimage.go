@@ -258,50 +258,32 @@ func Header(size int64, sum uint32, load uint32) []byte {
 // When the image is not one it unpacks (ErrNotZImage) it returns false
 // and leaves no dst; any other error is an error. dst is not synced: it
 // is for the VM about to boot.
-func Convert(src, dst string, ramBase uint32) (ok bool, err error) {
-	in, err := os.Open(src)
-	if err != nil {
-		return false, err
-	}
-	defer in.Close()
-	st, err := in.Stat()
-	if err != nil {
-		return false, err
-	}
-	out, err := os.Create(dst)
-	if err != nil {
-		return false, err
-	}
-	defer func() {
-		err = errors.Join(err, out.Close())
-		if !ok || err != nil {
-			os.Remove(dst)
-			ok = false
+func Convert(src, dst string, ramBase uint32) (bool, error) {
+	return kcomp.UnpackFile(src, dst, func(in *os.File, size int64, out *os.File) (bool, error) {
+		if _, err := out.Seek(HeaderSize, io.SeekStart); err != nil {
+			return false, err
 		}
-	}()
-	if _, err := out.Seek(HeaderSize, io.SeekStart); err != nil {
-		return false, err
-	}
-	bw := bufio.NewWriterSize(out, 1<<20)
-	sum := crc32.NewIEEE()
-	info, err := Extract(in, st.Size(), io.MultiWriter(bw, sum))
-	if err != nil {
-		if errors.Is(err, ErrNotZImage) {
-			return false, nil
+		bw := bufio.NewWriterSize(out, 1<<20)
+		sum := crc32.NewIEEE()
+		info, err := Extract(in, size, io.MultiWriter(bw, sum))
+		if err != nil {
+			if errors.Is(err, ErrNotZImage) {
+				return false, nil
+			}
+			return false, fmt.Errorf("%s: %w", src, err)
 		}
-		return false, fmt.Errorf("%s: %w", src, err)
-	}
-	if err := bw.Flush(); err != nil {
-		return false, err
-	}
-	load := uint64(ramBase) + uint64(info.TextOffset)
-	if load+uint64(info.Size) > 1<<32 {
-		return false, fmt.Errorf("%s: a %d-byte kernel at %#x does not fit below 4 GiB", src, info.Size, load)
-	}
-	if _, err := out.WriteAt(Header(info.Size, sum.Sum32(), uint32(load)), 0); err != nil {
-		return false, err
-	}
-	return true, nil
+		if err := bw.Flush(); err != nil {
+			return false, err
+		}
+		load := uint64(ramBase) + uint64(info.TextOffset)
+		if load+uint64(info.Size) > 1<<32 {
+			return false, fmt.Errorf("%s: a %d-byte kernel at %#x does not fit below 4 GiB", src, info.Size, load)
+		}
+		if _, err := out.WriteAt(Header(info.Size, sum.Sum32(), uint32(load)), 0); err != nil {
+			return false, err
+		}
+		return true, nil
+	})
 }
 
 // IsUImage says whether b starts as a uImage does.
