@@ -55,7 +55,13 @@ func kernelPackage(idx []*repo.Index, arch string) (repo.Item, error) {
 		}
 	}
 	if best.Package == nil {
-		return best, fmt.Errorf("the repositories have no linux-virt package for %s, so there is no kernel for the build VM", arch)
+		hint := "give the build VM a kernel with --kernel FILE --modules DIR"
+		if arch == "armhf" {
+			// Alpine's armhf has linux-rpi only; the build VM's CPU is
+			// ARMv7, which armv7's linux-virt runs on.
+			hint = "Alpine's armhf repositories have none: give the build VM armv7's linux-virt (its boot/vmlinuz-virt and lib/modules/KVER) with --kernel FILE --modules DIR, as the armhf VM's CPU is ARMv7"
+		}
+		return best, fmt.Errorf("the repositories have no linux-virt package for %s, so there is no kernel for the build VM: %s", arch, hint)
 	}
 	return best, nil
 }
