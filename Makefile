@@ -31,6 +31,8 @@ all: build
 # (armv7 for armv7, armv6 for armhf: GOARCH=arm with GOARM=7 or 6).
 AGENTS_FOR := amd64 386 arm64 armv7 armv6 ppc64le s390x riscv64
 AGENTS := $(AGENTS_FOR:%=agent/embed/agents/alpinist-agent-%)
+# What bin/alpinist embeds: each agent zstd-compressed (agent/embed.Pack).
+AGENTS_ZST := $(AGENTS:%=%.zst)
 agent_goarch = $(if $(filter armv%,$(1)),arm,$(1))
 AGENT_GOARCHES := $(sort $(foreach a,$(AGENTS_FOR),$(call agent_goarch,$(a))))
 # Every file an agent is built from: the Go and embedded files of each
@@ -47,10 +49,13 @@ COMMIT      := $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet H
 COMMIT_DATE := $(shell git log -1 --format=%cI 2>/dev/null)
 LDFLAGS     := -X main.commit=$(COMMIT) -X main.commitDate=$(COMMIT_DATE)
 
-build: deps $(AGENTS)
+build: deps $(AGENTS_ZST)
 	$(GO) build -trimpath -tags alpinist_agents -ldflags "$(LDFLAGS)" -o bin/alpinist ./cmd/alpinist
 
-agents: $(AGENTS)
+agents: $(AGENTS_ZST)
+
+agent/embed/agents/alpinist-agent-%.zst: agent/embed/agents/alpinist-agent-%
+	$(GO) run ./agent/embed/pack $< $@
 
 agent/embed/agents/alpinist-agent-%: $(AGENT_SRC)
 	@mkdir -p $(@D)

@@ -27,8 +27,8 @@ func Agent(name string) ([]byte, error) {
 	if a.GOARCH == "" {
 		return nil, fmt.Errorf("agent: no Go port for arch %q", name)
 	}
-	if b, ok := embedded(a.Agent()); ok {
-		return b, nil
+	if b, ok, err := embedded(a.Agent()); ok {
+		return b, err
 	}
 	return buildAgent(a)
 }

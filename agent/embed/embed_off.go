@@ -2,4 +2,4 @@
 
 package embed
 
-func embedded(string) ([]byte, bool) { return nil, false }
+func embedded(string) ([]byte, bool, error) { return nil, false, nil }

@@ -80,3 +80,31 @@ func TestMakefileAgentSources(t *testing.T) {
 		}
 	}
 }
+
+// TestPack: an agent packed as the build embeds it unpacks to the same
+// bytes, is much smaller, and packs to the same bytes twice.
+func TestPack(t *testing.T) {
+	b, err := Agent("x86_64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, err := Pack(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z2, _ := Pack(b)
+	if !bytes.Equal(z, z2) {
+		t.Error("two packs of one agent differ")
+	}
+	got, err := unpack(z)
+	if err != nil || !bytes.Equal(got, b) {
+		t.Fatalf("unpack: %d bytes, %v", len(got), err)
+	}
+	if len(z)*2 > len(b) {
+		t.Errorf("packed %d of %d bytes", len(z), len(b))
+	}
+	t.Logf("%d bytes packed to %d", len(b), len(z))
+	if _, err := unpack(z[:len(z)/2]); err == nil || !strings.Contains(err.Error(), "does not unpack") {
+		t.Errorf("a cut agent: %v", err)
+	}
+}
