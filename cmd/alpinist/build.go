@@ -63,7 +63,7 @@ of docker login or podman login (see alpinist push --help).`,
 	fl.StringVar(&f.lockedIn, "locked", "", "build exactly the packages of lock `FILE`")
 	fl.StringVar(&f.cacheDir, "cache", "", "package cache `DIR` (default $ALPINIST_CACHE or ~/.cache/alpinist)")
 	fl.StringVar(&f.accel, "accel", "", "force kvm or tcg (default: probe KVM)")
-	fl.StringVar(&f.kernel, "kernel", "", "boot the build VM with this kernel image `FILE` instead of the repository's linux-virt")
+	fl.StringVar(&f.kernel, "kernel", "", "boot the build VM with this kernel image `FILE` instead of the repository's linux-virt (one arch: the spec's only one, or --arch; armhf takes armv7's)")
 	fl.StringVar(&f.modules, "modules", "", "with --kernel: its lib/modules/KVER `DIR` (with modules.dep) to take the virtio modules from")
 	fl.IntVar(&f.memory, "memory", 0, "VM memory in MiB (default: from the packages' installed size)")
 	fl.IntVar(&f.cpus, "cpus", 0, "VM CPUs (default: up to 2)")
@@ -81,12 +81,15 @@ func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 	if f.modules != "" && f.kernel == "" {
 		return fmt.Errorf("--modules needs --kernel")
 	}
-	if f.kernel != "" && len(f.arch) != 1 {
-		return fmt.Errorf("--kernel boots one architecture: give --arch too")
+	if f.kernel != "" && len(f.arch) > 1 {
+		return fmt.Errorf("--kernel boots one architecture, and --arch names %d", len(f.arch))
 	}
 	sess, err := builder.Open(specPath, builder.OpenOptions{Arches: f.arch, LockPath: f.lockedIn, CacheDir: f.cacheDir, NeedCache: true, Log: e.log})
 	if err != nil {
 		return err
+	}
+	if f.kernel != "" && len(sess.Arches) != 1 {
+		return fmt.Errorf("--kernel boots one architecture, and %s builds %s: choose one with --arch", specPath, strings.Join(sess.Arches, ", "))
 	}
 	outputs, from := f.outputs, "--output"
 	if !cmd.Flags().Changed("output") && sess.Spec.Outputs != nil {

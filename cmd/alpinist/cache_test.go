@@ -173,18 +173,61 @@ func TestTamperedBuildCache(t *testing.T) {
 // repository's linux-virt, unpacked) instead of the repository's
 // package; the rootfs is the same as with the package's kernel, and an
 // unchanged rebuild with the same files takes it from the build cache.
+// --kernel needs one arch (a spec's only one, or --arch); armhf boots
+// armv7's kernel.
 func TestBuildKernelOverride(t *testing.T) {
 	vmtest.Binary(t, "x86_64")
 	body, repoDir := smallSpec(t)
 	dir := t.TempDir()
 	spec := filepath.Join(dir, "small.yaml")
 	writeFile(t, spec, body, 0o644)
-	// linux-virt unpacked: boot/vmlinuz-virt and lib/modules/KVER.
-	pkgs, _ := filepath.Glob(filepath.Join(repoDir, "main", "x86_64", "linux-virt-*.apk"))
+	kernel, modules := unpackKernel(t, repoDir, "x86_64", filepath.Join(dir, "linux-virt"))
+	cache := t.TempDir()
+	build := func(out string, extra ...string) string {
+		t.Helper()
+		return mustCLI(t, append([]string{"build", spec, "-o", filepath.Join(dir, out), "--cache", cache, "--output", "tar"}, extra...)...)
+	}
+	build("pkg")
+	override := []string{"--kernel", kernel, "--modules", modules}
+	if s := build("files", override...); !strings.Contains(s, " boot ") {
+		t.Errorf("the build with --kernel did not boot its own VM:\n%s", s)
+	}
+	a, b := fileSums(t, filepath.Join(dir, "pkg")), fileSums(t, filepath.Join(dir, "files"))
+	if a["small-x86_64.tar"] == "" || a["small-x86_64.tar"] != b["small-x86_64.tar"] {
+		t.Error("the rootfs built with --kernel differs from the one built with the package's kernel")
+	}
+	if s := build("again", override...); !strings.Contains(s, "build cache") {
+		t.Errorf("an unchanged rebuild with --kernel did not take the build cache's rootfs:\n%s", s)
+	}
+	code, _, errs := cli(t, "build", spec, "-o", filepath.Join(dir, "bad"), "--cache", cache, "--arch", "x86_64", "--kernel", filepath.Join(dir, "none"))
+	if code == 0 || !strings.Contains(errs, "none") {
+		t.Errorf("a missing --kernel file: exit %d\n%s", code, errs)
+	}
+	two := filepath.Join(dir, "two.yaml")
+	writeFile(t, two, strings.Replace(body, "arch: [x86_64]", "arch: [x86_64, aarch64]", 1), 0o644)
+	if code, _, errs := cli(t, "build", two, "-o", filepath.Join(dir, "bad"), "--cache", cache, "--kernel", kernel); code == 0 || !strings.Contains(errs, "builds x86_64, aarch64: choose one with --arch") {
+		t.Errorf("--kernel for two arches: exit %d\n%s", code, errs)
+	}
+
+	// armhf boots armv7's linux-virt (Alpine's armhf has none; the VM's
+	// CPU is ARMv7), unpacked to its Image as the package's kernel is.
+	armv7Kernel, armv7Modules := unpackKernel(t, repoDir, "armv7", filepath.Join(dir, "armv7"))
+	armhf := filepath.Join(dir, "armhf.yaml")
+	writeFile(t, armhf, strings.Replace(body, "arch: [x86_64]", "arch: [armhf]", 1), 0o644)
+	mustCLI(t, "build", armhf, "-o", filepath.Join(dir, "armhf"), "--cache", cache, "--output", "tar", "--kernel", armv7Kernel, "--modules", armv7Modules)
+	if _, data := tarIndex(t, filepath.Join(dir, "armhf", "small-armhf.tar"), "etc/apk/arch"); strings.TrimSpace(string(data["etc/apk/arch"])) != "armhf" {
+		t.Errorf("armhf built with armv7's kernel: etc/apk/arch %q", data["etc/apk/arch"])
+	}
+}
+
+// unpackKernel unpacks the test repository's linux-virt of arch into
+// root and gives its boot/vmlinuz-virt and lib/modules/KVER.
+func unpackKernel(t *testing.T, repoDir, arch, root string) (kernel, modules string) {
+	t.Helper()
+	pkgs, _ := filepath.Glob(filepath.Join(repoDir, "main", arch, "linux-virt-*.apk"))
 	if len(pkgs) != 1 {
 		t.Fatalf("linux-virt: %v", pkgs)
 	}
-	root := filepath.Join(dir, "linux-virt")
 	f, err := os.Open(pkgs[0])
 	if err != nil {
 		t.Fatal(err)
@@ -208,29 +251,9 @@ func TestBuildKernelOverride(t *testing.T) {
 		t.Fatal(err)
 	}
 	kernels, _ := filepath.Glob(filepath.Join(root, "boot", "vmlinuz*"))
-	modules, _ := filepath.Glob(filepath.Join(root, "lib", "modules", "*"))
-	if len(kernels) != 1 || len(modules) != 1 {
-		t.Fatalf("unpacked linux-virt: %v %v", kernels, modules)
+	mods, _ := filepath.Glob(filepath.Join(root, "lib", "modules", "*"))
+	if len(kernels) != 1 || len(mods) != 1 {
+		t.Fatalf("unpacked linux-virt: %v %v", kernels, mods)
 	}
-	cache := t.TempDir()
-	build := func(out string, extra ...string) string {
-		t.Helper()
-		return mustCLI(t, append([]string{"build", spec, "-o", filepath.Join(dir, out), "--cache", cache, "--output", "tar"}, extra...)...)
-	}
-	build("pkg")
-	override := []string{"--arch", "x86_64", "--kernel", kernels[0], "--modules", modules[0]}
-	if s := build("files", override...); !strings.Contains(s, " boot ") {
-		t.Errorf("the build with --kernel did not boot its own VM:\n%s", s)
-	}
-	a, b := fileSums(t, filepath.Join(dir, "pkg")), fileSums(t, filepath.Join(dir, "files"))
-	if a["small-x86_64.tar"] == "" || a["small-x86_64.tar"] != b["small-x86_64.tar"] {
-		t.Error("the rootfs built with --kernel differs from the one built with the package's kernel")
-	}
-	if s := build("again", override...); !strings.Contains(s, "build cache") {
-		t.Errorf("an unchanged rebuild with --kernel did not take the build cache's rootfs:\n%s", s)
-	}
-	code, _, errs := cli(t, "build", spec, "-o", filepath.Join(dir, "bad"), "--cache", cache, "--arch", "x86_64", "--kernel", filepath.Join(root, "none"))
-	if code == 0 || !strings.Contains(errs, "none") {
-		t.Errorf("a missing --kernel file: exit %d\n%s", code, errs)
-	}
+	return kernels[0], mods[0]
 }
