@@ -54,10 +54,12 @@ build: deps $(AGENTS_ZST)
 
 agents: $(AGENTS_ZST)
 
-agent/embed/agents/alpinist-agent-%.zst: agent/embed/agents/alpinist-agent-%
+# Static pattern rules: a generic alpinist-agent-% would also match the
+# .zst names, and a fresh clone (no agents yet) would build those as Go.
+$(AGENTS_ZST): %.zst: %
 	$(GO) run ./agent/embed/pack $< $@
 
-agent/embed/agents/alpinist-agent-%: $(AGENT_SRC)
+$(AGENTS): agent/embed/agents/alpinist-agent-%: $(AGENT_SRC)
 	@mkdir -p $(@D)
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(call agent_goarch,$*) $(if $(filter armv%,$*),GOARM=$(patsubst armv%,%,$*)) $(GO) build -trimpath -ldflags "-s -w" -o $@ ./cmd/alpinist-agent
 
