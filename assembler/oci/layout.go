@@ -161,3 +161,11 @@ func writeBlob(lp layout.Path, mt types.MediaType, data []byte) (v1.Descriptor, 
 func writeRaw(lp layout.Path, h v1.Hash, data []byte) error {
 	return lp.WriteBlob(h, io.NopCloser(bytes.NewReader(data)))
 }
+
+// EmptyConfig is the OCI 1.1 empty descriptor an artifact manifest's
+// config points to ({}), for the artifacts other packages push.
+func EmptyConfig() v1.Descriptor {
+	d := emptyConfig
+	d.Data = []byte("{}")
+	return d
+}
