@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/alpinist/alpinist/apk"
 	"github.com/alpinist/alpinist/apk/apkfile"
@@ -33,6 +34,26 @@ type Client struct {
 	// OnBytes, when set, is called with the size of each chunk downloaded
 	// (from several goroutines at once): a progress bar's hook.
 	OnBytes func(n int64)
+	// Shared, when set, is asked first for each package the Cache does
+	// not have: a cache builders share (alpinist build --cache-from: a
+	// registry), which streams a package by its control checksum, or
+	// fails with an error wrapping ErrNotShared. What it gives is
+	// verified exactly as a download from the repository is; a package
+	// it has that does not verify is downloaded from the repository
+	// instead, with a warning.
+	Shared func(ctx context.Context, checksum []byte) (io.ReadCloser, error)
+
+	fromRepos, fromShared atomic.Int64
+}
+
+// ErrNotShared is the error of a Client's Shared source for a package it
+// does not have.
+var ErrNotShared = errors.New("not in the shared cache")
+
+// Fetched counts the packages Fetch got from the repositories and from
+// the Shared source (the Cache's hits are in neither).
+func (c *Client) Fetched() (repositories, shared int64) {
+	return c.fromRepos.Load(), c.fromShared.Load()
 }
 
 // MaxIndexSize bounds a downloaded APKINDEX.tar.gz (Alpine's main is ~1 MB).
@@ -166,11 +187,23 @@ func (c *Client) fetchOne(ctx context.Context, it Item) (string, error) {
 	if len(p.Checksum) == 0 {
 		return "", fmt.Errorf("%s: the index gives no checksum (C:), so the package cannot be verified", p)
 	}
+	if c.Shared != nil {
+		path, err := c.fromSharedCache(ctx, p)
+		if err == nil {
+			c.fromShared.Add(1)
+			return path, nil
+		}
+		if !errors.Is(err, ErrNotShared) {
+			c.log().Warn("the shared cache's copy is not taken: downloading the package", "package", p.String(), "error", err)
+		}
+	}
 	loc := it.Repository.PackageURL(it.Arch, p.Filename())
+	open := func() (io.ReadCloser, error) { return c.transport().Open(ctx, loc) }
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		path, retry, err := c.download(ctx, loc, p)
+		path, retry, err := c.download(loc, open, p)
 		if err == nil {
+			c.fromRepos.Add(1)
 			return path, nil
 		}
 		lastErr = err
@@ -182,11 +215,20 @@ func (c *Client) fetchOne(ctx context.Context, it Item) (string, error) {
 	return "", lastErr
 }
 
-// download fetches one package into the cache; retry reports a transfer
-// failure (as opposed to a verification failure).
-func (c *Client) download(ctx context.Context, loc string, p *apk.Package) (path string, retry bool, err error) {
+// fromSharedCache gets one package from the Shared source into the
+// cache, verified as a download is.
+func (c *Client) fromSharedCache(ctx context.Context, p *apk.Package) (string, error) {
+	open := func() (io.ReadCloser, error) { return c.Shared(ctx, p.Checksum) }
+	path, _, err := c.download("the shared cache", open, p)
+	return path, err
+}
+
+// download fetches one package from loc (opened by open) into the cache;
+// retry reports a transfer failure (as opposed to a verification
+// failure).
+func (c *Client) download(loc string, open func() (io.ReadCloser, error), p *apk.Package) (path string, retry bool, err error) {
 	path, err = c.Cache.Put(p.Checksum, func(tmp *os.File) error {
-		body, err := c.transport().Open(ctx, loc)
+		body, err := open()
 		if err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}

@@ -1,8 +1,10 @@
 package repo
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -241,5 +243,60 @@ func TestClientSharedCache(t *testing.T) {
 	}
 	if n := cached(t, cache); len(n) != 2 {
 		t.Errorf("cache holds %v", n)
+	}
+}
+
+// TestClientSharedSource: a Shared source (a registry cache) is asked
+// first and its packages are verified as downloads are; a package it
+// lacks is downloaded, and one that does not verify (another package's
+// bytes, or a tampered copy) is downloaded instead of kept.
+func TestClientSharedSource(t *testing.T) {
+	dir, k, pkgs := localRepo(t, "v1 ")
+	r := Repository{URL: dir}
+	file := func(p *apk.Package) []byte {
+		b, err := os.ReadFile(filepath.Join(dir, "x86_64", p.Filename()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	a, b := file(pkgs[0]), file(pkgs[1])
+	tampered := bytes.Clone(a)
+	tampered[len(tampered)-10] ^= 0xff
+	for _, c := range []struct {
+		name               string
+		shared             map[string][]byte // by package name
+		fromRepos, fromShr int64
+	}{
+		{"all shared", map[string][]byte{"a": a, "b": b}, 0, 2},
+		{"one shared", map[string][]byte{"b": b}, 1, 1},
+		{"other bytes", map[string][]byte{"a": b, "b": b}, 1, 1},
+		{"tampered", map[string][]byte{"a": tampered}, 2, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cache, _ := OpenCache(t.TempDir())
+			cl := &Client{Keys: keyring(k), Cache: cache, Shared: func(_ context.Context, sum []byte) (io.ReadCloser, error) {
+				for _, p := range pkgs {
+					if bytes.Equal(p.Checksum, sum) {
+						if data, ok := c.shared[p.Name]; ok {
+							return io.NopCloser(bytes.NewReader(data)), nil
+						}
+					}
+				}
+				return nil, fmt.Errorf("registry: %w", ErrNotShared)
+			}}
+			paths, err := cl.Fetch(context.Background(), items(r, pkgs))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if repos, shr := cl.Fetched(); repos != c.fromRepos || shr != c.fromShr {
+				t.Errorf("fetched %d from the repository, %d shared; want %d, %d", repos, shr, c.fromRepos, c.fromShr)
+			}
+			for i, p := range paths {
+				if got, _ := os.ReadFile(p); !bytes.Equal(got, file(pkgs[i])) {
+					t.Errorf("%s: the cache holds other bytes", pkgs[i].Name)
+				}
+			}
+		})
 	}
 }
