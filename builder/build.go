@@ -26,6 +26,7 @@ import (
 	"github.com/alpinist/alpinist/apk/repo"
 	"github.com/alpinist/alpinist/assembler/output"
 	"github.com/alpinist/alpinist/internal/epoch"
+	"github.com/alpinist/alpinist/regcache"
 )
 
 // Options are a build's choices beyond the spec.
@@ -54,6 +55,10 @@ type Options struct {
 	Log     *slog.Logger
 	// Progress is told how the build goes (nil: nothing).
 	Progress Progress
+	// CacheFrom and CacheTo are shared caches in a registry: the build
+	// takes packages and build-cache rootfs from CacheFrom when the
+	// local cache lacks them, and pushes its own to CacheTo.
+	CacheFrom, CacheTo *regcache.Cache
 }
 
 // Progress follows a build: the bytes to download, each arch's phases,
@@ -77,7 +82,10 @@ type Report struct {
 	// Layout is the OCI layout (in OutDir when oci is an output; else
 	// gone once Build returns, unless Layout was asked for).
 	Layout string
-	stage  *Staging
+	// Downloaded and Shared count the packages fetched from the
+	// repositories and from CacheFrom (local cache hits are in neither).
+	Downloaded, Shared int64
+	stage              *Staging
 }
 
 // Close removes what the report's build left in its stage (the OCI
@@ -108,6 +116,15 @@ func Build(ctx context.Context, sess *Session, o Options) (*Report, error) {
 	keys, err := ReadKeys(sess.Spec.Keys)
 	if err != nil {
 		return nil, err
+	}
+	if from := o.CacheFrom; from != nil {
+		sess.Client.Shared = func(_ context.Context, sum []byte) (io.ReadCloser, error) {
+			rc, err := from.OpenPackage(sum)
+			if errors.Is(err, regcache.ErrMiss) {
+				return nil, fmt.Errorf("%w: %w", repo.ErrNotShared, err)
+			}
+			return rc, err
+		}
 	}
 	lf := &lock.File{Name: sess.Spec.Name}
 	var archs []*archBuild
@@ -147,6 +164,7 @@ func Build(ctx context.Context, sess *Session, o Options) (*Report, error) {
 		rep.Close()
 		return nil, err
 	}
+	rep.Downloaded, rep.Shared = sess.Client.Fetched()
 	return rep, nil
 }
 
@@ -279,6 +297,7 @@ func runArch(ctx context.Context, sess *Session, o Options, dir string, a *archB
 		Client: sess.Client, Keys: keys, SourceDateEpoch: created.Unix(), Accel: o.Accel, Kernel: o.Kernel, Modules: o.Modules,
 		MemoryMiB: o.MemoryMiB, CPUs: o.CPUs, Console: console, Log: o.Log, BootTimeout: o.BootTimeout, IdleTimeout: o.IdleTimeout,
 		NoCache: o.NoCache, OnPhase: func(p string) { o.Progress.Phase(a.Arch, p) },
+		CacheFrom: o.CacheFrom, CacheTo: o.CacheTo,
 	})
 }
 

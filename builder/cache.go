@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/alpinist/alpinist/internal/atomicfile"
+	"github.com/alpinist/alpinist/regcache"
 )
 
 // The build cache keeps the rootfs tar of each build VM run under the
@@ -164,4 +165,59 @@ func Remove(cacheDir, key string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// PullEntry pulls the shared cache's build-cache entry of key into the
+// build cache of cacheDir (regcache.ErrMiss when it has none). The
+// entry's files are checked as they stream (digests), its metadata must
+// name key, and it appears whole or not at all.
+func PullEntry(cacheDir string, from *regcache.Cache, key string) error {
+	return pullEntry(rootfsCache{dir: RootfsDir(cacheDir)}, from, key)
+}
+
+func pullEntry(cache rootfsCache, from *regcache.Cache, key string) error {
+	if err := os.MkdirAll(cache.dir, 0o755); err != nil {
+		return fmt.Errorf("build cache: %w", err)
+	}
+	tmp, err := os.MkdirTemp(cache.dir, ".pull-"+key[:min(16, len(key))]+"-")
+	if err != nil {
+		return fmt.Errorf("build cache: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	var files []*os.File
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	names := map[string]string{regcache.RootfsTarType: "tar", regcache.RootfsLogType: "log", regcache.RootfsEntryType: "json"}
+	err = from.GetRootfs(key, func(mt string) (io.Writer, error) {
+		f, err := os.Create(filepath.Join(tmp, names[mt]))
+		if f != nil {
+			files = append(files, f)
+		}
+		return f, err
+	})
+	if err != nil {
+		return err
+	}
+	var e Entry
+	b, err := os.ReadFile(filepath.Join(tmp, "json"))
+	if err == nil {
+		err = json.Unmarshal(b, &e)
+	}
+	if err != nil || e.Key != key {
+		return fmt.Errorf("%s: the entry's metadata is not the build key's (%q, %v)", from, e.Key, err)
+	}
+	return cache.put(key, filepath.Join(tmp, "tar"), filepath.Join(tmp, "log"), e)
+}
+
+// PushEntry pushes the build-cache entry of key in cacheDir to the
+// shared cache (unless it has it), and says whether it pushed.
+func PushEntry(cacheDir string, to *regcache.Cache, key string) (bool, error) {
+	return rootfsCache{dir: RootfsDir(cacheDir)}.push(to, key)
+}
+
+func (c rootfsCache) push(to *regcache.Cache, key string) (bool, error) {
+	return to.PutRootfs(key, c.path(key, ".tar"), c.path(key, ".log"), c.path(key, ".json"))
 }

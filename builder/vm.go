@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/alpinist/alpinist/arch"
 	"github.com/alpinist/alpinist/initramfs"
 	"github.com/alpinist/alpinist/qemu"
+	"github.com/alpinist/alpinist/regcache"
 	"github.com/alpinist/alpinist/spec"
 )
 
@@ -66,6 +68,11 @@ type VMOptions struct {
 	// OnPhase, when set, is told each phase as it begins (fetch,
 	// kernel+initramfs, disks, build cache, boot, agent, install, …, tar).
 	OnPhase func(phase string)
+	// CacheFrom, when set, is asked for the rootfs when the local build
+	// cache has none (its packages are the Client's Shared source);
+	// CacheTo gets the build-cache entry and the packages after the
+	// build.
+	CacheFrom, CacheTo *regcache.Cache
 }
 
 // VMResult tells what a build VM made and how long each phase took.
@@ -143,7 +150,13 @@ func RunVM(ctx context.Context, opts VMOptions) (*VMResult, error) {
 			return nil, err
 		}
 		defer unlock()
+		if r.opts.CacheFrom != nil {
+			r.pullRootfs(cache)
+		}
 		if ok, err := r.fromCache(cache); ok || err != nil {
+			if err == nil && r.opts.CacheTo != nil {
+				err = r.pushCache(cache)
+			}
 			return r.res, err
 		}
 	}
@@ -163,9 +176,73 @@ func RunVM(ctx context.Context, opts VMOptions) (*VMResult, error) {
 		// this one its result.
 		if err := cache.put(r.key, r.res.Tar, consoleLog.Name(), Entry{Key: r.key, Name: opts.Spec.Name, Arch: opts.Arch, Size: r.res.Size, Created: time.Now().UTC()}); err != nil {
 			r.log.Warn("the rootfs could not be stored in the build cache", "arch", opts.Arch, "err", err)
+		} else if opts.CacheTo != nil {
+			if err := r.pushCache(cache); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return r.res, nil
+}
+
+// pullRootfs puts the shared cache's entry of the build key into the
+// local build cache when the local one has none. A miss, or an entry
+// that does not pull whole, leaves the local cache as it was (the build
+// runs its VM); the entry's tar is read as a local one is, through the
+// canonical reader, when the build takes it.
+func (r *vmRun) pullRootfs(cache rootfsCache) {
+	if _, err := os.Stat(cache.path(r.key, ".tar")); err == nil {
+		return
+	}
+	r.begin("cache pull")
+	start := time.Now()
+	err := pullEntry(cache, r.opts.CacheFrom, r.key)
+	if errors.Is(err, regcache.ErrMiss) {
+		r.log.Info("the shared build cache has no rootfs for this build", "arch", r.opts.Arch, "cache", r.opts.CacheFrom.String(), "key", r.key[:16])
+		return
+	}
+	if err != nil {
+		r.log.Warn("the shared build cache's rootfs is not taken: the VM builds it", "arch", r.opts.Arch, "err", err)
+		return
+	}
+	r.phase("cache pull", start)
+}
+
+// pushCache pushes the build-cache entry of the build key, and the
+// packages of the build that the package cache has, to CacheTo (each
+// unless the registry has it).
+func (r *vmRun) pushCache(cache rootfsCache) error {
+	r.begin("cache push")
+	start := time.Now()
+	to := r.opts.CacheTo
+	var pushed int
+	items := r.items
+	if r.opts.Kernel == "" {
+		// The build VM's kernel too: a builder that boots its VM needs it.
+		if it, err := kernelPackage(r.opts.Indexes, r.opts.Arch); err == nil {
+			items = append(slices.Clip(items), it)
+		}
+	}
+	for _, it := range items {
+		p, ok := r.opts.Client.Cache.Lookup(it.Package.Checksum)
+		if !ok {
+			continue
+		}
+		did, err := to.PutPackage(it.Package.Checksum, p)
+		if err != nil {
+			return fmt.Errorf("%s: --cache-to: %w", r.opts.Arch, err)
+		}
+		if did {
+			pushed++
+		}
+	}
+	did, err := cache.push(to, r.key)
+	if err != nil {
+		return fmt.Errorf("%s: --cache-to: %w", r.opts.Arch, err)
+	}
+	r.log.Info("pushed to the shared cache", "arch", r.opts.Arch, "cache", to.String(), "packages", pushed, "rootfs", did)
+	r.phase("cache push", start)
+	return nil
 }
 
 // step runs and times one phase.

@@ -42,6 +42,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/alpinist/alpinist/apk/apkfile"
+	"github.com/alpinist/alpinist/apk/repo"
+	"github.com/alpinist/alpinist/apk/sign"
 	"github.com/alpinist/alpinist/assembler/oci"
 )
 
@@ -377,3 +380,42 @@ func (b *fileBlob) Digest() (v1.Hash, error)            { return b.hash, nil }
 func (b *fileBlob) Size() (int64, error)                { return b.size, nil }
 func (b *fileBlob) MediaType() (types.MediaType, error) { return b.mediaType, nil }
 func (b *fileBlob) Compressed() (io.ReadCloser, error)  { return os.Open(b.path) }
+
+// PullPackage pulls the package whose control checksum is sum into the
+// package cache, verified as a fetch verifies it: its signature by one
+// of keys, its data hash and every file's checksum, and its control
+// checksum against sum (the index's, when a build asks for it). ErrMiss
+// when the registry has none.
+func (c *Cache) PullPackage(sum []byte, cache *repo.Cache, keys *sign.Keyring) (string, error) {
+	rc, err := c.OpenPackage(sum)
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	return cache.Put(sum, func(tmp *os.File) error {
+		got, err := apkfile.Verify(io.TeeReader(rc, tmp), keys)
+		if err != nil {
+			return fmt.Errorf("regcache: %s:%s: %w", c.repo, PackageTag(sum), err)
+		}
+		if !bytes.Equal(got.Checksum, sum) {
+			return fmt.Errorf("regcache: %s:%s holds %s, whose checksum is %s", c.repo, PackageTag(sum), got, hex.EncodeToString(got.Checksum))
+		}
+		return nil
+	})
+}
+
+// TagChecksum is the control checksum a package tag (apk-HEX) names.
+func TagChecksum(tag string) ([]byte, bool) {
+	h, ok := strings.CutPrefix(tag, "apk-")
+	if !ok || len(h) != 40 {
+		return nil, false
+	}
+	b, err := hex.DecodeString(h)
+	return b, err == nil
+}
+
+// TagKey is the build key a rootfs tag (rootfs-KEY) names.
+func TagKey(tag string) (string, bool) {
+	k, ok := strings.CutPrefix(tag, "rootfs-")
+	return k, ok && keyRE.MatchString(k)
+}

@@ -10,12 +10,14 @@ import (
 
 	"github.com/alpinist/alpinist/assembler/output"
 	"github.com/alpinist/alpinist/builder"
+	"github.com/alpinist/alpinist/regcache"
 )
 
 type buildFlags struct {
 	arch, outputs      []string
 	out, lockedIn      string
 	push               string
+	cacheFrom, cacheTo string
 	insecure, noCache  bool
 	cacheDir, accel    string
 	kernel, modules    string
@@ -45,10 +47,20 @@ and always:
 Every output is reproducible: times come from SOURCE_DATE_EPOCH, else
 from the newest package's build date. Phase times are printed at the
 end. --push REF pushes the OCI image to a registry with the credentials
-of docker login or podman login (see alpinist push --help).`,
+of docker login or podman login (see alpinist push --help).
+
+--cache-from and --cache-to share the package cache and the build cache
+through a registry repository (HOST[:PORT]/REPO), one OCI artifact per
+package (tag apk-SHA1) and per rootfs (tag rootfs-KEY): a builder with
+--cache-from takes from it what its own cache lacks, each package
+verified as a download is, and a build whose VM inputs are unchanged
+takes the rootfs and boots no VM; --cache-to pushes the build's
+packages and rootfs (what the registry has is not pushed again). See
+docs/scale-out.md.`,
 		Example: `  alpinist build testdata/specs/demo.yaml -o out --arch x86_64
   alpinist build web.yaml -o out --locked web.lock
-  alpinist build web.yaml -o out --output oci,docker-archive --push registry.example.org/web:1.0`,
+  alpinist build web.yaml -o out --output oci,docker-archive --push registry.example.org/web:1.0
+  alpinist build web.yaml -o out --cache-from registry.example.org/ci/cache --cache-to registry.example.org/ci/cache`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runBuild(cmd, e, args[0], f)
@@ -58,7 +70,9 @@ of docker login or podman login (see alpinist push --help).`,
 	fl.StringVarP(&f.out, "output-dir", "o", "", "output `DIR` (required)")
 	fl.StringSliceVar(&f.outputs, "output", []string{"tar"}, "outputs to write: "+outputNames()+" (default: the spec's outputs, else tar)")
 	fl.StringVar(&f.push, "push", "", "push the OCI image (one arch) or index (several) to the registry `REF` at the end")
-	fl.BoolVar(&f.insecure, "insecure", false, "with --push: plain HTTP, for a registry on localhost only")
+	fl.BoolVar(&f.insecure, "insecure", false, "with --push, --cache-from or --cache-to: plain HTTP, for a registry on localhost only")
+	fl.StringVar(&f.cacheFrom, "cache-from", "", "take packages and build-cache rootfs from the registry repository `REF` (HOST[:PORT]/REPO)")
+	fl.StringVar(&f.cacheTo, "cache-to", "", "push the build's packages and build-cache rootfs to the registry repository `REF`")
 	fl.StringSliceVar(&f.arch, "arch", nil, "architectures to build (default: the spec's)")
 	fl.StringVar(&f.lockedIn, "locked", "", "build exactly the packages of lock `FILE`")
 	fl.StringVar(&f.cacheDir, "cache", "", "package cache `DIR` (default $ALPINIST_CACHE or ~/.cache/alpinist)")
@@ -98,8 +112,20 @@ func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 	if err := output.Check(outputs); err != nil {
 		return fmt.Errorf("%s: %w", from, err)
 	}
-	if f.insecure && f.push == "" {
-		return fmt.Errorf("--insecure goes with --push")
+	if f.insecure && f.push == "" && f.cacheFrom == "" && f.cacheTo == "" {
+		return fmt.Errorf("--insecure goes with --push, --cache-from or --cache-to")
+	}
+	var cacheFrom, cacheTo *regcache.Cache
+	for _, c := range []struct {
+		flag, ref string
+		cache     **regcache.Cache
+	}{{"--cache-from", f.cacheFrom, &cacheFrom}, {"--cache-to", f.cacheTo, &cacheTo}} {
+		if c.ref == "" {
+			continue
+		}
+		if *c.cache, err = regcache.Open(cmd.Context(), c.ref, regcache.Options{Insecure: f.insecure}); err != nil {
+			return fmt.Errorf("%s: %w", c.flag, err)
+		}
 	}
 	var console io.Writer
 	if e.verbose {
@@ -110,6 +136,7 @@ func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 		Accel: f.accel, Kernel: f.kernel, Modules: f.modules, MemoryMiB: f.memory, CPUs: f.cpus, Jobs: f.jobs,
 		BootTimeout: f.bootTimeout, IdleTimeout: f.idle, NoCache: f.noCache,
 		Console: console, Log: e.log, Progress: &buildProgress{e: e},
+		CacheFrom: cacheFrom, CacheTo: cacheTo,
 	})
 	if err != nil {
 		return err
@@ -120,6 +147,9 @@ func runBuild(cmd *cobra.Command, e *env, specPath string, f buildFlags) error {
 		fmt.Fprintln(e.stdout, l)
 	}
 	fmt.Fprintf(e.stdout, "lock: %s\n", rep.Lock)
+	if cacheFrom != nil || cacheTo != nil {
+		fmt.Fprintf(e.stdout, "packages: %d downloaded, %d from the shared cache\n", rep.Downloaded, rep.Shared)
+	}
 	if f.push != "" {
 		return push(cmd.Context(), e, rep.Layout, f.push, f.insecure)
 	}

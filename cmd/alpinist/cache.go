@@ -18,7 +18,7 @@ func newCacheCmd(e *env) *cobra.Command {
 	var dir string
 	cmd := &cobra.Command{
 		Use:   "cache",
-		Short: "List and prune the package cache and the build cache",
+		Short: "List, prune, push and pull the package cache and the build cache",
 		Long: `The cache directory ($ALPINIST_CACHE, else $XDG_CACHE_HOME/alpinist, else
 ~/.cache/alpinist; --cache DIR) holds:
 
@@ -28,14 +28,19 @@ func newCacheCmd(e *env) *cobra.Command {
                 disk). A build whose inputs did not change takes its tar
                 from there and boots no VM (build --no-cache boots it anyway).
     boot/       what the build VM boots: its kernel (an x86 kernel as the
-                ELF inside its bzImage, which QEMU starts directly) and its
+                ELF inside its bzImage, which QEMU starts directly; a
+                32-bit ARM kernel as the Image inside its zImage) and its
                 initramfs (the agent and the virtio modules), under the
                 hash of the kernel package and the agent. A build with the
                 same kernel boots at once, without reading the package.
 
 Builds sharing a cache are safe: files appear whole (written, synced,
 renamed), and a build holds a lock on its build cache entry, so a second
-build of the same system waits for the first and reuses its result.`,
+build of the same system waits for the first and reuses its result.
+
+Builders on other machines share the packages and the build cache
+through a registry: cache push REF and cache pull REF, or build
+--cache-to REF and --cache-from REF (docs/scale-out.md).`,
 	}
 	cmd.PersistentFlags().StringVar(&dir, "cache", "", "cache `DIR` (default $ALPINIST_CACHE or ~/.cache/alpinist)")
 	open := func() (string, error) {
@@ -45,7 +50,7 @@ build of the same system waits for the first and reuses its result.`,
 		return repo.DefaultCacheDir()
 	}
 
-	cmd.AddCommand(newCacheLsCmd(e, open), newCachePruneCmd(e, open))
+	cmd.AddCommand(newCacheLsCmd(e, open), newCachePruneCmd(e, open), newCachePushCmd(e, open), newCachePullCmd(e, open))
 	return cmd
 }
 
