@@ -50,14 +50,16 @@ func Encode(w io.Writer, m Message) error {
 
 // Parse reads one console line (without its newline; a trailing \r is
 // ignored). ok is false for lines that are not framed; a framed line that
-// does not decode is an error.
+// does not decode is an error. Text after the message's JSON object is
+// the kernel's: its console output can land between the message and its
+// newline (printk writes past the tty's buffer), and is ignored.
 func Parse(line []byte) (m Message, ok bool, err error) {
 	line = bytes.TrimRight(line, "\r")
 	i := bytes.Index(line, []byte(Prefix))
 	if i < 0 {
 		return Message{}, false, nil
 	}
-	if err := json.Unmarshal(line[i+len(Prefix):], &m); err != nil {
+	if err := json.NewDecoder(bytes.NewReader(line[i+len(Prefix):])).Decode(&m); err != nil {
 		return Message{}, true, fmt.Errorf("agent message %q: %w", truncate(line[i:]), err)
 	}
 	if m.Type == "" {

@@ -18,6 +18,12 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil || !ok || m.Type != TypeReady || m.Arch != "aarch64" || m.Uptime != in.Uptime || len(m.Disks) != 2 {
 		t.Fatalf("%+v %v %v", m, ok, err)
 	}
+	// The kernel's last words may land between a message and its
+	// newline (CI saw riscv64's "reboot: Power down" there).
+	done := []byte(Prefix + `{"type":"done","text":"225280","uptime_ns":5650000000}[    6.214656] reboot: Power down`)
+	if m, ok, err := Parse(done); err != nil || !ok || m.Type != TypeDone || m.Text != "225280" {
+		t.Errorf("a message with the kernel's text after it: %+v %v %v", m, ok, err)
+	}
 	if _, ok, _ := Parse([]byte("plain console output")); ok {
 		t.Error("plain line parsed as a message")
 	}
@@ -31,6 +37,7 @@ func TestRoundTrip(t *testing.T) {
 
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(Prefix + `{"type":"log","text":"x"}`))
+	f.Add([]byte(Prefix + `{"type":"done","text":"1"}[    6.2] reboot: Power down`))
 	f.Fuzz(func(t *testing.T, line []byte) {
 		m, ok, err := Parse(line)
 		if ok && err == nil {

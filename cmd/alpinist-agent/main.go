@@ -328,6 +328,20 @@ func uptime() time.Duration {
 }
 
 func poweroff() {
+	// The last message may still be in the console tty's buffer: the
+	// kernel's own "reboot: Power down", written past the tty, would cut
+	// into its line. Wait until the tty has sent it (tcdrain), for a
+	// moment at most: a console that never drains must not keep the VM
+	// up.
+	drained := make(chan struct{})
+	go func() {
+		unix.IoctlSetInt(int(os.Stdout.Fd()), unix.TCSBRK, 1)
+		close(drained)
+	}()
+	select {
+	case <-drained:
+	case <-time.After(2 * time.Second):
+	}
 	unix.Sync()
 	unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 	// Not reached; if it were, PID 1 must not exit.
