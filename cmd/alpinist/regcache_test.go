@@ -1,7 +1,10 @@
 package main
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -106,3 +109,46 @@ func TestBuildSharedCache(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestHostileSharedRootfs: a rootfs entry in the registry under the
+// build's own key, with the right digests but a hostile tar (as a
+// registry an attacker writes to could hold), is read through the same
+// canonical reader as a local entry: the build fails naming the entry,
+// and writes nothing.
+func TestHostileSharedRootfs(t *testing.T) {
+	vmtest.Binary(t, "x86_64")
+	host := startRegistry(t)
+	body, _ := smallSpec(t)
+	dir := t.TempDir()
+	spec := filepath.Join(dir, "small.yaml")
+	writeFile(t, spec, body, 0o644)
+	cacheA := filepath.Join(dir, "cache-a")
+	mustCLI(t, "build", spec, "-o", filepath.Join(dir, "first"), "--cache", cacheA, "--output", "tar")
+	jsons, _ := filepath.Glob(filepath.Join(cacheA, "rootfs", "*.json"))
+	if len(jsons) != 1 {
+		t.Fatalf("build cache: %v", jsons)
+	}
+	key := strings.TrimSuffix(filepath.Base(jsons[0]), ".json")
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	tw.WriteHeader(&tar.Header{Name: "../../etc/cron.d/x", Typeflag: tar.TypeReg, Mode: 0o644, Format: tar.FormatPAX})
+	tw.Close()
+	hostile := filepath.Join(dir, "hostile.tar")
+	writeFile(t, hostile, string(b.Bytes()), 0o644)
+	ref := host + "/attacker/cache"
+	c, err := regcache.Open(context.Background(), ref, regcache.Options{Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PutRootfs(key, hostile, strings.TrimSuffix(jsons[0], ".json")+".log", jsons[0]); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	code, _, errs := cli(t, "build", spec, "-o", out, "--cache", filepath.Join(dir, "cache-b"), "--output", "tar", "--cache-from", ref, "--insecure")
+	if code == 0 || !strings.Contains(errs, "leaves the root") || !strings.Contains(errs, "the build cache's rootfs") {
+		t.Errorf("a hostile shared rootfs: exit %d\n%s", code, errs)
+	}
+	if ents, _ := os.ReadDir(out); len(ents) > 0 {
+		t.Errorf("a refused rootfs left outputs: %v", ents)
+	}
+}
