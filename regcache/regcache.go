@@ -31,6 +31,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 
@@ -177,7 +178,7 @@ func (c *Cache) put(tag, artifactType, key string, blobs []blobSpec) (bool, erro
 		}
 		a.blobs[fb.hash] = fb
 		m.Layers = append(m.Layers, v1.Descriptor{MediaType: b.mediaType, Size: fb.size, Digest: fb.hash,
-			Annotations: map[string]string{titleAnnotation: fileTitle(b.path)}})
+			Annotations: map[string]string{titleAnnotation: filepath.Base(b.path)}})
 	}
 	raw, err := json.Marshal(m)
 	if err != nil {
@@ -192,14 +193,6 @@ func (c *Cache) put(tag, artifactType, key string, blobs []blobSpec) (bool, erro
 		return false, fmt.Errorf("regcache: push %s:%s: %w", c.repo, tag, err)
 	}
 	return true, nil
-}
-
-// fileTitle is a blob's title: its file's base name.
-func fileTitle(p string) string {
-	if i := strings.LastIndexByte(p, '/'); i >= 0 {
-		return p[i+1:]
-	}
-	return p
 }
 
 // OpenPackage streams the package whose control checksum is sum from the

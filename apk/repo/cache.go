@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -51,6 +52,21 @@ func Key(checksum []byte) (string, error) {
 		return "sha256-" + hex.EncodeToString(checksum), nil
 	}
 	return "", fmt.Errorf("cache: checksum of %d bytes is neither SHA-1 nor SHA-256", len(checksum))
+}
+
+// ParseKey is Key's inverse: the checksum a cache file's name (without
+// .apk) stands for.
+func ParseKey(key string) ([]byte, error) {
+	for prefix, n := range map[string]int{"sha1-": 20, "sha256-": 32} {
+		if h, ok := strings.CutPrefix(key, prefix); ok {
+			b, err := hex.DecodeString(h)
+			if err != nil || len(b) != n {
+				break
+			}
+			return b, nil
+		}
+	}
+	return nil, fmt.Errorf("cache: %q names no SHA-1 or SHA-256 checksum", key)
 }
 
 // Path is where the package with this checksum is (or would be) stored.

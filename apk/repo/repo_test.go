@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -125,5 +126,17 @@ func TestCachePut(t *testing.T) {
 	}
 	if _, err := Key([]byte("short")); err == nil {
 		t.Error("Key accepted a 5-byte checksum")
+	}
+	for _, n := range []int{20, 32} {
+		sum := bytes.Repeat([]byte{0xab}, n)
+		k, _ := Key(sum)
+		if got, err := ParseKey(k); err != nil || !bytes.Equal(got, sum) {
+			t.Errorf("ParseKey(%s) = %x, %v", k, got, err)
+		}
+	}
+	for _, bad := range []string{"sha1-abcd", "sha256-" + strings.Repeat("ab", 20), "md5-00", "sha1-" + strings.Repeat("zz", 20)} {
+		if _, err := ParseKey(bad); err == nil {
+			t.Errorf("ParseKey(%q) took it", bad)
+		}
 	}
 }

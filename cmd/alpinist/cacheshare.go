@@ -42,8 +42,8 @@ push.`,
 			pkgs, _ := filepath.Glob(filepath.Join(d, "packages", "sha1-*.apk"))
 			var pushed, had int
 			for _, p := range pkgs {
-				sum, ok := regcache.TagChecksum("apk-" + strings.TrimSuffix(strings.TrimPrefix(filepath.Base(p), "sha1-"), ".apk"))
-				if !ok {
+				sum, err := repo.ParseKey(strings.TrimSuffix(filepath.Base(p), ".apk"))
+				if err != nil {
 					continue
 				}
 				did, err := to.PutPackage(sum, p)
