@@ -110,6 +110,9 @@ type vmRun struct {
 	installed int64 // the packages' installed size
 	items     []repo.Item
 	key       string // the build cache's key
+	// kernelPkg is the repositories' linux-virt the VM boots (its
+	// Package nil with --kernel), found once by makePlan.
+	kernelPkg repo.Item
 }
 
 // RunVM builds opts.Arch's rootfs tar into opts.OutDir. Temporary files
@@ -217,11 +220,9 @@ func (r *vmRun) pushCache(cache rootfsCache) error {
 	to := r.opts.CacheTo
 	var pushed int
 	items := r.items
-	if r.opts.Kernel == "" {
+	if r.kernelPkg.Package != nil {
 		// The build VM's kernel too: a builder that boots its VM needs it.
-		if it, err := kernelPackage(r.opts.Indexes, r.opts.Arch); err == nil {
-			items = append(slices.Clip(items), it)
-		}
+		items = append(slices.Clip(items), r.kernelPkg)
 	}
 	for _, it := range items {
 		p, ok := r.opts.Client.Cache.Lookup(it.Package.Checksum)
@@ -299,10 +300,10 @@ func (r *vmRun) makePlan() error {
 		}
 		kernel = fmt.Sprintf("file %x initramfs %x", h.Sum(nil), r.initrdSum)
 	} else {
-		it, err := kernelPackage(r.opts.Indexes, r.opts.Arch)
-		if err != nil {
+		if r.kernelPkg, err = kernelPackage(r.opts.Indexes, r.opts.Arch); err != nil {
 			return err
 		}
+		it := r.kernelPkg
 		kernel = fmt.Sprintf("package %s-%s %s", it.Package.Name, it.Package.Version, apk.EncodeChecksum(it.Package.Checksum))
 	}
 	r.key = cacheKey(r.opts, r.plan.identity, kernel, initramfs.BuildVMModules(r.prof.Transport), agentSum[:])
@@ -330,10 +331,7 @@ func (r *vmRun) makeKit() error {
 		r.log.Debug("the build VM boots --kernel", "arch", r.opts.Arch, "kernel", r.opts.Kernel, "form", k.form)
 		return nil
 	}
-	it, err := kernelPackage(r.opts.Indexes, r.opts.Arch)
-	if err != nil {
-		return err
-	}
+	it := r.kernelPkg
 	agentSum := sha256.Sum256(r.agent)
 	dir, key := BootDir(r.opts.Client.Cache.Dir), bootKey(r.opts.Arch, it.Package, r.prof.Transport, agentSum[:])
 	if r.bootKit = cachedBootKit(dir, key); r.bootKit != nil {
