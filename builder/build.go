@@ -85,7 +85,10 @@ type Report struct {
 	// Downloaded and Shared count the packages fetched from the
 	// repositories and from CacheFrom (local cache hits are in neither).
 	Downloaded, Shared int64
-	stage              *Staging
+	// Cached lists the arches whose rootfs came from the build cache
+	// (local or shared): no VM ran for them.
+	Cached []string
+	stage  *Staging
 }
 
 // Close removes what the report's build left in its stage (the OCI
@@ -165,6 +168,11 @@ func Build(ctx context.Context, sess *Session, o Options) (*Report, error) {
 		return nil, err
 	}
 	rep.Downloaded, rep.Shared = sess.Client.Fetched()
+	for _, a := range archs {
+		if a.res != nil && a.res.Cached {
+			rep.Cached = append(rep.Cached, a.Arch)
+		}
+	}
 	return rep, nil
 }
 

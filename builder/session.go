@@ -42,7 +42,10 @@ type OpenOptions struct {
 	// location when empty, else no cache when empty.
 	CacheDir  string
 	NeedCache bool
-	Log       *slog.Logger
+	// AnyArch builds Arches even where the spec does not list them (a
+	// fleet's matrix names the arches of all its specs).
+	AnyArch bool
+	Log     *slog.Logger
 }
 
 // Open loads a spec and prepares a client.
@@ -59,7 +62,9 @@ func Open(specPath string, o OpenOptions) (*Session, error) {
 		log.Warn(w)
 	}
 	sess := &Session{Spec: s, SpecPath: specPath, LockPath: o.LockPath}
-	if sess.Arches, err = specArches(s, specPath, o.Arches); err != nil {
+	if o.AnyArch && len(o.Arches) > 0 {
+		sess.Arches = o.Arches
+	} else if sess.Arches, err = specArches(s, specPath, o.Arches); err != nil {
 		return nil, err
 	}
 	if len(s.Keys) == 0 {

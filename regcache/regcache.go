@@ -412,3 +412,52 @@ func TagKey(tag string) (string, bool) {
 	k, ok := strings.CutPrefix(tag, "rootfs-")
 	return k, ok && keyRE.MatchString(k)
 }
+
+// A fleet's results: one small JSON document per built entry, tagged
+// fleet-RUN-JOB-INDEX, that the fleet's assemble step waits for.
+const (
+	ResultType      = "application/vnd.alpinist.fleet.result.v1"
+	ResultMediaType = "application/vnd.alpinist.fleet.result+json"
+	// maxResult bounds a result document.
+	maxResult = 64 << 10
+)
+
+// PutResult pushes a result document under tag (its key is the tag),
+// replacing none that is there.
+func (c *Cache) PutResult(tag string, data []byte) (bool, error) {
+	if len(data) > maxResult {
+		return false, fmt.Errorf("regcache: result %s: %d bytes, more than %d", tag, len(data), maxResult)
+	}
+	dir, err := os.MkdirTemp("", "alpinist-result-")
+	if err != nil {
+		return false, fmt.Errorf("regcache: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	file := filepath.Join(dir, "result.json")
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		return false, fmt.Errorf("regcache: %w", err)
+	}
+	return c.put(tag, ResultType, tag, []blobSpec{{path: file, mediaType: ResultMediaType}})
+}
+
+// GetResult reads the result document tagged tag (ErrMiss when there
+// is none).
+func (c *Cache) GetResult(tag string) ([]byte, error) {
+	layers, err := c.manifest(tag, ResultType, tag, ResultMediaType)
+	if err != nil {
+		return nil, err
+	}
+	if layers[0].Size > maxResult {
+		return nil, fmt.Errorf("regcache: %s:%s: a result of %d bytes, more than %d", c.repo, tag, layers[0].Size, maxResult)
+	}
+	rc, err := c.blob(layers[0])
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(rc)
+	if err != nil {
+		return nil, fmt.Errorf("regcache: %s:%s: %w", c.repo, tag, err)
+	}
+	return data, nil
+}

@@ -128,6 +128,7 @@ bootable disk images, byte for byte reproducibly.`,
 		newValidateCmd(e),
 		newCompareCmd(e),
 		newCacheCmd(e),
+		newFleetCmd(e),
 		newDoctorCmd(e),
 	)
 	return root

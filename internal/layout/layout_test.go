@@ -28,7 +28,7 @@ var layers = []struct {
 	{"spec", []string{"spec", "bootdisk", "sysconfig"}},
 	{"build VM", []string{"agent", "initramfs", "qemu"}},
 	{"assembler", []string{"assembler"}},
-	{"build", []string{"builder", "repro", "regcache"}},
+	{"build", []string{"builder", "repro", "regcache", "fleet"}},
 	{"commands", []string{"cmd"}},
 	// The test kit: packages that help tests (and the commands that
 	// make test data) build repositories, boot VMs and check outputs.
