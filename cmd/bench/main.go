@@ -7,7 +7,9 @@
 // peak RSS while writing the outputs of a 1 GiB rootfs, and Alpine's
 // real packages built cold beside Alpine's apk on the host (real.go;
 // with -before, an older alpinist timed beside this one). make bench runs
-// it; the numbers and the machine go to docs/performance.md.
+// it; the numbers and the machine go to docs/performance.md. The fleet
+// part (fleet.go) runs a local fleet cold and warm against a registry
+// on loopback, for docs/scale-out.md.
 package main
 
 import (
@@ -56,7 +58,7 @@ type row struct{ what, value, target string }
 var rows []row
 
 // parts are what -only picks from, in the order they run.
-var parts = []string{"phases", "arches", "real", "icount", "ratios", "assemble", "boot", "rss"}
+var parts = []string{"phases", "arches", "real", "icount", "ratios", "assemble", "boot", "fleet", "rss"}
 
 func add(what, value, target string) {
 	rows = append(rows, row{what, value, target})
@@ -127,6 +129,9 @@ func main() {
 	}
 	if want["boot"] {
 		boot(ctx, work)
+	}
+	if want["fleet"] {
+		fleetBench(*bin, work, 3)
 	}
 	if want["rss"] {
 		peakRSS(*bin, work)

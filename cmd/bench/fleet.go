@@ -1,0 +1,211 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// fleetSpecs are the fleet bench's two specs (2 × 2 arches).
+var fleetSpecs = map[string]string{
+	"fleet-a": "busybox, alpine-baselayout, alpinist-test-scripts",
+	"fleet-b": "alpine-base, busybox, alpine-baselayout, alpinist-test-scripts, alpinist-test-consumer",
+}
+
+// fleetBench runs a local fleet (2 specs × x86_64, aarch64) cold, with an
+// empty registry, then warm, from the registry's cache, n times each
+// against a fresh registry, through a proxy that counts the bytes each
+// way. It gives the medians, the warm/cold ratio, the bytes per build
+// and the TCG slowdown of CPU-bound work on this machine (for the cost
+// model of docs/scale-out.md).
+func fleetBench(bin, work string, n int) {
+	repo, err := filepath.Abs("testdata/repo")
+	if err != nil {
+		fatal("%v", err)
+	}
+	dir := filepath.Join(work, "fleet")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		fatal("%v", err)
+	}
+	var names []string
+	for name, pkgs := range fleetSpecs {
+		names = append(names, name+".yaml")
+		spec := fmt.Sprintf("name: %s\narch: [x86_64]\nrepositories: [%s/main]\nkeys: [%s/keys/]\npackages: [%s]\n", name, repo, repo, pkgs)
+		if err := os.WriteFile(filepath.Join(dir, name+".yaml"), []byte(spec), 0o644); err != nil {
+			fatal("%v", err)
+		}
+	}
+	slices.Sort(names)
+	matrix := filepath.Join(dir, "fleet.yaml")
+	if err := os.WriteFile(matrix, []byte("specs: ["+strings.Join(names, ", ")+"]\narch: [x86_64, aarch64]\n"), 0o644); err != nil {
+		fatal("%v", err)
+	}
+	builds := 2 * 2
+	var cold, warm []time.Duration
+	var coldUp, coldDown, warmUp, warmDown int64
+	for i := range n {
+		reg, stop := startRegistry(filepath.Join(work, fmt.Sprintf("fleet-registry-%d", i)))
+		px := newCountingProxy(reg)
+		d, out, _ := alp(bin, "fleet", "run", "--local", matrix, "--registry", px.addr, "--insecure", "--accel", "tcg")
+		if !strings.Contains(out, "4 built in a VM") {
+			fatal("fleet bench: the cold run did not build 4 VMs:\n%s", out)
+		}
+		cold = append(cold, d)
+		coldUp, coldDown = px.up.Swap(0), px.down.Swap(0)
+		d, out, _ = alp(bin, "fleet", "run", "--local", matrix, "--registry", px.addr, "--insecure", "--accel", "tcg")
+		if !strings.Contains(out, "0 built in a VM, 4 from the build cache; packages: 0 downloaded") {
+			fatal("fleet bench: the warm run was not all from the cache:\n%s", out)
+		}
+		warm = append(warm, d)
+		warmUp, warmDown = px.up.Swap(0), px.down.Swap(0)
+		px.close()
+		stop()
+	}
+	c, w := medianDur(cold), medianDur(warm)
+	add(fmt.Sprintf("fleet run --local, cold: %d builds in VMs, empty registry", builds), ms(c)+fmt.Sprintf(" (%s per build)", ms(c/time.Duration(builds))), "")
+	add("fleet run --local, warm: every rootfs from the registry", ms(w)+fmt.Sprintf(" (%.2f× cold)", w.Seconds()/c.Seconds()), "no VM")
+	add("registry bytes per cold build (pushed / pulled)", fmt.Sprintf("%s / %s", kib(coldUp/int64(builds)), kib(coldDown/int64(builds))), "")
+	add("registry bytes per warm build (pushed / pulled)", fmt.Sprintf("%s / %s", kib(warmUp/int64(builds)), kib(warmDown/int64(builds))), "")
+	tcgFactor(work)
+}
+
+func medianDur(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func kib(n int64) string {
+	if n >= 10<<20 {
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%d KiB", (n+512)>>10)
+}
+
+// startRegistry starts Debian's docker-registry on loopback with its
+// storage in dir.
+func startRegistry(dir string) (addr string, stop func()) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fatal("%v", err)
+	}
+	addr = l.Addr().String()
+	l.Close()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		fatal("%v", err)
+	}
+	cfg := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, "version: 0.1\nlog: {level: warn}\nstorage: {filesystem: {rootdirectory: %s}}\nhttp: {addr: %q}\n", filepath.Join(dir, "data"), addr), 0o644); err != nil {
+		fatal("%v", err)
+	}
+	bin, err := exec.LookPath("docker-registry")
+	if err != nil {
+		fatal("fleet bench: docker-registry is needed: apt-get install docker-registry")
+	}
+	cmd := exec.Command(bin, "serve", cfg)
+	if err := cmd.Start(); err != nil {
+		fatal("%v", err)
+	}
+	for start := time.Now(); ; time.Sleep(100 * time.Millisecond) {
+		if resp, err := http.Get("http://" + addr + "/v2/"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Since(start) > 30*time.Second {
+			cmd.Process.Kill()
+			fatal("fleet bench: docker-registry did not come up on %s", addr)
+		}
+	}
+	return addr, func() { cmd.Process.Kill(); cmd.Wait() }
+}
+
+// countingProxy forwards to a registry and counts the bytes each way
+// (request and response bodies).
+type countingProxy struct {
+	addr     string
+	up, down atomic.Int64
+	srv      *http.Server
+}
+
+func newCountingProxy(target string) *countingProxy {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fatal("%v", err)
+	}
+	p := &countingProxy{addr: l.Addr().String()}
+	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: target})
+	rp.ModifyResponse = func(r *http.Response) error {
+		r.Body = &countingReader{r.Body, &p.down}
+		return nil
+	}
+	p.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil {
+			r.Body = &countingReader{r.Body, &p.up}
+		}
+		rp.ServeHTTP(w, r)
+	})}
+	go p.srv.Serve(l)
+	return p
+}
+
+func (p *countingProxy) close() { p.srv.Close() }
+
+type countingReader struct {
+	rc io.ReadCloser
+	n  *atomic.Int64
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.rc.Read(b)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func (c *countingReader) Close() error { return c.rc.Close() }
+
+// tcgFactor times CPU-bound work (xz -6 of 24 MiB, one thread) natively
+// and under qemu-user's TCG on this machine: how much slower the build
+// VM's work is emulated than under KVM, where it runs at the host's
+// speed.
+func tcgFactor(work string) {
+	xz, err := exec.LookPath("xz")
+	if err != nil {
+		fatal("fleet bench: xz is needed")
+	}
+	qemu, err := exec.LookPath("qemu-x86_64")
+	if err != nil {
+		fatal("fleet bench: qemu-x86_64 (Debian's qemu-user) is needed for the TCG slowdown: apt-get install qemu-user")
+	}
+	in := filepath.Join(work, "tcg-input")
+	if _, err := genTree(filepath.Join(work, "tcg-tree"), in, 400); err != nil {
+		fatal("%v", err)
+	}
+	run := func(args ...string) time.Duration {
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Stdout = io.Discard
+		start := time.Now()
+		if err := cmd.Run(); err != nil {
+			fatal("%s: %v", strings.Join(args, " "), err)
+		}
+		return time.Since(start)
+	}
+	var native, tcg []time.Duration
+	for range 3 {
+		native = append(native, run(xz, "-6", "-T1", "-c", in))
+		tcg = append(tcg, run(qemu, xz, "-6", "-T1", "-c", in))
+	}
+	nm, tm := medianDur(native), medianDur(tcg)
+	add("CPU-bound work under TCG / native (xz -6, qemu-user)", fmt.Sprintf("%.1f× (%s / %s)", tm.Seconds()/nm.Seconds(), ms(tm), ms(nm)), "")
+}
