@@ -21,7 +21,7 @@ TEST_FUZZTIME ?= 5000x
 CACHE    ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/alpinist
 TESTREPO ?= $(CACHE)/testrepo
 
-.PHONY: all build agents print-agent-src deps deps-test demo test test-short testrepo fuzz bench bench-go repro vet clean
+.PHONY: all build agents print-agent-src deps deps-test demo test test-short testrepo fuzz bench bench-go repro vet clean image
 
 all: build
 
@@ -117,6 +117,17 @@ ifneq ($(BEFORE),)
 else
 	$(GO) run ./cmd/bench
 endif
+
+# The alpinist image a fleet's pods run (deploy/alpinist-image.yaml): no
+# Dockerfile, alpinist builds it of itself from Alpine's packages (QEMU
+# for every arch) and its static binary for x86_64 and aarch64. It needs
+# Alpine's mirror (dl-cdn.alpinelinux.org). Push it with
+# bin/alpinist push out/image/alpinist.oci REGISTRY/alpinist:VERSION.
+image: build
+	@mkdir -p deploy/bin
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -tags alpinist_agents -ldflags "$(LDFLAGS)" -o deploy/bin/alpinist-x86_64 ./cmd/alpinist
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -tags alpinist_agents -ldflags "$(LDFLAGS)" -o deploy/bin/alpinist-aarch64 ./cmd/alpinist
+	bin/alpinist build deploy/alpinist-image.yaml -o out/image
 
 bench-go: build testrepo
 	$(GO) test -run '^$$' -bench . -benchmem ./...
