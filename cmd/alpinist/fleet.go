@@ -393,6 +393,13 @@ func runLocal(ctx context.Context, e *env, m *fleet.Matrix, p *fleet.Plan, jobs 
 			if accel != "" {
 				args = append(args, "--accel", accel)
 			}
+			// The workers log as this run does.
+			args = append(args, "--log-format", e.logFormat)
+			if e.verbose {
+				args = append(args, "-v")
+			} else if e.quiet {
+				args = append(args, "-q")
+			}
 			c := exec.CommandContext(ctx, exe, args...)
 			c.Env = append(os.Environ(), "ALPINIST_CACHE="+filepath.Join(tmp, fmt.Sprintf("cache-%s-%d", w.job, w.index)), "JOB_COMPLETION_INDEX=")
 			prefix := w.entry.Name + "/" + w.entry.Arch + ": "

@@ -53,14 +53,28 @@ func fleetBench(bin, work string, n int) {
 	builds := 2 * 2
 	var cold, warm []time.Duration
 	var coldUp, coldDown, warmUp, warmDown int64
+	var vmShare []float64
 	for i := range n {
 		reg, stop := startRegistry(filepath.Join(work, fmt.Sprintf("fleet-registry-%d", i)))
 		px := newCountingProxy(reg)
-		d, out, _ := alp(bin, "fleet", "run", "--local", matrix, "--registry", px.addr, "--insecure", "--accel", "tcg")
+		d, out, events := alp(bin, "fleet", "run", "--local", matrix, "--registry", px.addr, "--insecure", "--accel", "tcg")
 		if !strings.Contains(out, "4 built in a VM") {
 			fatal("fleet bench: the cold run did not build 4 VMs:\n%s", out)
 		}
 		cold = append(cold, d)
+		var vm, all time.Duration
+		for _, e := range events {
+			if e["msg"] != "phase done" {
+				continue
+			}
+			t := dur(e["time"])
+			all += t
+			switch e["phase"] {
+			case "boot", "agent", "install", "configure", "export":
+				vm += t
+			}
+		}
+		vmShare = append(vmShare, vm.Seconds()/all.Seconds())
 		coldUp, coldDown = px.up.Swap(0), px.down.Swap(0)
 		d, out, _ = alp(bin, "fleet", "run", "--local", matrix, "--registry", px.addr, "--insecure", "--accel", "tcg")
 		if !strings.Contains(out, "0 built in a VM, 4 from the build cache; packages: 0 downloaded") {
@@ -74,6 +88,8 @@ func fleetBench(bin, work string, n int) {
 	c, w := medianDur(cold), medianDur(warm)
 	add(fmt.Sprintf("fleet run --local, cold: %d builds in VMs, empty registry", builds), ms(c)+fmt.Sprintf(" (%s per build)", ms(c/time.Duration(builds))), "")
 	add("fleet run --local, warm: every rootfs from the registry", ms(w)+fmt.Sprintf(" (%.2f× cold)", w.Seconds()/c.Seconds()), "no VM")
+	slices.Sort(vmShare)
+	add("cold build: share of its phases spent in the VM (boot to export)", fmt.Sprintf("%.0f%%", 100*vmShare[len(vmShare)/2]), "")
 	add("registry bytes per cold build (pushed / pulled)", fmt.Sprintf("%s / %s", kib(coldUp/int64(builds)), kib(coldDown/int64(builds))), "")
 	add("registry bytes per warm build (pushed / pulled)", fmt.Sprintf("%s / %s", kib(warmUp/int64(builds)), kib(warmDown/int64(builds))), "")
 	tcgFactor(work)

@@ -159,8 +159,13 @@ func alp(bin string, args ...string) (time.Duration, string, []map[string]any) {
 	var events []map[string]any
 	sc := bufio.NewScanner(&stderr)
 	for sc.Scan() {
+		// A fleet's workers' lines start with "NAME/ARCH: ".
+		line := sc.Bytes()
+		if i := bytes.IndexByte(line, '{'); i > 0 {
+			line = line[i:]
+		}
 		var m map[string]any
-		if json.Unmarshal(sc.Bytes(), &m) == nil {
+		if json.Unmarshal(line, &m) == nil {
 			events = append(events, m)
 		}
 	}
