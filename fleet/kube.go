@@ -334,10 +334,12 @@ func (k *kube) pod(nodeArch string, deadline int64, c container) podSpec {
 	return ps
 }
 
-// deadline is one build's deadline in seconds in job j.
+// deadline is one build's deadline in seconds in job j: TCGFactor
+// times Deadline when it is emulated (no KVM for the job, or none asked
+// for at all).
 func (k *kube) deadline(j Job) int64 {
 	d := int64(k.o.Deadline / time.Second)
-	if !j.KVM {
+	if !j.KVM || k.o.KVMResource == "" {
 		d *= int64(k.o.TCGFactor)
 	}
 	return d

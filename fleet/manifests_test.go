@@ -445,6 +445,29 @@ func TestValidatorFails(t *testing.T) {
 	}
 }
 
+// TestNoKVMResource: without a KVM resource no pod asks for /dev/kvm
+// and every build gets the emulated deadline.
+func TestNoKVMResource(t *testing.T) {
+	p, b := testPlan(t, fleetTree(t))
+	o := testKubeOptions()
+	o.KVMResource = ""
+	files, err := Kubernetes(p, b, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := newValidator(t)
+	for _, f := range files[1 : len(files)-1] {
+		obj, err := v.check(f.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pod := obj.(*batchv1.Job).Spec.Template.Spec
+		if len(pod.Containers[0].Resources.Limits) != 1 || *pod.ActiveDeadlineSeconds != 4*3600 {
+			t.Errorf("%s: limits %v, deadline %d", f.Path, pod.Containers[0].Resources.Limits, *pod.ActiveDeadlineSeconds)
+		}
+	}
+}
+
 func TestKubeOptionsRefused(t *testing.T) {
 	p, b := testPlan(t, fleetTree(t))
 	for _, c := range []struct {

@@ -141,8 +141,11 @@ alpinist from its PATH.`,
 			fmt.Fprintf(e.stdout, "run %s: %d builds (%d specs × %d arches), %d files in %d KiB\n", p.Run, p.Size(), len(m.Specs), len(m.Arch), len(b.Files), bundleKiB(b))
 			for _, j := range p.Jobs {
 				how := "KVM (" + ko.KVMResource + ")"
-				if !j.KVM {
+				switch {
+				case !j.KVM:
 					how = "TCG"
+				case ko.KVMResource == "":
+					how = "TCG (no --kvm-resource)"
 				}
 				var arches []string
 				for _, en := range j.Entries {

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/alpinist/alpinist/assembler/oci"
 	"github.com/alpinist/alpinist/internal/testkit/hosttool"
 	"github.com/alpinist/alpinist/internal/testkit/vmtest"
 )
@@ -52,6 +53,16 @@ func TestFleetLocal(t *testing.T) {
 		checkIndex(t, ref, d)
 	}
 
+	// The fleet's index is the one alpinist build writes for both arches.
+	both := filepath.Join(t.TempDir(), "fleet-a.yaml")
+	writeFile(t, both, strings.Replace(readText(t, filepath.Join(dir, "fleet-a.yaml")), "arch: [x86_64]", "arch: [x86_64, aarch64]", 1), 0o644)
+	local := filepath.Join(dir, "local")
+	mustCLI(t, "build", both, "-o", local, "--output", "oci", "--cache", filepath.Join(dir, "local-cache"))
+	top, _, err := oci.ReadLayout(filepath.Join(local, "fleet-a.oci"))
+	if err != nil || top.Digest.String() != digests[host+"/fleet-a:latest"] {
+		t.Errorf("alpinist build's two-arch index is %s (%v), the fleet's %s", top.Digest, err, digests[host+"/fleet-a:latest"])
+	}
+
 	second := mustCLI(t, "fleet", "run", "--local", matrix, "--registry", host, "--insecure")
 	if !strings.Contains(second, "fleet: 4 builds: 0 built in a VM, 4 from the build cache; packages: 0 downloaded, 0 from the shared cache") {
 		t.Errorf("the second run was not entirely from the cache:\n%s", second)
@@ -74,6 +85,15 @@ func TestFleetLocal(t *testing.T) {
 	if code, _, errs := cli(t, "fleet", "assemble", plan); code == 0 || !strings.Contains(errs, "1 of 1 builds have no result") || !strings.Contains(errs, "fleet-a/x86_64 (job amd64, index 0)") {
 		t.Errorf("assemble without results: exit %d\n%s", code, errs)
 	}
+}
+
+func readText(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 var fleetPushedRE = regexp.MustCompile(`(?m)^pushed: (\S+)@(sha256:[0-9a-f]{64}) \(`)
