@@ -7,7 +7,6 @@
 package fleet
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/alpinist/alpinist/arch"
+	"github.com/alpinist/alpinist/internal/yamldoc"
 	"github.com/alpinist/alpinist/spec"
 )
 
@@ -110,21 +110,15 @@ func ParseMatrix(data []byte, file, dir string) (*Matrix, error) {
 	if len(data) > maxMatrixSize {
 		return nil, &MatrixError{File: file, Msg: fmt.Sprintf("larger than %d bytes", maxMatrixSize)}
 	}
-	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, &MatrixError{File: file, Msg: "empty: a matrix is specs: [SPEC...] and arch: [ARCH...]"}
-		}
-		return nil, &MatrixError{File: file, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		return nil, &MatrixError{File: file, Line: extra.Line, Msg: "more than one YAML document"}
-	}
-	root := &doc
-	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
-		root = root.Content[0]
+	root, err := yamldoc.One(data)
+	var de *yamldoc.Error
+	switch {
+	case errors.Is(err, yamldoc.ErrEmpty):
+		return nil, &MatrixError{File: file, Msg: "empty: a matrix is specs: [SPEC...] and arch: [ARCH...]"}
+	case errors.As(err, &de):
+		return nil, &MatrixError{File: file, Line: de.Line, Msg: de.Msg}
+	case err != nil:
+		return nil, &MatrixError{File: file, Msg: err.Error()}
 	}
 	if root.Kind != yaml.MappingNode {
 		return nil, &MatrixError{File: file, Line: root.Line, Msg: "a matrix is a mapping: specs: [SPEC...] and arch: [ARCH...]"}

@@ -8,7 +8,6 @@
 package spec
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +22,7 @@ import (
 	"github.com/alpinist/alpinist/apk"
 	"github.com/alpinist/alpinist/apk/repo"
 	"github.com/alpinist/alpinist/arch"
+	"github.com/alpinist/alpinist/internal/yamldoc"
 )
 
 // Spec is a parsed and validated build specification.
@@ -279,21 +279,15 @@ func decode(data []byte, file string) (*yaml.Node, error) {
 	if len(data) > maxSpecSize {
 		return nil, &Error{File: file, Msg: fmt.Sprintf("larger than %d bytes", maxSpecSize)}
 	}
-	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, &Error{File: file, Msg: "empty spec"}
-		}
-		return nil, &Error{File: file, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		return nil, &Error{File: file, Line: extra.Line, Msg: "more than one YAML document"}
-	}
-	root := &doc
-	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
-		root = root.Content[0]
+	root, err := yamldoc.One(data)
+	var de *yamldoc.Error
+	switch {
+	case errors.Is(err, yamldoc.ErrEmpty):
+		return nil, &Error{File: file, Msg: "empty spec"}
+	case errors.As(err, &de):
+		return nil, &Error{File: file, Line: de.Line, Msg: de.Msg}
+	case err != nil:
+		return nil, &Error{File: file, Msg: err.Error()}
 	}
 	if root.Kind != yaml.MappingNode {
 		return nil, &Error{File: file, Line: root.Line, Msg: "the spec must be a mapping of fields (name:, arch:, packages:, ...)"}
