@@ -79,12 +79,7 @@ func TestAlpinistImageResolves(t *testing.T) {
 func TestAlpinistImage(t *testing.T) {
 	vmtest.Binary(t, "x86_64")
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "bin", "alpinist-x86_64")
-	build := exec.Command("go", "build", "-trimpath", "-tags", "alpinist_agents", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
-	if b, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
-	}
+	staticAlpinist(t, filepath.Join(dir, "bin"), "alpinist-x86_64")
 	writeFile(t, filepath.Join(dir, "bin", "alpinist-aarch64"), "not this arch's", 0o755)
 	p := filepath.Join(dir, "image.yaml")
 	qemu := regexp.MustCompile(`^(qemu-|seabios)`)
