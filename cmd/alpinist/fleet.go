@@ -19,7 +19,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/alpinist/alpinist/arch"
+	"github.com/alpinist/alpinist/builder"
 	"github.com/alpinist/alpinist/fleet"
+	"github.com/alpinist/alpinist/internal/epoch"
+	"github.com/alpinist/alpinist/spec"
 )
 
 func newFleetCmd(e *env) *cobra.Command {
@@ -40,10 +44,11 @@ step pushes each spec's multi-arch index as REGISTRY/NAME:TAG.
                                     Jobs, or an Argo Workflow with --argo)
     fleet run --local MATRIX        runs the same plan as processes here
     fleet worker, fleet assemble    the steps the pods run
+    fleet image                     the image the pods run, of this host's QEMU
 
 See docs/scale-out.md.`,
 	}
-	cmd.AddCommand(newFleetPlanCmd(e), newFleetRunCmd(e), newFleetWorkerCmd(e), newFleetAssembleCmd(e))
+	cmd.AddCommand(newFleetPlanCmd(e), newFleetRunCmd(e), newFleetWorkerCmd(e), newFleetAssembleCmd(e), newFleetImageCmd(e))
 	return cmd
 }
 
@@ -457,4 +462,136 @@ func (p *prefixWriter) flush() {
 	if len(p.buf) > 0 {
 		p.Write([]byte("\n"))
 	}
+}
+
+func newFleetImageCmd(e *env) *cobra.Command {
+	var out, alpinist, pushRef string
+	var arches []string
+	var insecure bool
+	cmd := &cobra.Command{
+		Use:   "image -o DIR [--arch A,...] [--push REF]",
+		Short: "Make the alpinist image a fleet's pods run, of this host's QEMU",
+		Long: `image makes an alpinist image for a fleet's pods without a Dockerfile,
+Docker or Alpine's mirror: a distroless image of this host's files,
+written as alpinist assemble writes an image (canonical, reproducible from
+the same files):
+
+    /usr/bin/alpinist          this alpinist (or --alpinist FILE)
+    qemu-system-*              the emulators of --arch (default: every
+                               arch whose emulator is installed here)
+    their libraries            as ldd finds them, links followed
+    QEMU's modules, firmware   its module directory, and the directories
+                               qemu-system-* -L help lists
+    /etc/ssl/certs             this host's CA bundle
+    /etc/passwd, /etc/group    the user alpinist (65532), which it runs as
+
+with the entrypoint /usr/bin/alpinist, the working directory /tmp, and
+ALPINIST_CACHE=/var/cache/alpinist, TMPDIR=/tmp, HOME=/tmp; as an OCI
+layout (DIR/alpinist.oci, which --push pushes) and a docker-archive (for
+podman load, docker load or kind load image-archive). Its arch is this
+host's: make it on a host of each node arch. Alpine's own image
+(Alpine's QEMU, alpinist built static) is deploy/alpinist-image.yaml,
+built with make image where Alpine's mirror is reachable.`,
+		Example: `  alpinist fleet image -o out --push registry.example.org/team/alpinist:1.0
+  alpinist fleet image -o out --arch x86_64,aarch64,armv7`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return fmt.Errorf("-o DIR is required")
+			}
+			if alpinist == "" {
+				exe, err := selfExe()
+				if err != nil {
+					return err
+				}
+				alpinist = exe
+			}
+			if len(arches) == 0 {
+				for _, a := range arch.All {
+					if _, err := exec.LookPath(a.QEMU.Binary); err == nil && a.QEMU.Tested {
+						arches = append(arches, a.Name)
+					}
+				}
+				if len(arches) == 0 {
+					return fmt.Errorf("no qemu-system-* is installed here (alpinist doctor says which)")
+				}
+			}
+			return fleetImage(cmd.Context(), e, out, fleet.HostImage{Alpinist: alpinist, Arches: arches}, pushRef, insecure)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&out, "output-dir", "o", "", "output `DIR` (required): DIR/alpinist.oci and DIR/alpinist-ARCH.docker.tar")
+	fl.StringSliceVar(&arches, "arch", nil, "the arches whose QEMU goes in (default: every one installed here)")
+	fl.StringVar(&alpinist, "alpinist", "", "the alpinist binary to put in `FILE` (default: this one)")
+	fl.StringVar(&pushRef, "push", "", "push the image to the registry `REF` at the end")
+	fl.BoolVar(&insecure, "insecure", false, "with --push: plain HTTP, for a registry on localhost only")
+	return cmd
+}
+
+// fleetImage writes the host image's tar, then its OCI layout as
+// assemble writes one.
+func fleetImage(ctx context.Context, e *env, out string, h fleet.HostImage, pushRef string, insecure bool) error {
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(out, ".alpinist-image-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	tarPath := filepath.Join(tmp, "rootfs.tar")
+	f, err := os.Create(tarPath)
+	if err != nil {
+		return err
+	}
+	err = h.WriteTar(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	sp := &spec.Spec{Name: "alpinist", Disk: &spec.Disk{}, OCI: spec.OCI{
+		Entrypoint: []string{"/usr/bin/alpinist"}, User: fleet.ImageUser, WorkDir: "/tmp",
+		Env: map[string]string{"ALPINIST_CACHE": fleet.ImageCacheDir, "TMPDIR": "/tmp", "HOME": "/tmp"},
+		Tag: "alpinist:" + versionString(),
+	}}
+	stamp, haveEpoch, err := epoch.FromEnv()
+	if err != nil {
+		return err
+	}
+	stage, err := builder.NewStaging(out, sp.Name)
+	if err != nil {
+		return err
+	}
+	defer stage.Cleanup()
+	clamp := time.Time{}
+	if haveEpoch {
+		clamp = stamp
+	}
+	src := source{arch.Host(), func() (io.ReadCloser, error) { return os.Open(tarPath) }}
+	canons, newest, err := canonicalize(ctx, tarPath, []source{src}, clamp, stage.Dir, sp.Name)
+	defer func() {
+		for _, c := range canons {
+			c.close()
+		}
+	}()
+	if err != nil {
+		return err
+	}
+	if !haveEpoch {
+		stamp = newest.UTC().Truncate(time.Second)
+	}
+	if err := writeOutputs(ctx, e, stage, sp, assembleFlags{outputs: []string{"oci", "docker-archive"}}, canons, stamp); err != nil {
+		return err
+	}
+	if err := stage.Commit(ctx); err != nil {
+		return err
+	}
+	printResults(e, stage.Results)
+	fmt.Fprintf(e.stdout, "qemu: %s\n", strings.Join(h.Arches, ", "))
+	if pushRef != "" {
+		return push(ctx, e, filepath.Join(out, "alpinist.oci"), pushRef, insecure)
+	}
+	return nil
 }

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"archive/tar"
 	"bufio"
 	"bytes"
 	"context"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,103 +30,6 @@ func staticAlpinist(t *testing.T, dir, name string) string {
 	return bin
 }
 
-// podRootfs writes the tar of a minimal image that runs alpinist's
-// build VMs: the static alpinist, this host's qemu-system-x86_64 and
-// qemu-system-aarch64 with the libraries ldd names and QEMU's firmware
-// directories, /etc/passwd with the user alpinist (65532), /tmp.
-func podRootfs(t *testing.T, alpinist, out string) {
-	t.Helper()
-	f, err := os.Create(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	tw := tar.NewWriter(f)
-	seen := map[string]bool{}
-	var dir func(p string, mode int64)
-	dir = func(p string, mode int64) {
-		if p == "/" || p == "." || seen[p] {
-			return
-		}
-		dir(filepath.Dir(p), 0o755)
-		seen[p] = true
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: strings.TrimPrefix(p, "/") + "/", Mode: mode}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	file := func(dst string, mode int64, data []byte) {
-		if seen[dst] {
-			return
-		}
-		dir(filepath.Dir(dst), 0o755)
-		seen[dst] = true
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(dst, "/"), Mode: mode, Size: int64(len(data))}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// hostFile copies a host file, its links followed, to the same path.
-	hostFile := func(p string) {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fi, err := os.Stat(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		file(p, int64(fi.Mode().Perm()), data)
-	}
-	data, err := os.ReadFile(alpinist)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file("/usr/bin/alpinist", 0o755, data)
-	lib := regexp.MustCompile(`(?m)(/\S+) \(0x[0-9a-f]+\)$`)
-	// libs copies the libraries ldd says a binary needs.
-	libs := func(bin string) {
-		out, err := exec.Command("ldd", bin).Output()
-		if err != nil {
-			t.Fatalf("ldd %s: %v", bin, err)
-		}
-		for _, m := range lib.FindAllStringSubmatch(string(out), -1) {
-			hostFile(m[1])
-		}
-	}
-	for _, q := range []string{"qemu-system-x86_64", "qemu-system-aarch64"} {
-		bin := hosttool.Need(t, q, "qemu-system-x86")
-		hostFile(bin)
-		libs(bin)
-	}
-	// QEMU's firmware, and its modules (Debian's loads TCG's from there).
-	modules, _ := filepath.Glob("/usr/lib/*-linux-gnu/qemu")
-	for _, d := range append([]string{"/usr/share/qemu", "/usr/share/seabios", "/usr/lib/ipxe/qemu"}, modules...) {
-		filepath.WalkDir(d, func(p string, e fs.DirEntry, err error) error {
-			if err != nil {
-				return nil
-			}
-			if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
-				hostFile(p)
-				if strings.HasSuffix(p, ".so") {
-					libs(p)
-				}
-			}
-			return nil
-		})
-	}
-	file("/etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/sbin/nologin\nalpinist:x:65532:65532:alpinist:/tmp:/sbin/nologin\n"))
-	file("/etc/group", 0o644, []byte("root:x:0:\nalpinist:x:65532:\n"))
-	dir("/tmp", 0o1777)
-	dir("/var/cache/alpinist", 0o1777)
-	dir("/etc/alpinist/fleet", 0o755)
-	dir("/repo", 0o755)
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestFleetWorkerInPod runs fleet worker as a fleet's pod runs it: in a
 // container (podman), from an image alpinist assembled, as user 65532
 // with a read-only root file system, the plan and specs mounted
@@ -143,22 +44,28 @@ func TestFleetWorkerInPod(t *testing.T) {
 	_, repoDir := smallSpec(t)
 	work := t.TempDir()
 
-	// The image: assembled by alpinist from a rootfs tar.
+	// The image: fleet image, with a static alpinist.
 	alp := staticAlpinist(t, work, "alpinist")
-	rootfs := filepath.Join(work, "pod.tar")
-	podRootfs(t, alp, rootfs)
-	mustCLI(t, "assemble", rootfs, "-o", filepath.Join(work, "img"), "--output", "docker-archive", "--name", "alpinist-pod", "--arch", "x86_64")
+	img := filepath.Join(work, "img")
+	made := mustCLI(t, "fleet", "image", "-o", img, "--alpinist", alp, "--arch", "x86_64,aarch64")
+	if !strings.Contains(made, "qemu: x86_64, aarch64") {
+		t.Errorf("fleet image:\n%s", made)
+	}
+	again := mustCLI(t, "fleet", "image", "-o", filepath.Join(work, "img2"), "--alpinist", alp, "--arch", "x86_64,aarch64")
+	if digestLines(made) != digestLines(again) || digestLines(made) == "" {
+		t.Errorf("fleet image is not reproducible:\n%s\n%s", made, again)
+	}
 	root := t.TempDir()
 	store := []string{"--root", filepath.Join(root, "storage"), "--runroot", filepath.Join(root, "run"), "--storage-driver", "vfs", "--events-backend", "none"}
-	archive, _ := filepath.Glob(filepath.Join(work, "img", "*.docker.tar"))
-	if len(archive) != 1 {
-		t.Fatalf("docker-archive: %v", archive)
-	}
-	b, err := exec.Command(podman, append(store, "load", "-i", archive[0])...).CombinedOutput()
+	b, err := exec.Command(podman, append(store, "load", "-i", filepath.Join(img, "alpinist-x86_64.docker.tar"))...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("podman load: %v\n%s", err, b)
 	}
-	image := strings.TrimSpace(string(b[bytes.LastIndex(b, []byte("Loaded image: "))+len("Loaded image: "):]))
+	image := "alpinist:" + versionString()
+	b, err = exec.Command(podman, append(store, "image", "inspect", "--format", "{{.Config.User}} {{.Config.Entrypoint}}", image)...).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(b)) != "65532:65532 [/usr/bin/alpinist]" {
+		t.Errorf("podman image inspect: %v %s", err, b)
+	}
 
 	// The plan and the spec, as the ConfigMap gives them.
 	plan := filepath.Join(work, "fleet")
@@ -173,13 +80,13 @@ func TestFleetWorkerInPod(t *testing.T) {
 	}
 	for index := range 2 {
 		run := append(args, "run", "--rm", "--network", "host", "--ulimit", "host",
-			"--read-only", "--user", "65532:65532",
+			"--read-only",
 			"--mount", "type=tmpfs,destination=/tmp,tmpfs-mode=1777",
 			"--mount", "type=tmpfs,destination=/var/cache/alpinist,tmpfs-mode=1777",
 			"-v", plan+":/etc/alpinist/fleet:ro", "-v", repoDir+":/repo:ro",
 			"-e", "ALPINIST_CACHE=/var/cache/alpinist", "-e", "TMPDIR=/tmp", "-e", "HOME=/tmp",
 			"-e", fmt.Sprintf("JOB_COMPLETION_INDEX=%d", index),
-			"--entrypoint", "/usr/bin/alpinist", image,
+			image,
 			"fleet", "worker", "/etc/alpinist/fleet/plan.json", "--job", "tcg")
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		cmd := exec.CommandContext(ctx, podman, run...)
@@ -210,4 +117,9 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// digestLines are the sha256 digests an alpinist command printed.
+func digestLines(out string) string {
+	return strings.Join(regexp.MustCompile(`sha256 [0-9a-f]{64}`).FindAllString(out, -1), " ")
 }
