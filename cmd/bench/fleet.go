@@ -92,7 +92,36 @@ func fleetBench(bin, work string, n int) {
 	add("cold build: share of its phases spent in the VM (boot to export)", fmt.Sprintf("%.0f%%", 100*vmShare[len(vmShare)/2]), "")
 	add("registry bytes per cold build (pushed / pulled)", fmt.Sprintf("%s / %s", kib(coldUp/int64(builds)), kib(coldDown/int64(builds))), "")
 	add("registry bytes per warm build (pushed / pulled)", fmt.Sprintf("%s / %s", kib(warmUp/int64(builds)), kib(warmDown/int64(builds))), "")
+	kvmFleet(bin, work, matrix, builds, n, c)
 	tcgFactor(work)
+}
+
+// kvmFleet runs the cold fleet again with KVM where KVM works here
+// (alpinist doctor says so), else says why it cannot.
+func kvmFleet(bin, work, matrix string, builds, n int, tcg time.Duration) {
+	out, _ := exec.Command(bin, "doctor").CombinedOutput()
+	state, detail := "missing", "alpinist doctor has no KVM line"
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "KVM" {
+			state, detail = f[1], strings.Join(f[2:], " ")
+		}
+	}
+	if state != "ok" && state != "untried" {
+		add("fleet run --local, cold, with KVM", "not measurable here: KVM "+state+" ("+detail+")", "")
+		return
+	}
+	var runs []time.Duration
+	for i := range n {
+		reg, stop := startRegistry(filepath.Join(work, fmt.Sprintf("fleet-kvm-registry-%d", i)))
+		d, out, _ := alp(bin, "fleet", "run", "--local", matrix, "--registry", reg, "--insecure")
+		stop()
+		if !strings.Contains(out, "4 built in a VM") {
+			fatal("fleet bench: the KVM run did not build 4 VMs:\n%s", out)
+		}
+		runs = append(runs, d)
+	}
+	k := medianDur(runs)
+	add("fleet run --local, cold, with KVM (x86_64 under KVM, aarch64 emulated)", ms(k)+fmt.Sprintf(" (%s per build; %.2f× TCG)", ms(k/time.Duration(builds)), k.Seconds()/tcg.Seconds()), "")
 }
 
 func medianDur(ds []time.Duration) time.Duration {
