@@ -126,15 +126,6 @@ func runAssemble(ctx context.Context, e *env, input string, f assembleFlags) err
 	if err != nil {
 		return err
 	}
-	epoch, haveEpoch, err := epoch.FromEnv()
-	if err != nil {
-		return err
-	}
-	stage, err := builder.NewStaging(f.out, sp.Name)
-	if err != nil {
-		return err
-	}
-	defer stage.Cleanup()
 	sources, err := assembleSources(ctx, input, f, sp)
 	if err != nil {
 		return err
@@ -144,6 +135,22 @@ func runAssemble(ctx context.Context, e *env, input string, f assembleFlags) err
 			return fmt.Errorf("--output: %w", err)
 		}
 	}
+	return assembleInto(ctx, e, input, sp, f, sources)
+}
+
+// assembleInto writes the outputs f asks for of each source into f.out,
+// through a stage: each source read as its canonical tree, the outputs
+// dated SOURCE_DATE_EPOCH, else the newest time in the sources.
+func assembleInto(ctx context.Context, e *env, input string, sp *spec.Spec, f assembleFlags, sources []source) error {
+	epoch, haveEpoch, err := epoch.FromEnv()
+	if err != nil {
+		return err
+	}
+	stage, err := builder.NewStaging(f.out, sp.Name)
+	if err != nil {
+		return err
+	}
+	defer stage.Cleanup()
 	clamp := time.Time{}
 	if haveEpoch {
 		clamp = epoch

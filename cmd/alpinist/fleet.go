@@ -20,9 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/alpinist/alpinist/arch"
-	"github.com/alpinist/alpinist/builder"
 	"github.com/alpinist/alpinist/fleet"
-	"github.com/alpinist/alpinist/internal/epoch"
 	"github.com/alpinist/alpinist/spec"
 )
 
@@ -556,39 +554,10 @@ func fleetImage(ctx context.Context, e *env, out string, h fleet.HostImage, push
 		Env: map[string]string{"ALPINIST_CACHE": fleet.ImageCacheDir, "TMPDIR": "/tmp", "HOME": "/tmp"},
 		Tag: "alpinist:" + versionString(),
 	}}
-	stamp, haveEpoch, err := epoch.FromEnv()
-	if err != nil {
-		return err
-	}
-	stage, err := builder.NewStaging(out, sp.Name)
-	if err != nil {
-		return err
-	}
-	defer stage.Cleanup()
-	clamp := time.Time{}
-	if haveEpoch {
-		clamp = stamp
-	}
 	src := source{arch.Host(), func() (io.ReadCloser, error) { return os.Open(tarPath) }}
-	canons, newest, err := canonicalize(ctx, tarPath, []source{src}, clamp, stage.Dir, sp.Name)
-	defer func() {
-		for _, c := range canons {
-			c.close()
-		}
-	}()
-	if err != nil {
+	if err := assembleInto(ctx, e, tarPath, sp, assembleFlags{out: out, outputs: []string{"oci", "docker-archive"}}, []source{src}); err != nil {
 		return err
 	}
-	if !haveEpoch {
-		stamp = newest.UTC().Truncate(time.Second)
-	}
-	if err := writeOutputs(ctx, e, stage, sp, assembleFlags{outputs: []string{"oci", "docker-archive"}}, canons, stamp); err != nil {
-		return err
-	}
-	if err := stage.Commit(ctx); err != nil {
-		return err
-	}
-	printResults(e, stage.Results)
 	fmt.Fprintf(e.stdout, "qemu: %s\n", strings.Join(h.Arches, ", "))
 	if pushRef != "" {
 		return push(ctx, e, filepath.Join(out, "alpinist.oci"), pushRef, insecure)
