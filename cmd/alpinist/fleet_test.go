@@ -226,3 +226,37 @@ func TestFleetPlanCLI(t *testing.T) {
 		}
 	}
 }
+
+// TestFleetRealAlpine runs a fleet of Alpine's real v3.19 server set
+// (its packages signed by Alpine, its install scripts and triggers) for
+// x86_64 against the registry: the first run builds in a VM and pushes
+// the real packages to the cache; the second takes the rootfs from it;
+// a build with --cache-from and --no-cache then boots its VM with every
+// real package from the registry, each verified against Alpine's keys as
+// a download is, and none downloaded.
+func TestFleetRealAlpine(t *testing.T) {
+	vmtest.Binary(t, "x86_64")
+	host := startRegistry(t)
+	dir := t.TempDir()
+	spec := filepath.Join(dir, "server.yaml")
+	writeFile(t, spec, "name: server\narch: [x86_64]\n"+realRepos(t)+"packages: [alpine-base, openssh, chrony]\n", 0o644)
+	matrix := filepath.Join(dir, "fleet.yaml")
+	writeFile(t, matrix, "specs: [server.yaml]\narch: [x86_64]\n", 0o644)
+
+	first := mustCLI(t, "fleet", "run", "--local", matrix, "--registry", host, "--insecure")
+	if !strings.Contains(first, "fleet: 1 builds: 1 built in a VM, 0 from the build cache") || !strings.Contains(first, "pushed: "+host+"/server:latest@") {
+		t.Fatalf("the first run:\n%s", first)
+	}
+	second := mustCLI(t, "fleet", "run", "--local", matrix, "--registry", host, "--insecure")
+	if !strings.Contains(second, "fleet: 1 builds: 0 built in a VM, 1 from the build cache; packages: 0 downloaded, 0 from the shared cache") {
+		t.Errorf("the second run:\n%s", second)
+	}
+	if a, b := pushedDigests(t, first), pushedDigests(t, second); a[host+"/server:latest"] != b[host+"/server:latest"] {
+		t.Errorf("the runs pushed %v and %v", a, b)
+	}
+	forced := mustCLI(t, "build", spec, "-o", filepath.Join(dir, "forced"), "--output", "tar", "--cache", filepath.Join(dir, "empty-cache"),
+		"--cache-from", host+"/alpinist-cache", "--insecure", "--no-cache")
+	if d, s := packagesLine(t, forced); d != "0" || s == "0" || !strings.Contains(forced, " boot ") {
+		t.Errorf("a forced build from the shared cache: %s downloaded, %s shared:\n%s", d, s, forced)
+	}
+}
