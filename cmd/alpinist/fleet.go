@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -407,6 +408,11 @@ func runLocal(ctx context.Context, e *env, m *fleet.Matrix, p *fleet.Plan, jobs 
 				args = append(args, "-q")
 			}
 			c := exec.CommandContext(ctx, exe, args...)
+			// Stopped, a worker is told as Ctrl-C tells alpinist, and
+			// stops its VM and removes its files; killed if it has not
+			// after 15 s.
+			c.Cancel = func() error { return c.Process.Signal(syscall.SIGTERM) }
+			c.WaitDelay = 15 * time.Second
 			c.Env = append(os.Environ(), "ALPINIST_CACHE="+filepath.Join(tmp, fmt.Sprintf("cache-%s-%d", w.job, w.index)), "JOB_COMPLETION_INDEX=")
 			prefix := w.entry.Name + "/" + w.entry.Arch + ": "
 			pw := &prefixWriter{w: e.stderr, mu: &mu, prefix: prefix}

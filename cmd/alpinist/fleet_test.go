@@ -260,3 +260,18 @@ func TestFleetRealAlpine(t *testing.T) {
 		t.Errorf("a forced build from the shared cache: %s downloaded, %s shared:\n%s", d, s, forced)
 	}
 }
+
+// TestFleetLocalFailure: a build that fails fails the run, naming it,
+// with the worker's own words; nothing is assembled.
+func TestFleetLocalFailure(t *testing.T) {
+	host := startRegistry(t)
+	_, repoDir := smallSpec(t)
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "broken.yaml"), "name: broken\narch: [x86_64]\nrepositories: ["+repoDir+"/main]\nkeys: ["+repoDir+"/keys/]\npackages: [no-such-package]\n", 0o644)
+	matrix := filepath.Join(dir, "fleet.yaml")
+	writeFile(t, matrix, "specs: [broken.yaml]\narch: [x86_64]\n", 0o644)
+	code, out, errs := cli(t, "fleet", "run", "--local", matrix, "--registry", host, "--insecure")
+	if code == 0 || !strings.Contains(errs, "1 of 1 builds failed") || !strings.Contains(errs, "broken/x86_64: ") || !strings.Contains(errs, "no-such-package") || strings.Contains(out, "pushed:") {
+		t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+}
