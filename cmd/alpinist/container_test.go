@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -245,18 +246,57 @@ outputs: [tar, tar.gz, tar.zst, wsl, lxc, oci, docker-archive, ext4]
 	podmanRun(t, filepath.Join(one, "box.oci"), "1.0")
 }
 
+// podmanStore is podman with a store of the test's own, run as it can
+// run containers here: no default ulimits (they need CAP_SYS_RESOURCE,
+// which sandboxes drop), cgroupfs, and runc when installed (crun refuses
+// hybrid cgroup hierarchies).
+type podmanStore struct {
+	bin   string
+	store []string
+	conf  string
+}
+
+func newPodmanStore(t *testing.T, bin string) *podmanStore {
+	t.Helper()
+	root := t.TempDir()
+	p := &podmanStore{bin: bin, conf: filepath.Join(root, "containers.conf"),
+		store: []string{"--root", filepath.Join(root, "storage"), "--runroot", filepath.Join(root, "run"), "--storage-driver", "vfs", "--events-backend", "none"}}
+	writeFile(t, p.conf, "[containers]\ndefault_ulimits = []\n", 0o644)
+	return p
+}
+
+// load loads a docker-archive into the store.
+func (p *podmanStore) load(t *testing.T, archive string) {
+	t.Helper()
+	if b, err := exec.Command(p.bin, append(p.store, "load", "-i", archive)...).CombinedOutput(); err != nil {
+		t.Fatalf("podman load: %v\n%s", err, b)
+	}
+}
+
+// inspect is podman image inspect --format format of image.
+func (p *podmanStore) inspect(image, format string) (string, error) {
+	b, err := exec.Command(p.bin, append(p.store, "image", "inspect", "--format", format, image)...).CombinedOutput()
+	return strings.TrimSpace(string(b)), err
+}
+
+// run is podman run with args, stopped with ctx.
+func (p *podmanStore) run(ctx context.Context, args ...string) *exec.Cmd {
+	cmdArgs := append(slices.Clone(p.store), "--cgroup-manager", "cgroupfs")
+	if _, err := exec.LookPath("runc"); err == nil {
+		cmdArgs = append(cmdArgs, "--runtime", "runc")
+	}
+	cmd := exec.CommandContext(ctx, p.bin, append(append(cmdArgs, "run"), args...)...)
+	cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+p.conf)
+	return cmd
+}
+
 // podmanLoad has podman load the docker-archive (into a store of the
 // test's own) and checks the tag and the image.
 func podmanLoad(t *testing.T, archive, tag string) {
-	podman := hosttool.Need(t, "podman", "podman")
-	root := t.TempDir()
-	store := []string{"--root", filepath.Join(root, "storage"), "--runroot", filepath.Join(root, "run"), "--storage-driver", "vfs", "--events-backend", "none"}
-	if b, err := exec.Command(podman, append(store, "load", "-i", archive)...).CombinedOutput(); err != nil {
-		t.Fatalf("podman load: %v\n%s", err, b)
-	}
-	b, err := exec.Command(podman, append(store, "image", "inspect", "--format", "{{.Architecture}} {{.Config.Entrypoint}}", tag)...).CombinedOutput()
-	if err != nil || strings.TrimSpace(string(b)) != "amd64 [/bin/busybox]" {
-		t.Errorf("podman image inspect %s: %v %s", tag, err, b)
+	p := newPodmanStore(t, hosttool.Need(t, "podman", "podman"))
+	p.load(t, archive)
+	if got, err := p.inspect(tag, "{{.Architecture}} {{.Config.Entrypoint}}"); err != nil || got != "amd64 [/bin/busybox]" {
+		t.Errorf("podman image inspect %s: %v %s", tag, err, got)
 	}
 }
 
@@ -280,21 +320,9 @@ func podmanRun(t *testing.T, layoutDir, tag string) {
 	if err := os.Symlink(layoutDir, link); err != nil {
 		t.Fatal(err)
 	}
-	// No default ulimits (they need CAP_SYS_RESOURCE, which sandboxes
-	// drop); runc when installed (crun refuses hybrid cgroup hierarchies).
-	conf := filepath.Join(root, "containers.conf")
-	writeFile(t, conf, "[containers]\ndefault_ulimits = []\n", 0o644)
-	args := []string{"--root", filepath.Join(root, "storage"), "--runroot", filepath.Join(root, "run"), "--storage-driver", "vfs",
-		"--cgroup-manager", "cgroupfs", "--events-backend", "none"}
-	if _, err := exec.LookPath("runc"); err == nil {
-		args = append(args, "--runtime", "runc")
-	}
-	args = append(args, "run", "--rm", "--network", "none", "--ulimit", "host", "oci:"+link+":"+tag, "/bin/busybox", "echo", "hello from podman")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, podman, args...)
-	cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+conf)
-	b, err := cmd.CombinedOutput()
+	b, err := newPodmanStore(t, podman).run(ctx, "--rm", "--network", "none", "--ulimit", "host", "oci:"+link+":"+tag, "/bin/busybox", "echo", "hello from podman").CombinedOutput()
 	if err == nil {
 		if !strings.Contains(string(b), "hello from podman") {
 			t.Errorf("podman run: %s", b)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -81,37 +80,24 @@ func TestAlpinistImage(t *testing.T) {
 	dir := t.TempDir()
 	staticAlpinist(t, filepath.Join(dir, "bin"), "alpinist-x86_64")
 	writeFile(t, filepath.Join(dir, "bin", "alpinist-aarch64"), "not this arch's", 0o755)
-	p := filepath.Join(dir, "image.yaml")
+	spec := filepath.Join(dir, "image.yaml")
 	qemu := regexp.MustCompile(`^(qemu-|seabios)`)
 	text := imageSpec(t, realRepos(t), func(name string) bool { return !qemu.MatchString(name) })
 	text = strings.Replace(text, "arch: [x86_64, aarch64]", "arch: [x86_64]", 1)
 	if strings.Contains(text, "qemu-system") || !strings.Contains(text, "ca-certificates-bundle") {
 		t.Fatalf("the test's spec:\n%s", text)
 	}
-	writeFile(t, p, text, 0o644)
+	writeFile(t, spec, text, 0o644)
 	out := filepath.Join(dir, "out")
-	mustCLI(t, "build", p, "-o", out)
-	podman := hosttool.Need(t, "podman", "podman")
-	root := t.TempDir()
-	store := []string{"--root", filepath.Join(root, "storage"), "--runroot", filepath.Join(root, "run"), "--storage-driver", "vfs", "--events-backend", "none"}
-	if b, err := exec.Command(podman, append(store, "load", "-i", filepath.Join(out, "alpinist-x86_64.docker.tar"))...).CombinedOutput(); err != nil {
-		t.Fatalf("podman load: %v\n%s", err, b)
-	}
-	b, err := exec.Command(podman, append(store, "image", "inspect", "--format", "{{.Config.User}} {{.Config.Entrypoint}} {{.Config.WorkingDir}}", "alpinist:latest")...).CombinedOutput()
-	if err != nil || strings.TrimSpace(string(b)) != "alpinist [/usr/bin/alpinist] /tmp" {
-		t.Errorf("podman image inspect: %v %s", err, b)
-	}
-	conf := filepath.Join(root, "containers.conf")
-	writeFile(t, conf, "[containers]\ndefault_ulimits = []\n", 0o644)
-	args := append(store, "--cgroup-manager", "cgroupfs")
-	if _, err := exec.LookPath("runc"); err == nil {
-		args = append(args, "--runtime", "runc")
+	mustCLI(t, "build", spec, "-o", out)
+	p := newPodmanStore(t, hosttool.Need(t, "podman", "podman"))
+	p.load(t, filepath.Join(out, "alpinist-x86_64.docker.tar"))
+	if got, err := p.inspect("alpinist:latest", "{{.Config.User}} {{.Config.Entrypoint}} {{.Config.WorkingDir}}"); err != nil || got != "alpinist [/usr/bin/alpinist] /tmp" {
+		t.Errorf("podman image inspect: %v %s", err, got)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	run := exec.CommandContext(ctx, podman, append(args, "run", "--rm", "--network", "none", "--ulimit", "host", "alpinist:latest", "version")...)
-	run.Env = append(os.Environ(), "CONTAINERS_CONF="+conf)
-	b, err = run.CombinedOutput()
+	b, err := p.run(ctx, "--rm", "--network", "none", "--ulimit", "host", "alpinist:latest", "version").CombinedOutput()
 	if err != nil || !strings.Contains(string(b), "alpinist "+versionString()) {
 		t.Errorf("podman run alpinist:latest version: %v\n%s", err, b)
 	}

@@ -55,16 +55,11 @@ func TestFleetWorkerInPod(t *testing.T) {
 	if digestLines(made) != digestLines(again) || digestLines(made) == "" {
 		t.Errorf("fleet image is not reproducible:\n%s\n%s", made, again)
 	}
-	root := t.TempDir()
-	store := []string{"--root", filepath.Join(root, "storage"), "--runroot", filepath.Join(root, "run"), "--storage-driver", "vfs", "--events-backend", "none"}
-	b, err := exec.Command(podman, append(store, "load", "-i", filepath.Join(img, "alpinist-x86_64.docker.tar"))...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("podman load: %v\n%s", err, b)
-	}
+	pm := newPodmanStore(t, podman)
+	pm.load(t, filepath.Join(img, "alpinist-x86_64.docker.tar"))
 	image := "alpinist:" + versionString()
-	b, err = exec.Command(podman, append(store, "image", "inspect", "--format", "{{.Config.User}} {{.Config.Entrypoint}}", image)...).CombinedOutput()
-	if err != nil || strings.TrimSpace(string(b)) != "65532:65532 [/usr/bin/alpinist]" {
-		t.Errorf("podman image inspect: %v %s", err, b)
+	if got, err := pm.inspect(image, "{{.Config.User}} {{.Config.Entrypoint}}"); err != nil || got != "65532:65532 [/usr/bin/alpinist]" {
+		t.Errorf("podman image inspect: %v %s", err, got)
 	}
 
 	// The plan and the spec, as the ConfigMap gives them.
@@ -72,14 +67,9 @@ func TestFleetWorkerInPod(t *testing.T) {
 	writeFile(t, filepath.Join(plan, "pod.yaml"), "name: pod\narch: [x86_64]\nrepositories: [/repo/main]\nkeys: [/repo/keys/]\npackages: [busybox, alpine-baselayout]\n", 0o644)
 	writeFile(t, filepath.Join(plan, "plan.json"), `{"version":1,"run":"pod1","matrix":"fleet.yaml","registry":"`+host+`","cache":"`+host+`/alpinist-cache","tag":"latest","insecure":true,"arch":["x86_64","aarch64"],"jobs":[{"name":"tcg","nodeArch":"amd64","kvm":false,"entries":[{"spec":"pod.yaml","name":"pod","arch":"x86_64"},{"spec":"pod.yaml","name":"pod","arch":"aarch64"}]}]}`, 0o644)
 
-	conf := filepath.Join(root, "containers.conf")
-	writeFile(t, conf, "[containers]\ndefault_ulimits = []\n", 0o644)
-	args := append(store, "--cgroup-manager", "cgroupfs")
-	if _, err := exec.LookPath("runc"); err == nil {
-		args = append(args, "--runtime", "runc")
-	}
 	for index := range 2 {
-		run := append(args, "run", "--rm", "--network", "host", "--ulimit", "host",
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		cmd := pm.run(ctx, "--rm", "--network", "host", "--ulimit", "host",
 			"--read-only",
 			"--mount", "type=tmpfs,destination=/tmp,tmpfs-mode=1777",
 			"--mount", "type=tmpfs,destination=/var/cache/alpinist,tmpfs-mode=1777",
@@ -88,9 +78,6 @@ func TestFleetWorkerInPod(t *testing.T) {
 			"-e", fmt.Sprintf("JOB_COMPLETION_INDEX=%d", index),
 			image,
 			"fleet", "worker", "/etc/alpinist/fleet/plan.json", "--job", "tcg")
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		cmd := exec.CommandContext(ctx, podman, run...)
-		cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+conf)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		err := cmd.Run()
