@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/alpinist/alpinist/internal/testkit/regserver"
 )
 
 // fleetSpecs are the fleet bench's two specs (2 × 2 arches).
@@ -140,40 +142,15 @@ func kib(n int64) string {
 // startRegistry starts Debian's docker-registry on loopback with its
 // storage in dir.
 func startRegistry(dir string) (addr string, stop func()) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		fatal("%v", err)
-	}
-	addr = l.Addr().String()
-	l.Close()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		fatal("%v", err)
-	}
-	cfg := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, "version: 0.1\nlog: {level: warn}\nstorage: {filesystem: {rootdirectory: %s}}\nhttp: {addr: %q}\n", filepath.Join(dir, "data"), addr), 0o644); err != nil {
-		fatal("%v", err)
-	}
 	bin, err := exec.LookPath("docker-registry")
 	if err != nil {
 		fatal("fleet bench: docker-registry is needed: apt-get install docker-registry")
 	}
-	cmd := exec.Command(bin, "serve", cfg)
-	if err := cmd.Start(); err != nil {
-		fatal("%v", err)
+	addr, stop, err = regserver.Start(bin, dir)
+	if err != nil {
+		fatal("fleet bench: %v", err)
 	}
-	for start := time.Now(); ; time.Sleep(100 * time.Millisecond) {
-		if resp, err := http.Get("http://" + addr + "/v2/"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Since(start) > 30*time.Second {
-			cmd.Process.Kill()
-			fatal("fleet bench: docker-registry did not come up on %s", addr)
-		}
-	}
-	return addr, func() { cmd.Process.Kill(); cmd.Wait() }
+	return addr, stop
 }
 
 // countingProxy forwards to a registry and counts the bytes each way
