@@ -148,13 +148,19 @@ func Assemble(ctx context.Context, p *Plan, o AssembleOptions) ([]Pushed, []Resu
 	if err != nil {
 		return nil, nil, err
 	}
+	// results are by spec, then by arch: each spec's run is its index.
 	var pushed []Pushed
-	for _, n := range p.Names() {
-		pu, err := pushIndex(ctx, p, n, results)
+	for rest := results; len(rest) > 0; {
+		n := 1
+		for n < len(rest) && rest[n].Name == rest[0].Name {
+			n++
+		}
+		pu, err := pushIndex(ctx, p, rest[:n])
 		if err != nil {
 			return nil, results, err
 		}
 		pushed = append(pushed, pu)
+		rest = rest[n:]
 	}
 	return pushed, results, nil
 }
@@ -217,8 +223,10 @@ func waitResults(ctx context.Context, p *Plan, cache *regcache.Cache, o Assemble
 	return out, nil
 }
 
-// pushIndex pushes the multi-arch index of spec name.
-func pushIndex(ctx context.Context, p *Plan, specName string, results []Result) (Pushed, error) {
+// pushIndex pushes the multi-arch index of one spec's results, in
+// their order.
+func pushIndex(ctx context.Context, p *Plan, results []Result) (Pushed, error) {
+	specName := results[0].Name
 	var nopts []name.Option
 	if p.Insecure {
 		nopts = append(nopts, name.Insecure)
@@ -231,16 +239,8 @@ func pushIndex(ctx context.Context, p *Plan, specName string, results []Result) 
 	}
 	ix := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}
 	pu := Pushed{Ref: ref}
-	for _, a := range p.Arch {
-		var r *Result
-		for i := range results {
-			if results[i].Name == specName && results[i].Arch == a {
-				r = &results[i]
-			}
-		}
-		if r == nil {
-			continue
-		}
+	for _, r := range results {
+		a := r.Arch
 		desc, err := remote.Get(tag.Context().Digest(r.Digest), ropts...)
 		if err != nil {
 			return Pushed{}, fmt.Errorf("fleet: %s %s: the image %s@%s: %w", specName, a, tag.Context(), r.Digest, err)
