@@ -55,16 +55,23 @@ func NewBundle(m *Matrix) (*Bundle, error) {
 		}
 	}
 	out := &Bundle{}
-	size := 0
 	for _, f := range b.files {
 		out.Files = append(out.Files, f)
-		size += f.Size()
 	}
 	slices.SortFunc(out.Files, func(a, b BundleFile) int { return strings.Compare(a.Rel, b.Rel) })
-	if size > MaxBundle {
+	if size := out.Size(); size > MaxBundle {
 		return nil, fmt.Errorf("fleet: the specs' files take %d KiB and a ConfigMap holds less than 1 MiB (%d KiB of it for files): leave large files out of files: (build them into a package), or split the matrix", size>>10, MaxBundle>>10)
 	}
 	return out, nil
+}
+
+// Size is what the bundle's files take in a ConfigMap.
+func (b *Bundle) Size() int {
+	n := 0
+	for _, f := range b.Files {
+		n += f.Size()
+	}
+	return n
 }
 
 // Size is what the file takes in a ConfigMap: its text, or its bytes in

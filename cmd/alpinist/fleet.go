@@ -142,7 +142,7 @@ alpinist from its PATH.`,
 			if err := fleet.WriteManifests(out, p, files); err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "run %s: %d builds (%d specs × %d arches), %d files in %d KiB\n", p.Run, p.Size(), len(m.Specs), len(m.Arch), len(b.Files), bundleKiB(b))
+			fmt.Fprintf(e.stdout, "run %s: %d builds (%d specs × %d arches), %d files in %d KiB\n", p.Run, p.Size(), len(m.Specs), len(m.Arch), len(b.Files), (b.Size()+1023)>>10)
 			for _, j := range p.Jobs {
 				how := "KVM (" + ko.KVMResource + ")"
 				switch {
@@ -184,14 +184,6 @@ alpinist from its PATH.`,
 	fl.IntVar(&ko.Retries, "retries", ko.Retries, "tries after a failed one, per build")
 	fl.BoolVar(&argo, "argo", false, "also write an Argo Workflow (DIR/argo)")
 	return cmd
-}
-
-func bundleKiB(b *fleet.Bundle) int {
-	n := 0
-	for _, f := range b.Files {
-		n += f.Size()
-	}
-	return (n + 1023) >> 10
 }
 
 func newFleetWorkerCmd(e *env) *cobra.Command {
